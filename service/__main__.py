@@ -1,0 +1,71 @@
+"""The ``lossd`` command: ``serve``, ``losses``, ``openapi``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import orjson
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .settings import Settings
+
+    # Flags win over LOSSD_* variables; they go through the environment so that every worker
+    # process (uvicorn spawns them with --workers > 1) builds the same settings.
+    for key in ("host", "port", "workers", "log_level"):
+        value = getattr(args, key)
+        if value is not None:
+            os.environ[f"LOSSD_{key.upper()}"] = str(value)
+    settings = Settings()
+    uvicorn.run(
+        "service.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _losses(_: argparse.Namespace) -> int:
+    from .engine import catalogue
+
+    sys.stdout.write(orjson.dumps({"losses": catalogue()}, option=orjson.OPT_INDENT_2).decode())
+    sys.stdout.write("\n")
+    return 0
+
+
+def _openapi(_: argparse.Namespace) -> int:
+    from .app import create_app
+    from .settings import Settings
+
+    spec = create_app(Settings()).openapi()
+    sys.stdout.write(json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lossd`` and ``python -m service``."""
+    parser = argparse.ArgumentParser(prog="lossd", description="loss functions as a service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--host", default=None, help="bind address (LOSSD_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (LOSSD_PORT, 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="processes (LOSSD_WORKERS, 1)")
+    serve.add_argument("--log-level", default=None, help="LOSSD_LOG_LEVEL (info)")
+    serve.set_defaults(run=_serve)
+    commands.add_parser("losses", help="print the catalogue as JSON").set_defaults(run=_losses)
+    commands.add_parser("openapi", help="print the OpenAPI spec").set_defaults(run=_openapi)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from ..errors import NotReady
+from ..schemas import Health
+from ._docs import problems
+from .state import ServiceState, service_state
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", operation_id="healthz", response_model=Health)
+async def healthz() -> Health:
+    """Liveness: the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", operation_id="readyz", response_model=Health, responses=problems(503))
+async def readyz(state: Annotated[ServiceState, Depends(service_state)]) -> Health:
+    """Readiness: 200 once every kernel is compiled or loaded from cache, 503 before."""
+    if not state.ready:
+        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
+    return Health(status="ready")

@@ -1,0 +1,61 @@
+"""Evaluating losses and reading the catalogue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+
+from .. import engine
+from ..errors import NotReady
+from ..losses import resolve
+from ..schemas import Catalogue, LossInfo, LossResult
+from ._body import read_json_body
+from ._docs import problems
+from .state import ServiceState, service_state
+
+router = APIRouter(tags=["losses"])
+State = Annotated[ServiceState, Depends(service_state)]
+
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LossRequest"}}},
+    }
+}
+
+
+def _json(content: bytes) -> Response:
+    return Response(content, media_type="application/json")
+
+
+@router.post(
+    "/loss/{name}",
+    operation_id="evaluate_loss",
+    response_model=LossResult,
+    responses=problems(404, 413, 415, 422, 503),
+    openapi_extra=_REQUEST_BODY,
+)
+async def evaluate_loss(name: str, request: Request, state: State) -> Response:
+    """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
+    resolve(name)  # an unknown loss is a 404 before the body is read
+    if not state.ready:
+        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
+    body = await read_json_body(request, state.settings.max_body_bytes)
+    content = await state.compute.run(engine.evaluate, name, body, state.settings.max_elements)
+    return _json(content)
+
+
+@router.get("/losses", operation_id="list_losses", response_model=Catalogue)
+async def list_losses() -> Response:
+    """The catalogue: every loss with aliases, parameters, formula and reference."""
+    return _json(orjson.dumps({"losses": engine.catalogue()}))
+
+
+@router.get(
+    "/losses/{name}", operation_id="get_loss", response_model=LossInfo, responses=problems(404)
+)
+async def get_loss(name: str) -> Response:
+    """One catalogue entry; aliases resolve."""
+    return _json(orjson.dumps(resolve(name).catalogue_entry()))

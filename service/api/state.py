@@ -1,0 +1,24 @@
+"""What the routes share: settings, the compute executor and the readiness flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from ..compute import ComputeExecutor
+from ..settings import Settings
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    compute: ComputeExecutor
+    ready: bool = False
+    threading_layer: str = field(default="")
+
+
+def service_state(request: Request) -> ServiceState:
+    """The state ``create_app`` attached to the app."""
+    state: ServiceState = request.app.state.lossd
+    return state

@@ -1,0 +1,194 @@
+"""JSON lists and packed base64 arrays <-> numpy, with the checks of SPEC section 2.
+
+A decoded array is rank 1 or 2, finite, and numeric (float32, float64, int32 or int64). List input
+is turned into an array by numpy in C; the only extra pass is a type scan that catches booleans,
+which numpy would silently read as 0 and 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArray, TooManyElements
+from .losses._jit import Array
+
+PACKED_DTYPES: dict[str, np.dtype[Any]] = {
+    "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"),
+    "int32": np.dtype("<i4"),
+    "int64": np.dtype("<i8"),
+}
+_PACKED_KEYS = frozenset({"dtype", "shape", "data"})
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def decode_array(value: object, field: str, max_elements: int) -> Array:
+    """Decode one request array (JSON list or packed object) into a numpy array of rank 1 or 2."""
+    if isinstance(value, list):
+        return _decode_list(value, field, max_elements)
+    if isinstance(value, dict):
+        return _decode_packed(value, field, max_elements)
+    raise InvalidArray(
+        f"`{field}` must be a JSON list or a packed array object",
+        errors=[((field,), "expected a list or {dtype, shape, data}")],
+    )
+
+
+def _decode_list(value: list[Any], field: str, max_elements: int) -> Array:
+    rank2 = bool(value) and isinstance(value[0], list)
+    count = len(value) * (len(value[0]) if rank2 else 1)
+    if count > max_elements:
+        raise TooManyElements(
+            f"`{field}` has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
+            errors=[((field,), "too many elements")],
+        )
+    try:
+        array = np.array(value)
+    except (ValueError, TypeError, OverflowError):
+        array = np.empty(0, dtype=object)
+    if array.dtype.kind not in "fiu" or array.ndim not in (1, 2) or array.size > max_elements:
+        raise _list_problem(value, field, max_elements)
+    items = chain.from_iterable(value) if rank2 else value
+    if not _NUMBER_TYPES.issuperset(map(type, items)):
+        raise _list_problem(value, field, max_elements)
+    if rank2 and array.shape[1] == 0:
+        raise InvalidArray(
+            f"`{field}` has rows with no elements",
+            errors=[((field, 0), "a row needs at least one element")],
+        )
+    if array.dtype.kind == "u":  # integers beyond int64 that numpy kept as uint64
+        raise _list_problem(value, field, max_elements)
+    return array
+
+
+def _list_problem(value: list[Any], field: str, max_elements: int) -> InvalidArray:
+    """Find the first bad element of a list that numpy refused, to say where it is."""
+    if not value:
+        return InvalidArray(f"`{field}` is not a numeric array", errors=[((field,), "invalid")])
+    rank2 = isinstance(value[0], list)
+    width = len(value[0]) if rank2 else 0
+    for i, row in enumerate(value):
+        if rank2:
+            if not isinstance(row, list) or len(row) != width:
+                return InvalidArray(
+                    f"`{field}` is ragged: row {i} is not a list of {width} numbers",
+                    errors=[((field, i), f"expected a list of {width} numbers")],
+                )
+            for j, item in enumerate(row):
+                bad = _bad_number(item)
+                if bad:
+                    return InvalidArray(
+                        f"`{field}[{i}][{j}]` {bad}", errors=[((field, i, j), bad)]
+                    )
+        else:
+            if isinstance(row, list):
+                if i == 0:
+                    break
+                return InvalidArray(
+                    f"`{field}` mixes numbers and lists at index {i}",
+                    errors=[((field, i), "expected a number")],
+                )
+            bad = _bad_number(row)
+            if bad:
+                return InvalidArray(f"`{field}[{i}]` {bad}", errors=[((field, i), bad)])
+    return InvalidArray(
+        f"`{field}` must have rank 1 (N,) or rank 2 (N, C) with numeric elements",
+        errors=[((field,), "rank must be 1 or 2")],
+    )
+
+
+def _bad_number(item: object) -> str:
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        kind = "a list" if isinstance(item, list) else type(item).__name__
+        kind = {"NoneType": "null", "str": "a string", "bool": "a boolean"}.get(kind, kind)
+        return f"must be a number, not {kind}"
+    if isinstance(item, int) and not -(2**63) <= item < 2**63:
+        return "is an integer outside the 64-bit range"
+    return ""
+
+
+def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Array:
+    keys = set(value)
+    if keys != _PACKED_KEYS:
+        missing = sorted(_PACKED_KEYS - keys)
+        extra = sorted(keys - _PACKED_KEYS)
+        what = f"missing {missing}" if missing else f"unexpected keys {extra}"
+        raise InvalidArray(
+            f"packed `{field}` must have exactly dtype, shape and data: {what}",
+            errors=[((field,), what)],
+        )
+    dtype_name, shape, data = value["dtype"], value["shape"], value["data"]
+    if not isinstance(dtype_name, str) or dtype_name not in PACKED_DTYPES:
+        raise InvalidArray(
+            f"packed `{field}.dtype` must be one of {sorted(PACKED_DTYPES)}",
+            errors=[((field, "dtype"), "unsupported dtype")],
+        )
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in (1, 2)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+    ):
+        raise InvalidArray(
+            f"packed `{field}.shape` must be a list of 1 or 2 non-negative integers",
+            errors=[((field, "shape"), "expected [N] or [N, C]")],
+        )
+    count = 1
+    for s in shape:
+        count *= s  # Python integers: a product of huge dimensions cannot overflow
+    if count > max_elements:
+        raise TooManyElements(
+            f"`{field}` has {count} elements, more than {max_elements} (LOSSD_MAX_ELEMENTS)",
+            errors=[((field, "shape"), "too many elements")],
+        )
+    if len(shape) == 2 and shape[1] == 0:
+        raise InvalidArray(
+            f"packed `{field}` has rows with no elements",
+            errors=[((field, "shape"), "C must be at least 1")],
+        )
+    if not isinstance(data, str):
+        raise InvalidArray(
+            f"packed `{field}.data` must be a base64 string",
+            errors=[((field, "data"), "expected a string")],
+        )
+    dtype = PACKED_DTYPES[dtype_name]
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArray(
+            f"packed `{field}.data` is not valid standard base64",
+            errors=[((field, "data"), "invalid base64")],
+        ) from None
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidArray(
+            f"packed `{field}.data` holds {len(raw)} bytes; shape {shape} of {dtype_name} "
+            f"needs {count * dtype.itemsize}",
+            errors=[((field, "data"), "byte length does not match shape and dtype")],
+        )
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            index = np.unravel_index(int(np.argmin(finite)), array.shape)
+            where = [int(k) for k in index]
+            raise InvalidArray(
+                f"packed `{field}` contains NaN or Infinity at index {where}",
+                errors=[((field, *where), "must be finite")],
+            )
+    return array
+
+
+def encode_array(array: Array, array_format: str) -> object:
+    """A response array: the numpy array itself (orjson writes it as a list) or a packed object."""
+    if array_format == "packed":
+        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        return {
+            "dtype": array.dtype.name,
+            "shape": list(array.shape),
+            "data": base64.b64encode(data.tobytes()).decode("ascii"),
+        }
+    return array

@@ -1,0 +1,74 @@
+"""The compute executor, the threading-layer check and the kernel warm-up.
+
+Kernels release the GIL and run on a small pool of dedicated threads so the event loop stays free.
+Two threads may then be inside parallel kernels at once, which only the ``omp`` and ``tbb``
+threading layers allow: numba's ``workqueue`` layer aborts the whole process when that happens,
+so the service refuses to start on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numba
+
+from .errors import Overloaded
+
+log = logging.getLogger("lossd.compute")
+
+SAFE_LAYERS = ("omp", "tbb")
+T = TypeVar("T")
+
+
+def configure_threading_layer() -> None:
+    """Ask numba for a thread-safe layer unless the operator named one (checked after launch)."""
+    if numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "threadsafe"
+
+
+def check_threading_layer() -> str:
+    """Refuse a threading layer that is not thread-safe (call after a parallel kernel ran)."""
+    layer = str(numba.threading_layer())
+    if layer not in SAFE_LAYERS:
+        raise RuntimeError(
+            f"numba threading layer {layer!r} is not thread-safe; lossd needs one of "
+            f"{SAFE_LAYERS} (install libgomp1 for omp, or the tbb package)"
+        )
+    return layer
+
+
+class ComputeExecutor:
+    """A bounded queue in front of a few compute threads, each with its numba thread count."""
+
+    def __init__(self, threads: int, queue_depth: int, workers: int = 2) -> None:
+        self.threads = max(1, min(threads, int(numba.config.NUMBA_NUM_THREADS)))
+        self.queue_depth = queue_depth
+        self.pending = 0
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="lossd-compute",
+            initializer=numba.set_num_threads,  # per thread: numba's count is thread-local
+            initargs=(self.threads,),
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on a compute thread, or answer 503 when the queue is full."""
+        if self.pending >= self.queue_depth:
+            raise Overloaded(
+                f"the compute queue is full ({self.queue_depth} requests); retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        self.pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        finally:
+            self.pending -= 1
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,219 @@
+"""validate -> compute -> reduce -> encode. The engine knows no HTTP framework.
+
+``evaluate`` takes a loss name and a raw JSON body and returns the response bytes; it runs on the
+compute executor, so decoding, the kernel and encoding all stay off the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from .arrays import decode_array, encode_array
+from .errors import InvalidArray, InvalidParams, OutOfDomain, ShapeMismatch, Unprocessable
+from .losses import REGISTRY, LossParams, LossSpec, resolve
+from .losses._jit import Array
+from .reductions import plan, weighted_sum
+from .schemas import ARRAY_FIELDS, LossOptions
+
+DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
+
+
+def _readonly(array: Array) -> Array:
+    # Kernels are compiled for read-only inputs (packed arrays arrive read-only); one flag for
+    # every input keeps one compiled signature per dtype.
+    array.flags.writeable = False
+    return array
+
+
+EMPTY_WEIGHTS = {name: _readonly(np.empty(0, dtype=dt)) for name, dt in DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The decoded arrays of a request, as sent."""
+
+    predictions: Array
+    targets: Array
+    sample_weight: Array | None
+
+
+def parse_body(body: bytes | bytearray) -> dict[str, Any]:
+    """The request body as a JSON object (orjson: strict JSON, no NaN or Infinity tokens)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(
+            f"the body is not valid JSON: {exc}", errors=[(("body",), "invalid JSON")]
+        ) from None
+    if not isinstance(doc, dict):
+        raise Unprocessable(
+            "the body must be a JSON object", errors=[(("body",), "expected an object")]
+        )
+    return doc
+
+
+def _validation_errors(exc: ValidationError, prefix: tuple[str, ...]) -> list[tuple[Any, str]]:
+    return [((*prefix, *err["loc"]), err["msg"]) for err in exc.errors(include_input=False)]
+
+
+def decode_batch(doc: dict[str, Any], max_elements: int) -> Batch:
+    """Take the array fields out of ``doc`` and decode them."""
+    for field in ARRAY_FIELDS[:2]:
+        if field not in doc:
+            raise Unprocessable(f"`{field}` is required", errors=[((field,), "Field required")])
+    predictions = decode_array(doc.pop("predictions"), "predictions", max_elements)
+    targets = decode_array(doc.pop("targets"), "targets", max_elements)
+    raw_weight = doc.pop("sample_weight", None)
+    weight = None if raw_weight is None else decode_array(raw_weight, "sample_weight", max_elements)
+    return Batch(predictions, targets, weight)
+
+
+def validate_options(doc: dict[str, Any]) -> LossOptions:
+    """The non-array fields, strictly (unknown fields are an error)."""
+    try:
+        return LossOptions.model_validate(doc)
+    except ValidationError as exc:
+        raise Unprocessable(
+            "invalid request fields", errors=_validation_errors(exc, ())
+        ) from None
+
+
+def validate_params(spec: LossSpec, params: dict[str, Any]) -> LossParams:
+    """The loss's own parameters, defaults filled in."""
+    try:
+        return spec.params.model_validate(params)
+    except ValidationError as exc:
+        errors = _validation_errors(exc, ("params",))
+        detail = "; ".join(f"{'.'.join(map(str, loc[1:]))}: {msg}" for loc, msg in errors)
+        raise InvalidParams(f"invalid params for {spec.name}: {detail}", errors=errors) from None
+
+
+def _as_compute(array: Array, dtype: type[np.floating[Any]], field: str) -> Array:
+    """A C-contiguous (N, D) array of the compute dtype."""
+    out = np.ascontiguousarray(array, dtype=dtype)
+    if out.ndim == 1:
+        out = out.reshape(-1, 1)
+    if dtype is np.float32 and array.dtype != np.float32 and not np.isfinite(out).all():
+        raise InvalidArray(
+            f"`{field}` has values outside the float32 range; use dtype float64",
+            errors=[((field,), "overflows float32")],
+        )
+    return _readonly(out)
+
+
+def check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
+    """Targets match predictions; weights are (N,) and non-negative; rank as the loss needs."""
+    pred, targ, weight = batch.predictions, batch.targets, batch.sample_weight
+    if pred.ndim < params.min_rank:
+        raise ShapeMismatch(
+            f"{spec.name} needs predictions of rank {params.min_rank} (N, C); got shape "
+            f"{list(pred.shape)}",
+            errors=[(("predictions",), f"rank must be {params.min_rank}")],
+        )
+    if targ.shape != pred.shape:
+        raise ShapeMismatch(
+            f"targets have shape {list(targ.shape)}, predictions {list(pred.shape)}; "
+            f"{spec.name} needs them equal",
+            errors=[(("targets",), "shape differs from predictions")],
+        )
+    if weight is None:
+        return
+    if weight.shape != (pred.shape[0],):
+        raise ShapeMismatch(
+            f"sample_weight has shape {list(weight.shape)}; it must be (N,) = "
+            f"[{pred.shape[0]}]",
+            errors=[(("sample_weight",), "must have shape (N,)")],
+        )
+    if weight.size and float(np.min(weight)) < 0:
+        first = int(np.argmax(weight < 0))
+        raise InvalidArray(
+            f"sample_weight[{first}] is negative; weights must be non-negative",
+            errors=[(("sample_weight", first), "must be >= 0")],
+        )
+
+
+def compute(
+    spec: LossSpec, params: LossParams, options: LossOptions, batch: Batch
+) -> dict[str, Any]:
+    """Run the loss's driver and reduce: the response document, arrays still numpy."""
+    check_shapes(spec, params, batch)
+    dtype = DTYPES[options.dtype]
+    empty_w = EMPTY_WEIGHTS[options.dtype]
+    pred = _as_compute(batch.predictions, dtype, "predictions")
+    targ = _as_compute(batch.targets, dtype, "targets")
+    weight = None
+    if batch.sample_weight is not None:
+        weight = _as_compute(batch.sample_weight, dtype, "sample_weight").reshape(-1)
+    params.check_domain(pred, targ)
+
+    n = pred.shape[0]
+    reduction = plan(options.reduction, n, weight, empty_w)
+    loss = np.empty(n, dtype=dtype)
+    nothing = np.empty((0, 0), dtype=dtype)
+    grad = np.empty_like(pred) if options.gradient else nothing
+    hess = np.empty_like(pred) if options.hessian else nothing
+    spec.driver(
+        pred, targ, reduction.kernel_weights, reduction.scale, loss, grad, hess,
+        *params.kernel_args(),
+    )  # fmt: skip
+    total = weighted_sum(loss, empty_w if weight is None else weight)
+    derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
+    if not np.isfinite(total) or not all(np.isfinite(a).all() for a in derivatives):
+        raise OutOfDomain(
+            f"{spec.name} overflows {options.dtype} on these inputs (a loss or derivative is "
+            "not finite); scale the inputs down or use dtype float64",
+            errors=[(("predictions",), "result not finite")],
+        )
+    value = reduction.value(total)
+    if value is not None and dtype is np.float32:
+        value = float(np.float32(value))
+    shape = batch.predictions.shape
+    result: dict[str, Any] = {
+        "loss": spec.name,
+        "reduction": options.reduction,
+        "value": value,
+        "weight_sum": reduction.weight_sum,
+        "n": n,
+    }
+    if options.per_sample:
+        result["per_sample"] = encode_array(loss, options.array_format)
+    if options.gradient:
+        result["gradient"] = encode_array(grad.reshape(shape), options.array_format)
+    if options.hessian:
+        result["hessian"] = encode_array(hess.reshape(shape), options.array_format)
+    result["params"] = params.model_dump()
+    return result
+
+
+def evaluate(name: str, body: bytes | bytearray, max_elements: int) -> bytes:
+    """``POST /loss/{name}``: the raw body in, the response bytes out."""
+    spec = resolve(name)
+    doc = parse_body(body)
+    batch = decode_batch(doc, max_elements)
+    options = validate_options(doc)
+    params = validate_params(spec, options.params)
+    return orjson.dumps(compute(spec, params, options, batch), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Every catalogue entry, in registry order."""
+    return [spec.catalogue_entry() for spec in REGISTRY]
+
+
+def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
+    """Compile, or load from numba's cache, every signature a request can reach."""
+    for spec in specs:
+        params = spec.params()
+        shape = (2, 2)
+        batch = Batch(np.full(shape, 0.5), np.full(shape, 0.5), np.ones(2))
+        for dtype in DTYPES:
+            for weighted in (False, True):
+                options = LossOptions(dtype=dtype, gradient=True, hessian=True)  # type: ignore[arg-type]
+                b = batch if weighted else Batch(batch.predictions, batch.targets, None)
+                compute(spec, params, options, b)
+

@@ -1,0 +1,139 @@
+"""The error tree and its problem+json form (RFC 9457).
+
+    LossdError                       status  code
+    ├── NotFound                     404     not_found
+    │   └── UnknownLoss              404     unknown_loss
+    ├── MethodNotAllowed             405     method_not_allowed
+    ├── PayloadTooLarge              413     payload_too_large
+    ├── TooManyElements              413     too_many_elements
+    ├── UnsupportedMediaType         415     unsupported_media_type
+    ├── Unprocessable                422     invalid_request  (JSON syntax, field types)
+    │   ├── InvalidArray             422     invalid_array
+    │   ├── ShapeMismatch            422     shape_mismatch
+    │   ├── InvalidParams            422     invalid_params
+    │   └── OutOfDomain              422     out_of_domain
+    ├── NotReady                     503     not_ready        (with Retry-After)
+    └── Overloaded                   503     overloaded       (with Retry-After)
+
+Details and ``errors[].msg`` describe what is wrong and never echo the offending input back: a
+NaN or a million-element list echoed into a 422 is how a 422 becomes a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_MAX_LOC_PART = 64
+
+
+def _loc_part(part: object) -> str | int:
+    """A location step, cut short: keys come from the client and may be arbitrarily long."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return part
+    text = str(part)
+    return text if len(text) <= _MAX_LOC_PART else text[:_MAX_LOC_PART] + "…"
+
+
+class LossdError(Exception):
+    """Base of every error lossd answers with; ``status`` and ``code`` are fixed per class."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[tuple[Sequence[object], str]] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = [([_loc_part(p) for p in loc], msg) for loc, msg in errors]
+        self.headers = headers or {}
+
+    def to_problem(self) -> dict[str, Any]:
+        """The problem+json body of this error."""
+        return problem(self.status, self.code, self.detail, self.errors)
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    errors: Sequence[tuple[Sequence[str | int], str]] = (),
+) -> dict[str, Any]:
+    """A problem+json document with lossd's ``code`` and ``errors`` extension members."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = [{"loc": list(loc), "msg": msg} for loc, msg in errors]
+    return body
+
+
+class NotFound(LossdError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownLoss(NotFound):
+    code = "unknown_loss"
+
+
+class MethodNotAllowed(LossdError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(LossdError):
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyElements(LossdError):
+    status = 413
+    code = "too_many_elements"
+
+
+class UnsupportedMediaType(LossdError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unprocessable(LossdError):
+    status = 422
+    code = "invalid_request"
+
+
+class InvalidArray(Unprocessable):
+    code = "invalid_array"
+
+
+class ShapeMismatch(Unprocessable):
+    code = "shape_mismatch"
+
+
+class InvalidParams(Unprocessable):
+    code = "invalid_params"
+
+
+class OutOfDomain(Unprocessable):
+    code = "out_of_domain"
+
+
+class NotReady(LossdError):
+    status = 503
+    code = "not_ready"
+
+
+class Overloaded(LossdError):
+    status = 503
+    code = "overloaded"

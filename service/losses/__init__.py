@@ -1,0 +1,64 @@
+"""THE REGISTRY: every loss lossd serves, in catalogue order.
+
+Adding a loss is one file in this folder, one line here and one reference function in
+``tests/reference.py``; the registry-wide tests then cover it.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from ..errors import UnknownLoss
+from . import (
+    cosine_similarity,
+    huber,
+    log_cosh,
+    mae,
+    mape,
+    mse,
+    msle,
+    pinball,
+    poisson,
+    pseudo_huber,
+    smooth_l1,
+    tweedie,
+)
+from ._spec import LossParams, LossSpec
+
+__all__ = ["REGISTRY", "LossParams", "LossSpec", "resolve"]
+
+REGISTRY: tuple[LossSpec, ...] = (
+    mse.SPEC,
+    mae.SPEC,
+    huber.SPEC,
+    smooth_l1.SPEC,
+    pseudo_huber.SPEC,
+    log_cosh.SPEC,
+    mape.SPEC,
+    msle.SPEC,
+    pinball.SPEC,
+    poisson.SPEC,
+    tweedie.SPEC,
+    cosine_similarity.SPEC,
+)
+
+
+def fold(name: str) -> str:
+    """Names match case-insensitively with '-' and '_' interchangeable."""
+    return name.lower().replace("-", "_")
+
+
+_BY_NAME: dict[str, LossSpec] = {
+    fold(alias): spec for spec in REGISTRY for alias in (spec.name, *spec.aliases)
+}
+
+
+def resolve(name: str) -> LossSpec:
+    """The loss a name or alias stands for; ``UnknownLoss`` suggests the closest names."""
+    spec = _BY_NAME.get(fold(name))
+    if spec is not None:
+        return spec
+    close = difflib.get_close_matches(fold(name)[:100], list(_BY_NAME), n=6, cutoff=0.5)
+    names = list(dict.fromkeys(_BY_NAME[c].name for c in close))[:3]
+    hint = f"; did you mean {', '.join(map(repr, names))}?" if names else ""
+    raise UnknownLoss(f"unknown loss {name[:100]!r}{hint} GET /losses lists every loss")

@@ -1,0 +1,63 @@
+"""Mean absolute percentage error."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._jit import Array, batch, prange, scalar
+from ._spec import LossParams, LossSpec
+from ._stable import row_factor, sign
+
+
+class MapeParams(LossParams):
+    epsilon: float = Field(1e-7, gt=0, description="floor of |y| in the denominator")
+
+
+@scalar
+def mape_point(p: float, t: float, epsilon: float) -> tuple[float, float, float]:
+    r"""$100|r|/\max(|y|, \varepsilon)$, its sign times $100/\max(|y|, \varepsilon)$, 0."""
+    r = p - t
+    c = 100.0 / max(abs(t), epsilon)
+    return abs(r) * c, sign(r) * c, 0.0
+
+
+@batch
+def mape_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    epsilon: float,
+) -> None:
+    r"""$l_i = \mathrm{mean}_j 100|r_{ij}|/\max(|y_{ij}|, \varepsilon)$; reference ``keras.losses.mean_absolute_percentage_error``."""
+    n, d = pred.shape
+    inv_d = 1.0 / d
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in prange(n):
+        f = row_factor(w, i, scale) * inv_d
+        acc = 0.0
+        for j in range(d):
+            v, g, h = mape_point(pred[i, j], targ[i, j], epsilon)
+            acc += v
+            if want_g:
+                grad[i, j] = g * f
+            if want_h:
+                hess[i, j] = h * f
+        loss[i] = acc * inv_d
+
+
+SPEC = LossSpec(
+    name="mape",
+    aliases=("mean_absolute_percentage_error",),
+    family="regression",
+    summary="Mean absolute percentage error, in percent.",
+    formula=r"l_i = \frac{1}{D}\sum_j \frac{100\,|\hat y_{ij} - y_{ij}|}{\max(|y_{ij}|, \varepsilon)}",
+    params=MapeParams,
+    driver=mape_batch,
+    reference="keras.losses.mean_absolute_percentage_error",
+    hessian_note="zero everywhere (piecewise linear)",
+)

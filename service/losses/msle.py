@@ -1,0 +1,75 @@
+"""Mean squared logarithmic error."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from ._jit import Array, batch, prange, scalar
+from ._spec import LossParams, LossSpec
+from ._stable import row_factor
+
+
+class MsleParams(LossParams):
+    epsilon: float = Field(1e-7, ge=0, description="floor of predictions and targets before the log")
+
+
+@scalar
+def msle_point(p: float, t: float, epsilon: float) -> tuple[float, float, float]:
+    r"""$(\log(\max(\hat y, \varepsilon) + 1) - \log(\max(y, \varepsilon) + 1))^2$.
+
+    Where the floor is active ($\hat y \le \varepsilon$) the gradient and Hessian are 0, the
+    derivative of the clipped expression (and the smallest subgradient at the kink).
+    """
+    pc = max(p, epsilon)
+    diff = math.log1p(pc) - math.log1p(max(t, epsilon))
+    if p > epsilon:
+        q = 1.0 / (pc + 1.0)
+        return diff * diff, 2.0 * diff * q, 2.0 * (1.0 - diff) * q * q
+    return diff * diff, 0.0, 0.0
+
+
+@batch
+def msle_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    epsilon: float,
+) -> None:
+    r"""$l_i = \mathrm{mean}_j$ squared log error; reference ``keras.losses.mean_squared_logarithmic_error``."""
+    n, d = pred.shape
+    inv_d = 1.0 / d
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in prange(n):
+        f = row_factor(w, i, scale) * inv_d
+        acc = 0.0
+        for j in range(d):
+            v, g, h = msle_point(pred[i, j], targ[i, j], epsilon)
+            acc += v
+            if want_g:
+                grad[i, j] = g * f
+            if want_h:
+                hess[i, j] = h * f
+        loss[i] = acc * inv_d
+
+
+SPEC = LossSpec(
+    name="msle",
+    aliases=("mean_squared_logarithmic_error",),
+    family="regression",
+    summary="Mean squared logarithmic error.",
+    formula=(
+        r"l_i = \frac{1}{D}\sum_j \left(\log(\max(\hat y_{ij}, \varepsilon) + 1)"
+        r" - \log(\max(y_{ij}, \varepsilon) + 1)\right)^2"
+    ),
+    params=MsleParams,
+    driver=msle_batch,
+    reference="keras.losses.mean_squared_logarithmic_error",
+    hessian_note="can be negative where log(1 + y_hat) - log(1 + y) > 1; 0 where clipped",
+)

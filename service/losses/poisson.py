@@ -1,0 +1,98 @@
+"""Poisson negative log-likelihood (PyTorch's ``PoissonNLLLoss``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import Field
+
+from ..errors import OutOfDomain
+from ._jit import Array, batch, prange, scalar
+from ._spec import LossParams, LossSpec
+from ._stable import row_factor
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class PoissonParams(LossParams):
+    log_input: bool = Field(False, description="predictions are log-rates instead of rates")
+    full: bool = Field(False, description="add the Stirling term y log y - y + log(2 pi y)/2")
+    epsilon: float = Field(1e-7, ge=0, description="added to the rate inside the log")
+
+    def check_domain(self, predictions: Array, targets: Array) -> None:
+        """Targets are counts (>= 0); rates are >= 0 unless they are log-rates."""
+        if targets.size and float(np.min(targets)) < 0:
+            raise OutOfDomain(
+                "poisson targets must be non-negative counts",
+                errors=[(("targets",), "must be >= 0")],
+            )
+        if not self.log_input and predictions.size and float(np.min(predictions)) < 0:
+            raise OutOfDomain(
+                "poisson predictions are rates and must be non-negative; send log-rates with "
+                "params.log_input: true",
+                errors=[(("predictions",), "must be >= 0")],
+            )
+
+
+@scalar
+def poisson_point(
+    p: float, t: float, log_input: bool, full: bool, epsilon: float
+) -> tuple[float, float, float]:
+    r"""$\hat y - y\log(\hat y + \varepsilon)$, or $e^{\hat y} - y\hat y$ with ``log_input``.
+
+    ``full`` adds the Stirling term $y\log y - y + \tfrac12\log(2\pi y)$ where $y > 1$; it does
+    not depend on $\hat y$, so the derivatives are unchanged.
+    """
+    if log_input:
+        e = math.exp(p)
+        v, g, h = e - t * p, e - t, e
+    else:
+        q = p + epsilon
+        v, g, h = p - t * math.log(q), 1.0 - t / q, t / (q * q)
+    if full and t > 1.0:
+        v += t * math.log(t) - t + 0.5 * math.log(t) + _HALF_LOG_2PI
+    return v, g, h
+
+
+@batch
+def poisson_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    log_input: bool,
+    full: bool,
+    epsilon: float,
+) -> None:
+    r"""$l_i = \mathrm{mean}_j$ Poisson NLL; reference ``torch.nn.functional.poisson_nll_loss``."""
+    n, d = pred.shape
+    inv_d = 1.0 / d
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in prange(n):
+        f = row_factor(w, i, scale) * inv_d
+        acc = 0.0
+        for j in range(d):
+            v, g, h = poisson_point(pred[i, j], targ[i, j], log_input, full, epsilon)
+            acc += v
+            if want_g:
+                grad[i, j] = g * f
+            if want_h:
+                hess[i, j] = h * f
+        loss[i] = acc * inv_d
+
+
+SPEC = LossSpec(
+    name="poisson",
+    aliases=("poisson_nll", "PoissonNLLLoss"),
+    family="regression",
+    summary="Poisson negative log-likelihood of counts given rates (or log-rates).",
+    formula=r"l_i = \frac{1}{D}\sum_j \hat y_{ij} - y_{ij}\log(\hat y_{ij} + \varepsilon)",
+    params=PoissonParams,
+    driver=poisson_batch,
+    reference="torch.nn.functional.poisson_nll_loss(log_input, full, eps=epsilon)",
+)

@@ -1,0 +1,121 @@
+"""The HTTP contract: request, response, catalogue entry and problem models.
+
+The routes decode request bodies with orjson and ``arrays.decode_array`` (FastAPI's body parsing is
+several times slower on large arrays); these models describe the same contract for the OpenAPI
+spec, and ``LossOptions`` validates the small non-array fields of every request.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PackedArray(BaseModel):
+    """An array as base64 of its little-endian, C-ordered bytes: the fast path for large batches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: Literal["float32", "float64", "int32", "int64"]
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
+    data: str = Field(description="standard base64 of the little-endian, C-ordered bytes")
+
+
+ArrayIn = Annotated[
+    list[float] | list[list[float]] | PackedArray,
+    Field(description="a JSON list (nested for rank 2) or a packed array"),
+]
+ArrayOut = Annotated[
+    list[float] | list[list[float]] | PackedArray,
+    Field(description="a JSON list or, with `array_format: packed`, a packed array"),
+]
+
+Reduction = Literal["mean", "sum", "none"]
+ComputeDtype = Literal["float64", "float32"]
+ArrayFormat = Literal["list", "packed"]
+
+
+class LossOptions(BaseModel):
+    """The non-array fields of a loss request; arrays are decoded separately."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reduction: Reduction = Field("mean", description="how per-sample losses become one value")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the loss's own parameters (see GET /losses/{name})"
+    )
+    per_sample: bool = Field(True, description="include the per-sample losses")
+    gradient: bool = Field(False, description="include the gradient of the reduced value")
+    hessian: bool = Field(False, description="include the diagonal of the Hessian")
+    dtype: ComputeDtype = Field("float64", description="precision of computation and output")
+    array_format: ArrayFormat = Field("list", description="how response arrays are written")
+
+
+ARRAY_FIELDS = ("predictions", "targets", "sample_weight")
+
+
+class LossRequest(LossOptions):
+    """One loss on one batch."""
+
+    predictions: ArrayIn
+    targets: ArrayIn
+    sample_weight: ArrayIn | None = Field(
+        None, description="(N,) finite non-negative weights; they enter only the reductions"
+    )
+
+
+class LossResult(BaseModel):
+    """The result of one loss on one batch."""
+
+    loss: str = Field(description="canonical name")
+    reduction: Reduction
+    value: float | None = Field(description="the reduced loss; null for reduction `none`")
+    weight_sum: float = Field(description="the normaliser of the mean")
+    n: int = Field(description="the batch size N")
+    per_sample: ArrayOut | None = None
+    gradient: ArrayOut | None = None
+    hessian: ArrayOut | None = None
+    params: dict[str, Any] = Field(description="the parameters in force, defaults filled in")
+
+
+class LossInfo(BaseModel):
+    """One catalogue entry."""
+
+    name: str
+    aliases: list[str]
+    family: Literal["regression", "binary", "multiclass", "distribution", "overlap"]
+    summary: str
+    formula: str = Field(description="per-sample loss in LaTeX")
+    targets: list[Literal["same_shape", "class_index"]]
+    params: dict[str, Any] = Field(description="JSON schema of the parameters")
+    gradient: bool
+    hessian: bool
+    hessian_note: str | None = None
+    reference: str
+
+
+class Catalogue(BaseModel):
+    """Every loss lossd serves."""
+
+    losses: list[LossInfo]
+
+
+class ProblemError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document with lossd's stable ``code``."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[ProblemError] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]

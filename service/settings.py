@@ -1,0 +1,36 @@
+"""Configuration: environment variables with the prefix ``LOSSD_``; command-line flags win."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; ``create_app(settings)`` takes one, nothing reads the env."""
+
+    model_config = SettingsConfigDict(env_prefix="LOSSD_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    compute_threads: int = Field(default_factory=available_cpus, ge=1)
+    max_body_bytes: int = Field(268_435_456, ge=1)
+    max_elements: int = Field(33_554_432, ge=1)
+    queue_depth: int = Field(64, ge=1)
+    body_timeout: float = Field(60.0, gt=0)
+    api_keys: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "text"] = "json"
