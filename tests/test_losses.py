@@ -1,0 +1,373 @@
+"""Registry-wide contract tests: every registered loss is checked by the same harness.
+
+A new loss is covered by adding its reference (and its ``Case``) to ``tests/reference.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import pkgutil
+from decimal import Decimal, localcontext
+from collections.abc import Callable
+from typing import Any, cast
+
+import numba
+import numpy as np
+import orjson
+import pytest
+
+import service.losses
+from service import engine
+from service.errors import InvalidParams, LossdError
+from service.losses import REGISTRY, LossSpec, resolve
+from service.schemas import LossOptions
+from tests import reference
+from tests.reference import CASES
+
+RTOL, ATOL = 1e-9, 1e-12
+REDUCTIONS = ("mean", "sum", "none")
+
+Variant = tuple[LossSpec, dict[str, Any]]
+VARIANTS: list[Variant] = [
+    (spec, params) for spec in REGISTRY for params in CASES[spec.name].params
+]
+VARIANT_IDS = [f"{spec.name}-{orjson.dumps(p).decode()}" for spec, p in VARIANTS]
+SHAPES = [(7,), (6, 3)]
+
+
+def sample(name: str, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and targets inside the loss's domain, away from kinks."""
+    case = CASES[name]
+    rng = np.random.default_rng(seed)
+    pred = rng.uniform(*case.pred, size=shape)
+    targ = rng.uniform(*case.targ, size=shape)
+    # keep residuals away from 0 and from the breakpoints of piecewise losses
+    targ = np.where(np.abs(pred - targ) < 0.05, targ + 0.1, targ)
+    return pred, targ
+
+
+def shapes_for(name: str) -> list[tuple[int, ...]]:
+    return [s for s in SHAPES if len(s) >= CASES[name].min_rank]
+
+
+def evaluate(
+    spec: LossSpec,
+    pred: np.ndarray,
+    targ: np.ndarray,
+    weight: np.ndarray | None = None,
+    params: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The engine's response document for one request, arrays as numpy."""
+    opts = LossOptions.model_validate({"params": params or {}, **options})
+    loss_params = engine.validate_params(spec, opts.params)
+    return engine.compute(spec, loss_params, opts, engine.Batch(pred, targ, weight))
+
+
+def ref_loss(name: str, pred: np.ndarray, targ: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    fn = cast(Callable[..., np.ndarray], CASES[name].fn)
+    p2 = pred.reshape(pred.shape[0], -1)
+    t2 = targ.reshape(targ.shape[0], -1)
+    return fn(p2, t2, **params)
+
+
+def test_every_loss_file_is_registered() -> None:
+    """A loss module that is not in the registry fails here."""
+    modules = {
+        m.name for m in pkgutil.iter_modules(service.losses.__path__) if not m.name.startswith("_")
+    }
+    assert modules == {spec.name for spec in REGISTRY}
+
+
+def test_every_loss_has_a_reference() -> None:
+    """Each registered loss has a reference function and a case in tests/reference.py."""
+    assert set(CASES) == {spec.name for spec in REGISTRY}
+    for spec in REGISTRY:
+        assert callable(getattr(reference, spec.name))
+
+
+def test_names_and_aliases_resolve_case_insensitively() -> None:
+    """Canonical names and aliases resolve with case folded and '-'/'_' interchangeable."""
+    for spec in REGISTRY:
+        for alias in (spec.name, *spec.aliases):
+            assert resolve(alias) is spec
+            assert resolve(alias.upper().replace("_", "-")) is spec
+    assert resolve("mean-squared-error").name == "mse"
+
+
+def test_aliases_are_unique() -> None:
+    """No alias names two losses."""
+    folded = [
+        service.losses.fold(a) for spec in REGISTRY for a in (spec.name, *spec.aliases)
+    ]
+    assert len(folded) == len(set(folded))
+
+
+@pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.name)
+def test_catalogue_entry_is_complete(spec: LossSpec) -> None:
+    """Each entry carries every field LOSSES.md lists, with parameter defaults."""
+    entry = spec.catalogue_entry()
+    assert set(entry) >= {
+        "name", "aliases", "family", "summary", "formula", "targets", "params",
+        "gradient", "hessian", "hessian_note", "reference",
+    }  # fmt: skip
+    assert entry["formula"] and entry["summary"] and entry["reference"]
+    for field in entry["params"].get("properties", {}).values():
+        assert "default" in field
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_value_matches_reference(
+    spec: LossSpec, params: dict[str, Any], weighted: bool, reduction: str
+) -> None:
+    """Per-sample losses, reduced value and weight_sum agree with the reference in float64."""
+    for shape in shapes_for(spec.name):
+        pred, targ = sample(spec.name, shape, seed=1)
+        weight = np.random.default_rng(2).uniform(0, 2, size=shape[0]) if weighted else None
+        out = evaluate(spec, pred, targ, weight, params, reduction=reduction)
+        expected = ref_loss(spec.name, pred, targ, params)
+        np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+        w = np.ones(shape[0]) if weight is None else weight
+        assert out["weight_sum"] == pytest.approx(w.sum(), rel=RTOL)
+        assert out["n"] == shape[0]
+        if reduction == "none":
+            assert out["value"] is None
+        else:
+            total = float(np.sum(w * expected))
+            want = total if reduction == "sum" else total / w.sum()
+            assert out["value"] == pytest.approx(want, rel=RTOL, abs=ATOL)
+
+
+def _fd_gradient(
+    name: str, pred: np.ndarray, targ: np.ndarray, w: np.ndarray, params: dict[str, Any]
+) -> np.ndarray:
+    """Central differences of Σ w_i l_i(reference), one element at a time."""
+    grad = np.zeros_like(pred)
+    flat = pred.reshape(-1)
+    for k in range(flat.size):
+        h = 1e-6 * max(1.0, abs(flat[k]))
+        up, down = flat.copy(), flat.copy()
+        up[k] += h
+        down[k] -= h
+        f_up = np.sum(w * ref_loss(name, up.reshape(pred.shape), targ, params))
+        f_down = np.sum(w * ref_loss(name, down.reshape(pred.shape), targ, params))
+        grad.reshape(-1)[k] = (f_up - f_down) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+def test_gradient_matches_finite_differences(spec: LossSpec, params: dict[str, Any]) -> None:
+    """The gradient of the weighted sum equals central differences of the reference."""
+    for shape in shapes_for(spec.name):
+        pred, targ = sample(spec.name, shape, seed=3)
+        w = np.random.default_rng(4).uniform(0.5, 2, size=shape[0])
+        out = evaluate(spec, pred, targ, w, params, reduction="sum", gradient=True)
+        expected = _fd_gradient(spec.name, pred, targ, w, params)
+        np.testing.assert_allclose(out["gradient"], expected, rtol=1e-5, atol=1e-7)
+        assert out["gradient"].shape == pred.shape
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+def test_hessian_matches_finite_differences(spec: LossSpec, params: dict[str, Any]) -> None:
+    """The Hessian diagonal equals central differences of the gradient, element by element."""
+    for shape in shapes_for(spec.name):
+        pred, targ = sample(spec.name, shape, seed=5)
+        w = np.random.default_rng(6).uniform(0.5, 2, size=shape[0])
+        out = evaluate(spec, pred, targ, w, params, reduction="sum", gradient=True, hessian=True)
+        expected = np.zeros_like(pred)
+        for k in range(pred.size):
+            h = 1e-5 * max(1.0, abs(pred.reshape(-1)[k]))
+            up, down = pred.copy().reshape(-1), pred.copy().reshape(-1)
+            up[k] += h
+            down[k] -= h
+            g_up = evaluate(spec, up.reshape(pred.shape), targ, w, params, reduction="sum",
+                            gradient=True)["gradient"]  # fmt: skip
+            g_down = evaluate(spec, down.reshape(pred.shape), targ, w, params, reduction="sum",
+                              gradient=True)["gradient"]  # fmt: skip
+            expected.reshape(-1)[k] = (g_up.reshape(-1)[k] - g_down.reshape(-1)[k]) / (2 * h)
+        np.testing.assert_allclose(out["hessian"], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+def test_reductions_scale_the_derivatives(spec: LossSpec, params: dict[str, Any]) -> None:
+    """mean = sum / weight_sum for values and derivatives; none gives d l_i / d row i."""
+    shape = shapes_for(spec.name)[-1]
+    pred, targ = sample(spec.name, shape, seed=7)
+    w = np.random.default_rng(8).uniform(0, 2, size=shape[0])
+    asked = {"gradient": True, "hessian": True}
+    out = {r: evaluate(spec, pred, targ, w, params, reduction=r, **asked) for r in REDUCTIONS}
+    ws = out["sum"]["weight_sum"]
+    assert out["mean"]["value"] == pytest.approx(out["sum"]["value"] / ws, rel=RTOL)
+    wcol = w.reshape(-1, *([1] * (pred.ndim - 1)))
+    for key in ("gradient", "hessian"):
+        np.testing.assert_allclose(out["mean"][key], out["sum"][key] / ws, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(out["none"][key] * wcol, out["sum"][key], rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(out["none"]["per_sample"], out["sum"]["per_sample"])
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+def test_float32_is_close_to_float64(spec: LossSpec, params: dict[str, Any]) -> None:
+    """The float32 path gives float32 arrays within float32 precision of the float64 ones."""
+    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=9)
+    asked = {"gradient": True, "hessian": True}
+    f64 = evaluate(spec, pred, targ, None, params, **asked)
+    f32 = evaluate(spec, pred, targ, None, params, dtype="float32", **asked)
+    for key in ("per_sample", "gradient", "hessian"):
+        assert f32[key].dtype == np.float32
+        np.testing.assert_allclose(f32[key], f64[key], rtol=2e-4, atol=2e-5)
+    assert f32["value"] == pytest.approx(f64["value"], rel=2e-4, abs=2e-5)
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+def test_batch_equals_row_by_row(spec: LossSpec, params: dict[str, Any]) -> None:
+    """A batch gives, row for row, the bits that each row gives alone."""
+    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=10)
+    whole = evaluate(spec, pred, targ, None, params, reduction="none", gradient=True)
+    for i in range(pred.shape[0]):
+        row = evaluate(spec, pred[i : i + 1], targ[i : i + 1], None, params, reduction="none",
+                       gradient=True)  # fmt: skip
+        assert row["per_sample"][0] == whole["per_sample"][i]
+        np.testing.assert_array_equal(row["gradient"][0], whole["gradient"][i])
+
+
+@pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.name)
+def test_empty_batch(spec: LossSpec) -> None:
+    """N = 0 gives value 0, weight_sum 0 and empty arrays."""
+    shape = (0, 3) if CASES[spec.name].min_rank == 2 else (0,)
+    for reduction in ("mean", "sum"):
+        out = evaluate(spec, np.zeros(shape), np.zeros(shape), reduction=reduction,
+                       gradient=True, hessian=True)  # fmt: skip
+        assert (out["value"], out["weight_sum"], out["n"]) == (0.0, 0.0, 0)
+        assert out["per_sample"].shape == (0,)
+        assert out["gradient"].shape == shape
+
+
+@pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.name)
+def test_unknown_and_out_of_range_params_are_rejected(spec: LossSpec) -> None:
+    """An unknown key, a wrong type and every bound of the parameter schema give InvalidParams."""
+    with pytest.raises(InvalidParams):
+        engine.validate_params(spec, {"no_such_param": 1})
+    schema = spec.params.model_json_schema()
+    for name, field in schema.get("properties", {}).items():
+        with pytest.raises(InvalidParams):
+            engine.validate_params(spec, {name: "1"})
+        for key, below in (("minimum", -1e-9), ("exclusiveMinimum", 0.0)):
+            if key in field:
+                with pytest.raises(InvalidParams):
+                    engine.validate_params(spec, {name: field[key] + below})
+        for key, above in (("maximum", 1e-9), ("exclusiveMaximum", 0.0)):
+            if key in field:
+                with pytest.raises(InvalidParams):
+                    engine.validate_params(spec, {name: field[key] + above})
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+def test_packed_and_list_inputs_agree(spec: LossSpec, params: dict[str, Any]) -> None:
+    """The same batch sent as JSON lists and as packed arrays gives identical response bytes."""
+    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=11)
+
+    def packed(a: np.ndarray) -> dict[str, Any]:
+        data = base64.b64encode(a.astype("<f8").tobytes()).decode()
+        return {"dtype": "float64", "shape": list(a.shape), "data": data}
+
+    common = {"params": params, "gradient": True, "hessian": True}
+    as_list = {"predictions": pred.tolist(), "targets": targ.tolist(), **common}
+    as_packed = {"predictions": packed(pred), "targets": packed(targ), **common}
+    one = engine.evaluate(spec.name, orjson.dumps(as_list), 10**6)
+    two = engine.evaluate(spec.name, orjson.dumps(as_packed), 10**6)
+    assert one == two
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    """The same request gives bit-identical output with 1 and with all numba threads."""
+    spec = resolve("huber")
+    pred, targ = sample("huber", (50_000, 3), seed=12)
+    w = np.random.default_rng(13).uniform(0, 2, size=50_000)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = evaluate(spec, pred, targ, w, gradient=True)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = evaluate(spec, pred, targ, w, gradient=True)
+    finally:
+        numba.set_num_threads(before)
+    assert one["value"] == many["value"]
+    np.testing.assert_array_equal(one["gradient"], many["gradient"])
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "pred", "targ", "grad"),
+    [
+        ("mae", {}, 1.0, 1.0, 0.0),
+        ("pinball", {"quantile": 0.3}, 2.0, 2.0, 0.0),
+        ("smooth_l1", {"beta": 0.0}, 1.5, 1.5, 0.0),
+        ("huber", {"delta": 1.0}, 3.0, 3.0, 0.0),
+        ("mape", {}, 2.0, 2.0, 0.0),
+        ("msle", {}, -1.0, 0.5, 0.0),  # clipped to epsilon: derivative of the clipped form is 0
+        ("msle", {}, 1e-7, 0.5, 0.0),  # at the clip point: smallest subgradient
+    ],
+)
+def test_kinks_take_the_smallest_subgradient(
+    name: str, params: dict[str, Any], pred: float, targ: float, grad: float
+) -> None:
+    """At a kink the gradient is the subgradient of smallest magnitude (SPEC section 4)."""
+    out = evaluate(resolve(name), np.array([pred]), np.array([targ]), None, params, gradient=True)
+    assert out["gradient"][0] == grad
+
+
+def test_huber_at_delta_is_continuous() -> None:
+    """At |r| = delta Huber's two branches meet: value δ²/2 and gradient ±δ."""
+    out = evaluate(resolve("huber"), np.array([2.0, -2.0]), np.zeros(2), None, {"delta": 2.0},
+                   reduction="none", gradient=True)  # fmt: skip
+    np.testing.assert_array_equal(out["per_sample"], [2.0, 2.0])
+    np.testing.assert_array_equal(out["gradient"], [2.0, -2.0])
+
+
+@pytest.mark.parametrize("r", [1e300, -1e300, 800.0, 1e-300])
+def test_log_cosh_and_pseudo_huber_are_stable(r: float) -> None:
+    """log cosh and pseudo-Huber stay finite and exact for huge and tiny residuals."""
+    lc = evaluate(resolve("log_cosh"), np.array([r]), np.zeros(1), gradient=True, hessian=True)
+    small = r * r / 2  # log cosh r = r²/2 + O(r⁴)
+    assert lc["value"] == pytest.approx(abs(r) - np.log(2) if abs(r) > 1 else small, rel=1e-12)
+    assert lc["gradient"][0] == pytest.approx(np.tanh(r))
+    ph = evaluate(resolve("pseudo_huber"), np.array([r]), np.zeros(1), gradient=True)
+    with localcontext() as ctx:  # δ = 1: √(1 + r²) − 1 in 60-digit decimal arithmetic
+        ctx.prec = 60
+        expected = float((1 + Decimal(r) ** 2).sqrt() - 1)
+    assert ph["value"] == pytest.approx(expected, rel=1e-12)
+    assert np.isfinite(ph["gradient"][0])
+
+
+def test_overflow_is_a_422_not_a_non_finite_answer() -> None:
+    """A loss that overflows float64 is reported as out of domain."""
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve("mse"), np.array([1e200]), np.array([-1e200]))
+    assert info.value.status == 422 and info.value.code == "out_of_domain"
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "pred", "targ"),
+    [
+        ("tweedie", {"power": 1.5}, 0.0, 1.0),
+        ("tweedie", {"power": 1.5}, 1.0, -1.0),
+        ("tweedie", {"power": 2.0}, 1.0, 0.0),
+        ("tweedie", {"power": -1.0}, -1.0, 1.0),
+        ("poisson", {}, -0.5, 1.0),
+        ("poisson", {}, 0.5, -1.0),
+    ],
+)
+def test_domain_violations_are_422(
+    name: str, params: dict[str, Any], pred: float, targ: float
+) -> None:
+    """Inputs outside the loss's domain (scikit-learn's checks for Tweedie) are out_of_domain."""
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve(name), np.array([pred]), np.array([targ]), None, params)
+    assert info.value.code == "out_of_domain"
+
+
+def test_tweedie_power_zero_accepts_any_sign() -> None:
+    """Tweedie with power 0 is squared error: no domain restriction."""
+    out = evaluate(resolve("tweedie"), np.array([-1.0]), np.array([2.0]), None, {"power": 0.0})
+    assert out["value"] == 9.0
