@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 import orjson
@@ -22,6 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"LOSSD_{key.upper()}"] = str(value)
     settings = Settings()
+    # uvicorn drains on SIGTERM and then re-raises the signal with the handler that was there
+    # before it started; a no-op handler makes that re-raise harmless, so a drained stop exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "service.app:create_app_from_env",
         factory=True,

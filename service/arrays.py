@@ -7,13 +7,12 @@ which numpy would silently read as 0 and 1.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from itertools import chain
 from typing import Any
 
 import numpy as np
 
+from .body import Base64, Blob, b64decode
 from .errors import InvalidArray, TooManyElements
 from .losses._jit import Array
 
@@ -150,26 +149,27 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
             f"packed `{field}` has rows with no elements",
             errors=[((field, "shape"), "C must be at least 1")],
         )
-    if not isinstance(data, str):
+    if isinstance(data, Blob):
+        data = data.content()
+    if not isinstance(data, str | memoryview):
         raise InvalidArray(
             f"packed `{field}.data` must be a base64 string",
             errors=[((field, "data"), "expected a string")],
         )
     dtype = PACKED_DTYPES[dtype_name]
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
+    raw = b64decode(data)
+    if raw is None:
         raise InvalidArray(
             f"packed `{field}.data` is not valid standard base64",
             errors=[((field, "data"), "invalid base64")],
-        ) from None
+        )
     if len(raw) != count * dtype.itemsize:
         raise InvalidArray(
             f"packed `{field}.data` holds {len(raw)} bytes; shape {shape} of {dtype_name} "
             f"needs {count * dtype.itemsize}",
             errors=[((field, "data"), "byte length does not match shape and dtype")],
         )
-    array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    array = raw.view(dtype).reshape(shape)
     if dtype.kind == "f":
         finite = np.isfinite(array)
         if not finite.all():
@@ -186,9 +186,5 @@ def encode_array(array: Array, array_format: str) -> object:
     """A response array: the numpy array itself (orjson writes it as a list) or a packed object."""
     if array_format == "packed":
         data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        return {
-            "dtype": array.dtype.name,
-            "shape": list(array.shape),
-            "data": base64.b64encode(data.tobytes()).decode("ascii"),
-        }
+        return {"dtype": array.dtype.name, "shape": list(array.shape), "data": Base64(data)}
     return array

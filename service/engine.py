@@ -14,6 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from .arrays import decode_array, encode_array
+from .body import LIFT_MIN, Base64, Blob, Encoded, dumps, lift, resolve_blob
 from .errors import InvalidArray, InvalidParams, OutOfDomain, ShapeMismatch, Unprocessable
 from .losses import REGISTRY, LossParams, LossSpec, resolve
 from .losses._jit import Array
@@ -42,10 +43,14 @@ class Batch:
     sample_weight: Array | None
 
 
-def parse_body(body: bytes | bytearray) -> dict[str, Any]:
-    """The request body as a JSON object (orjson: strict JSON, no NaN or Infinity tokens)."""
+def parse_body(body: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Blob]]:
+    """The request body as a JSON object (orjson: strict JSON, no NaN or Infinity tokens).
+
+    Long string literals (packed array data) come back as ``Blob`` markers, see ``body.lift``.
+    """
+    skeleton, blobs = lift(body)
     try:
-        doc = orjson.loads(body)
+        doc = orjson.loads(skeleton)
     except orjson.JSONDecodeError as exc:
         raise Unprocessable(
             f"the body is not valid JSON: {exc}", errors=[(("body",), "invalid JSON")]
@@ -54,22 +59,26 @@ def parse_body(body: bytes | bytearray) -> dict[str, Any]:
         raise Unprocessable(
             "the body must be a JSON object", errors=[(("body",), "expected an object")]
         )
-    return doc
+    return doc, blobs
 
 
 def _validation_errors(exc: ValidationError, prefix: tuple[str, ...]) -> list[tuple[Any, str]]:
     return [((*prefix, *err["loc"]), err["msg"]) for err in exc.errors(include_input=False)]
 
 
-def decode_batch(doc: dict[str, Any], max_elements: int) -> Batch:
+def decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int) -> Batch:
     """Take the array fields out of ``doc`` and decode them."""
     for field in ARRAY_FIELDS[:2]:
         if field not in doc:
             raise Unprocessable(f"`{field}` is required", errors=[((field,), "Field required")])
-    predictions = decode_array(doc.pop("predictions"), "predictions", max_elements)
-    targets = decode_array(doc.pop("targets"), "targets", max_elements)
-    raw_weight = doc.pop("sample_weight", None)
-    weight = None if raw_weight is None else decode_array(raw_weight, "sample_weight", max_elements)
+    decoded: list[Array | None] = []
+    for field in ARRAY_FIELDS:
+        value = doc.pop(field, None)
+        if isinstance(value, dict) and "data" in value:
+            value["data"] = resolve_blob(value["data"], blobs)
+        decoded.append(None if value is None else decode_array(value, field, max_elements))
+    predictions, targets, weight = decoded
+    assert predictions is not None and targets is not None
     return Batch(predictions, targets, weight)
 
 
@@ -190,14 +199,14 @@ def compute(
     return result
 
 
-def evaluate(name: str, body: bytes | bytearray, max_elements: int) -> bytes:
-    """``POST /loss/{name}``: the raw body in, the response bytes out."""
+def evaluate(name: str, body: bytes | bytearray, max_elements: int) -> Encoded:
+    """``POST /loss/{name}``: the raw body in, the response body out."""
     spec = resolve(name)
-    doc = parse_body(body)
-    batch = decode_batch(doc, max_elements)
+    doc, blobs = parse_body(body)
+    batch = decode_batch(doc, blobs, max_elements)
     options = validate_options(doc)
     params = validate_params(spec, options.params)
-    return orjson.dumps(compute(spec, params, options, batch), option=orjson.OPT_SERIALIZE_NUMPY)
+    return dumps(compute(spec, params, options, batch))
 
 
 def catalogue() -> list[dict[str, Any]]:
@@ -207,6 +216,10 @@ def catalogue() -> list[dict[str, Any]]:
 
 def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
     """Compile, or load from numba's cache, every signature a request can reach."""
+    big = np.zeros(LIFT_MIN // 8 + 1)
+    wire = {"dtype": "float64", "shape": [big.size], "data": Base64(big)}
+    body = dumps({"predictions": wire, "targets": wire, "array_format": "packed"}).tobytes()
+    evaluate(REGISTRY[0].name, body, big.size)
     for spec in specs:
         params = spec.params()
         shape = (2, 2)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,24 +38,29 @@ class Server:
         return self.process.wait(timeout=60)
 
 
+
 def start_server(env: dict[str, str] | None = None, timeout: float = 300.0) -> Server:
     """Start ``python -m service serve`` on a free port and wait until /readyz is 200."""
     port = free_port()
+    log = tempfile.TemporaryFile()  # the server's stderr, read back if it fails to start
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, "LOSSD_LOG_LEVEL": "warning", **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            err = process.stderr.read().decode() if process.stderr else ""
+            log.seek(0)
+            err = log.read().decode(errors="replace")
+            log.close()
             raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                log.close()
                 return Server(url, process)
         except httpx.HTTPError:
             pass

@@ -275,8 +275,8 @@ def test_packed_and_list_inputs_agree(spec: LossSpec, params: dict[str, Any]) ->
     common = {"params": params, "gradient": True, "hessian": True}
     as_list = {"predictions": pred.tolist(), "targets": targ.tolist(), **common}
     as_packed = {"predictions": packed(pred), "targets": packed(targ), **common}
-    one = engine.evaluate(spec.name, orjson.dumps(as_list), 10**6)
-    two = engine.evaluate(spec.name, orjson.dumps(as_packed), 10**6)
+    one = engine.evaluate(spec.name, orjson.dumps(as_list), 10**6).tobytes()
+    two = engine.evaluate(spec.name, orjson.dumps(as_packed), 10**6).tobytes()
     assert one == two
 
 

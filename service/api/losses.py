@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from collections.abc import AsyncIterator
+
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
 
 from .. import engine
+from ..body import Encoded
 from ..errors import NotReady
 from ..losses import resolve
 from ..schemas import Catalogue, LossInfo, LossResult
@@ -26,8 +30,25 @@ _REQUEST_BODY = {
 }
 
 
+STREAM_ABOVE = 1 << 20
+
+
 def _json(content: bytes) -> Response:
     return Response(content, media_type="application/json")
+
+
+def _encoded(body: Encoded) -> Response:
+    """Small bodies in one piece; large ones streamed a chunk at a time with their length."""
+    if body.size <= STREAM_ABOVE:
+        return _json(body.tobytes())
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in body.chunks():
+            yield chunk
+
+    return StreamingResponse(
+        chunks(), media_type="application/json", headers={"Content-Length": str(body.size)}
+    )
 
 
 @router.post(
@@ -43,8 +64,8 @@ async def evaluate_loss(name: str, request: Request, state: State) -> Response:
     if not state.ready:
         raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
     body = await read_json_body(request, state.settings.max_body_bytes)
-    content = await state.compute.run(engine.evaluate, name, body, state.settings.max_elements)
-    return _json(content)
+    result = await state.compute.run(engine.evaluate, name, body, state.settings.max_elements)
+    return _encoded(result)
 
 
 @router.get("/losses", operation_id="list_losses", response_model=Catalogue)

@@ -1,0 +1,415 @@
+"""Unit and property tests of ``service.arrays``: decoding request arrays and encoding responses.
+
+No server: ``decode_array`` and ``encode_array`` are called directly. The contract is SPEC
+section 2: a decoded array is rank 1 or 2, finite and numeric, and anything else is a
+``LossdError`` (422, or 413 past the element limit), never another exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import string
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from service.arrays import decode_array, encode_array
+from service.body import dumps as response_dumps
+from service.errors import InvalidArray, LossdError, TooManyElements
+
+DTYPES = ("float64", "float32", "int32", "int64")  # the packed dtypes of SPEC section 2
+LIMIT = 1_000_000  # an element limit none of the generated arrays reaches
+BOUNDED = settings(max_examples=200, deadline=None)
+Array = np.ndarray[Any, np.dtype[Any]]
+
+
+def pack(array: Array) -> dict[str, Any]:
+    """The packed form of ``array``, built independently of ``encode_array``: numpy and base64."""
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return {
+        "dtype": array.dtype.name,
+        "shape": list(array.shape),
+        "data": base64.b64encode(little.tobytes()).decode("ascii"),
+    }
+
+
+def little_bytes(array: Array) -> bytes:
+    """The little-endian, C-ordered bytes of ``array``."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def response_bytes(doc: dict[str, Any]) -> bytes:
+    """``doc`` written the way the service writes response bodies (``service.body.dumps``)."""
+    out = response_dumps(doc)
+    return out if isinstance(out, bytes) else bytes(out.tobytes())
+
+
+# --- strategies ----------------------------------------------------------------------------------
+
+shapes = st.one_of(
+    st.tuples(st.integers(0, 20)),
+    st.tuples(st.integers(0, 8), st.integers(1, 5)),
+)
+
+
+@st.composite
+def finite_arrays(draw: st.DrawFn) -> Array:
+    """A finite float64/float32/int32/int64 array of rank 1 or 2 (rows have at least 1 element)."""
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    if dtype.kind == "f":
+        elements = st.floats(allow_nan=False, allow_infinity=False, width=8 * dtype.itemsize)
+    else:
+        info = np.iinfo(dtype)
+        elements = st.integers(int(info.min), int(info.max))
+    array: Array = draw(hnp.arrays(dtype, draw(shapes), elements=elements))
+    return array
+
+
+@st.composite
+def strided_arrays(draw: st.DrawFn) -> Array:
+    """A finite array that may be non-contiguous (transposed or sliced) or big-endian."""
+    array = draw(finite_arrays())
+    if array.ndim == 2 and draw(st.booleans()):
+        array = array.T if array.shape[0] >= 1 else array
+    if draw(st.booleans()):
+        array = array[::2]
+    if draw(st.booleans()):
+        array = array.astype(array.dtype.newbyteorder(">"))
+    return array
+
+
+# Past int64 and past float64. Kept under ~2000 digits so that a shape's element count stays under
+# Python's 4300-digit str() limit; test_huge_packed_shape_is_too_many_elements covers that case.
+HUGE_INTS = (2**63, 2**64, -(2**63) - 1, 10**30, 10**400, -(10**400))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from(HUGE_INTS),
+    st.floats(allow_nan=False, allow_infinity=False),  # JSON has no NaN or Infinity
+    st.text(max_size=5),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=6),
+        st.dictionaries(st.text(max_size=6), children, max_size=4),
+    ),
+    max_leaves=30,
+)
+numbers = st.one_of(st.integers(-10, 10), st.floats(-1e6, 1e6), st.sampled_from(HUGE_INTS))
+# mostly numbers, sometimes anything: lists that get past numpy and need the type scan
+almost_numbers = st.one_of(numbers, numbers, numbers, json_scalars)
+
+
+@st.composite
+def nearly_valid_lists(draw: st.DrawFn) -> Any:
+    """Rank-1 or rectangular rank-2 lists of mostly numbers, sometimes ragged or with junk."""
+    n = draw(st.integers(0, 8))
+    if draw(st.booleans()):
+        return draw(st.lists(almost_numbers, min_size=n, max_size=n))
+    width = draw(st.integers(0, 4))
+    row = st.lists(almost_numbers, min_size=width, max_size=width)
+    rows = draw(st.lists(st.one_of(row, row, row, json_values), min_size=n, max_size=n))
+    return rows
+
+
+@st.composite
+def packed_like(draw: st.DrawFn) -> dict[str, Any]:
+    """Objects shaped like packed arrays, with any of the three keys wrong, missing or extra."""
+    doc = {
+        "dtype": draw(st.one_of(st.sampled_from(DTYPES), json_scalars)),
+        "shape": draw(
+            st.one_of(
+                st.lists(st.one_of(st.integers(-2, 6), st.sampled_from(HUGE_INTS)), max_size=3),
+                json_values,
+            )
+        ),
+        "data": draw(
+            st.one_of(
+                st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()), json_values
+            )
+        ),
+    }
+    if draw(st.booleans()):
+        del doc[draw(st.sampled_from(sorted(doc)))]
+    if draw(st.booleans()):
+        doc[draw(st.text(max_size=5))] = draw(json_scalars)
+    return doc
+
+
+def assert_decoded_or_rejected(value: object, max_elements: int) -> None:
+    """``value`` decodes to a finite numeric rank-1/2 array, or is a LossdError of 413 or 422."""
+    try:
+        array = decode_array(value, "predictions", max_elements)
+    except LossdError as exc:
+        assert exc.status in (413, 422), exc
+        assert isinstance(exc, InvalidArray | TooManyElements), exc
+        assert exc.detail
+        return
+    assert isinstance(array, np.ndarray)
+    assert array.ndim in (1, 2)
+    assert array.dtype.name in DTYPES
+    assert array.size <= max_elements
+    if array.ndim == 2:
+        assert array.shape[1] >= 1
+    if array.dtype.kind == "f":
+        assert np.isfinite(array).all()
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+
+@BOUNDED
+@given(finite_arrays())
+def test_packed_round_trip_is_bit_identical(array: Array) -> None:
+    """A finite array packed with numpy and base64 decodes to the same dtype, shape and bytes."""
+    decoded = decode_array(pack(array), "predictions", LIMIT)
+    assert decoded.dtype == array.dtype
+    assert decoded.shape == array.shape
+    assert decoded.tobytes() == little_bytes(array)
+
+
+@BOUNDED
+@given(finite_arrays())
+def test_json_list_decodes_to_the_same_values_as_packed(array: Array) -> None:
+    """An array's JSON list decodes to the same values (and signs of zero) as its packed form."""
+    if array.ndim == 2 and array.shape[0] == 0:
+        return  # [] is rank 1 as a JSON list: an empty batch has no row width to write down
+    listed = orjson.loads(orjson.dumps(array.tolist()))
+    from_list = decode_array(listed, "predictions", LIMIT)
+    from_packed = decode_array(pack(array), "predictions", LIMIT)
+    assert from_list.shape == from_packed.shape
+    assert np.array_equal(from_list, from_packed)
+    if array.size:
+        assert from_list.dtype.kind == from_packed.dtype.kind
+    if array.dtype.kind == "f":
+        assert np.array_equal(np.signbit(from_list), np.signbit(from_packed))
+
+
+@BOUNDED
+@given(st.one_of(json_values, nearly_valid_lists(), packed_like()), st.integers(1, 64))
+@example([[2**63, 1.5]], 64)
+@example([2**63, 2], 64)
+def test_arbitrary_json_decodes_or_raises_lossd_error(value: object, max_elements: int) -> None:
+    """Any JSON-like value decodes to a finite numeric rank-1/2 array or raises a 413/422."""
+    assert_decoded_or_rejected(value, max_elements)
+
+
+@BOUNDED
+@given(st.data())
+def test_arbitrary_bytes_as_packed_data(data: st.DataObject) -> None:
+    """Any bytes as base64 ``data`` decode to exactly those bytes or raise a LossdError."""
+    dtype = data.draw(st.sampled_from(DTYPES))
+    shape = list(data.draw(shapes))
+    needed = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = data.draw(st.one_of(st.binary(min_size=needed, max_size=needed), st.binary(max_size=96)))
+    encoded = data.draw(
+        st.sampled_from(
+            [
+                base64.b64encode(raw).decode("ascii"),
+                base64.urlsafe_b64encode(raw).decode("ascii"),
+                raw.decode("latin-1"),
+            ]
+        )
+    )
+    doc = {"dtype": dtype, "shape": shape, "data": encoded}
+    try:
+        decoded = decode_array(doc, "predictions", LIMIT)
+    except LossdError as exc:
+        assert exc.status == 422, exc
+        return
+    assert decoded.shape == tuple(shape)
+    assert decoded.tobytes() == base64.b64decode(encoded, validate=True)
+    if decoded.dtype.kind == "f":
+        assert np.isfinite(decoded).all()
+
+
+B64_ALPHABET = string.ascii_letters + string.digits + "+/"
+NOT_B64 = "= \n\t-_.,*\\\x00é"
+
+
+@st.composite
+def base64_texts(draw: st.DrawFn) -> str:
+    """Standard base64 of random bytes, sometimes with characters inserted, replaced or deleted."""
+    chars = list(base64.b64encode(draw(st.binary(max_size=40))).decode("ascii"))
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(chars)))
+        new = draw(st.sampled_from(B64_ALPHABET + NOT_B64))
+        how = draw(st.sampled_from(["insert", "replace", "delete"]))
+        if how == "insert":
+            chars.insert(at, new)
+        elif at < len(chars):
+            chars[at : at + 1] = [new] if how == "replace" else []
+    return "".join(chars)
+
+
+def rfc4648_decode(text: str) -> bytes | None:
+    """Standard base64 with nothing extra: Python's alphabet check, plus no excess padding.
+
+    ``b64decode(validate=True)`` (even ``strict_mode``) accepts "AAAA=" and "AAAA====", which
+    RFC 4648 does not: the length must be a multiple of 4 and the padding only what is missing.
+    """
+    if len(text) % 4:
+        return None
+    try:
+        out = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    padding = len(text) - len(text.rstrip("="))
+    return out if len(out) == len(text) // 4 * 3 - padding else None
+
+
+@BOUNDED
+@given(st.one_of(base64_texts(), st.text(max_size=12)), st.sampled_from(["int32", "int64"]))
+@example("AAAAAA==", "int32")  # padding where no byte is missing
+@example("AAAA====", "int32")  # excess padding
+@example("AAAA=", "int32")
+@example("AA==AAAA", "int32")
+@example("AAA", "int32")
+@example("", "int32")
+def test_packed_data_is_accepted_exactly_when_it_is_standard_base64(text: str, dtype: str) -> None:
+    """``data`` is accepted exactly when it is RFC 4648 base64, and decodes to the same bytes."""
+    expected = rfc4648_decode(text)
+    itemsize = np.dtype(dtype).itemsize
+    length = len(expected) if expected is not None else 0
+    doc = {"dtype": dtype, "shape": [length // itemsize], "data": text}
+    if expected is None or length % itemsize:
+        with pytest.raises(InvalidArray) as caught:
+            decode_array(doc, "t", LIMIT)
+        assert caught.value.errors[0][0] == ["t", "data"]
+        return
+    decoded = decode_array(doc, "t", LIMIT)
+    assert decoded.tobytes() == expected
+
+
+@BOUNDED
+@given(strided_arrays())
+def test_encode_packed_then_decode_gives_the_array_back(array: Array) -> None:
+    """``encode_array(a, "packed")``, written as a response and decoded again, is ``a``."""
+    encoded = encode_array(array, "packed")
+    assert isinstance(encoded, dict)
+    assert encoded["dtype"] == array.dtype.name
+    assert encoded["shape"] == list(array.shape)
+    decoded = decode_array(orjson.loads(response_bytes(encoded)), "per_sample", LIMIT)
+    assert decoded.dtype.name == array.dtype.name
+    assert decoded.shape == array.shape
+    assert decoded.tobytes() == little_bytes(array)
+    assert np.array_equal(decoded, array)
+
+
+# --- examples ------------------------------------------------------------------------------------
+
+
+def test_encode_list_returns_the_array_itself() -> None:
+    """With ``array_format: list`` the array is handed to orjson unchanged."""
+    array = np.arange(6.0).reshape(3, 2)
+    assert encode_array(array, "list") is array
+
+
+@pytest.mark.parametrize(
+    ("value", "shape", "kind"),
+    [
+        ([], (0,), "f"),
+        ([1, 2, 3], (3,), "i"),
+        ([1, 2.5], (2,), "f"),
+        ([[1.0, 2.0], [3.0, 4.0]], (2, 2), "f"),
+        ([-(2**63), 2**63 - 1], (2,), "i"),  # the int64 extremes are fine
+        ({"dtype": "float32", "shape": [0, 3], "data": ""}, (0, 3), "f"),
+        (
+            {
+                "dtype": "int32",
+                "shape": [2],
+                "data": base64.b64encode(b"\1\0\0\0\2\0\0\0").decode(),
+            },
+            (2,),
+            "i",
+        ),
+    ],
+    ids=["empty", "ints", "mixed", "rank2", "int64_extremes", "packed_empty_rows", "packed_int32"],
+)
+def test_valid_examples(value: object, shape: tuple[int, ...], kind: str) -> None:
+    """Hand-picked valid arrays decode to the expected shape and kind."""
+    array = decode_array(value, "predictions", LIMIT)
+    assert array.shape == shape
+    assert array.dtype.kind == kind
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "loc"),
+    [
+        (1.5, InvalidArray, ["t"]),
+        ([1, True], InvalidArray, ["t", 1]),
+        ([None, 1], InvalidArray, ["t", 0]),
+        ([1, "2"], InvalidArray, ["t", 1]),
+        ([[1, 2], [3]], InvalidArray, ["t", 1]),
+        ([[1, 2], [3, False]], InvalidArray, ["t", 1, 1]),
+        ([1, [2]], InvalidArray, ["t", 1]),
+        ([[[1]]], InvalidArray, ["t", 0, 0]),
+        ([[]], InvalidArray, ["t", 0]),
+        ([2**64], InvalidArray, ["t", 0]),
+        ([0.0] * 11, TooManyElements, ["t"]),
+        ([[0.0] * 4] * 3, TooManyElements, ["t"]),
+        (
+            {"dtype": "float64", "shape": [2**40, 2**40], "data": ""},
+            TooManyElements,
+            ["t", "shape"],
+        ),
+        ({"dtype": "float64", "shape": [11], "data": ""}, TooManyElements, ["t", "shape"]),
+        ({"dtype": "float16", "shape": [1], "data": "AAA="}, InvalidArray, ["t", "dtype"]),
+        ({"dtype": "float64", "shape": [-1], "data": ""}, InvalidArray, ["t", "shape"]),
+        ({"dtype": "float64", "shape": [True], "data": ""}, InvalidArray, ["t", "shape"]),
+        ({"dtype": "float64", "shape": [1, 1, 1], "data": ""}, InvalidArray, ["t", "shape"]),
+        ({"dtype": "float64", "shape": [2, 0], "data": ""}, InvalidArray, ["t", "shape"]),
+        ({"dtype": "float64", "shape": [1], "data": "***"}, InvalidArray, ["t", "data"]),
+        ({"dtype": "float64", "shape": [2], "data": "AAAAAAAAAAA="}, InvalidArray, ["t", "data"]),
+        ({"dtype": "float64", "shape": [1]}, InvalidArray, ["t"]),
+        ({"dtype": "float64", "shape": [0], "data": "", "order": "C"}, InvalidArray, ["t"]),
+        (pack(np.array([[1.0, 2.0], [3.0, np.nan]])), InvalidArray, ["t", 1, 1]),
+        (pack(np.array([1.0, -np.inf], dtype=np.float32)), InvalidArray, ["t", 1]),
+    ],
+    ids=[
+        "rank0",
+        "bool",
+        "null",
+        "string",
+        "ragged",
+        "bool_in_row",
+        "number_then_list",
+        "rank3",
+        "zero_width",
+        "int_65_bits",
+        "list_over_limit",
+        "rank2_over_limit",
+        "shape_overflow",
+        "packed_over_limit",
+        "dtype",
+        "negative_shape",
+        "bool_shape",
+        "rank3_shape",
+        "zero_width_shape",
+        "bad_base64",
+        "short_data",
+        "missing_data",
+        "extra_key",
+        "packed_nan",
+        "packed_neg_inf",
+    ],
+)
+def test_rejected_examples(value: object, error: type[LossdError], loc: list[str | int]) -> None:
+    """Hand-picked bad arrays raise the right error, located at the field and first bad index."""
+    with pytest.raises(error) as caught:
+        decode_array(value, "t", 10)
+    assert caught.value.errors[0][0] == loc
+
+
+def test_huge_packed_shape_is_too_many_elements() -> None:
+    """A shape whose element count has thousands of digits is 413, not a ValueError from str()."""
+    with pytest.raises(TooManyElements):
+        decode_array({"dtype": "float64", "shape": [10**2200, 10**2200], "data": ""}, "t", 10)

@@ -1,0 +1,462 @@
+"""A catalogue of malformed requests: each must get the right problem+json answer (SPEC section 5).
+
+Every case is sent to a real server (the ``client`` fixture of conftest.py). Statuses and codes
+come from SPEC section 5 and the error tree in service/errors.py; which check raises which error
+is in service/arrays.py, service/engine.py and service/api/_body.py.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from tests.conftest import Server, start_server
+
+JSON = {"content-type": "application/json"}
+MSE = "/loss/mse"
+BIG = 100_000  # elements in the "long input" cases
+MAX_ERROR_BYTES = 2048  # an error body is short: no input is echoed back (service/errors.py)
+_DROP = object()
+
+
+def body(**fields: Any) -> bytes:
+    """A request body: predictions and targets [1.0, 2.0] unless given; ``_DROP`` removes one."""
+    doc = {"predictions": [1.0, 2.0], "targets": [1.0, 2.0], **fields}
+    return orjson.dumps({key: value for key, value in doc.items() if value is not _DROP})
+
+
+def packed(values: Any, kind: str = "float64", **override: Any) -> dict[str, Any]:
+    """A packed array (SPEC section 2) of ``values``; ``override`` replaces, adds or drops keys."""
+    array = np.ascontiguousarray(values, dtype=np.dtype(kind).newbyteorder("<"))
+    doc: dict[str, Any] = {
+        "dtype": kind,
+        "shape": list(array.shape),
+        "data": base64.b64encode(array.tobytes()).decode("ascii"),
+    }
+    doc.update(override)
+    return {key: value for key, value in doc.items() if value is not _DROP}
+
+
+def long_packed(data: bytes, n: int = BIG // 10) -> bytes:
+    """A body of packed float64 predictions and targets of ``n`` elements; ``data`` goes in raw."""
+    # over 64 KiB of base64: the service cuts the literal out before parsing (service/body.py)
+    good = packed(np.arange(n, dtype=np.float64))
+    return b"".join(
+        [
+            b'{"predictions": {"dtype": "float64", "shape": [%d], "data": "' % n,
+            data,
+            b'"}, "targets": ',
+            orjson.dumps(good),
+            b"}",
+        ]
+    )
+
+
+LONG_B64 = packed(np.arange(BIG // 10, dtype=np.float64))["data"].encode("ascii")
+MID = len(LONG_B64) // 2  # a position in the middle of LONG_B64, at a 4-character boundary
+MID -= MID % 4
+
+
+def big_list(bad: Any, at: int, n: int = BIG) -> list[Any]:
+    """``n`` valid numbers with ``bad`` at index ``at``."""
+    values: list[Any] = [0.5] * n
+    values[at] = bad
+    return values
+
+
+# (id, method, path, headers, raw body, expected status, expected code)
+CASES: list[tuple[str, str, str, dict[str, str], bytes, int, str]] = [
+    # --- the body is not a JSON object (engine.parse_body: 422 invalid_request) ---
+    ("json_syntax_trailing_comma", "POST", MSE, JSON, b'{"predictions": [1], "targets": [1],}',
+     422, "invalid_request"),
+    ("json_syntax_single_quotes", "POST", MSE, JSON, b"{'predictions': [1], 'targets': [1]}",
+     422, "invalid_request"),
+    ("json_truncated", "POST", MSE, JSON, b'{"predictions": [1, 2], "targets": [1,', 422,
+     "invalid_request"),
+    ("json_trailing_garbage", "POST", MSE, JSON, body() + b" x", 422, "invalid_request"),
+    ("empty_body", "POST", MSE, JSON, b"", 422, "invalid_request"),
+    ("body_is_array", "POST", MSE, JSON, b"[[1, 2], [1, 2]]", 422, "invalid_request"),
+    ("body_is_string", "POST", MSE, JSON, b'"predictions"', 422, "invalid_request"),
+    ("body_is_number", "POST", MSE, JSON, b"42", 422, "invalid_request"),
+    ("body_is_null", "POST", MSE, JSON, b"null", 422, "invalid_request"),
+    ("non_utf8_bytes", "POST", MSE, JSON,
+     b'{"predictions": [1], "targets": [1], "reduction": "\xff\xfe"}', 422, "invalid_request"),
+    # --- non-finite numbers as JSON tokens: orjson refuses them, so a JSON syntax error ---
+    ("nan_token", "POST", MSE, JSON, b'{"predictions": [1.0, NaN], "targets": [1.0, 2.0]}', 422,
+     "invalid_request"),
+    ("infinity_token", "POST", MSE, JSON,
+     b'{"predictions": [1.0, 2.0], "targets": [Infinity, 2.0]}', 422, "invalid_request"),
+    ("neg_infinity_token", "POST", MSE, JSON,
+     b'{"predictions": [-Infinity, 2.0], "targets": [1.0, 2.0]}', 422, "invalid_request"),
+    ("overflow_1e400", "POST", MSE, JSON, b'{"predictions": [1e400, 2.0], "targets": [1, 2]}',
+     422, "invalid_request"),
+    ("deeply_nested_5000", "POST", MSE, JSON,
+     b'{"predictions": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b', "targets": [1]}', 422,
+     "invalid_request"),
+    # --- arrays (service/arrays.py: 422 invalid_array) ---
+    ("rank0_number", "POST", MSE, JSON, body(predictions=1.5, targets=1.5), 422, "invalid_array"),
+    ("predictions_null", "POST", MSE, JSON, body(predictions=None), 422, "invalid_array"),
+    ("targets_null", "POST", MSE, JSON, body(targets=None), 422, "invalid_array"),
+    ("predictions_string", "POST", MSE, JSON, body(predictions="1, 2"), 422, "invalid_array"),
+    ("rank3", "POST", MSE, JSON, body(predictions=[[[1.0]], [[2.0]]], targets=[[[1.0]], [[2.0]]]),
+     422, "invalid_array"),
+    ("ragged_rows", "POST", MSE, JSON, body(predictions=[[1, 2], [3]], targets=[[1, 2], [3, 4]]),
+     422, "invalid_array"),
+    ("ragged_row_not_list", "POST", MSE, JSON, body(predictions=[[1, 2], 3]), 422,
+     "invalid_array"),
+    ("string_at_index_0", "POST", MSE, JSON, body(predictions=["1", 2]), 422, "invalid_array"),
+    ("string_later", "POST", MSE, JSON, body(targets=[1, "2"]), 422, "invalid_array"),
+    ("bool_at_index_0", "POST", MSE, JSON, body(predictions=[True, 2]), 422, "invalid_array"),
+    ("bool_later", "POST", MSE, JSON, body(targets=[1, False]), 422, "invalid_array"),
+    ("bool_in_rank2", "POST", MSE, JSON, body(predictions=[[1, 2], [True, 4]],
+     targets=[[1, 2], [3, 4]]), 422, "invalid_array"),
+    ("null_at_index_0", "POST", MSE, JSON, body(predictions=[None, 2]), 422, "invalid_array"),
+    ("null_later", "POST", MSE, JSON, body(targets=[1, None]), 422, "invalid_array"),
+    ("object_in_list", "POST", MSE, JSON, body(predictions=[{"v": 1}, 2]), 422, "invalid_array"),
+    ("number_then_list", "POST", MSE, JSON, body(predictions=[1, [2]]), 422, "invalid_array"),
+    ("list_then_number", "POST", MSE, JSON, body(predictions=[[1], 2]), 422, "invalid_array"),
+    # 2**63 is past int64: arrays._bad_number says "is an integer outside the 64-bit range"
+    ("int_beyond_int64_alone", "POST", MSE, JSON, body(predictions=[2**63], targets=[1]), 422,
+     "invalid_array"),
+    ("int_beyond_int64_beside_small_int", "POST", MSE, JSON, body(predictions=[2**63, 2]), 422,
+     "invalid_array"),
+    # 2**64 needs 65 bits; arrays._bad_number: "is an integer outside the 64-bit range"
+    ("int_beyond_64_bits", "POST", MSE, JSON,
+     b'{"predictions": [18446744073709551616, 2], "targets": [1, 2]}', 422, "invalid_array"),
+    ("zero_width_rows", "POST", MSE, JSON, body(predictions=[[]], targets=[[]]), 422,
+     "invalid_array"),
+    ("long_list_string_at_end", "POST", MSE, JSON,
+     body(predictions=big_list("x", BIG - 1), targets=[0.5] * BIG), 422, "invalid_array"),
+    ("long_list_null_in_middle", "POST", MSE, JSON,
+     body(predictions=[0.5] * BIG, targets=big_list(None, BIG // 2)), 422, "invalid_array"),
+    ("long_rank2_ragged_at_end", "POST", MSE, JSON,
+     body(predictions=[*[[0.5, 0.5]] * (BIG - 1), [0.5]], targets=[[0.5, 0.5]] * BIG), 422,
+     "invalid_array"),
+    ("long_list_nan_token_at_end", "POST", MSE, JSON,
+     b'{"predictions": [' + b"0.5, " * BIG + b'NaN], "targets": [1]}', 422, "invalid_request"),
+    # --- required fields and shapes (engine.decode_batch, engine.check_shapes) ---
+    ("missing_predictions", "POST", MSE, JSON, body(predictions=_DROP), 422, "invalid_request"),
+    ("missing_targets", "POST", MSE, JSON, body(targets=_DROP), 422, "invalid_request"),
+    ("targets_longer", "POST", MSE, JSON, body(targets=[1.0, 2.0, 3.0]), 422, "shape_mismatch"),
+    ("targets_rank2_vs_rank1", "POST", MSE, JSON, body(targets=[[1.0], [2.0]]), 422,
+     "shape_mismatch"),
+    ("sample_weight_wrong_length", "POST", MSE, JSON, body(sample_weight=[1.0, 1.0, 1.0]), 422,
+     "shape_mismatch"),
+    ("sample_weight_rank2", "POST", MSE, JSON, body(sample_weight=[[1.0], [1.0]]), 422,
+     "shape_mismatch"),
+    ("sample_weight_negative", "POST", MSE, JSON, body(sample_weight=[1.0, -0.5]), 422,
+     "invalid_array"),
+    ("long_sample_weight_negative_at_end", "POST", MSE, JSON,
+     body(predictions=[0.5] * BIG, targets=[0.5] * BIG, sample_weight=big_list(-1.0, BIG - 1)),
+     422, "invalid_array"),
+    ("sample_weight_nan_token", "POST", MSE, JSON,
+     b'{"predictions": [1, 2], "targets": [1, 2], "sample_weight": [1, NaN]}', 422,
+     "invalid_request"),
+    ("sample_weight_packed_inf", "POST", MSE, JSON,
+     body(sample_weight=packed([1.0, np.inf])), 422, "invalid_array"),
+    ("sample_weight_bool", "POST", MSE, JSON, body(sample_weight=True), 422, "invalid_array"),
+    # --- the other top-level fields (schemas.LossOptions: strict, extra="forbid") ---
+    ("unknown_top_level_field", "POST", MSE, JSON, body(weights=[1, 1]), 422, "invalid_request"),
+    ("unknown_top_level_field_long_name", "POST", MSE, JSON, body(**{"w" * 10_000: 1}), 422,
+     "invalid_request"),
+    ("reduction_unknown", "POST", MSE, JSON, body(reduction="avg"), 422, "invalid_request"),
+    ("reduction_number", "POST", MSE, JSON, body(reduction=1), 422, "invalid_request"),
+    ("dtype_float16", "POST", MSE, JSON, body(dtype="float16"), 422, "invalid_request"),
+    ("dtype_null", "POST", MSE, JSON, body(dtype=None), 422, "invalid_request"),
+    ("array_format_csv", "POST", MSE, JSON, body(array_format="csv"), 422, "invalid_request"),
+    ("per_sample_yes", "POST", MSE, JSON, body(per_sample="yes"), 422, "invalid_request"),
+    ("gradient_1", "POST", MSE, JSON, body(gradient=1), 422, "invalid_request"),
+    ("hessian_null", "POST", MSE, JSON, body(hessian=None), 422, "invalid_request"),
+    ("params_list", "POST", MSE, JSON, body(params=[1.0]), 422, "invalid_request"),
+    ("params_string", "POST", "/loss/huber", JSON, body(params="delta=1"), 422,
+     "invalid_request"),
+    # --- loss parameters (each loss's LossParams: 422 invalid_params) ---
+    ("unknown_param", "POST", MSE, JSON, body(params={"delta": 1.0}), 422, "invalid_params"),
+    ("unknown_param_long_name", "POST", "/loss/huber", JSON, body(params={"d" * 60_000: 1.0}),
+     422, "invalid_params"),
+    ("unknown_param_longer_name", "POST", "/loss/huber", JSON, body(params={"d" * BIG: 1.0}),
+     422, "invalid_params"),
+    ("huber_delta_0", "POST", "/loss/huber", JSON, body(params={"delta": 0}), 422,
+     "invalid_params"),
+    ("pinball_quantile_1", "POST", "/loss/pinball", JSON, body(params={"quantile": 1}), 422,
+     "invalid_params"),
+    ("tweedie_power_half", "POST", "/loss/tweedie", JSON, body(params={"power": 0.5}), 422,
+     "invalid_params"),
+    ("smooth_l1_beta_negative", "POST", "/loss/smooth_l1", JSON, body(params={"beta": -1}), 422,
+     "invalid_params"),
+    ("bool_as_float_param", "POST", "/loss/huber", JSON, body(params={"delta": True}), 422,
+     "invalid_params"),
+    ("string_as_float_param", "POST", "/loss/huber", JSON, body(params={"delta": "1.0"}), 422,
+     "invalid_params"),
+    ("int_as_bool_param", "POST", "/loss/poisson", JSON, body(params={"full": 1}), 422,
+     "invalid_params"),
+    # --- packed arrays (arrays._decode_packed) ---
+    ("packed_bad_base64", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], data="!!no==")),
+     422, "invalid_array"),
+    ("packed_truncated_data", "POST", MSE, JSON,
+     body(predictions=packed([1.0, 2.0], data=base64.b64encode(b"\0" * 12).decode())), 422,
+     "invalid_array"),
+    ("packed_unknown_dtype", "POST", MSE, JSON,
+     body(predictions=packed([1.0, 2.0], dtype="float16")), 422, "invalid_array"),
+    ("packed_dtype_not_string", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], dtype=8)),
+     422, "invalid_array"),
+    ("packed_negative_shape", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], shape=[-2])),
+     422, "invalid_array"),
+    ("packed_shape_rank3", "POST", MSE, JSON,
+     body(predictions=packed([1.0, 2.0], shape=[2, 1, 1])), 422, "invalid_array"),
+    ("packed_shape_rank0", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], shape=[])), 422,
+     "invalid_array"),
+    ("packed_shape_bool", "POST", MSE, JSON, body(predictions=packed([1.0], shape=[True])), 422,
+     "invalid_array"),
+    ("packed_shape_zero_width", "POST", MSE, JSON,
+     body(predictions=packed([], shape=[2, 0]), targets=packed([], shape=[2, 0])), 422,
+     "invalid_array"),
+    ("packed_missing_data", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], data=_DROP)),
+     422, "invalid_array"),
+    ("packed_extra_key", "POST", MSE, JSON,
+     body(predictions=packed([1.0, 2.0], order="C")), 422, "invalid_array"),
+    ("packed_data_not_string", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], data=[1, 2])),
+     422, "invalid_array"),
+    ("packed_invalid_json_escape", "POST", MSE, JSON,
+     body(predictions=packed([1.0, 2.0])).replace(b'"data":"', b'"data":"\\x'), 422,
+     "invalid_request"),
+    # --- long packed data (over 64 KiB: decoded by service/body.py, not by orjson) ---
+    ("packed_long_bad_base64", "POST", MSE, JSON,
+     long_packed(LONG_B64[:MID] + b"!!!!" + LONG_B64[MID + 4 :]), 422, "invalid_array"),
+    ("packed_long_truncated", "POST", MSE, JSON, long_packed(LONG_B64[:-12]), 422,
+     "invalid_array"),
+    ("packed_long_nan", "POST", MSE, JSON,
+     long_packed(packed(np.r_[np.zeros(BIG // 10 - 1), np.nan])["data"].encode()), 422,
+     "invalid_array"),
+    # JSON allows no "\x" escape and no lone surrogate: a JSON syntax error, as in a short body
+    ("packed_long_invalid_json_escape", "POST", MSE, JSON,
+     long_packed(LONG_B64[:MID] + b"\\x" + LONG_B64[MID + 2 :]), 422, "invalid_request"),
+    ("packed_long_lone_surrogate_escape", "POST", MSE, JSON,
+     long_packed(LONG_B64[:MID] + b"\\ud800" + LONG_B64[MID + 1 :]), 422, "invalid_request"),
+    ("long_string_as_reduction", "POST", MSE, JSON, body(reduction="x" * BIG), 422,
+     "invalid_request"),
+    # 2**80 elements: more than LOSSD_MAX_ELEMENTS, and more than int64 can count
+    ("packed_shape_product_overflows_int64", "POST", MSE, JSON,
+     body(predictions=packed([], shape=[2**40, 2**40])), 413, "too_many_elements"),
+    ("packed_nan", "POST", MSE, JSON, body(predictions=packed([1.0, np.nan])), 422,
+     "invalid_array"),
+    ("packed_inf_float32", "POST", MSE, JSON, body(targets=packed([np.inf, 2.0], "float32")), 422,
+     "invalid_array"),
+    # engine._as_compute: 1e39 is finite in float64 but not in float32
+    ("float32_overflow", "POST", MSE, JSON, body(predictions=[1e39, 2.0], dtype="float32"), 422,
+     "invalid_array"),
+    # --- the loss's domain and the result (check_domain, engine.compute) ---
+    ("tweedie_power2_zero_prediction", "POST", "/loss/tweedie", JSON,
+     body(predictions=[0.0, 2.0], params={"power": 2}), 422, "out_of_domain"),
+    ("poisson_negative_target", "POST", "/loss/poisson", JSON, body(targets=[-1.0, 2.0]), 422,
+     "out_of_domain"),
+    # (1e200 - -1e200)**2 overflows float64
+    ("mse_result_overflows", "POST", MSE, JSON, body(predictions=[1e200], targets=[-1e200]), 422,
+     "out_of_domain"),
+    ("cosine_similarity_rank1", "POST", "/loss/cosine_similarity", JSON, body(), 422,
+     "shape_mismatch"),
+    # --- media type (api/_body.read_json_body: 415) ---
+    ("content_type_text_plain", "POST", MSE, {"content-type": "text/plain"}, body(), 415,
+     "unsupported_media_type"),
+    ("content_type_missing", "POST", MSE, {}, body(), 415, "unsupported_media_type"),
+    ("content_type_form", "POST", MSE, {"content-type": "application/x-www-form-urlencoded"},
+     b"predictions=1&targets=1", 415, "unsupported_media_type"),
+    # --- routes ---
+    ("get_on_loss", "GET", MSE, {}, b"", 405, "method_not_allowed"),
+    ("delete_losses", "DELETE", "/losses", {}, b"", 405, "method_not_allowed"),
+    ("unknown_route", "GET", "/no/such/route", {}, b"", 404, "not_found"),
+    ("unknown_loss", "POST", "/loss/hubr", JSON, body(), 404, "unknown_loss"),
+    ("unknown_loss_get", "GET", "/losses/no_such_loss", {}, b"", 404, "unknown_loss"),
+    ("unknown_loss_long_name", "POST", "/loss/" + "x" * 3000, JSON, body(), 404, "unknown_loss"),
+    ("unknown_loss_non_utf8_name", "POST", "/loss/%FF%FE", JSON, body(), 404, "unknown_loss"),
+]  # fmt: skip
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """``response`` is a short, traceback-free problem+json document with this status and code."""
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    doc = response.json()
+    assert doc["type"] == "about:blank"  # SPEC section 5
+    assert isinstance(doc["title"], str) and doc["title"]
+    assert doc["status"] == status
+    assert isinstance(doc["detail"], str) and doc["detail"]
+    assert doc["code"] == code
+    text = response.text
+    assert "Traceback" not in text
+    assert 'File "' not in text
+    assert "/work/" not in text
+    assert "\\u0000" not in text  # no control characters (or internal markers) in the document
+    assert len(response.content) < MAX_ERROR_BYTES, f"{len(response.content)} bytes"
+    return doc
+
+
+def test_catalogue_has_enough_distinct_cases() -> None:
+    """The catalogue holds at least 40 cases with distinct ids and distinct requests."""
+    assert len(CASES) >= 40
+    assert len({case[0] for case in CASES}) == len(CASES)
+    requests = {
+        (m, path, tuple(sorted(h.items())), content) for _, m, path, h, content, _, _ in CASES
+    }
+    assert len(requests) == len(CASES)
+
+
+@pytest.mark.parametrize(
+    ("case_id", "method", "path", "headers", "content", "status", "code"),
+    CASES,
+    ids=[case[0] for case in CASES],
+)
+def test_bad_request_gets_problem_json(
+    client: httpx.Client,
+    case_id: str,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    content: bytes,
+    status: int,
+    code: str,
+) -> None:
+    """A malformed request gets the exact status and code as a short problem+json document."""
+    response = client.request(method, path, headers=headers, content=content)
+    assert_problem(response, status, code)
+
+
+def test_unknown_loss_suggests_the_closest_name(client: httpx.Client) -> None:
+    """A misspelt loss name is a 404 whose detail suggests the loss meant (SPEC section 1)."""
+    response = client.post("/loss/hubr", headers=JSON, content=body())
+    doc = assert_problem(response, 404, "unknown_loss")
+    assert "huber" in doc["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "loc"),
+    [
+        (body(predictions=big_list("x", BIG - 1), targets=[0.5] * BIG), ["predictions", BIG - 1]),
+        (body(targets=[None, 2.0]), ["targets", 0]),
+        (body(predictions=[[1, 2], [True, 4]], targets=[[1, 2], [3, 4]]), ["predictions", 1, 0]),
+        (body(predictions=[[1, 2], [3]], targets=[[1, 2], [3, 4]]), ["predictions", 1]),
+        (body(sample_weight=packed([1.0, np.nan])), ["sample_weight", 1]),
+        (body(sample_weight=[1.0, -1.0]), ["sample_weight", 1]),
+    ],
+    ids=["string_at_end", "null_at_0", "bool_in_row_1", "ragged_row_1", "packed_nan", "negative"],
+)
+def test_array_error_names_field_and_first_bad_index(
+    client: httpx.Client, content: bytes, loc: list[str | int]
+) -> None:
+    """A 422 on an array names the field and the first bad index in ``errors`` (SPEC section 2)."""
+    doc = assert_problem(client.post(MSE, headers=JSON, content=content), 422, "invalid_array")
+    assert doc["errors"][0]["loc"] == loc
+    assert str(loc[0]) in doc["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"predictions": [1.0, 2.0], "targets": [1.0, NaN]}', "targets"),
+        (b'{"predictions": [Infinity, 2.0], "targets": [1.0, 2.0]}', "predictions"),
+        (
+            b'{"predictions": [1, 2], "targets": [1, 2], "sample_weight": [1e400, 1]}',
+            "sample_weight",
+        ),
+    ],
+    ids=["nan_in_targets", "infinity_in_predictions", "1e400_in_sample_weight"],
+)
+def test_non_finite_token_error_names_the_field(
+    client: httpx.Client, content: bytes, field: str
+) -> None:
+    """A NaN/Infinity token is a 422 that names the field it is in (SPEC section 2)."""
+    doc = assert_problem(client.post(MSE, headers=JSON, content=content), 422, "invalid_request")
+    locs = [part for err in doc.get("errors", []) for part in err["loc"]]
+    assert field in doc["detail"] or field in locs, doc
+
+
+def test_server_still_answers_after_the_catalogue(client: httpx.Client) -> None:
+    """After every bad request above, a good request still gets the right answer."""
+    response = client.post(MSE, json={"predictions": [1, 2], "targets": [1, 4]})
+    assert response.status_code == 200, response.text
+    doc = response.json()
+    assert doc["value"] == 2.0  # ((1-1)**2 + (2-4)**2) / 2
+    assert doc["per_sample"] == [0.0, 4.0]
+    assert client.get("/healthz").status_code == 200
+
+
+# --- a second server with small limits ---------------------------------------------------------
+
+SMALL_BYTES = 1000  # LOSSD_MAX_BODY_BYTES of the small server
+SMALL_ELEMENTS = 100  # LOSSD_MAX_ELEMENTS of the small server
+# 2 x 90 numbers of 12 characters: over 1000 bytes, under 100 elements per array
+OVER_BYTES = body(predictions=[0.123456789] * 90, targets=[0.123456789] * 90)
+
+
+@pytest.fixture(scope="module")
+def small_server() -> Iterator[Server]:
+    """A server with a 1000-byte body limit and a 100-element array limit."""
+    srv = start_server(
+        env={"LOSSD_MAX_BODY_BYTES": str(SMALL_BYTES), "LOSSD_MAX_ELEMENTS": str(SMALL_ELEMENTS)}
+    )
+    yield srv
+    assert srv.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def small_client(small_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=small_server.url, timeout=60) as http:
+        yield http
+
+
+def test_small_server_accepts_a_request_within_limits(small_client: httpx.Client) -> None:
+    """100 elements in a body under 1000 bytes is within both limits."""
+    content = body(predictions=[1] * SMALL_ELEMENTS, targets=[1] * SMALL_ELEMENTS)
+    assert len(content) <= SMALL_BYTES
+    response = small_client.post(MSE, headers=JSON, content=content)
+    assert response.status_code == 200, response.text
+    assert response.json()["value"] == 0.0
+
+
+def test_body_over_limit_with_content_length(small_client: httpx.Client) -> None:
+    """A body over LOSSD_MAX_BODY_BYTES with a correct Content-Length is a 413."""
+    content = OVER_BYTES
+    assert len(content) > SMALL_BYTES
+    response = small_client.post(MSE, headers=JSON, content=content)
+    assert response.request.headers["content-length"] == str(len(content))
+    assert_problem(response, 413, "payload_too_large")
+
+
+def test_chunked_body_over_limit(small_client: httpx.Client) -> None:
+    """A chunked body (no Content-Length) that grows past the limit is a 413."""
+    content = OVER_BYTES
+    assert len(content) > SMALL_BYTES
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(content), 100):
+            yield content[start : start + 100]
+
+    response = small_client.post(MSE, headers=JSON, content=chunks())
+    assert "content-length" not in response.request.headers
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert_problem(response, 413, "payload_too_large")
+
+
+def test_list_over_element_limit(small_client: httpx.Client) -> None:
+    """A list of 101 elements in a body under the byte limit is 413 too_many_elements."""
+    content = body(predictions=[1] * (SMALL_ELEMENTS + 1), targets=[1] * (SMALL_ELEMENTS + 1))
+    assert len(content) <= SMALL_BYTES
+    response = small_client.post(MSE, headers=JSON, content=content)
+    assert_problem(response, 413, "too_many_elements")
+
+
+def test_packed_array_declaring_too_many_elements(small_client: httpx.Client) -> None:
+    """A packed array whose shape declares 101 elements is 413 too_many_elements."""
+    content = body(
+        predictions=packed([], shape=[SMALL_ELEMENTS + 1], data=""),
+        targets=packed([], shape=[SMALL_ELEMENTS + 1], data=""),
+    )
+    assert len(content) <= SMALL_BYTES
+    response = small_client.post(MSE, headers=JSON, content=content)
+    assert_problem(response, 413, "too_many_elements")
