@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -34,7 +34,11 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_la
 
 
 def _problem_response(
-    status: int, code: str, detail: str, errors: Any = (), headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    detail: str,
+    errors: Any = (),
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body = orjson.dumps(problem(status, code, detail, errors))
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)

@@ -81,9 +81,7 @@ def _list_problem(value: list[Any], field: str, max_elements: int) -> InvalidArr
             for j, item in enumerate(row):
                 bad = _bad_number(item)
                 if bad:
-                    return InvalidArray(
-                        f"`{field}[{i}][{j}]` {bad}", errors=[((field, i, j), bad)]
-                    )
+                    return InvalidArray(f"`{field}[{i}][{j}]` {bad}", errors=[((field, i, j), bad)])
         else:
             if isinstance(row, list):
                 if i == 0:

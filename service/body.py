@@ -187,7 +187,7 @@ def dumps(doc: Any) -> Encoded:
     last = 0
     for marker, data in encoded:
         at = out.index(marker, last)
-        pieces += [out[last:at], memoryview(data)]
+        pieces += [out[last:at], memoryview(data.data)]
         last = at + len(marker)
     pieces.append(out[last:])
     return Encoded(pieces)

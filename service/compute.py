@@ -25,15 +25,18 @@ SAFE_LAYERS = ("omp", "tbb")
 T = TypeVar("T")
 
 
+_config: Any = numba.config  # numba's config attributes are created at import, untyped
+
+
 def configure_threading_layer() -> None:
     """Ask numba for a thread-safe layer unless the operator named one (checked after launch)."""
-    if numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = "threadsafe"
+    if _config.THREADING_LAYER == "default":
+        _config.THREADING_LAYER = "threadsafe"
 
 
 def check_threading_layer() -> str:
     """Refuse a threading layer that is not thread-safe (call after a parallel kernel ran)."""
-    layer = str(numba.threading_layer())
+    layer = str(numba.threading_layer())  # type: ignore[attr-defined]
     if layer not in SAFE_LAYERS:
         raise RuntimeError(
             f"numba threading layer {layer!r} is not thread-safe; lossd needs one of "
@@ -46,7 +49,7 @@ class ComputeExecutor:
     """A bounded queue in front of a few compute threads, each with its numba thread count."""
 
     def __init__(self, threads: int, queue_depth: int, workers: int = 2) -> None:
-        self.threads = max(1, min(threads, int(numba.config.NUMBA_NUM_THREADS)))
+        self.threads = max(1, min(threads, int(_config.NUMBA_NUM_THREADS)))
         self.queue_depth = queue_depth
         self.pending = 0
         self._pool = ThreadPoolExecutor(

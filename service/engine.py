@@ -87,9 +87,7 @@ def validate_options(doc: dict[str, Any]) -> LossOptions:
     try:
         return LossOptions.model_validate(doc)
     except ValidationError as exc:
-        raise Unprocessable(
-            "invalid request fields", errors=_validation_errors(exc, ())
-        ) from None
+        raise Unprocessable("invalid request fields", errors=_validation_errors(exc, ())) from None
 
 
 def validate_params(spec: LossSpec, params: dict[str, Any]) -> LossParams:
@@ -134,8 +132,7 @@ def check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
         return
     if weight.shape != (pred.shape[0],):
         raise ShapeMismatch(
-            f"sample_weight has shape {list(weight.shape)}; it must be (N,) = "
-            f"[{pred.shape[0]}]",
+            f"sample_weight has shape {list(weight.shape)}; it must be (N,) = [{pred.shape[0]}]",
             errors=[(("sample_weight",), "must have shape (N,)")],
         )
     if weight.size and float(np.min(weight)) < 0:
@@ -229,4 +226,3 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
                 options = LossOptions(dtype=dtype, gradient=True, hessian=True)  # type: ignore[arg-type]
                 b = batch if weighted else Batch(batch.predictions, batch.targets, None)
                 compute(spec, params, options, b)
-

@@ -38,11 +38,10 @@ class Server:
         return self.process.wait(timeout=60)
 
 
-
 def start_server(env: dict[str, str] | None = None, timeout: float = 300.0) -> Server:
     """Start ``python -m service serve`` on a free port and wait until /readyz is 200."""
     port = free_port()
-    log = tempfile.TemporaryFile()  # the server's stderr, read back if it fails to start
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once the server is up or failed
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,

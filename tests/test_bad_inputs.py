@@ -406,6 +406,7 @@ def small_server() -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def small_client(small_server: Server) -> Iterator[httpx.Client]:
+    """An HTTP client of the small server."""
     with httpx.Client(base_url=small_server.url, timeout=60) as http:
         yield http
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import pkgutil
-from decimal import Decimal, localcontext
 from collections.abc import Callable
+from decimal import Decimal, localcontext
 from typing import Any, cast
 
 import numba
@@ -97,9 +97,7 @@ def test_names_and_aliases_resolve_case_insensitively() -> None:
 
 def test_aliases_are_unique() -> None:
     """No alias names two losses."""
-    folded = [
-        service.losses.fold(a) for spec in REGISTRY for a in (spec.name, *spec.aliases)
-    ]
+    folded = [service.losses.fold(a) for spec in REGISTRY for a in (spec.name, *spec.aliases)]
     assert len(folded) == len(set(folded))
 
 

@@ -20,6 +20,9 @@ _WHEN = {
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` entries of the given error statuses, all problem+json."""
     return {
-        status: {"description": _WHEN[status], "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}}
+        status: {
+            "description": _WHEN[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}},
+        }
         for status in statuses
     }

@@ -38,5 +38,3 @@ def scalar(fn: F) -> F:
 def batch(fn: F) -> F:
     """Compile a parallel batch driver."""
     return cast(F, _batch(fn))
-
-

@@ -28,9 +28,7 @@ class LossParams(BaseModel):
 
     def kernel_args(self) -> tuple[float | bool, ...]:
         """The driver's trailing arguments."""
-        return tuple(
-            v if isinstance(v, bool) else float(v) for v in self.model_dump().values()
-        )
+        return tuple(v if isinstance(v, bool) else float(v) for v in self.model_dump().values())
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
         """Raise ``OutOfDomain`` for inputs the loss is not defined on (default: none)."""

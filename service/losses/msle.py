@@ -12,7 +12,9 @@ from ._stable import row_factor
 
 
 class MsleParams(LossParams):
-    epsilon: float = Field(1e-7, ge=0, description="floor of predictions and targets before the log")
+    epsilon: float = Field(
+        1e-7, ge=0, description="floor of predictions and targets before the log"
+    )
 
 
 @scalar
