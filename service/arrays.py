@@ -60,8 +60,9 @@ def _decode_list(value: list[Any], field: str, max_elements: int) -> Array:
             f"`{field}` has rows with no elements",
             errors=[((field, 0), "a row needs at least one element")],
         )
-    if array.dtype.kind == "u":  # integers beyond int64 that numpy kept as uint64
-        raise _list_problem(value, field, max_elements)
+    if array.dtype.kind == "u":
+        # Integers past int64 are read as float64, as orjson already reads those past uint64.
+        array = array.astype(np.float64)
     return array
 
 
@@ -104,7 +105,7 @@ def _bad_number(item: object) -> str:
         kind = "a list" if isinstance(item, list) else type(item).__name__
         kind = {"NoneType": "null", "str": "a string", "bool": "a boolean"}.get(kind, kind)
         return f"must be a number, not {kind}"
-    if isinstance(item, int) and not -(2**63) <= item < 2**63:
+    if isinstance(item, int) and not -(2**63) <= item < 2**64:
         return "is an integer outside the 64-bit range"
     return ""
 
@@ -139,7 +140,7 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
         count *= s  # Python integers: a product of huge dimensions cannot overflow
     if count > max_elements:
         raise TooManyElements(
-            f"`{field}` has {count} elements, more than {max_elements} (LOSSD_MAX_ELEMENTS)",
+            f"`{field}` has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
             errors=[((field, "shape"), "too many elements")],
         )
     if len(shape) == 2 and shape[1] == 0:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .errors import Unprocessable
 from .losses._jit import Array, batch, prange, scalar
 
 # Strings shorter than this stay in the body orjson parses.
@@ -209,7 +210,13 @@ class Blob:
     def content(self) -> str | memoryview:
         """The raw bytes, or the string's value when JSON escapes must be resolved (slow path)."""
         if self.escaped:
-            return str(orjson.loads(b'"' + bytes(self.raw) + b'"'))
+            try:
+                return str(orjson.loads(b'"' + bytes(self.raw) + b'"'))
+            except orjson.JSONDecodeError:
+                raise Unprocessable(
+                    "the body is not valid JSON: a bad escape in a long string",
+                    errors=[(("body",), "invalid JSON")],
+                ) from None
         return self.raw
 
 

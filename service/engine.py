@@ -52,8 +52,12 @@ def parse_body(body: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Blob]
     try:
         doc = orjson.loads(skeleton)
     except orjson.JSONDecodeError as exc:
+        field = _field_at(skeleton, exc.pos)
+        where = f" in `{field}`" if field else ""
         raise Unprocessable(
-            f"the body is not valid JSON: {exc}", errors=[(("body",), "invalid JSON")]
+            f"the body is not valid JSON{where} (NaN, Infinity and numbers beyond float64 are "
+            f"not JSON): {exc}",
+            errors=[((field or "body",), "invalid JSON")],
         ) from None
     if not isinstance(doc, dict):
         raise Unprocessable(
@@ -62,24 +66,33 @@ def parse_body(body: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Blob]
     return doc, blobs
 
 
+def _field_at(body: bytes | bytearray, pos: int) -> str | None:
+    """The array field whose value holds byte ``pos`` of a body orjson refused, if any."""
+    head = bytes(body[: max(pos, 0)])
+    starts = {field: head.rfind(f'"{field}"'.encode()) for field in ARRAY_FIELDS}
+    field, at = max(starts.items(), key=lambda item: item[1])
+    return field if at >= 0 else None
+
+
 def _validation_errors(exc: ValidationError, prefix: tuple[str, ...]) -> list[tuple[Any, str]]:
     return [((*prefix, *err["loc"]), err["msg"]) for err in exc.errors(include_input=False)]
 
 
 def decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int) -> Batch:
-    """Take the array fields out of ``doc`` and decode them."""
+    """Take the array fields out of ``doc`` and decode them (only ``sample_weight`` may be null)."""
     for field in ARRAY_FIELDS[:2]:
         if field not in doc:
             raise Unprocessable(f"`{field}` is required", errors=[((field,), "Field required")])
-    decoded: list[Array | None] = []
-    for field in ARRAY_FIELDS:
-        value = doc.pop(field, None)
+
+    def take(field: str) -> Array:
+        value = doc.pop(field)
         if isinstance(value, dict) and "data" in value:
             value["data"] = resolve_blob(value["data"], blobs)
-        decoded.append(None if value is None else decode_array(value, field, max_elements))
-    predictions, targets, weight = decoded
-    assert predictions is not None and targets is not None
-    return Batch(predictions, targets, weight)
+        return decode_array(value, field, max_elements)
+
+    weight = take("sample_weight") if doc.get("sample_weight") is not None else None
+    doc.pop("sample_weight", None)
+    return Batch(take("predictions"), take("targets"), weight)
 
 
 def validate_options(doc: dict[str, Any]) -> LossOptions:
@@ -95,9 +108,10 @@ def validate_params(spec: LossSpec, params: dict[str, Any]) -> LossParams:
     try:
         return spec.params.model_validate(params)
     except ValidationError as exc:
-        errors = _validation_errors(exc, ("params",))
-        detail = "; ".join(f"{'.'.join(map(str, loc[1:]))}: {msg}" for loc, msg in errors)
-        raise InvalidParams(f"invalid params for {spec.name}: {detail}", errors=errors) from None
+        error = InvalidParams("", errors=_validation_errors(exc, ("params",)))
+        detail = "; ".join(f"{'.'.join(map(str, loc[1:]))}: {msg}" for loc, msg in error.errors)
+        error.detail = f"invalid params for {spec.name}: {detail}"
+        raise error from None
 
 
 def _as_compute(array: Array, dtype: type[np.floating[Any]], field: str) -> Array:
