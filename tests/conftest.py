@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +69,28 @@ def start_server(env: dict[str, str] | None = None, timeout: float = 300.0) -> S
     raise RuntimeError("server did not become ready")
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
-    """One server for the whole session."""
-    srv = start_server()
+@contextmanager
+def served(env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A server for the block; it must stop cleanly (exit 0 on SIGTERM)."""
+    srv = start_server(env)
     yield srv
     assert srv.stop() == 0
 
 
+@contextmanager
+def http_client(srv: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """One server for the whole session."""
+    with served() as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with http_client(server) as http:
         yield http

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.conftest import Server, start_server
+from tests.conftest import Server, http_client, served
 
 JSON = {"content-type": "application/json"}
 MSE = "/loss/mse"
@@ -411,17 +411,15 @@ OVER_BYTES = body(predictions=[0.123456789] * 90, targets=[0.123456789] * 90)
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[Server]:
     """A server with a 1000-byte body limit and a 100-element array limit."""
-    srv = start_server(
-        env={"LOSSD_MAX_BODY_BYTES": str(SMALL_BYTES), "LOSSD_MAX_ELEMENTS": str(SMALL_ELEMENTS)}
-    )
-    yield srv
-    assert srv.stop() == 0
+    env = {"LOSSD_MAX_BODY_BYTES": str(SMALL_BYTES), "LOSSD_MAX_ELEMENTS": str(SMALL_ELEMENTS)}
+    with served(env) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def small_client(small_server: Server) -> Iterator[httpx.Client]:
     """An HTTP client of the small server."""
-    with httpx.Client(base_url=small_server.url, timeout=60) as http:
+    with http_client(small_server) as http:
         yield http
 
 
