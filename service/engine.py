@@ -18,20 +18,14 @@ from .body import LIFT_MIN, Base64, Blob, Encoded, dumps, lift, resolve_blob
 from .errors import InvalidArray, InvalidParams, OutOfDomain, ShapeMismatch, Unprocessable
 from .losses import REGISTRY, LossParams, LossSpec, resolve
 from .losses._jit import Array
+from .losses._spec import as_compute, readonly
 from .reductions import plan, weighted_sum
 from .schemas import ARRAY_FIELDS, LossOptions
 
 DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
 
-def _readonly(array: Array) -> Array:
-    # Kernels are compiled for read-only inputs (packed arrays arrive read-only); one flag for
-    # every input keeps one compiled signature per dtype.
-    array.flags.writeable = False
-    return array
-
-
-EMPTY_WEIGHTS = {name: _readonly(np.empty(0, dtype=dt)) for name, dt in DTYPES.items()}
+EMPTY_WEIGHTS = {name: readonly(np.empty(0, dtype=dt)) for name, dt in DTYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -114,33 +108,14 @@ def validate_params(spec: LossSpec, params: dict[str, Any]) -> LossParams:
         raise error from None
 
 
-def _as_compute(array: Array, dtype: type[np.floating[Any]], field: str) -> Array:
-    """A C-contiguous (N, D) array of the compute dtype."""
-    out = np.ascontiguousarray(array, dtype=dtype)
-    if out.ndim == 1:
-        out = out.reshape(-1, 1)
-    if dtype is np.float32 and array.dtype != np.float32 and not np.isfinite(out).all():
-        raise InvalidArray(
-            f"`{field}` has values outside the float32 range; use dtype float64",
-            errors=[((field,), "overflows float32")],
-        )
-    return _readonly(out)
-
-
 def check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
-    """Targets match predictions; weights are (N,) and non-negative; rank as the loss needs."""
-    pred, targ, weight = batch.predictions, batch.targets, batch.sample_weight
+    """Rank as the loss needs; weights are (N,) and non-negative (targets: ``params.prepare``)."""
+    pred, weight = batch.predictions, batch.sample_weight
     if pred.ndim < params.min_rank:
         raise ShapeMismatch(
             f"{spec.name} needs predictions of rank {params.min_rank} (N, C); got shape "
             f"{list(pred.shape)}",
             errors=[(("predictions",), f"rank must be {params.min_rank}")],
-        )
-    if targ.shape != pred.shape:
-        raise ShapeMismatch(
-            f"targets have shape {list(targ.shape)}, predictions {list(pred.shape)}; "
-            f"{spec.name} needs them equal",
-            errors=[(("targets",), "shape differs from predictions")],
         )
     if weight is None:
         return
@@ -164,22 +139,23 @@ def compute(
     check_shapes(spec, params, batch)
     dtype = DTYPES[options.dtype]
     empty_w = EMPTY_WEIGHTS[options.dtype]
-    pred = _as_compute(batch.predictions, dtype, "predictions")
-    targ = _as_compute(batch.targets, dtype, "targets")
+    pred = as_compute(batch.predictions, dtype, "predictions")
+    prepared = params.prepare(spec.name, batch.predictions, batch.targets, dtype)
+    targ = prepared.targets
     weight = None
     if batch.sample_weight is not None:
-        weight = _as_compute(batch.sample_weight, dtype, "sample_weight").reshape(-1)
+        weight = as_compute(batch.sample_weight, dtype, "sample_weight").reshape(-1)
     params.check_domain(pred, targ)
 
     n = pred.shape[0]
-    reduction = plan(options.reduction, n, weight, empty_w)
+    reduction = plan(options.reduction, n, weight, prepared.kappa, empty_w)
     loss = np.empty(n, dtype=dtype)
     nothing = np.empty((0, 0), dtype=dtype)
     grad = np.empty_like(pred) if options.gradient else nothing
     hess = np.empty_like(pred) if options.hessian else nothing
     spec.driver(
         pred, targ, reduction.kernel_weights, reduction.scale, loss, grad, hess,
-        *params.kernel_args(),
+        *prepared.kernel_args,
     )  # fmt: skip
     total = weighted_sum(loss, empty_w if weight is None else weight)
     derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
@@ -206,7 +182,7 @@ def compute(
         result["gradient"] = encode_array(grad.reshape(shape), options.array_format)
     if options.hessian:
         result["hessian"] = encode_array(hess.reshape(shape), options.array_format)
-    result["params"] = params.model_dump()
+    result["params"] = params.model_dump() if prepared.shown is None else prepared.shown
     return result
 
 

@@ -56,9 +56,14 @@ class Plan:
         return total / self.weight_sum if self.weight_sum > 0 else 0.0
 
 
-def plan(reduction: str, n: int, weights: Array | None, empty: Array) -> Plan:
-    """Plan a reduction of ``n`` rows with optional sample weights (κ_i = 1)."""
-    weight_sum = float(n) if weights is None else weighted_sum(weights, empty)
+def plan(
+    reduction: str, n: int, weights: Array | None, kappa: Array | None, empty: Array
+) -> Plan:
+    """Plan a reduction of ``n`` rows: weight_sum = Σ w_i·κ_i (w, κ default to 1)."""
+    if kappa is None:
+        weight_sum = float(n) if weights is None else weighted_sum(weights, empty)
+    else:
+        weight_sum = weighted_sum(kappa, empty if weights is None else weights)
     if reduction == "none":
         return Plan(reduction, weight_sum, empty, 1.0)
     kernel_weights = empty if weights is None else weights

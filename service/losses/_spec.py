@@ -6,12 +6,47 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import InvalidArray, ShapeMismatch
 from ._jit import Array
 
 Family = Literal["regression", "binary", "multiclass", "distribution", "overlap"]
 TargetForm = Literal["same_shape", "class_index"]
+
+
+ComputeDtype = type[np.floating[Any]]
+
+
+def readonly(array: Array) -> Array:
+    """Mark an input read-only: kernels are compiled for read-only inputs (packed arrays arrive
+    read-only), and one flag for every input keeps one compiled signature per dtype."""
+    array.flags.writeable = False
+    return array
+
+
+def as_compute(array: Array, dtype: ComputeDtype, field: str) -> Array:
+    """A read-only, C-contiguous (N, D) array of the compute dtype."""
+    out = np.ascontiguousarray(array, dtype=dtype)
+    if out.ndim == 1:
+        out = out.reshape(-1, 1)
+    if dtype is np.float32 and array.dtype != np.float32 and not np.isfinite(out).all():
+        raise InvalidArray(
+            f"`{field}` has values outside the float32 range; use dtype float64",
+            errors=[((field,), "overflows float32")],
+        )
+    return readonly(out)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a loss's parameters make of a batch's targets before the kernel runs."""
+
+    targets: Array  # (N, D), compute dtype, read-only, C-contiguous
+    kernel_args: tuple[Any, ...]  # the driver's trailing arguments
+    kappa: Array | None = None  # κ_i of SPEC section 4, (N,) compute dtype, read-only; None: 1
+    shown: dict[str, Any] | None = None  # params in force, when they differ from model_dump()
 
 
 class LossParams(BaseModel):
@@ -30,8 +65,23 @@ class LossParams(BaseModel):
         """The driver's trailing arguments."""
         return tuple(v if isinstance(v, bool) else float(v) for v in self.model_dump().values())
 
+    def prepare(
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+    ) -> Prepared:
+        """Targets as the kernel takes them; by default of the predictions' shape."""
+        if targets.shape != predictions.shape:
+            raise ShapeMismatch(
+                f"targets have shape {list(targets.shape)}, predictions "
+                f"{list(predictions.shape)}; {name} needs them equal",
+                errors=[(("targets",), "shape differs from predictions")],
+            )
+        return Prepared(as_compute(targets, dtype, "targets"), self.kernel_args())
+
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        """Raise ``OutOfDomain`` for inputs the loss is not defined on (default: none)."""
+        """Raise ``OutOfDomain`` for inputs the loss is not defined on (default: none).
+
+        Both arrays are the (N, D) compute arrays the kernel will see.
+        """
 
 
 Driver = Callable[..., None]
