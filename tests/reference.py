@@ -99,9 +99,79 @@ def cosine_similarity(p: Array, t: Array, epsilon: float = 1e-7) -> Array:
     return np.asarray(-(u * v).sum(axis=1))
 
 
+def _class_weights(t: Array, class_weight: object) -> Array:
+    if class_weight is None:
+        return np.ones(t.shape[1])
+    if class_weight == "balanced":  # LOSSES.md: n / (C n_c), 0 for an absent class
+        counts = t.sum(axis=0)
+        with np.errstate(divide="ignore"):
+            return np.where(counts > 0, counts.sum() / (t.shape[1] * counts), 0.0)
+    return np.asarray(class_weight, dtype=np.float64)
+
+
+def _log_softmax(z: Array) -> Array:
+    top = z.max(axis=1, keepdims=True)
+    return np.asarray(z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True)))
+
+
+def cross_entropy(
+    p: Array,
+    t: Array,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    class_weight: object = None,
+    ignore_index: object = None,
+    epsilon: float = 1e-7,
+) -> Array:
+    # torch.nn.functional.cross_entropy (logits) / keras categorical_crossentropy (probabilities);
+    # ignored samples arrive as all-zero rows, and smoothing scales with the row's target mass
+    c = p.shape[1]
+    cw = _class_weights(t, class_weight)
+    y = (1 - label_smoothing) * t + label_smoothing * t.sum(axis=1, keepdims=True) / c
+    if from_logits:
+        logp = _log_softmax(p)
+    else:
+        logp = np.log(np.clip(p / p.sum(axis=1, keepdims=True), epsilon, 1 - epsilon))
+    return np.asarray(-(cw * y * logp).sum(axis=1))
+
+
 # How each reference is exercised: where its inputs live (away from kinks unless a test aims at
 # them) and which parameter sets to try. A new loss adds its reference above and one line here.
 Range = tuple[float, float]
+# Kinds of input besides a uniform range:
+#   predictions: "simplex" (positive rows summing to 1), "unit" (uniform in [0.02, 0.98])
+#   targets: "index" (class indices, given to the reference as one-hot rows), "onehot", "soft"
+#   (random distributions), "binary" ({0, 1}), "sign" ({-1, 1}), "unit"
+Kind = Range | str
+
+
+def one_hot(index: Array, classes: int, ignore_index: object = None) -> Array:
+    """(N,) class indices as one-hot rows; ``ignore_index`` rows are all zero."""
+    out = np.zeros((len(index), classes))
+    for i, k in enumerate(index):
+        if k != ignore_index:
+            out[i, int(k)] = 1.0
+    return out
+
+
+def _draw(kind: Kind, shape: tuple[int, ...], rng: np.random.Generator) -> Array:
+    if not isinstance(kind, str):
+        return rng.uniform(*kind, size=shape)
+    n, c = shape[0], (shape[1] if len(shape) > 1 else 1)
+    if kind == "index":
+        return rng.integers(0, c, size=n).astype(np.float64)
+    if kind == "onehot":
+        return one_hot(rng.integers(0, c, size=n), c).reshape(shape)
+    if kind in ("soft", "simplex"):
+        raw = rng.uniform(0.1, 1.0, size=(n, c))
+        return (raw / raw.sum(axis=1, keepdims=True)).reshape(shape)
+    if kind == "binary":
+        return rng.integers(0, 2, size=shape).astype(np.float64)
+    if kind == "sign":
+        return rng.choice([-1.0, 1.0], size=shape)
+    if kind == "unit":
+        return rng.uniform(0.02, 0.98, size=shape)
+    raise ValueError(kind)
 
 
 class Case:
@@ -110,16 +180,51 @@ class Case:
     def __init__(
         self,
         fn: object,
-        pred: Range = (-3.0, 3.0),
-        targ: Range = (-3.0, 3.0),
+        pred: Kind = (-3.0, 3.0),
+        targ: Kind = (-3.0, 3.0),
         params: tuple[dict[str, object], ...] = ({},),
         min_rank: int = 1,
+        logits: Range = (-3.0, 3.0),
+        soft: bool = False,
     ) -> None:
         self.fn = fn
         self.pred = pred
         self.targ = targ
         self.params = params
         self.min_rank = min_rank
+        self.logits = logits
+        self.soft = soft  # also exercised with soft (N, C) targets
+
+    def target_kinds(self, params: dict[str, object]) -> list[Kind]:
+        """The target forms the value tests run: the case's own, and soft rows where they apply."""
+        return [self.targ] + (["soft"] if self.soft and "ignore_index" not in params else [])
+
+    def sample(
+        self,
+        shape: tuple[int, ...],
+        seed: int,
+        params: dict[str, object] | None = None,
+        targ_kind: Kind | None = None,
+    ) -> tuple[Array, Array]:
+        """Predictions and targets inside the loss's domain, away from kinks."""
+        rng = np.random.default_rng(seed)
+        pred_kind = self.logits if (params or {}).get("from_logits") else self.pred
+        targ_kind = self.targ if targ_kind is None else targ_kind
+        pred = _draw(pred_kind, shape, rng)
+        targ = _draw(targ_kind, shape, rng)
+        if not isinstance(pred_kind, str) and not isinstance(targ_kind, str):
+            # keep residuals away from 0 and from the breakpoints of piecewise losses
+            targ = np.where(np.abs(pred - targ) < 0.05, targ + 0.1, targ)
+        return pred, targ
+
+    def reference(self, pred: Array, targ: Array, params: dict[str, object]) -> Array:
+        """The reference's per-sample losses; index targets are handed over as one-hot rows."""
+        p2 = pred.reshape(pred.shape[0], -1)
+        if targ.ndim == 1 and pred.ndim == 2:
+            t2 = one_hot(targ, pred.shape[1], params.get("ignore_index"))
+        else:
+            t2 = targ.reshape(targ.shape[0], -1)
+        return self.fn(p2, t2, **params)  # type: ignore[operator, no-any-return]
 
 
 CASES: dict[str, Case] = {
@@ -152,4 +257,19 @@ CASES: dict[str, Case] = {
         ),
     ),
     "cosine_similarity": Case(cosine_similarity, params=({}, {"epsilon": 1e-3}), min_rank=2),
+    "cross_entropy": Case(
+        cross_entropy,
+        pred="simplex",
+        targ="index",
+        min_rank=2,
+        soft=True,
+        params=(
+            {},
+            {"label_smoothing": 0.2, "class_weight": [0.5, 1.0, 2.0]},
+            {"from_logits": True},
+            {"from_logits": True, "label_smoothing": 0.1, "class_weight": [0.5, 1.0, 2.0]},
+            {"from_logits": True, "ignore_index": 1, "class_weight": "balanced"},
+            {"from_logits": True, "class_weight": "balanced", "label_smoothing": 0.3},
+        ),
+    ),
 }

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import base64
 import pkgutil
-from collections.abc import Callable
 from decimal import Decimal, localcontext
-from typing import Any, cast
+from typing import Any
 
 import numba
 import numpy as np
@@ -35,15 +34,11 @@ VARIANT_IDS = [f"{spec.name}-{orjson.dumps(p).decode()}" for spec, p in VARIANTS
 SHAPES = [(7,), (6, 3)]
 
 
-def sample(name: str, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and targets inside the loss's domain, away from kinks."""
-    case = CASES[name]
-    rng = np.random.default_rng(seed)
-    pred = rng.uniform(*case.pred, size=shape)
-    targ = rng.uniform(*case.targ, size=shape)
-    # keep residuals away from 0 and from the breakpoints of piecewise losses
-    targ = np.where(np.abs(pred - targ) < 0.05, targ + 0.1, targ)
-    return pred, targ
+def sample(
+    name: str, shape: tuple[int, ...], seed: int, params: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and targets inside the loss's domain (see ``reference.Case.sample``)."""
+    return CASES[name].sample(shape, seed, params)
 
 
 def shapes_for(name: str) -> list[tuple[int, ...]]:
@@ -65,10 +60,7 @@ def evaluate(
 
 
 def ref_loss(name: str, pred: np.ndarray, targ: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    fn = cast(Callable[..., np.ndarray], CASES[name].fn)
-    p2 = pred.reshape(pred.shape[0], -1)
-    t2 = targ.reshape(targ.shape[0], -1)
-    return fn(p2, t2, **params)
+    return CASES[name].reference(pred, targ, params)
 
 
 def test_every_loss_file_is_registered() -> None:
@@ -121,21 +113,36 @@ def test_value_matches_reference(
     spec: LossSpec, params: dict[str, Any], weighted: bool, reduction: str
 ) -> None:
     """Per-sample losses, reduced value and weight_sum agree with the reference in float64."""
+    case = CASES[spec.name]
     for shape in shapes_for(spec.name):
-        pred, targ = sample(spec.name, shape, seed=1)
-        weight = np.random.default_rng(2).uniform(0, 2, size=shape[0]) if weighted else None
-        out = evaluate(spec, pred, targ, weight, params, reduction=reduction)
-        expected = ref_loss(spec.name, pred, targ, params)
-        np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
-        w = np.ones(shape[0]) if weight is None else weight
-        assert out["weight_sum"] == pytest.approx(w.sum(), rel=RTOL)
-        assert out["n"] == shape[0]
-        if reduction == "none":
-            assert out["value"] is None
-        else:
-            total = float(np.sum(w * expected))
-            want = total if reduction == "sum" else total / w.sum()
-            assert out["value"] == pytest.approx(want, rel=RTOL, abs=ATOL)
+        for kind in case.target_kinds(params):
+            pred, targ = case.sample(shape, seed=1, params=params, targ_kind=kind)
+            weight = np.random.default_rng(2).uniform(0, 2, size=shape[0]) if weighted else None
+            out = evaluate(spec, pred, targ, weight, params, reduction=reduction)
+            expected = ref_loss(spec.name, pred, targ, params)
+            np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+            w = np.ones(shape[0]) if weight is None else weight
+            weight_sum = float(np.sum(w * kappa(spec, pred, targ, out["params"])))
+            assert out["weight_sum"] == pytest.approx(weight_sum, rel=RTOL)
+            assert out["n"] == shape[0]
+            if reduction == "none":
+                assert out["value"] is None
+            else:
+                total = float(np.sum(w * expected))
+                want = total if reduction == "sum" else total / weight_sum if weight_sum else 0.0
+                assert out["value"] == pytest.approx(want, rel=RTOL, abs=ATOL)
+
+
+def kappa(spec: LossSpec, pred: np.ndarray, targ: np.ndarray, shown: dict[str, Any]) -> np.ndarray:
+    """κ_i of SPEC section 4: the target's class weight for class-weighted losses, else 1."""
+    if "class_weight" not in shown:
+        return np.ones(pred.shape[0])
+    rows = (
+        targ
+        if targ.ndim == 2
+        else reference.one_hot(targ, pred.shape[1], shown.get("ignore_index"))
+    )
+    return np.asarray(rows @ np.asarray(shown["class_weight"]))
 
 
 def _fd_gradient(
@@ -159,7 +166,7 @@ def _fd_gradient(
 def test_gradient_matches_finite_differences(spec: LossSpec, params: dict[str, Any]) -> None:
     """The gradient of the weighted sum equals central differences of the reference."""
     for shape in shapes_for(spec.name):
-        pred, targ = sample(spec.name, shape, seed=3)
+        pred, targ = sample(spec.name, shape, seed=3, params=params)
         w = np.random.default_rng(4).uniform(0.5, 2, size=shape[0])
         out = evaluate(spec, pred, targ, w, params, reduction="sum", gradient=True)
         expected = _fd_gradient(spec.name, pred, targ, w, params)
@@ -171,7 +178,7 @@ def test_gradient_matches_finite_differences(spec: LossSpec, params: dict[str, A
 def test_hessian_matches_finite_differences(spec: LossSpec, params: dict[str, Any]) -> None:
     """The Hessian diagonal equals central differences of the gradient, element by element."""
     for shape in shapes_for(spec.name):
-        pred, targ = sample(spec.name, shape, seed=5)
+        pred, targ = sample(spec.name, shape, seed=5, params=params)
         w = np.random.default_rng(6).uniform(0.5, 2, size=shape[0])
         out = evaluate(spec, pred, targ, w, params, reduction="sum", gradient=True, hessian=True)
         expected = np.zeros_like(pred)
@@ -192,7 +199,7 @@ def test_hessian_matches_finite_differences(spec: LossSpec, params: dict[str, An
 def test_reductions_scale_the_derivatives(spec: LossSpec, params: dict[str, Any]) -> None:
     """mean = sum / weight_sum for values and derivatives; none gives d l_i / d row i."""
     shape = shapes_for(spec.name)[-1]
-    pred, targ = sample(spec.name, shape, seed=7)
+    pred, targ = sample(spec.name, shape, seed=7, params=params)
     w = np.random.default_rng(8).uniform(0, 2, size=shape[0])
     asked = {"gradient": True, "hessian": True}
     out = {r: evaluate(spec, pred, targ, w, params, reduction=r, **asked) for r in REDUCTIONS}
@@ -208,7 +215,7 @@ def test_reductions_scale_the_derivatives(spec: LossSpec, params: dict[str, Any]
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_float32_is_close_to_float64(spec: LossSpec, params: dict[str, Any]) -> None:
     """The float32 path gives float32 arrays within float32 precision of the float64 ones."""
-    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=9)
+    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=9, params=params)
     asked = {"gradient": True, "hessian": True}
     f64 = evaluate(spec, pred, targ, None, params, **asked)
     f32 = evaluate(spec, pred, targ, None, params, dtype="float32", **asked)
@@ -221,8 +228,10 @@ def test_float32_is_close_to_float64(spec: LossSpec, params: dict[str, Any]) -> 
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_batch_equals_row_by_row(spec: LossSpec, params: dict[str, Any]) -> None:
     """A batch gives, row for row, the bits that each row gives alone."""
-    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=10)
+    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=10, params=params)
     whole = evaluate(spec, pred, targ, None, params, reduction="none", gradient=True)
+    if params.get("class_weight") == "balanced":  # derived from the batch: reuse the batch's
+        params = {**params, "class_weight": whole["params"]["class_weight"]}
     for i in range(pred.shape[0]):
         row = evaluate(spec, pred[i : i + 1], targ[i : i + 1], None, params, reduction="none",
                        gradient=True)  # fmt: skip
@@ -264,7 +273,7 @@ def test_unknown_and_out_of_range_params_are_rejected(spec: LossSpec) -> None:
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_packed_and_list_inputs_agree(spec: LossSpec, params: dict[str, Any]) -> None:
     """The same batch sent as JSON lists and as packed arrays gives identical response bytes."""
-    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=11)
+    pred, targ = sample(spec.name, shapes_for(spec.name)[-1], seed=11, params=params)
 
     def packed(a: np.ndarray) -> dict[str, Any]:
         data = base64.b64encode(a.astype("<f8").tobytes()).decode()
@@ -369,3 +378,63 @@ def test_tweedie_power_zero_accepts_any_sign() -> None:
     """Tweedie with power 0 is squared error: no domain restriction."""
     out = evaluate(resolve("tweedie"), np.array([-1.0]), np.array([2.0]), None, {"power": 0.0})
     assert out["value"] == 9.0
+
+
+INDEX_VARIANTS = [(s, p) for s, p in VARIANTS if "class_index" in s.targets]
+
+
+@pytest.mark.parametrize(
+    ("spec", "params"), INDEX_VARIANTS, ids=[f"{s.name}-{p}" for s, p in INDEX_VARIANTS]
+)
+def test_one_hot_targets_equal_index_targets_to_the_last_bit(
+    spec: LossSpec, params: dict[str, Any]
+) -> None:
+    """One-hot rows and the equivalent class indices give byte-identical responses."""
+    pred, _ = sample(spec.name, (9, 3), seed=14, params=params)
+    index = np.array([0, 1, 2, 2, 1, 0, 0, 1, 2])
+    ignore = params.get("ignore_index")
+    rows = reference.one_hot(index, 3, ignore)
+    common = {"params": params, "gradient": True, "hessian": True, "reduction": "mean",
+              "sample_weight": [0.5, 1, 2, 1, 1, 3, 0, 1, 1]}  # fmt: skip
+    as_index = {"predictions": pred.tolist(), "targets": index.tolist(), **common}
+    as_rows = {"predictions": pred.tolist(), "targets": rows.tolist(), **common}
+    one = engine.evaluate(spec.name, orjson.dumps(as_index), 10**6).tobytes()
+    if ignore is not None:  # an ignored index has no one-hot equivalent; its row is all zero
+        assert orjson.loads(one)["per_sample"][1] == 0.0
+        return
+    assert one == engine.evaluate(spec.name, orjson.dumps(as_rows), 10**6).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("targets", "fragment"),
+    [
+        ([0, 3], "not a class index"),
+        ([0, -1], "not a class index"),
+        ([0, 1.5], "not an integer"),
+        ([[0, 1, 0], [-0.1, 0.5, 0.6]], "non-negative"),
+    ],
+)
+def test_bad_class_targets_say_what_to_change(targets: list[Any], fragment: str) -> None:
+    """Out-of-range, non-integral and negative targets are 422s that say what is expected."""
+    body = {"predictions": [[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]], "targets": targets}
+    with pytest.raises(LossdError) as info:
+        engine.evaluate("cross_entropy", orjson.dumps(body), 100)
+    assert info.value.status == 422 and fragment in info.value.detail
+
+
+def test_probabilities_outside_unit_interval_suggest_from_logits() -> None:
+    """Logits sent without from_logits get a 422 whose detail suggests from_logits: true."""
+    body = {"predictions": [[2.0, -1.0, 0.5]], "targets": [0]}
+    with pytest.raises(LossdError) as info:
+        engine.evaluate("cross_entropy", orjson.dumps(body), 100)
+    assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail
+
+
+@pytest.mark.parametrize("logit", [1e300, -1e300, 1000.0, -1000.0])
+def test_cross_entropy_is_finite_for_extreme_logits(logit: float) -> None:
+    """Any finite logit gives a finite loss and gradient (log-sum-exp)."""
+    pred = np.array([[logit, 0.0, -logit], [0.0, logit, 1.0]])
+    out = evaluate(resolve("cross_entropy"), pred, np.array([2, 0]), None, {"from_logits": True},
+                   gradient=True, hessian=True)  # fmt: skip
+    assert np.isfinite(out["value"]) and np.isfinite(out["gradient"]).all()
+    assert out["per_sample"][0] == pytest.approx(2 * abs(logit) if logit > 0 else 0.0, rel=1e-12)

@@ -78,3 +78,39 @@ def test_torch_and_keras_values_and_gradients(
     np.testing.assert_allclose(out["per_sample"], per_sample.detach().numpy(), rtol=rtol, atol=atol)
     assert p.grad is not None
     np.testing.assert_allclose(out["gradient"], p.grad.numpy(), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"class_weight": [0.3, 1.0, 2.0, 0.7]},
+        {"ignore_index": 2},
+        {"label_smoothing": 0.15},
+        {"class_weight": [0.3, 1.0, 2.0, 0.7], "ignore_index": 2, "label_smoothing": 0.15},
+    ],
+)
+def test_cross_entropy_matches_torch_including_its_mean(params: dict[str, Any]) -> None:
+    """Index targets from logits: per-sample losses, the weighted mean and its gradient are
+    torch.nn.functional.cross_entropy's, with weight, ignore_index and label_smoothing."""
+    rng = np.random.default_rng(25)
+    logits = rng.normal(scale=3, size=(40, 4))
+    index = rng.integers(0, 4, size=40)
+    weight = params.get("class_weight")
+    kwargs: dict[str, Any] = {
+        "weight": None if weight is None else torch.tensor(weight, dtype=torch.float64),
+        "ignore_index": params.get("ignore_index", -100),
+        "label_smoothing": params.get("label_smoothing", 0.0),
+    }
+    z = torch.tensor(logits, requires_grad=True)
+    y = torch.tensor(index)
+    per_sample = F.cross_entropy(z, y, reduction="none", **kwargs)
+    mean = F.cross_entropy(z, y, reduction="mean", **kwargs)
+    mean.backward()
+    spec = resolve("cross_entropy")
+    out = evaluate(spec, logits, index.astype(float), None, {"from_logits": True, **params},
+                   gradient=True)  # fmt: skip
+    np.testing.assert_allclose(out["per_sample"], per_sample.detach().numpy(), rtol=RTOL, atol=ATOL)
+    assert out["value"] == pytest.approx(mean.item(), rel=RTOL, abs=ATOL)
+    assert z.grad is not None
+    np.testing.assert_allclose(out["gradient"], z.grad.numpy(), rtol=RTOL, atol=ATOL)

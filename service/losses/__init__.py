@@ -11,6 +11,7 @@ import difflib
 from ..errors import UnknownLoss
 from . import (
     cosine_similarity,
+    cross_entropy,
     huber,
     log_cosh,
     mae,
@@ -40,6 +41,7 @@ REGISTRY: tuple[LossSpec, ...] = (
     poisson.SPEC,
     tweedie.SPEC,
     cosine_similarity.SPEC,
+    cross_entropy.SPEC,
 )
 
 

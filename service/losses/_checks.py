@@ -1,0 +1,58 @@
+"""Input checks shared by the classification losses (422s that say what to change)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidArray, OutOfDomain
+from ._jit import Array
+
+
+def _first(mask: Array) -> list[int]:
+    return [int(k) for k in np.unravel_index(int(np.argmax(mask)), mask.shape)]
+
+
+def require_probabilities(predictions: Array, name: str) -> None:
+    """Predictions in [0, 1], or a 422 that suggests ``from_logits: true``."""
+    bad = (predictions < 0) | (predictions > 1)
+    if predictions.size and bad.any():
+        where = _first(bad)
+        raise OutOfDomain(
+            f"{name} got predictions outside [0, 1] (first at {where}) but from_logits is "
+            "false; send probabilities, or set params.from_logits: true for logits",
+            errors=[(("predictions", *where), "must be a probability in [0, 1]")],
+        )
+
+
+def require_positive_row_sums(predictions: Array, name: str) -> None:
+    """Probability rows that can be renormalised (sum > 0)."""
+    sums = predictions.sum(axis=1)
+    if sums.size and (sums <= 0).any():
+        row = int(np.argmax(sums <= 0))
+        raise OutOfDomain(
+            f"{name} renormalises probability rows, but row {row} sums to 0",
+            errors=[(("predictions", row), "row must have a positive sum")],
+        )
+
+
+def require_in_unit_interval(targets: Array, name: str) -> None:
+    """Targets in [0, 1] (binary, multilabel, soft masks)."""
+    bad = (targets < 0) | (targets > 1)
+    if targets.size and bad.any():
+        where = _first(bad)
+        raise InvalidArray(
+            f"{name} needs targets in [0, 1]; the first outside is at {where}",
+            errors=[(("targets", *where), "must be in [0, 1]")],
+        )
+
+
+def require_non_negative(targets: Array, name: str) -> None:
+    """Soft or one-hot targets are non-negative."""
+    bad = targets < 0
+    if targets.size and bad.any():
+        where = _first(bad)
+        raise InvalidArray(
+            f"{name} needs non-negative targets (one-hot or soft); the first negative is at "
+            f"{where}",
+            errors=[(("targets", *where), "must be >= 0")],
+        )

@@ -1,0 +1,114 @@
+"""Targets of the multiclass losses: (N, C) one-hot or soft rows, or (N,) class indices.
+
+Index targets become one-hot rows before the kernel runs, so one-hot targets and the equivalent
+indices give the same response to the last bit. A sample whose index equals ``ignore_index``
+becomes an all-zero row: the kernels scale label smoothing by a row's target mass, so such a row
+has loss 0, gradient 0 and normaliser κ_i = 0, exactly PyTorch's ignored sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from ..errors import InvalidArray, InvalidParams, ShapeMismatch
+from ._checks import require_non_negative
+from ._jit import Array
+from ._spec import ComputeDtype, LossParams, Prepared, as_compute, readonly
+
+ClassWeight = list[float] | Literal["balanced"] | None
+
+
+def one_hot(targets: Array, classes: int, ignore_index: int | None, dtype: ComputeDtype) -> Array:
+    """(N,) class indices as (N, C) one-hot rows; ``ignore_index`` rows are all zero."""
+    if targets.dtype.kind == "f":
+        fractional = targets != np.floor(targets)
+        if fractional.any():
+            i = int(np.argmax(fractional))
+            raise InvalidArray(
+                f"targets[{i}] is not an integer; class-index targets are integers in "
+                f"[0, {classes}) (send one-hot or soft targets as an (N, C) array instead)",
+                errors=[(("targets", i), "must be an integer class index")],
+            )
+    index = targets.astype(np.int64)
+    ignored = index == ignore_index if ignore_index is not None else np.zeros(len(index), bool)
+    bad = ~ignored & ((index < 0) | (index >= classes))
+    if bad.any():
+        i = int(np.argmax(bad))
+        also = f" or ignore_index ({ignore_index})" if ignore_index is not None else ""
+        raise InvalidArray(
+            f"targets[{i}] is not a class index: indices must be in [0, {classes}){also} for "
+            f"predictions with {classes} columns",
+            errors=[(("targets", i), f"must be in [0, {classes})")],
+        )
+    out = np.zeros((len(index), classes), dtype=dtype)
+    rows = np.flatnonzero(~ignored)
+    out[rows, index[rows]] = 1
+    return readonly(out)
+
+
+def balanced_weights(onehot: Array) -> Array:
+    """cw_c = n / (C·n_c) from the batch's (fractional) class counts; 0 for an absent class."""
+    counts = onehot.sum(axis=0, dtype=np.float64)
+    total = counts.sum()
+    weights = np.zeros_like(counts)
+    present = counts > 0
+    weights[present] = total / (len(counts) * counts[present])
+    return weights
+
+
+class MulticlassParams(LossParams):
+    """Base of the losses on (N, C) predictions with one-hot, soft or class-index targets.
+
+    A subclass with a ``class_weight`` field gets κ_i = Σ_c cw_c·y_ic and the weights as a
+    kernel argument in that field's place; an ``ignore_index`` field is used here and not passed.
+    """
+
+    min_rank: ClassVar[int] = 2
+    index_targets: ClassVar[bool] = True  # (N,) class indices accepted
+
+    def prepare(
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+    ) -> Prepared:
+        n, classes = predictions.shape
+        if targets.ndim == 1 and self.index_targets and targets.shape[0] == n:
+            rows = one_hot(targets, classes, getattr(self, "ignore_index", None), dtype)
+        elif targets.shape == predictions.shape:
+            rows = as_compute(targets, dtype, "targets")
+            require_non_negative(rows, name)
+        else:
+            forms = f"(N, C) = {list(predictions.shape)}"
+            if self.index_targets:
+                forms += f" or class indices (N,) = [{n}]"
+            raise ShapeMismatch(
+                f"{name} takes targets of shape {forms}; got {list(targets.shape)}",
+                errors=[(("targets",), "shape does not fit the predictions")],
+            )
+        shown = self.model_dump()
+        args: list[Any] = []
+        kappa = None
+        for field, value in shown.items():
+            if field == "ignore_index":
+                continue
+            if field == "class_weight":
+                weights = self._class_weights(value, rows, classes)
+                shown[field] = weights.tolist()
+                kappa = readonly((rows.astype(np.float64) @ weights).astype(dtype))
+                args.append(readonly(weights.astype(dtype)))
+            else:
+                args.append(value if isinstance(value, bool) else float(value))
+        return Prepared(rows, tuple(args), kappa, shown)
+
+    @staticmethod
+    def _class_weights(value: ClassWeight, rows: Array, classes: int) -> Array:
+        if value is None:
+            return np.ones(classes)
+        if value == "balanced":
+            return balanced_weights(rows)
+        if len(value) != classes:
+            raise InvalidParams(
+                f"class_weight has {len(value)} entries; the predictions have {classes} classes",
+                errors=[(("params", "class_weight"), f"needs {classes} entries")],
+            )
+        return np.asarray(value, dtype=np.float64)
