@@ -137,6 +137,12 @@ def compute(
 ) -> dict[str, Any]:
     """Run the loss's driver and reduce: the response document, arrays still numpy."""
     check_shapes(spec, params, batch)
+    if options.hessian and not spec.hessian:
+        raise Unprocessable(
+            f"{spec.name} has no Hessian (GET /losses/{spec.name} says which losses have one); "
+            "send hessian: false",
+            errors=[(("hessian",), "not available for this loss")],
+        )
     dtype = DTYPES[options.dtype]
     empty_w = EMPTY_WEIGHTS[options.dtype]
     pred = as_compute(batch.predictions, dtype, "predictions")
@@ -213,6 +219,6 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
         batch = Batch(np.full(shape, 0.5), np.full(shape, 0.5), np.ones(2))
         for dtype in DTYPES:
             for weighted in (False, True):
-                options = LossOptions(dtype=dtype, gradient=True, hessian=True)  # type: ignore[arg-type]
+                options = LossOptions(dtype=dtype, gradient=True, hessian=spec.hessian)  # type: ignore[arg-type]
                 b = batch if weighted else Batch(batch.predictions, batch.targets, None)
                 compute(spec, params, options, b)

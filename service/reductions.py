@@ -56,9 +56,7 @@ class Plan:
         return total / self.weight_sum if self.weight_sum > 0 else 0.0
 
 
-def plan(
-    reduction: str, n: int, weights: Array | None, kappa: Array | None, empty: Array
-) -> Plan:
+def plan(reduction: str, n: int, weights: Array | None, kappa: Array | None, empty: Array) -> Plan:
     """Plan a reduction of ``n`` rows: weight_sum = Σ w_i·κ_i (w, κ default to 1)."""
     if kappa is None:
         weight_sum = float(n) if weights is None else weighted_sum(weights, empty)

@@ -273,3 +273,9 @@ CASES: dict[str, Case] = {
         ),
     ),
 }
+
+# The classification families keep their references beside this file; CASES covers them all.
+from tests import reference_binary, reference_multiclass, reference_overlap  # noqa: E402
+
+for _family in (reference_binary, reference_multiclass, reference_overlap):
+    CASES.update(_family.CASES)

@@ -29,10 +29,8 @@ def batches(draw: st.DrawFn) -> tuple[LossSpec, np.ndarray, np.ndarray, np.ndarr
     d = draw(st.integers(2, 4)) if case.min_rank == 2 else draw(st.integers(1, 3))
     shape = (n, d) if case.min_rank == 2 or draw(st.booleans()) else (n,)
     seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    pred = rng.uniform(*case.pred, size=shape)
-    targ = rng.uniform(*case.targ, size=shape)
-    weight = rng.uniform(0, 3, size=n)
+    pred, targ = case.sample(shape, seed)
+    weight = np.random.default_rng(seed).uniform(0, 3, size=n)
     return spec, pred, targ, weight
 
 

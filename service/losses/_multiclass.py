@@ -52,7 +52,7 @@ def balanced_weights(onehot: Array) -> Array:
     """cw_c = n / (C·n_c) from the batch's (fractional) class counts; 0 for an absent class."""
     counts = onehot.sum(axis=0, dtype=np.float64)
     total = counts.sum()
-    weights = np.zeros_like(counts)
+    weights: Array = np.zeros_like(counts)
     present = counts > 0
     weights[present] = total / (len(counts) * counts[present])
     return weights
