@@ -21,7 +21,7 @@ from .api.state import ServiceState
 from .compute import ComputeExecutor, check_threading_layer, configure_threading_layer
 from .errors import PROBLEM_MEDIA_TYPE, LossdError, problem
 from .losses import REGISTRY
-from .schemas import LossRequest, Problem
+from .schemas import LossRequest, MultiLossRequest, Problem
 from .settings import Settings
 
 log = logging.getLogger("lossd")
@@ -78,7 +78,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     _, defs = models_json_schema(
-        [(LossRequest, "validation"), (Problem, "validation")],
+        [(LossRequest, "validation"), (MultiLossRequest, "validation"), (Problem, "validation")],
         ref_template="#/components/schemas/{model}",
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])

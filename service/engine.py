@@ -6,8 +6,10 @@ compute executor, so decoding, the kernel and encoding all stay off the event lo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -15,13 +17,21 @@ from pydantic import ValidationError
 
 from .arrays import decode_array, encode_array
 from .body import LIFT_MIN, Base64, Blob, Encoded, dumps, lift, resolve_blob
-from .errors import InvalidArray, InvalidParams, OutOfDomain, ShapeMismatch, Unprocessable
+from .errors import (
+    InvalidArray,
+    InvalidParams,
+    LossdError,
+    OutOfDomain,
+    ShapeMismatch,
+    Unprocessable,
+)
 from .losses import REGISTRY, LossParams, LossSpec, resolve
 from .losses._jit import Array
 from .losses._spec import as_compute, readonly
 from .reductions import plan, weighted_sum
-from .schemas import ARRAY_FIELDS, LossOptions
+from .schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
 
+Options = TypeVar("Options", bound=EvaluationOptions)
 DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
 
@@ -89,12 +99,12 @@ def decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int)
     return Batch(take("predictions"), take("targets"), weight)
 
 
-def validate_options(doc: dict[str, Any]) -> LossOptions:
+def validate_options(doc: dict[str, Any], model: type[Options]) -> Options:
     """The non-array fields, strictly (unknown fields are an error)."""
     try:
-        return LossOptions.model_validate(doc)
+        return model.model_validate(doc)
     except ValidationError as exc:
-        raise Unprocessable("invalid request fields", errors=_validation_errors(exc, ())) from None
+        raise _invalid(Unprocessable, "invalid request fields", exc, ()) from None
 
 
 def validate_params(spec: LossSpec, params: dict[str, Any]) -> LossParams:
@@ -102,10 +112,17 @@ def validate_params(spec: LossSpec, params: dict[str, Any]) -> LossParams:
     try:
         return spec.params.model_validate(params)
     except ValidationError as exc:
-        error = InvalidParams("", errors=_validation_errors(exc, ("params",)))
-        detail = "; ".join(f"{'.'.join(map(str, loc[1:]))}: {msg}" for loc, msg in error.errors)
-        error.detail = f"invalid params for {spec.name}: {detail}"
-        raise error from None
+        raise _invalid(InvalidParams, f"invalid params for {spec.name}", exc, ("params",)) from None
+
+
+def _invalid(
+    kind: type[LossdError], headline: str, exc: ValidationError, prefix: tuple[str, ...]
+) -> LossdError:
+    """A 422 from pydantic's errors: locations cut short, the input never echoed."""
+    error = kind("", errors=_validation_errors(exc, prefix))
+    listed = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in error.errors)
+    error.detail = f"{headline}: {listed}"
+    return error
 
 
 def check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
@@ -133,7 +150,7 @@ def check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
 
 
 def compute(
-    spec: LossSpec, params: LossParams, options: LossOptions, batch: Batch
+    spec: LossSpec, params: LossParams, options: EvaluationOptions, batch: Batch
 ) -> dict[str, Any]:
     """Run the loss's driver and reduce: the response document, arrays still numpy."""
     check_shapes(spec, params, batch)
@@ -197,9 +214,45 @@ def evaluate(name: str, body: bytes | bytearray, max_elements: int) -> Encoded:
     spec = resolve(name)
     doc, blobs = parse_body(body)
     batch = decode_batch(doc, blobs, max_elements)
-    options = validate_options(doc)
+    options = validate_options(doc, LossOptions)
     params = validate_params(spec, options.params)
     return dumps(compute(spec, params, options, batch))
+
+
+def evaluate_many(body: bytes | bytearray, max_elements: int) -> Encoded:
+    """``POST /loss``: several losses on one batch, decoded once; results in request order.
+
+    Every name and parameter set is checked before any loss is computed; an error names the
+    position of the loss it belongs to.
+    """
+    doc, blobs = parse_body(body)
+    batch = decode_batch(doc, blobs, max_elements)
+    options = validate_options(doc, MultiLossOptions)
+    chosen: list[tuple[LossSpec, LossParams]] = []
+    for k, selection in enumerate(options.losses):
+        with _at_position(k, selection.name):
+            spec = resolve(selection.name)
+            chosen.append((spec, validate_params(spec, selection.params)))
+    results = []
+    for k, (spec, params) in enumerate(chosen):
+        with _at_position(k, spec.name):
+            results.append(compute(spec, params, options, batch))
+    return dumps({"results": results})
+
+
+@contextmanager
+def _at_position(k: int, name: str) -> Iterator[None]:
+    """Prefix an error with the position of the loss it came from: ``losses[k]``."""
+    try:
+        yield
+    except LossdError as exc:
+        exc.detail = f"losses[{k}] ({name[:64]}): {exc.detail}"
+        # locations inside the loss's own entry get its position; array fields are shared
+        exc.errors = [
+            (loc if loc[:1] and loc[0] in ARRAY_FIELDS else ["losses", k, *loc], msg)
+            for loc, msg in exc.errors
+        ] or [(["losses", k, "name"], "unknown loss")]
+        raise
 
 
 def catalogue() -> list[dict[str, Any]]:

@@ -36,15 +36,12 @@ ComputeDtype = Literal["float64", "float32"]
 ArrayFormat = Literal["list", "packed"]
 
 
-class LossOptions(BaseModel):
-    """The non-array fields of a loss request; arrays are decoded separately."""
+class EvaluationOptions(BaseModel):
+    """The non-array fields every evaluation shares; arrays are decoded separately."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     reduction: Reduction = Field("mean", description="how per-sample losses become one value")
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="the loss's own parameters (see GET /losses/{name})"
-    )
     per_sample: bool = Field(True, description="include the per-sample losses")
     gradient: bool = Field(False, description="include the gradient of the reduced value")
     hessian: bool = Field(False, description="include the diagonal of the Hessian")
@@ -52,17 +49,50 @@ class LossOptions(BaseModel):
     array_format: ArrayFormat = Field("list", description="how response arrays are written")
 
 
+class LossOptions(EvaluationOptions):
+    """The non-array fields of ``POST /loss/{name}``."""
+
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the loss's own parameters (see GET /losses/{name})"
+    )
+
+
+class LossSelection(BaseModel):
+    """One loss of ``POST /loss``: a name or alias and its parameters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(description="canonical name or alias")
+    params: dict[str, Any] = Field(default_factory=dict, description="the loss's own parameters")
+
+
+class MultiLossOptions(EvaluationOptions):
+    """The non-array fields of ``POST /loss``."""
+
+    losses: list[LossSelection] = Field(
+        min_length=1, max_length=64, description="the losses to evaluate, results in this order"
+    )
+
+
 ARRAY_FIELDS = ("predictions", "targets", "sample_weight")
 
 
-class LossRequest(LossOptions):
-    """One loss on one batch."""
+class BatchArrays(BaseModel):
+    """The arrays of a request (decoded by ``arrays.decode_array``, documented here)."""
 
     predictions: ArrayIn
     targets: ArrayIn
     sample_weight: ArrayIn | None = Field(
         None, description="(N,) finite non-negative weights; they enter only the reductions"
     )
+
+
+class LossRequest(LossOptions, BatchArrays):
+    """One loss on one batch."""
+
+
+class MultiLossRequest(MultiLossOptions, BatchArrays):
+    """Several losses on one batch; the arrays are decoded once."""
 
 
 class LossResult(BaseModel):
@@ -77,6 +107,12 @@ class LossResult(BaseModel):
     gradient: ArrayOut | None = None
     hessian: ArrayOut | None = None
     params: dict[str, Any] = Field(description="the parameters in force, defaults filled in")
+
+
+class MultiLossResult(BaseModel):
+    """One result per requested loss, in request order."""
+
+    results: list[LossResult]
 
 
 class LossInfo(BaseModel):

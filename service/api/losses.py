@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -13,7 +13,7 @@ from .. import engine
 from ..body import Encoded
 from ..errors import NotReady
 from ..losses import resolve
-from ..schemas import Catalogue, LossInfo, LossResult
+from ..schemas import Catalogue, LossInfo, LossResult, MultiLossResult
 from ._body import read_json_body
 from ._docs import problems
 from .state import ServiceState, service_state
@@ -21,12 +21,11 @@ from .state import ServiceState, service_state
 router = APIRouter(tags=["losses"])
 State = Annotated[ServiceState, Depends(service_state)]
 
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LossRequest"}}},
-    }
-}
+
+def _request_body(model: str) -> dict[str, Any]:
+    """The documented JSON body of a route that decodes its body itself."""
+    schema = {"$ref": f"#/components/schemas/{model}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 STREAM_ABOVE = 1 << 20
@@ -55,7 +54,7 @@ def _encoded(body: Encoded) -> Response:
     operation_id="evaluate_loss",
     response_model=LossResult,
     responses=problems(404, 413, 415, 422, 503),
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra=_request_body("LossRequest"),
 )
 async def evaluate_loss(name: str, request: Request, state: State) -> Response:
     """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
@@ -64,6 +63,22 @@ async def evaluate_loss(name: str, request: Request, state: State) -> Response:
         raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
     body = await read_json_body(request, state.settings.max_body_bytes)
     result = await state.compute.run(engine.evaluate, name, body, state.settings.max_elements)
+    return _encoded(result)
+
+
+@router.post(
+    "/loss",
+    operation_id="evaluate_losses",
+    response_model=MultiLossResult,
+    responses=problems(404, 413, 415, 422, 503),
+    openapi_extra=_request_body("MultiLossRequest"),
+)
+async def evaluate_losses(request: Request, state: State) -> Response:
+    """Evaluate several losses on one batch; the arrays are decoded once, results in order."""
+    if not state.ready:
+        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
+    body = await read_json_body(request, state.settings.max_body_bytes)
+    result = await state.compute.run(engine.evaluate_many, body, state.settings.max_elements)
     return _encoded(result)
 
 

@@ -93,7 +93,8 @@ class MulticlassParams(LossParams):
                 continue
             if field == "class_weight":
                 weights = self._class_weights(value, rows, classes)
-                shown[field] = weights.tolist()
+                if value == "balanced":  # derived from the batch: show what was used
+                    shown[field] = weights.tolist()
                 kappa = readonly((rows.astype(np.float64) @ weights).astype(dtype))
                 args.append(readonly(weights.astype(dtype)))
             else:

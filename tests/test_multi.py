@@ -1,0 +1,87 @@
+"""POST /loss: several losses on one batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from service import engine
+from service.errors import LossdError
+
+PRED = [[0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]
+LOSSES = [
+    {"name": "cross_entropy", "params": {"label_smoothing": 0.1}},
+    {"name": "CrossEntropyLoss", "params": {"class_weight": "balanced"}},
+    {"name": "mse"},
+]
+
+
+def _many(**fields: Any) -> dict[str, Any]:
+    doc = {"predictions": PRED, "targets": [[0, 1, 0], [1, 0, 0], [0, 0, 1]], "losses": LOSSES}
+    return orjson.loads(engine.evaluate_many(orjson.dumps({**doc, **fields}), 10**6).tobytes())
+
+
+def test_results_equal_single_calls_in_order() -> None:
+    """Each result is byte-for-byte the single-loss response, in request order."""
+    common = {"gradient": True, "hessian": True, "sample_weight": [1, 2, 0.5], "reduction": "sum"}
+    results = _many(**common)["results"]
+    assert [r["loss"] for r in results] == ["cross_entropy", "cross_entropy", "mse"]
+    for selection, result in zip(LOSSES, results, strict=True):
+        single = {"predictions": PRED, "targets": [[0, 1, 0], [1, 0, 0], [0, 0, 1]],
+                  "params": selection.get("params", {}), **common}  # fmt: skip
+        alone = engine.evaluate(str(selection["name"]), orjson.dumps(single), 10**6).tobytes()
+        assert orjson.loads(alone) == result
+
+
+@pytest.mark.parametrize(
+    ("losses", "status", "loc"),
+    [
+        ([{"name": "mse"}, {"name": "huber", "params": {"delta": -1}}], 422,
+         ["losses", 1, "params", "delta"]),
+        ([{"name": "mse"}, {"name": "no_such_loss"}], 404, ["losses", 1, "name"]),
+        ([{"name": "mse", "extra": 1}], 422, ["losses", 0, "extra"]),
+        ([], 422, ["losses"]),
+        ([{"params": {}}], 422, ["losses", 0, "name"]),
+    ],
+)  # fmt: skip
+def test_an_error_names_the_position_of_its_loss(
+    losses: list[dict[str, Any]], status: int, loc: list[Any]
+) -> None:
+    """A bad name or parameter set is reported with the position of its loss."""
+    with pytest.raises(LossdError) as info:
+        _many(losses=losses, targets=[[0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    assert info.value.status == status
+    assert loc in [list(err[0]) for err in info.value.errors]
+
+
+def test_compute_errors_name_the_loss_too() -> None:
+    """A loss that cannot take the batch (index targets for mse) is named by position."""
+    with pytest.raises(LossdError) as info:
+        _many(targets=[1, 0, 2])
+    assert info.value.detail.startswith("losses[2] (mse)")
+
+
+def test_top_level_params_are_not_a_field_of_post_loss() -> None:
+    """POST /loss takes params per loss, not at the top level."""
+    with pytest.raises(LossdError) as info:
+        _many(params={"label_smoothing": 0.1})
+    assert info.value.status == 422 and ["params"] in [list(e[0]) for e in info.value.errors]
+
+
+def test_post_loss_over_http(client: httpx.Client) -> None:
+    """POST /loss answers over HTTP with the results in order, packed arrays included."""
+    rng = np.random.default_rng(3)
+    pred = rng.uniform(0.05, 1, size=(50, 4))
+    pred /= pred.sum(axis=1, keepdims=True)
+    body = {"predictions": pred.tolist(), "targets": rng.integers(0, 4, 50).tolist(),
+            "losses": [{"name": "cross_entropy"}, {"name": "nll", "params": {"epsilon": 1e-3}}],
+            "array_format": "packed", "gradient": True}  # fmt: skip
+    response = client.post("/loss", json=body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["params"]["epsilon"] for r in results] == [1e-7, 1e-3]
+    assert results[0]["gradient"]["shape"] == [50, 4]
