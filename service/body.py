@@ -77,7 +77,7 @@ def b64decode_into(src: Array, out: Array, table: Array, bad: Array) -> None:
     groups = src.shape[0] // 4
     full = groups - 1 if groups > 0 else 0
     for b in prange(bad.shape[0]):
-        seen = 0
+        seen = np.uint32(0)
         for g in range(b * _GROUPS_PER_BLOCK, min(full, (b + 1) * _GROUPS_PER_BLOCK)):
             s = 4 * g
             a0 = np.uint32(table[src[s]])
