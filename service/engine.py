@@ -267,9 +267,11 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
     body = dumps({"predictions": wire, "targets": wire, "array_format": "packed"}).tobytes()
     evaluate(REGISTRY[0].name, body, big.size)
     for spec in specs:
-        params = spec.params()
+        params = spec.params.model_validate(spec.params.warm_up)
         shape = (2, 2)
-        batch = Batch(np.full(shape, 0.5), np.full(shape, 0.5), np.ones(2))
+        # predictions 0.5 and targets 1 are in every loss's domain (probabilities, counts,
+        # hinge labels, distributions, masks)
+        batch = Batch(np.full(shape, 0.5), np.full(shape, 1.0), np.ones(2))
         for dtype in DTYPES:
             for weighted in (False, True):
                 options = LossOptions(dtype=dtype, gradient=True, hessian=spec.hessian)  # type: ignore[arg-type]

@@ -2,6 +2,114 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from tests.reference import Array, Case, one_hot  # noqa: F401
 
-CASES: dict[str, Case] = {}
+
+def _rowmean(values: Array) -> Array:
+    return np.asarray(values.mean(axis=1))
+
+
+def _log_sigmoid(z: Array) -> Array:
+    # log σ(z) = −log(1 + e^−z); logaddexp never overflows
+    return np.asarray(-np.logaddexp(0.0, -z))
+
+
+def _smooth(t: Array, label_smoothing: float) -> Array:
+    return t * (1 - label_smoothing) + label_smoothing / 2
+
+
+def binary_cross_entropy(
+    p: Array,
+    t: Array,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    pos_weight: object = None,
+    epsilon: float = 1e-7,
+) -> Array:
+    # torch binary_cross_entropy_with_logits(pos_weight) on y' / keras binary_crossentropy
+    y = _smooth(t, label_smoothing)
+    weight = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+    if from_logits:
+        log_p, log_not_p = _log_sigmoid(p), _log_sigmoid(-p)
+    else:
+        c = np.clip(p, epsilon, 1 - epsilon)
+        log_p, log_not_p = np.log(c), np.log(1 - c)
+    return _rowmean(-(weight * y * log_p + (1 - y) * log_not_p))
+
+
+def binary_focal(
+    p: Array,
+    t: Array,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    epsilon: float = 1e-7,
+) -> Array:
+    # optax.sigmoid_focal_loss (logits) / keras binary_focal_crossentropy (probabilities): the
+    # cross-entropy of the smoothed label times the focal factor; keras clips only inside the
+    # cross-entropy, the focal factor sees the probability as sent
+    y = _smooth(t, label_smoothing)
+    if from_logits:
+        prob = np.exp(_log_sigmoid(p))
+        bce = -(y * _log_sigmoid(p) + (1 - y) * _log_sigmoid(-p))
+    else:
+        prob = p
+        c = np.clip(p, epsilon, 1 - epsilon)
+        bce = -(y * np.log(c) + (1 - y) * np.log(1 - c))
+    p_t = y * prob + (1 - y) * (1 - prob)
+    alpha_t = 1.0 if alpha is None else y * alpha + (1 - y) * (1 - alpha)
+    return _rowmean(alpha_t * (1 - p_t) ** gamma * bce)
+
+
+def _hinge_labels(t: Array) -> Array:
+    # keras convert_binary_labels_to_hinge: a batch of {0, 1} labels becomes 2y - 1
+    return 2 * t - 1 if np.isin(t, (0, 1)).all() else t
+
+
+def hinge(p: Array, t: Array) -> Array:
+    return _rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p))
+
+
+def squared_hinge(p: Array, t: Array) -> Array:
+    return _rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p) ** 2)
+
+
+# A pos_weight list has D entries, and the harness runs D = 1 and D = 3: lists are tested in
+# tests/test_binary_losses.py, numbers here.
+CASES: dict[str, Case] = {
+    "binary_cross_entropy": Case(
+        binary_cross_entropy,
+        pred="unit",
+        targ="binary",
+        params=(
+            {},
+            {"label_smoothing": 0.2},
+            {"pos_weight": 2.5},
+            {"label_smoothing": 0.3, "pos_weight": 0.25, "epsilon": 0.03},
+            {"from_logits": True},
+            {"from_logits": True, "label_smoothing": 0.1, "pos_weight": 3.0},
+            {"from_logits": True, "pos_weight": 0.0},
+        ),
+    ),
+    "binary_focal": Case(
+        binary_focal,
+        pred="unit",
+        targ="binary",
+        params=(
+            {},
+            {"gamma": 0.0},
+            {"gamma": 2.5, "alpha": 0.25},
+            {"gamma": 0.5, "alpha": 0.75, "label_smoothing": 0.1},
+            {"gamma": 1.5, "epsilon": 0.03, "label_smoothing": 0.2},
+            {"from_logits": True},
+            {"from_logits": True, "gamma": 0.0, "alpha": 0.25},
+            {"from_logits": True, "gamma": 2.5, "label_smoothing": 0.2},
+            {"from_logits": True, "gamma": 0.5, "alpha": 1.0, "label_smoothing": 0.05},
+        ),
+    ),
+    "hinge": Case(hinge, targ="sign"),
+    "squared_hinge": Case(squared_hinge, targ="sign"),
+}

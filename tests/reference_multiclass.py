@@ -2,6 +2,207 @@
 
 from __future__ import annotations
 
-from tests.reference import Array, Case, one_hot  # noqa: F401
+import numpy as np
 
-CASES: dict[str, Case] = {}
+from tests.reference import Array, Case, _class_weights, _log_softmax, one_hot  # noqa: F401
+
+W3 = [0.5, 1.0, 2.0]  # class weights for the harness's (6, 3) batches
+SIMILARITY = [[1.0, 0.3, 0.1], [0.3, 1.0, 0.6], [0.1, 0.6, 1.0]]
+ASYMMETRIC = [[1.0, 0.8, 0.0], [0.2, 1.0, 0.5], [0.0, 0.9, 1.0]]
+
+
+def _smooth(t: Array, s: float) -> Array:
+    # y' = (1 - s) y + s (Σ_k y_k) / C: all-zero (ignored) rows stay all zero
+    return np.asarray((1 - s) * t + s * t.sum(axis=1, keepdims=True) / t.shape[1])
+
+
+def _clipped(p: Array, epsilon: float) -> Array:
+    # keras: rows renormalised, then clipped to [ε, 1 − ε]
+    return np.asarray(np.clip(p / p.sum(axis=1, keepdims=True), epsilon, 1 - epsilon))
+
+
+def focal(
+    p: Array,
+    t: Array,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    class_weight: object = None,
+    ignore_index: object = None,
+    epsilon: float = 1e-7,
+) -> Array:
+    # keras.losses.categorical_focal_crossentropy; logits through an unclipped log-softmax
+    cw = _class_weights(t, class_weight)
+    y = _smooth(t, label_smoothing)
+    if from_logits:
+        logp = _log_softmax(p)
+        prob = np.exp(logp)
+    else:
+        prob = _clipped(p, epsilon)
+        logp = np.log(prob)
+    a = 1.0 if alpha is None else alpha
+    return np.asarray(-(a * cw * y * (1 - prob) ** gamma * logp).sum(axis=1))
+
+
+def generalized_cross_entropy(
+    p: Array,
+    t: Array,
+    q: float = 0.7,
+    from_logits: bool = False,
+    class_weight: object = None,
+    ignore_index: object = None,
+    epsilon: float = 1e-7,
+) -> Array:
+    # keras.losses.categorical_generalized_cross_entropy: (1 - p_y^q) / q on the probabilities as
+    # given (no renormalisation); lossd floors them at ε, where p^q has an infinite slope
+    cw = _class_weights(t, class_weight)
+    prob = np.exp(_log_softmax(p)) if from_logits else np.maximum(p, epsilon)
+    return np.asarray((cw * t * (1 - prob**q) / q).sum(axis=1))
+
+
+def poly1_cross_entropy(
+    p: Array,
+    t: Array,
+    epsilon_poly: float = 2.0,
+    from_logits: bool = True,
+    label_smoothing: float = 0.0,
+    epsilon: float = 1e-7,
+) -> Array:
+    # optax.poly_loss_cross_entropy: CE + ε Σ_c y_c (1 − p_c), on the smoothed labels
+    y = _smooth(t, label_smoothing)
+    if from_logits:
+        logp = _log_softmax(p)
+        prob = np.exp(logp)
+    else:
+        prob = _clipped(p, epsilon)
+        logp = np.log(prob)
+    return np.asarray(-(y * logp).sum(axis=1) + epsilon_poly * (y * (1 - prob)).sum(axis=1))
+
+
+def _similarity(c: int, similarity: object, ordinal_base: float | None) -> Array:
+    if similarity is not None:
+        return np.asarray(similarity, dtype=np.float64)
+    if ordinal_base is not None:  # Kobs et al.: w[j, i] = r ** |i - j|
+        return np.array([[ordinal_base ** abs(i - j) for j in range(c)] for i in range(c)])
+    return np.eye(c)
+
+
+def simloss(
+    p: Array,
+    t: Array,
+    similarity: object = None,
+    ordinal_base: float | None = None,
+    from_logits: bool = False,
+    epsilon: float = 1e-8,
+) -> Array:
+    # Kobs et al. 2020: -log(Σ_c S[y, c] p_c + ε), probabilities as given; soft rows Σ_k y_k (…)
+    s = _similarity(p.shape[1], similarity, ordinal_base)
+    prob = np.exp(_log_softmax(p)) if from_logits else p
+    return np.asarray(-(t * np.log(prob @ s.T + epsilon)).sum(axis=1))
+
+
+def categorical_hinge(p: Array, t: Array) -> Array:
+    # keras.losses.categorical_hinge
+    pos = (t * p).sum(axis=1)
+    neg = ((1 - t) * p).max(axis=1)
+    return np.asarray(np.maximum(neg - pos + 1, 0.0))
+
+
+def multi_margin(
+    pred: Array, targ: Array, p: int = 1, margin: float = 1.0, class_weight: object = None
+) -> Array:
+    # torch.nn.functional.multi_margin_loss(p, margin, weight), reduction="none"; soft rows are
+    # the target-weighted sum over classes k of the loss with y = k
+    n, c = pred.shape
+    cw = _class_weights(targ, class_weight)
+    out = np.zeros(n)
+    for i in range(n):
+        for k in range(c):
+            for j in range(c):
+                if j != k:
+                    z = max(0.0, margin - pred[i, k] + pred[i, j])
+                    out[i] += targ[i, k] * cw[k] * z**p / c
+    return out
+
+
+CASES: dict[str, Case] = {
+    "focal": Case(
+        focal,
+        pred="simplex",
+        targ="index",
+        min_rank=2,
+        soft=True,
+        params=(
+            {},
+            {"gamma": 0.0},
+            {"gamma": 0.5, "alpha": 0.25, "label_smoothing": 0.2, "class_weight": W3},
+            {"epsilon": 0.1, "gamma": 3.0},
+            {"from_logits": True},
+            {"from_logits": True, "gamma": 0.5, "alpha": 2.0},
+            {"from_logits": True, "label_smoothing": 0.1, "class_weight": "balanced"},
+            {"from_logits": True, "ignore_index": 1, "class_weight": W3, "gamma": 1.0},
+        ),
+    ),
+    "generalized_cross_entropy": Case(
+        generalized_cross_entropy,
+        pred="simplex",
+        targ="index",
+        min_rank=2,
+        soft=True,
+        params=(
+            {},
+            {"q": 1.0},
+            {"q": 0.3, "class_weight": W3},
+            {"epsilon": 0.1},
+            {"from_logits": True},
+            {"from_logits": True, "q": 0.5, "class_weight": "balanced"},
+            {"from_logits": True, "ignore_index": 1},
+        ),
+    ),
+    "poly1_cross_entropy": Case(
+        poly1_cross_entropy,
+        pred="simplex",
+        targ="index",
+        min_rank=2,
+        soft=True,
+        params=(
+            {},
+            {"from_logits": True},
+            {"from_logits": True, "epsilon_poly": -1.0, "label_smoothing": 0.2},
+            {"from_logits": False},
+            {"from_logits": False, "epsilon_poly": 1.0, "label_smoothing": 0.1},
+            {"from_logits": False, "epsilon": 0.1},
+        ),
+    ),
+    "simloss": Case(
+        simloss,
+        pred="simplex",
+        targ="index",
+        min_rank=2,
+        soft=True,
+        params=(
+            {"ordinal_base": 0.5},
+            {"ordinal_base": 0.0},
+            {"similarity": SIMILARITY},
+            {"from_logits": True, "ordinal_base": 0.7},
+            {"from_logits": True, "similarity": ASYMMETRIC, "epsilon": 1e-3},
+        ),
+    ),
+    "categorical_hinge": Case(
+        categorical_hinge, pred=(-3.0, 3.0), targ="index", min_rank=2, soft=True
+    ),
+    "multi_margin": Case(
+        multi_margin,
+        pred=(-3.0, 3.0),
+        targ="index",
+        min_rank=2,
+        soft=True,
+        params=(
+            {},
+            {"p": 2},
+            {"margin": 0.5, "class_weight": W3},
+            {"p": 2, "margin": 2.0, "class_weight": "balanced"},
+        ),
+    ),
+}

@@ -10,18 +10,32 @@ import difflib
 
 from ..errors import UnknownLoss
 from . import (
+    binary_cross_entropy,
+    binary_focal,
+    categorical_hinge,
     cosine_similarity,
     cross_entropy,
+    dice,
+    focal,
+    generalized_cross_entropy,
+    hinge,
     huber,
+    js_divergence,
+    kl_divergence,
     log_cosh,
     mae,
     mape,
     mse,
     msle,
+    multi_margin,
     pinball,
     poisson,
+    poly1_cross_entropy,
     pseudo_huber,
+    simloss,
     smooth_l1,
+    squared_hinge,
+    tversky,
     tweedie,
 )
 from ._spec import LossParams, LossSpec
@@ -42,6 +56,20 @@ REGISTRY: tuple[LossSpec, ...] = (
     tweedie.SPEC,
     cosine_similarity.SPEC,
     cross_entropy.SPEC,
+    focal.SPEC,
+    generalized_cross_entropy.SPEC,
+    poly1_cross_entropy.SPEC,
+    simloss.SPEC,
+    categorical_hinge.SPEC,
+    multi_margin.SPEC,
+    binary_cross_entropy.SPEC,
+    binary_focal.SPEC,
+    hinge.SPEC,
+    squared_hinge.SPEC,
+    kl_divergence.SPEC,
+    js_divergence.SPEC,
+    dice.SPEC,
+    tversky.SPEC,
 )
 
 

@@ -62,11 +62,13 @@ class MulticlassParams(LossParams):
     """Base of the losses on (N, C) predictions with one-hot, soft or class-index targets.
 
     A subclass with a ``class_weight`` field gets κ_i = Σ_c cw_c·y_ic and the weights as a
-    kernel argument in that field's place; an ``ignore_index`` field is used here and not passed.
+    kernel argument in that field's place; the ``host_only`` fields (``ignore_index``) are used
+    here and not passed; every other field goes to the driver as ``kernel_value`` makes it.
     """
 
     min_rank: ClassVar[int] = 2
     index_targets: ClassVar[bool] = True  # (N,) class indices accepted
+    host_only: ClassVar[frozenset[str]] = frozenset({"ignore_index"})
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
@@ -89,7 +91,7 @@ class MulticlassParams(LossParams):
         args: list[Any] = []
         kappa = None
         for field, value in shown.items():
-            if field == "ignore_index":
+            if field in self.host_only:
                 continue
             if field == "class_weight":
                 weights = self._class_weights(value, rows, classes)
@@ -98,8 +100,12 @@ class MulticlassParams(LossParams):
                 kappa = readonly((rows.astype(np.float64) @ weights).astype(dtype))
                 args.append(readonly(weights.astype(dtype)))
             else:
-                args.append(value if isinstance(value, bool) else float(value))
+                args.append(self.kernel_value(field, value))
         return Prepared(rows, tuple(args), kappa, shown)
+
+    def kernel_value(self, field: str, value: Any) -> float | bool:
+        """A field as its driver argument: a plain float or bool (override for nullable fields)."""
+        return value if isinstance(value, bool) else float(value)
 
     @staticmethod
     def _class_weights(value: ClassWeight, rows: Array, classes: int) -> Array:

@@ -60,6 +60,9 @@ class LossParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     min_rank: ClassVar[int] = 1
+    # Parameters the start-up warm-up compiles with: the defaults, unless a loss has a
+    # parameter without a usable default (simloss needs a similarity).
+    warm_up: ClassVar[dict[str, Any]] = {}
 
     def kernel_args(self) -> tuple[float | bool, ...]:
         """The driver's trailing arguments."""

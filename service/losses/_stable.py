@@ -51,3 +51,41 @@ def row_factor(w: Array, i: int, scale: float) -> float:
     if w.shape[0] == 0:
         return scale
     return float(w[i] * scale)
+
+
+@scalar
+def row_sum(x: Array, i: int) -> float:
+    """Σ_j x_ij of row i."""
+    total = 0.0
+    for j in range(x.shape[1]):
+        total += x[i, j]
+    return total
+
+
+@scalar
+def softmax_row(z: Array, i: int) -> tuple[float, int, float]:
+    """(top, arg, rest) of logit row i: its maximum, the maximum's first index and
+    rest = Σ_{j≠arg} e^{z_ij − top}, so that Σ_j e^{z_ij − top} = 1 + rest (nothing overflows)."""
+    top = z[i, 0]
+    arg = 0
+    for j in range(1, z.shape[1]):
+        if z[i, j] > top:
+            top = z[i, j]
+            arg = j
+    rest = 0.0
+    for j in range(z.shape[1]):
+        if j != arg:
+            rest += math.exp(z[i, j] - top)
+    return top, arg, rest
+
+
+@scalar
+def softmax_entry(x: float, top: float, rest: float, is_top: bool) -> tuple[float, float, float]:
+    """(p, log p, 1 − p) of one softmax entry from its row's ``softmax_row``, finite for any
+    finite logits: log p = (x − top) − log1p(rest), and 1 − p is a sum of the other entries
+    (no cancellation when p is close to 1)."""
+    total = 1.0 + rest
+    if is_top:
+        return 1.0 / total, -math.log1p(rest), rest / total
+    e = math.exp(x - top)
+    return e / total, (x - top) - math.log1p(rest), (total - e) / total

@@ -1,0 +1,64 @@
+"""Shared pieces of the binary losses: a cancellation-free sigmoid pair and hinge label rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InvalidArray
+from ._jit import Array, scalar
+from ._spec import ComputeDtype, LossParams, Prepared, readonly
+
+
+@scalar
+def sigmoid_pair(z: float) -> tuple[float, float]:
+    """(σ(z), σ(−z)) for any finite z: σ(−z) = 1 − σ(z) is formed without the subtraction, which
+    would cancel to 0 for large z and lose the relative accuracy of the small tail."""
+    e = math.exp(-abs(z))  # in (0, 1]: never overflows
+    big = 1.0 / (1.0 + e)
+    small = e / (1.0 + e)
+    if z >= 0:
+        return big, small
+    return small, big
+
+
+def _where(mask: Array) -> list[int]:
+    return [int(k) for k in np.argwhere(mask)[0]]
+
+
+def sign_labels(targets: Array, name: str) -> Array:
+    """Hinge targets as ±1: {−1, 1} as sent, or {0, 1} with 0 meaning −1 (Keras's 2y − 1).
+
+    ``targets`` is the array as sent, so error locations are the client's indices.
+    """
+    zero, minus = targets == 0, targets == -1
+    other = ~(zero | minus | (targets == 1))
+    if other.any():
+        raise InvalidArray(
+            f"{name} needs targets in {{-1, 1}}, or in {{0, 1}} where 0 means -1; the first "
+            f"other value is at {_where(other)}",
+            errors=[(("targets", *_where(other)), "must be -1 or 1 (or 0 or 1)")],
+        )
+    if zero.any() and minus.any():
+        raise InvalidArray(
+            f"{name} got targets with both 0 (first at {_where(zero)}) and -1 (first at "
+            f"{_where(minus)}), which is ambiguous: send labels in either {{0, 1}} (0 means -1) "
+            "or {-1, 1}",
+            errors=[(("targets", *_where(zero)), "0 and -1 in one batch: use {0, 1} or {-1, 1}")],
+        )
+    return targets if not zero.any() else 2.0 * targets - 1.0
+
+
+class SignTargetParams(LossParams):
+    """Base of the hinge losses: targets in {−1, 1}, or {0, 1} converted with 2y − 1."""
+
+    def prepare(
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+    ) -> Prepared:
+        prepared = super().prepare(name, predictions, targets, dtype)
+        signs = sign_labels(targets, name)
+        if signs is targets:
+            return prepared
+        rows = np.ascontiguousarray(signs, dtype=dtype).reshape(prepared.targets.shape)
+        return Prepared(readonly(rows), prepared.kernel_args)

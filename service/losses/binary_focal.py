@@ -1,0 +1,194 @@
+"""Binary (multilabel) focal loss: cross-entropy scaled down on well-classified elements."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from pydantic import Field
+
+from ._binary import sigmoid_pair
+from ._checks import require_in_unit_interval, require_probabilities
+from ._jit import Array, batch, prange, scalar
+from ._spec import LossParams, LossSpec
+from ._stable import log_sigmoid, row_factor
+
+
+class BinaryFocalParams(LossParams):
+    gamma: float = Field(2.0, ge=0, description="focusing exponent γ of (1 - p_t)^γ")
+    alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="weight of the positive class (1 - alpha for the negative); null: none"
+    )
+    from_logits: bool = Field(False, description="predictions are logits (sigmoid inside)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = y (1 - s) + s/2")
+    epsilon: float = Field(1e-7, gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")
+
+    def kernel_args(self) -> tuple[float | bool, ...]:
+        """The driver's trailing arguments; alpha null is passed as −1 (no class balancing)."""
+        alpha = -1.0 if self.alpha is None else self.alpha
+        return (self.gamma, alpha, self.from_logits, self.label_smoothing, self.epsilon)
+
+    def check_domain(self, predictions: Array, targets: Array) -> None:
+        require_in_unit_interval(targets, "binary_focal")
+        if not self.from_logits:
+            require_probabilities(predictions, "binary_focal")
+
+
+@scalar
+def _power(u: float, e: float) -> float:
+    """u^e for u >= 0, with 0^0 = 1 and 0^e = 0 also for e < 0 (see ``focal_prob_point``)."""
+    if u > 0:
+        return math.pow(u, e)
+    return 1.0 if e == 0 else 0.0
+
+
+@scalar
+def _term(coef: float, u: float, e: float, x: float) -> float:
+    """coef·u^e·x, and 0 when coef or x is 0 (u^e may then be huge: no 0·inf)."""
+    if coef == 0 or x == 0:
+        return 0.0
+    return coef * _power(u, e) * x
+
+
+@scalar
+def focal_logit_point(z: float, y: float, a: float, gamma: float) -> tuple[float, float, float]:
+    r"""$l = a\,u^\gamma B$ from a logit, as ``optax.sigmoid_focal_loss`` computes it.
+
+    $B = -[y\log\sigma(z) + (1 - y)\log\sigma(-z)]$ (the cross-entropy of the possibly smoothed
+    label $y$), $u = 1 - p_t = y\,\sigma(-z) + (1 - y)\,\sigma(z)$, $a = \alpha_t$. With
+    $B' = \sigma(z) - y$, $B'' = \sigma\bar\sigma$ ($\bar\sigma = \sigma(-z)$),
+    $u' = (1 - 2y)\sigma\bar\sigma$, $u'' = u'(\bar\sigma - \sigma)$ and $r = u'/u$ ($|r| \le 1$):
+
+    $l' = a u^\gamma(\gamma r B + B')$,
+    $l'' = a u^\gamma(\gamma(\gamma - 1) r^2 B + \gamma r(\bar\sigma - \sigma)B + 2\gamma r B' + B'')$,
+
+    which stays finite for any finite logit. $u = 0$ (a hard label met exactly; then $B = 0$ too)
+    gives 0 for all three when $\gamma > 0$, and plain cross-entropy when $\gamma = 0$.
+    For hard labels $u^\gamma B = -(1 - p_t)^\gamma \log p_t$, the formula of LOSSES.md; for soft
+    labels the reference's form is the one computed. The Hessian is negative where the focal
+    factor falls faster than the cross-entropy grows (badly misclassified elements, γ > 0).
+    """
+    s, q = sigmoid_pair(z)
+    # log σ(z) and log(1 − σ(z)) = log_sigmoid(−z): finite for any finite z
+    b = -(y * log_sigmoid(z) + (1.0 - y) * log_sigmoid(-z))
+    b1 = (1.0 - y) * s - y * q  # σ(z) − y without cancellation for hard labels
+    b2 = s * q
+    u = y * q + (1.0 - y) * s
+    r = (1.0 - 2.0 * y) * s * q / u if u > 0 else 0.0
+    w = a * _power(u, gamma)
+    g = w * (gamma * r * b + b1)
+    h = w * (
+        gamma * (gamma - 1.0) * r * r * b + gamma * r * (q - s) * b + 2.0 * gamma * r * b1 + b2
+    )
+    return w * b, g, h
+
+
+@scalar
+def focal_prob_point(
+    p: float, y: float, a: float, gamma: float, epsilon: float
+) -> tuple[float, float, float]:
+    r"""$l = a\,u^\gamma B$ from a probability, as ``keras.losses.binary_focal_crossentropy``.
+
+    $B = -[y\log c + (1 - y)\log(1 - c)]$ with $c = \mathrm{clip}(p, \varepsilon, 1 - \varepsilon)$,
+    and, as Keras has it, the focal factor of the unclipped $p$: $u = 1 - p_t = y(1 - p) + (1 - y)p$,
+    $u' = 1 - 2y$, $u'' = 0$. With $B' = -y/p + (1 - y)/(1 - p)$ and
+    $B'' = y/p^2 + (1 - y)/(1 - p)^2$ for $\varepsilon < p < 1 - \varepsilon$ (0 where clipping is
+    active):
+
+    $l' = a(\gamma u^{\gamma - 1}u' B + u^\gamma B')$,
+    $l'' = a(\gamma(\gamma - 1)u^{\gamma - 2}u'^2 B + 2\gamma u^{\gamma - 1}u' B' + u^\gamma B'')$.
+
+    At $u = 0$ (a probability of exactly 0 or 1 on a hard label) with $\gamma < 1$ ($\gamma < 2$
+    for the Hessian) the one-sided derivative is infinite; the loss is at its minimum there and
+    the term is taken as 0, the smallest subgradient (SPEC section 4, kinks).
+    """
+    c = min(max(p, epsilon), 1.0 - epsilon)
+    b = -(y * math.log(c) + (1.0 - y) * math.log1p(-c))
+    b1 = 0.0
+    b2 = 0.0
+    if epsilon < p < 1.0 - epsilon:
+        r = 1.0 - p
+        b1 = -y / p + (1.0 - y) / r
+        b2 = y / (p * p) + (1.0 - y) / (r * r)
+    u = y * (1.0 - p) + (1.0 - y) * p
+    u1 = 1.0 - 2.0 * y
+    w = _power(u, gamma)
+    g = _term(gamma, u, gamma - 1.0, u1 * b) + w * b1
+    h = (
+        _term(gamma * (gamma - 1.0), u, gamma - 2.0, u1 * u1 * b)
+        + _term(2.0 * gamma, u, gamma - 1.0, u1 * b1)
+        + w * b2
+    )
+    return a * w * b, a * g, a * h
+
+
+@batch
+def binary_focal_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    gamma: float,
+    alpha: float,
+    from_logits: bool,
+    label_smoothing: float,
+    epsilon: float,
+) -> None:
+    r"""$l_i = \mathrm{mean}_j\, \alpha_t (1 - p_t)^\gamma\, \mathrm{BCE}(y'_{ij}, p_{ij})$.
+
+    $y' = y(1 - s) + s/2$, $p_t = y'p + (1 - y')(1 - p)$, $\alpha_t = y'\alpha + (1 - y')(1 - \alpha)$
+    ($\alpha < 0$ stands for null: $\alpha_t = 1$). For hard labels this is
+    $-\alpha_t(1 - p_t)^\gamma\log p_t$; with label smoothing both references compute the
+    cross-entropy of $y'$ times the focal factor, and so does this driver. Reference:
+    ``optax.sigmoid_focal_loss(alpha, gamma)`` on $y'$ (logits),
+    ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing = alpha is not None)``
+    (probabilities).
+    """
+    n, d = pred.shape
+    inv_d = 1.0 / d
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    keep = 1.0 - label_smoothing
+    spread = 0.5 * label_smoothing
+    for i in prange(n):
+        f = row_factor(w, i, scale) * inv_d
+        acc = 0.0
+        for j in range(d):
+            y = keep * targ[i, j] + spread
+            a = 1.0 if alpha < 0 else y * alpha + (1.0 - y) * (1.0 - alpha)
+            if from_logits:
+                v, g, h = focal_logit_point(pred[i, j], y, a, gamma)
+            else:
+                v, g, h = focal_prob_point(pred[i, j], y, a, gamma, epsilon)
+            acc += v
+            if want_g:
+                grad[i, j] = g * f
+            if want_h:
+                hess[i, j] = h * f
+        loss[i] = acc * inv_d
+
+
+SPEC = LossSpec(
+    name="binary_focal",
+    aliases=("binary_focal_crossentropy", "sigmoid_focal"),
+    family="binary",
+    summary="Binary and multilabel focal loss: cross-entropy down-weighted on easy elements.",
+    formula=(
+        r"l_i = \frac{1}{D}\sum_j \alpha_t (1 - p_t)^\gamma\, \mathrm{BCE}(y'_{ij}, p_{ij}),\quad "
+        r"p_t = y'p + (1 - y')(1 - p),\ y' = y(1 - s) + s/2"
+    ),
+    params=BinaryFocalParams,
+    driver=binary_focal_batch,
+    reference=(
+        "optax.sigmoid_focal_loss(alpha, gamma) on y' for logits; "
+        "keras.losses.BinaryFocalCrossentropy(apply_class_balancing = alpha is not null, alpha, "
+        "gamma, label_smoothing) for probabilities"
+    ),
+    hessian_note=(
+        "the exact diagonal; it can be negative on badly misclassified points (γ > 0), where "
+        "the focal factor changes faster than the cross-entropy"
+    ),
+)

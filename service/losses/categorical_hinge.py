@@ -1,0 +1,144 @@
+"""Categorical hinge (Crammer–Singer style, as Keras computes it) on raw class scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import Array, batch, prange, scalar
+from ._multiclass import MulticlassParams
+from ._spec import LossSpec
+from ._stable import row_factor
+
+
+class CategoricalHingeParams(MulticlassParams):
+    """categorical_hinge has no parameters."""
+
+
+@scalar
+def tie_weights(targ: Array, pred: Array, i: int, neg: float) -> Array:
+    r"""Weights $\lambda$ on the entries tied at $\max_c (1 - y_c)\hat y_c$ that give the
+    subgradient $g = -y + (1 - y)\circ\lambda$ of smallest norm ($\lambda$ in the simplex over the
+    tied set $T$).
+
+    Minimising $\sum_{c \in T} (a_c\lambda_c - y_c)^2$, $a_c = 1 - y_c$: an entry with $a_c = 0$
+    (a target of weight 1, whose entry is the constant 0) absorbs any slack for free; otherwise
+    $\lambda_c = \max(0, (\nu - t_c)/a_c^2)$ with breakpoints $t_c = -a_c y_c$ and $\nu$ found by
+    water-filling over the breakpoints in increasing order. For one-hot rows this is an equal
+    split over the tied non-targets, or all on the target when it is tied.
+    """
+    c = pred.shape[1]
+    lam = np.zeros(c)
+    used = np.zeros(c, dtype=np.bool_)
+    free = -1
+    slack = 1.0
+    for j in range(c):
+        a = 1.0 - targ[i, j]
+        if a * pred[i, j] != neg:
+            used[j] = True  # not tied: never a candidate
+        elif a == 0.0:
+            used[j] = True
+            if free < 0:
+                free = j
+    if free >= 0:
+        for j in range(c):
+            a = 1.0 - targ[i, j]
+            if not used[j] and a > 0.0:
+                lam[j] = targ[i, j] / a  # each term's own minimiser
+                slack -= lam[j]
+        if slack >= 0.0:
+            lam[free] = slack
+            return lam
+        lam[:] = 0.0
+    inv_sum = 0.0
+    t_sum = 0.0
+    nu = 0.0
+    while True:
+        best = -1
+        best_t = 0.0
+        for j in range(c):
+            if not used[j]:
+                t = -(1.0 - targ[i, j]) * targ[i, j]
+                if best < 0 or t < best_t:
+                    best = j
+                    best_t = t
+        if best < 0 or (inv_sum > 0.0 and best_t >= nu):
+            break
+        used[best] = True
+        a2 = (1.0 - targ[i, best]) ** 2
+        inv_sum += 1.0 / a2
+        t_sum += best_t / a2
+        nu = (1.0 + t_sum) / inv_sum
+        lam[best] = -1.0  # marks the active set
+    for j in range(c):
+        if lam[j] == -1.0:
+            a = 1.0 - targ[i, j]
+            lam[j] = max(0.0, (nu + a * targ[i, j]) / (a * a))
+    return lam
+
+
+@batch
+def categorical_hinge_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+) -> None:
+    r"""$l_i = \max(0,\ \max_c (1 - y_c)\hat y_c - \sum_c y_c \hat y_c + 1)$.
+
+    Where $l_i > 0$: $\partial l/\partial \hat y_j = (1 - y_j)[j = \arg\max] - y_j$; at a tied
+    maximum the weights of ``tie_weights`` (smallest-norm subgradient); at $l_i = 0$ (the kink
+    included) 0. The Hessian is 0 wherever $l$ is differentiable. Reference:
+    ``keras.losses.categorical_hinge``.
+    """
+    n, c = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in prange(n):
+        pos = 0.0
+        neg = (1.0 - targ[i, 0]) * pred[i, 0]
+        top = 0
+        ties = 1
+        for j in range(c):
+            pos += targ[i, j] * pred[i, j]
+            if j > 0:
+                entry = (1.0 - targ[i, j]) * pred[i, j]
+                if entry > neg:
+                    neg = entry
+                    top = j
+                    ties = 1
+                elif entry == neg:
+                    ties += 1
+        margin = neg - pos + 1.0
+        loss[i] = max(margin, 0.0)
+        if want_g:
+            f = row_factor(w, i, scale)
+            if margin > 0.0 and ties == 1:
+                for j in range(c):
+                    grad[i, j] = ((1.0 - targ[i, j] if j == top else 0.0) - targ[i, j]) * f
+            elif margin > 0.0:
+                lam = tie_weights(targ, pred, i, neg)
+                for j in range(c):
+                    grad[i, j] = ((1.0 - targ[i, j]) * lam[j] - targ[i, j]) * f
+            else:
+                for j in range(c):
+                    grad[i, j] = 0.0
+        if want_h:
+            for j in range(c):
+                hess[i, j] = 0.0
+
+
+SPEC = LossSpec(
+    name="categorical_hinge",
+    aliases=(),
+    family="multiclass",
+    summary="Categorical hinge: the best wrong score against the target score, with margin 1.",
+    formula=r"l_i = \max\Big(0,\ \max_c (1 - y_{ic})\hat y_{ic} - \sum_c y_{ic}\hat y_{ic} + 1\Big)",
+    params=CategoricalHingeParams,
+    driver=categorical_hinge_batch,
+    reference="keras.losses.categorical_hinge",
+    targets=("same_shape", "class_index"),
+    hessian_note="zero almost everywhere",
+)

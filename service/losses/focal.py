@@ -1,0 +1,179 @@
+"""Categorical focal cross-entropy (Lin et al. 2017), from logits or from probabilities."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from ._checks import require_positive_row_sums, require_probabilities
+from ._jit import Array, batch, prange, scalar
+from ._multiclass import MulticlassParams
+from ._spec import LossSpec
+from ._stable import row_factor, row_sum, softmax_entry, softmax_row
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class FocalParams(MulticlassParams):
+    gamma: float = Field(2.0, ge=0, description="focusing parameter γ: (1 − p)^γ")
+    alpha: float | None = Field(
+        None, gt=0, description="one balancing factor α for all classes; null means 1"
+    )
+    from_logits: bool = Field(False, description="predictions are logits (softmax inside)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = (1 - s) y + s/C")
+    class_weight: list[NonNegative] | Literal["balanced"] | None = Field(
+        None, description='C non-negative weights, or "balanced" (n / (C n_c) from the batch)'
+    )
+    ignore_index: int | None = Field(None, description="class index whose samples are ignored")
+    epsilon: float = Field(1e-7, gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")
+
+    def kernel_value(self, field: str, value: Any) -> float | bool:
+        if field == "alpha" and value is None:
+            return 1.0
+        return super().kernel_value(field, value)
+
+    def check_domain(self, predictions: Array, targets: Array) -> None:
+        if not self.from_logits:
+            require_probabilities(predictions, "focal")
+            require_positive_row_sums(predictions, "focal")
+
+
+@scalar
+def focal_terms(
+    a: float, p: float, logp: float, u: float, gamma: float
+) -> tuple[float, float, float]:
+    r"""One class's term $f = -a\,u^\gamma \log p$ ($u = 1 - p$) and its scaled derivatives.
+
+    Returns $(f, P, W)$ with $P = p f'(p) = -a\,u^\gamma(1 - \gamma p r)$ and
+    $W = u^2 p^2 f''(p) = a\,u^\gamma\,(u^2 + \gamma p u (2 - (\gamma - 1) p r))$, $r = \log p / u$
+    ($\to -1$ as $p \to 1$). In these forms nothing divides by $p$ or $u$, so they stay finite
+    for any finite logit even when $\gamma < 1$ (where $f''$ itself diverges at $p = 1$).
+    """
+    if a == 0.0:
+        return 0.0, 0.0, 0.0
+    ug = u**gamma
+    r = logp / u if u > 0.0 else -1.0
+    big_p = -a * ug * (1.0 - gamma * p * r)
+    big_w = a * ug * (u * u + gamma * p * u * (2.0 - (gamma - 1.0) * p * r))
+    return -a * ug * logp, big_p, big_w
+
+
+@batch
+def focal_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    gamma: float,
+    alpha: float,
+    from_logits: bool,
+    label_smoothing: float,
+    class_weight: Array,
+    epsilon: float,
+) -> None:
+    r"""$l_i = -\sum_c \alpha\, cw_c\, y'_c (1 - p_c)^\gamma \log p_c$, $y' = (1 - s)y + s(\sum_k y_k)/C$.
+
+    With the per-class $f_c(p_c)$, $P_c = p_c f_c'$, $Q_c = p_c^2 f_c''$ of ``focal_terms``:
+    logits (softmax by log-sum-exp, no clipping): $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
+    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j\sum_c P_c) + (1 - p_j)^2 Q_j
+    + p_j^2 \sum_{c \ne j} Q_c$ (the top class's $Q$ enters only as $(1 - p)^2 Q$ and
+    $p_j^2 Q = (p_j/u)^2 W$, finite as its $p \to 1$). Probabilities (Keras): $q = p/S$ clipped
+    to $[\varepsilon, 1 - \varepsilon]$; on unclipped classes $D_c = P_c/q_c$,
+    $E_c = Q_c/q_c^2$ (0 where clipping is active), $\partial l/\partial p_j = (D_j - A)/S$ and
+    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
+    $B = \sum_c Q_c$. Reference: ``keras.losses.CategoricalFocalCrossentropy(alpha, gamma)``.
+    """
+    n, c = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    keep = 1.0 - label_smoothing
+    for i in prange(n):
+        spread = label_smoothing * row_sum(targ, i) / c
+        f = row_factor(w, i, scale)
+        acc = 0.0
+        if from_logits:
+            top, arg, rest = softmax_row(pred, i)
+            u_top = rest / (1.0 + rest)
+            sum_p = 0.0
+            sum_q = 0.0  # Σ Q_c over the classes other than the top one
+            w_top = 0.0
+            for j in range(c):
+                a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
+                v, big_p, big_w = focal_terms(a, p, logp, u, gamma)
+                acc += v
+                sum_p += big_p
+                if j == arg:
+                    w_top = big_w
+                else:
+                    sum_q += big_w / (u * u)  # u ≥ 1/2 off the top class
+            if want_g or want_h:
+                for j in range(c):
+                    a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                    p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
+                    _, big_p, big_w = focal_terms(a, p, logp, u, gamma)
+                    g = big_p - p * sum_p
+                    if want_g:
+                        grad[i, j] = g * f
+                    if want_h:
+                        h = (1.0 - 2.0 * p) * g + big_w
+                        if j == arg:
+                            h += p * p * sum_q
+                        else:
+                            h += p * p * (sum_q - big_w / (u * u))
+                            if u_top > 0.0:  # p_j ≤ 1 − p_top: (p_j/u_top)² ≤ 1
+                                h += (p / u_top) * (p / u_top) * w_top
+                        hess[i, j] = h * f
+        else:
+            s = row_sum(pred, i)
+            sum_p = 0.0
+            sum_q = 0.0
+            for j in range(c):
+                a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                q = pred[i, j] / s
+                r = min(max(q, epsilon), 1.0 - epsilon)
+                v, big_p, big_w = focal_terms(a, r, math.log(r), 1.0 - r, gamma)
+                acc += v
+                if epsilon < q < 1.0 - epsilon:
+                    sum_p += big_p
+                    sum_q += big_w / ((1.0 - q) * (1.0 - q))
+            if want_g or want_h:
+                for j in range(c):
+                    q = pred[i, j] / s
+                    d = 0.0
+                    e = 0.0
+                    if epsilon < q < 1.0 - epsilon:
+                        a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                        _, big_p, big_w = focal_terms(a, q, math.log(q), 1.0 - q, gamma)
+                        d = big_p / q
+                        e = big_w / (((1.0 - q) * q) * ((1.0 - q) * q))
+                    if want_g:
+                        grad[i, j] = (d - sum_p) / s * f
+                    if want_h:
+                        hess[i, j] = (e * (1.0 - 2.0 * q) - 2.0 * (d - sum_p) + sum_q) / (s * s) * f
+        loss[i] = acc
+
+
+SPEC = LossSpec(
+    name="focal",
+    aliases=("categorical_focal_crossentropy", "softmax_focal"),
+    family="multiclass",
+    summary="Categorical focal cross-entropy: cross-entropy down-weighted by (1 − p)^γ.",
+    formula=(
+        r"l_i = -\sum_c \alpha\, cw_c\, y'_{ic} (1 - p_{ic})^\gamma \log p_{ic},"
+        r"\quad y' = (1 - s)\,y + s/C"
+    ),
+    params=FocalParams,
+    driver=focal_batch,
+    reference=(
+        "keras.losses.CategoricalFocalCrossentropy(alpha=alpha or 1.0, gamma, label_smoothing) "
+        "(probabilities renormalised, then clipped; logits through an unclipped log-softmax)"
+    ),
+    targets=("same_shape", "class_index"),
+    hessian_note="can be negative (the focal term is not convex in p or in the logits)",
+)

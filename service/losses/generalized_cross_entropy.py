@@ -1,0 +1,122 @@
+"""Generalized cross-entropy (Zhang and Sabuncu 2018), noise-robust between CE and MAE."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ._checks import require_probabilities
+from ._jit import Array, batch, prange, scalar
+from ._multiclass import MulticlassParams
+from ._spec import LossSpec
+from ._stable import row_factor, softmax_entry, softmax_row
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class GeneralizedCrossEntropyParams(MulticlassParams):
+    q: float = Field(0.7, gt=0, le=1, description="q → 0 approaches cross-entropy, q = 1 is MAE")
+    from_logits: bool = Field(False, description="predictions are logits (softmax inside)")
+    class_weight: list[NonNegative] | Literal["balanced"] | None = Field(
+        None, description='C non-negative weights, or "balanced" (n / (C n_c) from the batch)'
+    )
+    ignore_index: int | None = Field(None, description="class index whose samples are ignored")
+    epsilon: float = Field(
+        1e-7, gt=0, lt=1, description="probabilities floored at ε (p^q has an infinite slope at 0)"
+    )
+
+    def check_domain(self, predictions: Array, targets: Array) -> None:
+        if not self.from_logits:
+            require_probabilities(predictions, "generalized_cross_entropy")
+
+
+@scalar
+def gce_terms(a: float, logp: float, q: float) -> tuple[float, float, float]:
+    r"""One class's term $f = a(1 - p^q)/q$ with $P = p f'(p) = -a p^q$ and
+    $Q = p^2 f''(p) = a(1 - q)p^q$; $1 - p^q = -\mathrm{expm1}(q \log p)$ keeps its digits as
+    $p \to 1$."""
+    pq = math.exp(q * logp)
+    return -a * math.expm1(q * logp) / q, -a * pq, a * (1.0 - q) * pq
+
+
+@batch
+def generalized_cross_entropy_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    q: float,
+    from_logits: bool,
+    class_weight: Array,
+    epsilon: float,
+) -> None:
+    r"""$l_i = \sum_c cw_c\, y_c (1 - p_c^q)/q$ (index targets: $cw_y (1 - p_y^q)/q$).
+
+    Logits (softmax by log-sum-exp): with $P_c$, $Q_c$ of ``gce_terms``,
+    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$ and
+    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$.
+    Probabilities as given (Keras neither renormalises nor clips; lossd floors them at
+    $\varepsilon$, derivative 0 there): $\partial l/\partial p_j = -cw_j y_j p_j^{q-1}$,
+    $\partial^2 l/\partial p_j^2 = cw_j y_j (1 - q) p_j^{q-2}$.
+    Reference: ``keras.losses.categorical_generalized_cross_entropy(q)``.
+    """
+    n, c = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in prange(n):
+        f = row_factor(w, i, scale)
+        acc = 0.0
+        if from_logits:
+            top, arg, rest = softmax_row(pred, i)
+            sum_p = 0.0
+            sum_q = 0.0
+            for j in range(c):
+                _, logp, _ = softmax_entry(pred[i, j], top, rest, j == arg)
+                v, big_p, big_q = gce_terms(class_weight[j] * targ[i, j], logp, q)
+                acc += v
+                sum_p += big_p
+                sum_q += big_q
+            if want_g or want_h:
+                for j in range(c):
+                    p, logp, _ = softmax_entry(pred[i, j], top, rest, j == arg)
+                    _, big_p, big_q = gce_terms(class_weight[j] * targ[i, j], logp, q)
+                    g = big_p - p * sum_p
+                    if want_g:
+                        grad[i, j] = g * f
+                    if want_h:
+                        hess[i, j] = ((1.0 - 2.0 * p) * (g + big_q) + p * p * sum_q) * f
+        else:
+            for j in range(c):
+                p = pred[i, j]
+                v, big_p, big_q = gce_terms(
+                    class_weight[j] * targ[i, j], math.log(max(p, epsilon)), q
+                )
+                acc += v
+                active = p > epsilon
+                if want_g:
+                    grad[i, j] = big_p / p * f if active else 0.0
+                if want_h:
+                    hess[i, j] = big_q / (p * p) * f if active else 0.0
+        loss[i] = acc
+
+
+SPEC = LossSpec(
+    name="generalized_cross_entropy",
+    aliases=("gce", "categorical_generalized_cross_entropy"),
+    family="multiclass",
+    summary="Generalized cross-entropy (1 − p_y^q)/q: robust to noisy labels, CE as q → 0, MAE at q = 1.",
+    formula=r"l_i = \sum_c cw_c\, y_{ic}\, \frac{1 - p_{ic}^{\,q}}{q}",
+    params=GeneralizedCrossEntropyParams,
+    driver=generalized_cross_entropy_batch,
+    reference=(
+        "keras.losses.categorical_generalized_cross_entropy(q) for index targets and "
+        "probabilities (as given, floored at epsilon); logits through the softmax"
+    ),
+    targets=("same_shape", "class_index"),
+    hessian_note="from probabilities cw y (1 − q) p^(q−2) >= 0; from logits it can be negative",
+)

@@ -1,0 +1,146 @@
+"""Poly-1 cross-entropy (Leng et al. 2022): cross-entropy plus ε·(1 − p_t)."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from ._checks import require_positive_row_sums, require_probabilities
+from ._jit import Array, batch, prange, scalar
+from ._multiclass import MulticlassParams
+from ._spec import LossSpec
+from ._stable import row_factor, row_sum, softmax_entry, softmax_row
+
+
+class Poly1CrossEntropyParams(MulticlassParams):
+    epsilon_poly: float = Field(
+        2.0, description="coefficient ε of the first polynomial term (1 − p_t); any finite number"
+    )
+    from_logits: bool = Field(True, description="predictions are logits (softmax inside)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = (1 - s) y + s/C")
+    epsilon: float = Field(
+        1e-7, gt=0, lt=0.5, description="from_logits false: probabilities clipped to [ε, 1−ε]"
+    )
+
+    def check_domain(self, predictions: Array, targets: Array) -> None:
+        if not self.from_logits:
+            require_probabilities(predictions, "poly1_cross_entropy")
+            require_positive_row_sums(predictions, "poly1_cross_entropy")
+
+
+@scalar
+def poly1_terms(
+    y: float, p: float, logp: float, u: float, epsilon_poly: float
+) -> tuple[float, float, float]:
+    r"""One class's term $f = -y \log p + \varepsilon\, y (1 - p)$ with $P = p f'(p) =
+    -y(1 + \varepsilon p)$ and $Q = p^2 f''(p) = y$."""
+    return -y * logp + epsilon_poly * y * u, -y * (1.0 + epsilon_poly * p), y
+
+
+@batch
+def poly1_cross_entropy_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    epsilon_poly: float,
+    from_logits: bool,
+    label_smoothing: float,
+    epsilon: float,
+) -> None:
+    r"""$l_i = -\sum_c y'_c \log p_c + \varepsilon_{poly} \sum_c y'_c (1 - p_c)$,
+    $y' = (1 - s)y + s(\sum_k y_k)/C$ (an all-zero row gives 0).
+
+    With $P_c$, $Q_c$ of ``poly1_terms``: logits (softmax by log-sum-exp)
+    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
+    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$;
+    probabilities as ``cross_entropy`` (rows renormalised, $q = p/S$ clipped to
+    $[\varepsilon, 1 - \varepsilon]$ in both terms, derivative 0 where clipping is active):
+    $D_c = P_c/q_c$, $E_c = Q_c/q_c^2$, $\partial l/\partial p_j = (D_j - A)/S$,
+    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
+    $B = \sum_c Q_c$ over unclipped classes. Reference: ``optax.poly_loss_cross_entropy``.
+    """
+    n, c = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    keep = 1.0 - label_smoothing
+    for i in prange(n):
+        spread = label_smoothing * row_sum(targ, i) / c
+        f = row_factor(w, i, scale)
+        acc = 0.0
+        if from_logits:
+            top, arg, rest = softmax_row(pred, i)
+            sum_p = 0.0
+            sum_q = 0.0
+            for j in range(c):
+                y = keep * targ[i, j] + spread
+                p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
+                v, big_p, big_q = poly1_terms(y, p, logp, u, epsilon_poly)
+                acc += v
+                sum_p += big_p
+                sum_q += big_q
+            if want_g or want_h:
+                for j in range(c):
+                    y = keep * targ[i, j] + spread
+                    p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
+                    _, big_p, big_q = poly1_terms(y, p, logp, u, epsilon_poly)
+                    g = big_p - p * sum_p
+                    if want_g:
+                        grad[i, j] = g * f
+                    if want_h:
+                        hess[i, j] = ((1.0 - 2.0 * p) * (g + big_q) + p * p * sum_q) * f
+        else:
+            s = row_sum(pred, i)
+            sum_p = 0.0
+            sum_q = 0.0
+            for j in range(c):
+                y = keep * targ[i, j] + spread
+                q = pred[i, j] / s
+                r = min(max(q, epsilon), 1.0 - epsilon)
+                v, big_p, big_q = poly1_terms(y, r, math.log(r), 1.0 - r, epsilon_poly)
+                acc += v
+                if epsilon < q < 1.0 - epsilon:
+                    sum_p += big_p
+                    sum_q += big_q
+            if want_g or want_h:
+                for j in range(c):
+                    q = pred[i, j] / s
+                    d = 0.0
+                    e = 0.0
+                    if epsilon < q < 1.0 - epsilon:
+                        y = keep * targ[i, j] + spread
+                        _, big_p, big_q = poly1_terms(y, q, math.log(q), 1.0 - q, epsilon_poly)
+                        d = big_p / q
+                        e = big_q / (q * q)
+                    if want_g:
+                        grad[i, j] = (d - sum_p) / s * f
+                    if want_h:
+                        hess[i, j] = (e * (1.0 - 2.0 * q) - 2.0 * (d - sum_p) + sum_q) / (s * s) * f
+        loss[i] = acc
+
+
+SPEC = LossSpec(
+    name="poly1_cross_entropy",
+    aliases=("poly1", "poly_loss"),
+    family="multiclass",
+    summary="Poly-1 loss: cross-entropy plus epsilon_poly times (1 − p_t), from logits by default.",
+    formula=(
+        r"l_i = -\sum_c y'_{ic} \log p_{ic} + \varepsilon_{poly} \sum_c y'_{ic}(1 - p_{ic}),"
+        r"\quad y' = (1 - s)\,y + s/C"
+    ),
+    params=Poly1CrossEntropyParams,
+    driver=poly1_cross_entropy_batch,
+    reference=(
+        "optax.poly_loss_cross_entropy(epsilon=epsilon_poly) on the smoothed labels; "
+        "probabilities renormalised and clipped as keras.losses.categorical_crossentropy"
+    ),
+    targets=("same_shape", "class_index"),
+    hessian_note=(
+        "from logits it can be negative when |epsilon_poly| > 1; from probabilities it can be "
+        "negative (as cross_entropy's)"
+    ),
+)

@@ -1,0 +1,56 @@
+"""Squared hinge loss for ±1 (or 0/1) labels."""
+
+from __future__ import annotations
+
+from ._binary import SignTargetParams
+from ._jit import Array, batch, prange, scalar
+from ._spec import LossSpec
+from ._stable import row_factor
+
+
+class SquaredHingeParams(SignTargetParams):
+    """`squared_hinge` takes no parameters; targets are {-1, 1}, or {0, 1} with 0 meaning -1."""
+
+
+@scalar
+def squared_hinge_point(p: float, t: float) -> tuple[float, float, float]:
+    r"""$l = m^2$, $l' = -2tm$, $l'' = 2t^2$ where $m = 1 - t\hat y > 0$; all 0 otherwise."""
+    m = 1.0 - t * p
+    if m > 0:
+        return m * m, -2.0 * t * m, 2.0 * t * t
+    return 0.0, 0.0, 0.0
+
+
+@batch
+def squared_hinge_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array
+) -> None:
+    r"""$l_i = \mathrm{mean}_j \max(0, 1 - t_{ij}\hat y_{ij})^2$, $t = \pm 1$; reference ``keras.losses.squared_hinge``."""
+    n, d = pred.shape
+    inv_d = 1.0 / d
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in prange(n):
+        f = row_factor(w, i, scale) * inv_d
+        acc = 0.0
+        for j in range(d):
+            v, g, h = squared_hinge_point(pred[i, j], targ[i, j])
+            acc += v
+            if want_g:
+                grad[i, j] = g * f
+            if want_h:
+                hess[i, j] = h * f
+        loss[i] = acc * inv_d
+
+
+SPEC = LossSpec(
+    name="squared_hinge",
+    aliases=(),
+    family="binary",
+    summary="Squared hinge loss for labels in {-1, 1} (or {0, 1}, 0 meaning -1).",
+    formula=r"l_i = \frac{1}{D}\sum_j \max(0,\ 1 - t_{ij}\hat y_{ij})^2",
+    params=SquaredHingeParams,
+    driver=squared_hinge_batch,
+    reference="keras.losses.squared_hinge",
+    hessian_note="2 t² / D where 1 - t·ŷ > 0, 0 elsewhere (and at the margin)",
+)

@@ -1,0 +1,117 @@
+"""Tversky loss: Dice with separate weights on false positives and false negatives."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from ._checks import require_in_unit_interval, require_probabilities
+from ._jit import Array, batch, prange, scalar
+from ._spec import LossParams, LossSpec
+from ._stable import log_sigmoid, row_factor
+
+
+class TverskyParams(LossParams):
+    """Rank-1 inputs are N one-element rows (each element its own mask), as everywhere in lossd."""
+
+    alpha: float = Field(0.5, ge=0, description="weight of the false positives Σ p(1 − t)")
+    beta: float = Field(0.5, ge=0, description="weight of the false negatives Σ (1 − p)t")
+    smooth: float = Field(1.0, ge=0, description="added to numerator and denominator")
+    from_logits: bool = Field(False, description="predictions are logits (sigmoid elementwise)")
+
+    def check_domain(self, predictions: Array, targets: Array) -> None:
+        require_in_unit_interval(targets, "tversky")
+        if not self.from_logits:
+            require_probabilities(predictions, "tversky")
+
+
+@scalar
+def tversky_link(x: float, from_logits: bool) -> tuple[float, float, float, float]:
+    r"""The mask value $p$, $1 - p$, $dp/dx$ and $d^2p/dx^2$: $x$ itself, or $\sigma(x)$ with
+    $1 - \sigma(x) = \sigma(-x)$, $\sigma' = \sigma(x)\sigma(-x)$ and
+    $\sigma'' = \sigma'(\sigma(-x) - \sigma(x))$, as $e^{\log\sigma}$ (finite for any logit)."""
+    if not from_logits:
+        return x, 1.0 - x, 1.0, 0.0
+    p = math.exp(log_sigmoid(x))
+    q = math.exp(log_sigmoid(-x))  # 1 − σ(x) without cancellation
+    d1 = p * q
+    return p, q, d1, d1 * (q - p)
+
+
+@batch
+def tversky_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    alpha: float,
+    beta: float,
+    smooth: float,
+    from_logits: bool,
+) -> None:
+    r"""$l_i = 1 - A/B$, $A = I + s$, $B = I + \alpha\,FP + \beta\,FN + s$ with $I = \sum_j p_jt_j$,
+    $FP = \sum_j p_j(1 - t_j)$, $FN = \sum_j (1 - p_j)t_j$ (the formula of LOSSES.md is the
+    reference).
+
+    With $c_j = \partial B/\partial p_j = t_j + \alpha(1 - t_j) - \beta t_j$:
+    $\partial l/\partial p_j = g_j = (Ac_j - t_jB)/B^2$ and $\partial^2 l/\partial p_j^2 =
+    -2c_jg_j/B$. From logits $p = \sigma(z)$ elementwise: $\partial l/\partial z_j = g_j\sigma'_j$
+    and $\partial^2 l/\partial z_j^2 = (-2c_jg_j/B)\sigma_j'^2 + g_j\sigma''_j$. Rank-1 inputs
+    are (N, 1) rows. A row with $B = 0$ (no overlap, $s = 0$, and every false positive and false
+    negative weighted 0 or absent, e.g. two empty masks; from logits a $\sigma(z_j)$ that
+    underflows, below $z \approx -745$, counts as 0) is $0/0$: it has loss 0, the limit
+    $s \to 0^+$, and gradient and Hessian 0.
+    """
+    n, d = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in prange(n):
+        inter = 0.0
+        fp = 0.0
+        fn = 0.0
+        for j in range(d):
+            p, not_p, _, _ = tversky_link(pred[i, j], from_logits)
+            t = targ[i, j]
+            inter += p * t
+            fp += p * (1.0 - t)
+            fn += not_p * t
+        a = inter + smooth
+        b = inter + alpha * fp + beta * fn + smooth
+        r = a / b if b > 0 else 1.0
+        loss[i] = 1.0 - r
+        if want_g or want_h:
+            f = row_factor(w, i, scale)
+            for j in range(d):
+                _, _, d1, d2 = tversky_link(pred[i, j], from_logits)
+                t = targ[i, j]
+                g = 0.0
+                h = 0.0
+                if b > 0:
+                    c = t + alpha * (1.0 - t) - beta * t
+                    # (Ac_j − t_jB)/B² as (c_jA/B − t_j)/B: B² underflows for B below 1e-154
+                    g = (r * c - t) / b
+                    h = -2.0 * c * g / b
+                if want_g:
+                    grad[i, j] = g * d1 * f
+                if want_h:
+                    hess[i, j] = (h * d1 * d1 + g * d2) * f
+
+
+SPEC = LossSpec(
+    name="tversky",
+    aliases=("tversky_loss",),
+    family="overlap",
+    summary="Tversky loss: 1 − Tversky index, alpha weighing false positives and beta false negatives.",
+    formula=(
+        r"l_i = 1 - \frac{I + s}{I + \alpha \sum_j p_{ij}(1 - t_{ij}) + "
+        r"\beta \sum_j (1 - p_{ij}) t_{ij} + s},\quad I = \sum_j p_{ij} t_{ij}"
+    ),
+    params=TverskyParams,
+    driver=tversky_batch,
+    reference="the formula (LOSSES.md); a row with denominator 0 has loss 0",
+    hessian_note="can be negative (-2 c_j g_j / B in the probabilities; the sigmoid adds g σ'')",
+)

@@ -1,0 +1,326 @@
+"""Focused tests of the multiclass losses beyond the registry-wide harness: parameter errors,
+extreme logits, subgradients at kinks and ties, and PyTorch / Keras as second opinions."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.errors import InvalidParams, LossdError
+from service.losses import resolve
+from tests.test_losses import evaluate
+
+RTOL, ATOL = 1e-9, 1e-12
+LOGITS = np.array([[2.0, -1.0, 0.5], [0.1, 0.3, -2.5], [-1.5, 1.5, 0.0], [3.0, 2.5, -3.0]])
+INDEX = np.array([0, 2, 1, 1])
+SIMILARITY = [[1.0, 0.3, 0.1], [0.3, 1.0, 0.6], [0.1, 0.6, 1.0]]
+
+
+def _invalid(name: str, params: dict[str, Any], pred: np.ndarray = LOGITS) -> InvalidParams:
+    with pytest.raises(InvalidParams) as info:
+        evaluate(resolve(name), pred, INDEX.astype(float), None, params)
+    assert info.value.status == 422 and info.value.code == "invalid_params"
+    return info.value
+
+
+def test_simloss_with_both_similarity_and_ordinal_base_is_a_422() -> None:
+    """Giving both a similarity matrix and ordinal_base is a 422 that says to remove one."""
+    error = _invalid("simloss", {"similarity": SIMILARITY, "ordinal_base": 0.5})
+    assert "not both" in error.detail and "remove one" in error.detail
+
+
+def test_simloss_with_neither_is_a_422() -> None:
+    """simloss without similarity or ordinal_base is a 422 that says which to give."""
+    error = _invalid("simloss", {})
+    assert "similarity" in error.detail and "ordinal_base" in error.detail
+
+
+@pytest.mark.parametrize(
+    ("similarity", "fragment"),
+    [
+        ([[1.0, 0.5], [0.5, 1.0]], "3 classes"),
+        ([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0]], "square"),
+        ([[1.0, 0.5, 0.0], [0.5, 0.9, 0.0], [0.0, 0.0, 1.0]], "unit diagonal"),
+        ([[1.0, 1.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]], "less than or equal to 1"),
+    ],
+)
+def test_simloss_rejects_a_matrix_that_does_not_fit(
+    similarity: list[list[float]], fragment: str
+) -> None:
+    """A similarity matrix of the wrong size, not square, without unit diagonal or with entries
+    outside [0, 1] is a 422 that says what is wrong."""
+    error = _invalid("simloss", {"similarity": similarity, "from_logits": True})
+    assert fragment in error.detail
+
+
+@pytest.mark.parametrize("p", [3, 0, 1.5, "2"])
+def test_multi_margin_accepts_only_p_1_or_2(p: object) -> None:
+    """multi_margin's exponent p is the integer 1 or 2; anything else is a 422."""
+    error = _invalid("multi_margin", {"p": p})
+    assert "p:" in error.detail
+
+
+FROM_LOGITS = [
+    ("focal", {"from_logits": True}),
+    ("focal", {"from_logits": True, "gamma": 0.5, "label_smoothing": 0.1}),
+    ("focal", {"from_logits": True, "gamma": 0.0, "class_weight": [0.5, 1.0, 2.0]}),
+    ("generalized_cross_entropy", {"from_logits": True}),
+    ("generalized_cross_entropy", {"from_logits": True, "q": 0.2}),
+    ("poly1_cross_entropy", {}),
+    ("poly1_cross_entropy", {"epsilon_poly": -1.0, "label_smoothing": 0.2}),
+    ("simloss", {"from_logits": True, "ordinal_base": 0.5}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), FROM_LOGITS)
+@pytest.mark.parametrize("logit", [1e300, -1e300, 1000.0])
+def test_extreme_logits_give_finite_results(
+    name: str, params: dict[str, Any], logit: float
+) -> None:
+    """Any finite logits, up to ±1e300, give a finite loss, gradient and Hessian."""
+    pred = np.array([[logit, 0.0, -logit], [0.0, logit, 1.0], [logit, logit, 0.0]])
+    for index in ([2, 0, 1], [0, 1, 2]):
+        out = evaluate(resolve(name), pred, np.array(index, dtype=float), None, params,
+                       gradient=True, hessian=True)  # fmt: skip
+        assert np.isfinite(out["value"]) and np.isfinite(out["per_sample"]).all()
+        assert np.isfinite(out["gradient"]).all() and np.isfinite(out["hessian"]).all()
+
+
+def test_focal_confidently_wrong_logits_lose_twice_the_logit() -> None:
+    """Far wrong, (1 - p)^γ → 1 and log p = -2·1e300: the loss is 2e300, not clipped."""
+    pred = np.array([[1e300, 0.0, -1e300]])
+    out = evaluate(resolve("focal"), pred, np.array([2.0]), None, {"from_logits": True})
+    assert out["value"] == pytest.approx(2e300, rel=1e-12)
+
+
+def test_focal_alpha_null_is_one_and_shown_as_null() -> None:
+    """alpha: null weighs every class by 1 and the response shows it as sent."""
+    spec = resolve("focal")
+    probs = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+    none = evaluate(spec, probs, INDEX.astype(float), None, {}, gradient=True)
+    one = evaluate(spec, probs, INDEX.astype(float), None, {"alpha": 1.0}, gradient=True)
+    assert none["params"]["alpha"] is None
+    np.testing.assert_array_equal(none["per_sample"], one["per_sample"])
+    np.testing.assert_array_equal(none["gradient"], one["gradient"])
+
+
+def test_generalized_cross_entropy_floors_zero_probabilities() -> None:
+    """A zero probability is floored at ε: finite loss, and zero gradient where the floor acts."""
+    pred = np.array([[0.0, 0.3, 0.7], [0.5, 0.5, 0.0]])
+    out = evaluate(resolve("gce"), pred, np.array([0.0, 2.0]), None, {}, reduction="none",
+                   gradient=True, hessian=True)  # fmt: skip
+    q = 0.7
+    np.testing.assert_allclose(out["per_sample"], [(1 - 1e-7**q) / q] * 2, rtol=RTOL)
+    np.testing.assert_array_equal(out["gradient"], np.zeros((2, 3)))
+    np.testing.assert_array_equal(out["hessian"], np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("pred", "targ", "grad"),
+    [
+        ([0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]),  # target tied at 0: all weight there
+        ([0.0, 2.0, 2.0], [1.0, 0.0, 0.0], [-1.0, 0.5, 0.5]),  # two wrong classes tied
+        ([1.0, 3.0, 3.0, 3.0], [0.0, 0.0, 0.0, 1.0], [0.0, 0.5, 0.5, -1.0]),
+        ([2.0, 2.0, 2.0], [0.5, 0.25, 0.25], [-0.5, 0.125, 0.125]),  # soft: minimal norm
+        ([1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]),  # l = 0 exactly: the kink gives 0
+        ([3.0, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]),  # l = 0 beyond the margin
+    ],
+)
+def test_categorical_hinge_takes_the_smallest_subgradient(
+    pred: list[float], targ: list[float], grad: list[float]
+) -> None:
+    """At a tied maximum or at the kink the gradient is the subgradient of smallest norm."""
+    out = evaluate(resolve("categorical_hinge"), np.array([pred]), np.array([targ]), None, {},
+                   reduction="sum", gradient=True, hessian=True)  # fmt: skip
+    np.testing.assert_allclose(out["gradient"][0], grad, rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(out["hessian"], np.zeros((1, len(pred))))
+
+
+def test_categorical_hinge_soft_tie_is_the_minimum_norm_point() -> None:
+    """A three-way soft tie: no point of the subdifferential has a smaller norm."""
+    targ = np.array([0.2, 0.1, 0.3, 0.4])
+    pred = 1.0 / (1.0 - targ)  # every (1 - y_c) ŷ_c is 1: all four tie
+    out = evaluate(resolve("categorical_hinge"), pred[None], targ[None], None, {},
+                   reduction="sum", gradient=True)  # fmt: skip
+    best = np.linalg.norm(out["gradient"][0])
+    rng = np.random.default_rng(0)
+    lam = rng.dirichlet(np.ones(4), size=20_000)
+    norms = np.linalg.norm(-targ + (1 - targ) * lam, axis=1)
+    assert best <= norms.min() + 1e-12
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_terms_at_the_margin_contribute_nothing(p: int) -> None:
+    """A term exactly at its margin (m − ŷ_y + ŷ_c = 0) adds 0 to loss, gradient and Hessian."""
+    pred = np.array([[2.0, 1.0, -5.0]])  # class 1 sits exactly at margin 1 below class 0
+    out = evaluate(resolve("multi_margin"), pred, np.array([0.0]), None, {"p": p},
+                   reduction="sum", gradient=True, hessian=True)  # fmt: skip
+    assert out["value"] == 0.0
+    np.testing.assert_array_equal(out["gradient"], np.zeros((1, 3)))
+    np.testing.assert_array_equal(out["hessian"], np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"p": 2},
+        {"margin": 0.5, "class_weight": [0.3, 1.0, 2.0, 0.7]},
+        {"p": 2, "margin": 2.0, "class_weight": [0.3, 1.0, 2.0, 0.7]},
+    ],
+)
+def test_multi_margin_matches_torch(params: dict[str, Any]) -> None:
+    """Per-sample losses and the weighted-sum gradient are torch's multi_margin_loss and its
+    autograd; the mean divides by Σ w_i cw_{y_i} (SPEC section 4), not torch's N."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(31)
+    scores = rng.normal(scale=2, size=(30, 4))
+    index = rng.integers(0, 4, size=30)
+    w = rng.uniform(0.5, 2, size=30)
+    weight = params.get("class_weight")
+    z = torch.tensor(scores, requires_grad=True)
+    per_sample = torch.nn.functional.multi_margin_loss(
+        z,
+        torch.tensor(index),
+        p=params.get("p", 1),
+        margin=params.get("margin", 1.0),
+        weight=None if weight is None else torch.tensor(weight, dtype=torch.float64),
+        reduction="none",
+    )
+    (per_sample * torch.tensor(w)).sum().backward()
+    spec = resolve("multi_margin")
+    out = evaluate(spec, scores, index.astype(float), w, params, reduction="sum", gradient=True)
+    np.testing.assert_allclose(out["per_sample"], per_sample.detach().numpy(), rtol=RTOL, atol=ATOL)
+    assert z.grad is not None
+    np.testing.assert_allclose(out["gradient"], z.grad.numpy(), rtol=RTOL, atol=ATOL)
+    mean = evaluate(spec, scores, index.astype(float), w, params)
+    kappa = np.ones(4)[index] if weight is None else np.asarray(weight)[index]
+    assert mean["weight_sum"] == pytest.approx(float(np.sum(w * kappa)), rel=RTOL)
+
+
+def _torch_focal(z: Any, y: Any, gamma: float, alpha: float, from_logits: bool, eps: float) -> Any:
+    torch = pytest.importorskip("torch")
+    if from_logits:
+        logp = torch.log_softmax(z, dim=1)
+        p = logp.exp()
+    else:
+        p = torch.clamp(z / z.sum(dim=1, keepdim=True), eps, 1 - eps)
+        logp = p.log()
+    return -(alpha * y * (1 - p) ** gamma * logp).sum(dim=1)
+
+
+def _torch_poly1(z: Any, y: Any, epsilon_poly: float, from_logits: bool, eps: float) -> Any:
+    torch = pytest.importorskip("torch")
+    if from_logits:
+        logp = torch.log_softmax(z, dim=1)
+        p = logp.exp()
+    else:
+        p = torch.clamp(z / z.sum(dim=1, keepdim=True), eps, 1 - eps)
+        logp = p.log()
+    return -(y * logp).sum(dim=1) + epsilon_poly * (y * (1 - p)).sum(dim=1)
+
+
+TORCH_FORMULAS = [
+    ("focal", {"from_logits": True}),
+    ("focal", {"from_logits": True, "gamma": 0.5, "alpha": 0.25}),
+    ("focal", {"gamma": 3.0}),
+    ("focal", {"gamma": 1.0, "alpha": 2.0}),
+    ("poly1_cross_entropy", {}),
+    ("poly1_cross_entropy", {"epsilon_poly": -1.0}),
+    ("poly1_cross_entropy", {"from_logits": False, "epsilon_poly": 1.0}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), TORCH_FORMULAS)
+def test_focal_and_poly1_match_torch_autograd(name: str, params: dict[str, Any]) -> None:
+    """Values, gradients and Hessian diagonals agree with the formulas written in torch and
+    differentiated by its autograd (one-hot targets)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(32)
+    logits = rng.normal(scale=2, size=(12, 4))
+    from_logits = params.get("from_logits", name == "poly1_cross_entropy")
+    pred = logits if from_logits else np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    index = rng.integers(0, 4, size=12)
+    w = rng.uniform(0.5, 2, size=12)
+    y = torch.tensor(np.eye(4)[index])
+
+    def total(z: Any) -> Any:
+        if name == "focal":
+            per = _torch_focal(z, y, params.get("gamma", 2.0), params.get("alpha", 1.0),
+                               from_logits, 1e-7)  # fmt: skip
+        else:
+            per = _torch_poly1(z, y, params.get("epsilon_poly", 2.0), from_logits, 1e-7)
+        return (per * torch.tensor(w)).sum()
+
+    z = torch.tensor(pred, requires_grad=True)
+    (grad,) = torch.autograd.grad(total(z), z, create_graph=True)
+    diag = np.zeros_like(pred)
+    for k in range(pred.shape[1]):  # the diagonal of each row's Hessian, one class at a time
+        (second,) = torch.autograd.grad(grad[:, k].sum(), z, retain_graph=True)
+        diag[:, k] = second[:, k].numpy()
+    out = evaluate(resolve(name), pred, index.astype(float), w, params, reduction="sum",
+                   gradient=True, hessian=True)  # fmt: skip
+    assert out["value"] == pytest.approx(total(z).item(), rel=RTOL)
+    np.testing.assert_allclose(out["gradient"], grad.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["hessian"], diag, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"gamma": 0.5, "alpha": 0.25, "label_smoothing": 0.2}, {"from_logits": True}],
+)
+def test_focal_matches_keras(params: dict[str, Any]) -> None:
+    """Per-sample values are keras.losses.CategoricalFocalCrossentropy's (alpha = alpha or 1)."""
+    pytest.importorskip("torch")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    keras.config.set_floatx("float64")
+    rng = np.random.default_rng(33)
+    logits = rng.normal(scale=2, size=(10, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    pred = logits if params.get("from_logits") else probs
+    index = rng.integers(0, 4, size=10)
+    loss = keras.losses.CategoricalFocalCrossentropy(
+        alpha=params.get("alpha") or 1.0,
+        gamma=params.get("gamma", 2.0),
+        from_logits=params.get("from_logits", False),
+        label_smoothing=params.get("label_smoothing", 0.0),
+        reduction=None,
+    )
+    expected = np.asarray(loss(np.eye(4)[index], pred))
+    out = evaluate(resolve("focal"), pred, index.astype(float), None, params, reduction="none")
+    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("q", [0.7, 0.3, 1.0])
+def test_generalized_cross_entropy_matches_keras(q: float) -> None:
+    """Index targets and probabilities: keras.losses.categorical_generalized_cross_entropy(q)."""
+    torch = pytest.importorskip("torch")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    keras.config.set_floatx("float64")
+    rng = np.random.default_rng(34)
+    probs = rng.dirichlet(np.ones(4), size=10)
+    index = rng.integers(0, 4, size=10)
+    gce = keras.losses.categorical_generalized_cross_entropy
+    expected = gce(torch.tensor(index), torch.tensor(probs), q=q).detach().numpy()
+    out = evaluate(resolve("gce"), probs, index.astype(float), None, {"q": q}, reduction="none")
+    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+
+
+def test_probabilities_outside_the_unit_interval_suggest_from_logits() -> None:
+    """Each multiclass loss that takes probabilities answers logits with a 422 naming from_logits."""
+    for name, params in (
+        ("focal", {}),
+        ("generalized_cross_entropy", {}),
+        ("simloss", {"ordinal_base": 0.5}),
+    ):
+        with pytest.raises(LossdError) as info:
+            evaluate(resolve(name), LOGITS, INDEX.astype(float), None, params)
+        assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve("poly1"), LOGITS, INDEX.astype(float), None, {"from_logits": False})
+    assert info.value.code == "out_of_domain"
