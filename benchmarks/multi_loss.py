@@ -52,7 +52,6 @@ def main() -> int:
     common = {
         "predictions": packed(rng.normal(scale=2, size=(N, C))),
         "targets": packed(rng.integers(0, C, size=N).astype(np.float64)),
-        "gradient": True,
         "array_format": "packed",
     }
     singles = {}

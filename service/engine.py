@@ -6,6 +6,7 @@ compute executor, so decoding, the kernel and encoding all stay off the event lo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .errors import (
 )
 from .losses import REGISTRY, LossParams, LossSpec, resolve
 from .losses._jit import Array
-from .losses._spec import as_compute, readonly
+from .losses._spec import Memo, as_compute, readonly
 from .reductions import plan, weighted_sum
 from .schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
 
@@ -45,6 +46,8 @@ class Batch:
     predictions: Array
     targets: Array
     sample_weight: Array | None
+    # conversions of the targets made by one loss and reused by the next (POST /loss)
+    memo: Memo = dataclasses.field(default_factory=dict, compare=False)
 
 
 def parse_body(body: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Blob]]:
@@ -163,7 +166,7 @@ def compute(
     dtype = DTYPES[options.dtype]
     empty_w = EMPTY_WEIGHTS[options.dtype]
     pred = as_compute(batch.predictions, dtype, "predictions")
-    prepared = params.prepare(spec.name, batch.predictions, batch.targets, dtype)
+    prepared = params.prepare(spec.name, batch.predictions, batch.targets, dtype, batch.memo)
     targ = prepared.targets
     weight = None
     if batch.sample_weight is not None:

@@ -85,3 +85,21 @@ def test_post_loss_over_http(client: httpx.Client) -> None:
     results = response.json()["results"]
     assert [r["params"]["epsilon"] for r in results] == [1e-7, 1e-3]
     assert results[0]["gradient"]["shape"] == [50, 4]
+
+
+def test_losses_sharing_converted_targets_keep_their_own_rules() -> None:
+    """Index targets converted once per (ignore_index, dtype) still give each loss its own result."""
+    losses = [
+        {"name": "cross_entropy", "params": {"ignore_index": 0}},
+        {"name": "cross_entropy"},
+        {"name": "focal", "params": {"ignore_index": 0}},
+        {"name": "multi_margin", "params": {"class_weight": [1, 2, 3]}},
+    ]
+    fields = {"targets": [0, 1, 2], "dtype": "float32", "losses": losses, "gradient": True}
+    results = _many(**fields)["results"]
+    for selection, result in zip(losses, results, strict=True):
+        single = {"predictions": PRED, "targets": [0, 1, 2], "dtype": "float32",
+                  "gradient": True, "params": selection.get("params", {})}  # fmt: skip
+        alone = engine.evaluate(str(selection["name"]), orjson.dumps(single), 10**6).tobytes()
+        assert orjson.loads(alone) == result
+    assert results[0]["per_sample"][0] == 0.0 and results[1]["per_sample"][0] > 0

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InvalidArray
 from ._jit import Array, scalar
-from ._spec import ComputeDtype, LossParams, Prepared, readonly
+from ._spec import ComputeDtype, LossParams, Memo, Prepared, readonly
 
 
 @scalar
@@ -54,9 +54,9 @@ class SignTargetParams(LossParams):
     """Base of the hinge losses: targets in {−1, 1}, or {0, 1} converted with 2y − 1."""
 
     def prepare(
-        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
     ) -> Prepared:
-        prepared = super().prepare(name, predictions, targets, dtype)
+        prepared = super().prepare(name, predictions, targets, dtype, memo)
         signs = sign_labels(targets, name)
         if signs is targets:
             return prepared

@@ -8,6 +8,7 @@ has loss 0, gradient 0 and normaliser κ_i = 0, exactly PyTorch's ignored sample
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from ..errors import InvalidArray, InvalidParams, ShapeMismatch
 from ._checks import require_non_negative
 from ._jit import Array
-from ._spec import ComputeDtype, LossParams, Prepared, as_compute, readonly
+from ._spec import ComputeDtype, LossParams, Memo, Prepared, as_compute, memoized, readonly
 
 ClassWeight = list[float] | Literal["balanced"] | None
 
@@ -48,6 +49,11 @@ def one_hot(targets: Array, classes: int, ignore_index: int | None, dtype: Compu
     return readonly(out)
 
 
+def _kappa(rows: Array, weights: Array, dtype: ComputeDtype) -> Array:
+    """κ_i = Σ_c cw_c·y_ic, the normaliser of a class-weighted mean (SPEC section 4)."""
+    return readonly((rows.astype(np.float64) @ weights).astype(dtype))
+
+
 def balanced_weights(onehot: Array) -> Array:
     """cw_c = n / (C·n_c) from the batch's (fractional) class counts; 0 for an absent class."""
     counts = onehot.sum(axis=0, dtype=np.float64)
@@ -71,13 +77,16 @@ class MulticlassParams(LossParams):
     host_only: ClassVar[frozenset[str]] = frozenset({"ignore_index"})
 
     def prepare(
-        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
     ) -> Prepared:
         n, classes = predictions.shape
+        ignore = getattr(self, "ignore_index", None)
         if targets.ndim == 1 and self.index_targets and targets.shape[0] == n:
-            rows = one_hot(targets, classes, getattr(self, "ignore_index", None), dtype)
+            key: tuple[Any, ...] = ("one_hot", classes, ignore, dtype)
+            rows = memoized(memo, key, lambda: one_hot(targets, classes, ignore, dtype))
         elif targets.shape == predictions.shape:
-            rows = as_compute(targets, dtype, "targets")
+            key = ("targets", dtype)
+            rows = memoized(memo, key, lambda: as_compute(targets, dtype, "targets"))
             require_non_negative(rows, name)
         else:
             forms = f"(N, C) = {list(predictions.shape)}"
@@ -97,7 +106,9 @@ class MulticlassParams(LossParams):
                 weights = self._class_weights(value, rows, classes)
                 if value == "balanced":  # derived from the batch: show what was used
                     shown[field] = weights.tolist()
-                kappa = readonly((rows.astype(np.float64) @ weights).astype(dtype))
+                kappa = memoized(
+                    memo, (*key, "kappa", weights.tobytes()), partial(_kappa, rows, weights, dtype)
+                )
                 args.append(readonly(weights.astype(dtype)))
             else:
                 args.append(self.kernel_value(field, value))

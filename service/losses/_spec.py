@@ -17,6 +17,15 @@ TargetForm = Literal["same_shape", "class_index"]
 
 
 ComputeDtype = type[np.floating[Any]]
+# Per-batch conversions of the targets, shared by the losses of one POST /loss request.
+Memo = dict[tuple[Any, ...], Any]
+
+
+def memoized(memo: Memo, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """``memo[key]``, made on first use."""
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
 
 
 def readonly(array: Array) -> Array:
@@ -69,16 +78,20 @@ class LossParams(BaseModel):
         return tuple(v if isinstance(v, bool) else float(v) for v in self.model_dump().values())
 
     def prepare(
-        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
     ) -> Prepared:
-        """Targets as the kernel takes them; by default of the predictions' shape."""
+        """Targets as the kernel takes them; by default of the predictions' shape.
+
+        ``memo`` holds conversions of this batch's targets that other losses can reuse.
+        """
         if targets.shape != predictions.shape:
             raise ShapeMismatch(
                 f"targets have shape {list(targets.shape)}, predictions "
                 f"{list(predictions.shape)}; {name} needs them equal",
                 errors=[(("targets",), "shape differs from predictions")],
             )
-        return Prepared(as_compute(targets, dtype, "targets"), self.kernel_args())
+        rows = memoized(memo, ("targets", dtype), lambda: as_compute(targets, dtype, "targets"))
+        return Prepared(rows, self.kernel_args())
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
         """Raise ``OutOfDomain`` for inputs the loss is not defined on (default: none).

@@ -12,7 +12,7 @@ from ..errors import InvalidParams
 from ._binary import sigmoid_pair
 from ._checks import require_in_unit_interval, require_probabilities
 from ._jit import Array, batch, prange, scalar
-from ._spec import ComputeDtype, LossParams, LossSpec, Prepared, readonly
+from ._spec import ComputeDtype, LossParams, LossSpec, Memo, Prepared, readonly
 from ._stable import log_sigmoid, row_factor
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -33,9 +33,9 @@ class BinaryCrossEntropyParams(LossParams):
         return (self.from_logits, self.label_smoothing, self.epsilon)
 
     def prepare(
-        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
     ) -> Prepared:
-        prepared = super().prepare(name, predictions, targets, dtype)
+        prepared = super().prepare(name, predictions, targets, dtype, memo)
         from_logits, label_smoothing, epsilon = prepared.kernel_args
         columns = prepared.targets.shape[1]  # rank-1 inputs are one column
         weights = readonly(self._pos_weights(columns).astype(dtype))

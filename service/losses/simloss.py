@@ -13,7 +13,7 @@ from ..errors import InvalidParams
 from ._checks import require_probabilities
 from ._jit import Array, batch, prange
 from ._multiclass import MulticlassParams
-from ._spec import ComputeDtype, LossSpec, Prepared, readonly
+from ._spec import ComputeDtype, LossSpec, Memo, Prepared, readonly
 from ._stable import row_factor, softmax_entry, softmax_row
 
 Unit = Annotated[float, Field(ge=0, le=1)]
@@ -95,9 +95,9 @@ class SimlossParams(MulticlassParams):
         return np.asarray(np.power(self.ordinal_base, steps, dtype=np.float64))
 
     def prepare(
-        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
     ) -> Prepared:
-        prepared = super().prepare(name, predictions, targets, dtype)
+        prepared = super().prepare(name, predictions, targets, dtype, memo)
         matrix = readonly(self.matrix(predictions.shape[1]).astype(dtype))
         return replace(prepared, kernel_args=(matrix, *prepared.kernel_args))
 
