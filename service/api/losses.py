@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -35,6 +36,16 @@ def _json(content: bytes) -> Response:
     return Response(content, media_type="application/json")
 
 
+async def _evaluate(
+    state: ServiceState, request: Request, evaluate: Callable[[bytearray, int], Encoded]
+) -> Response:
+    """Read the body, evaluate it on the compute executor, answer with the encoded result."""
+    if not state.ready:
+        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
+    body = await read_json_body(request, state.settings.max_body_bytes)
+    return _encoded(await state.compute.run(evaluate, body, state.settings.max_elements))
+
+
 def _encoded(body: Encoded) -> Response:
     """Small bodies in one piece; large ones streamed a chunk at a time with their length."""
     if body.size <= STREAM_ABOVE:
@@ -59,11 +70,7 @@ def _encoded(body: Encoded) -> Response:
 async def evaluate_loss(name: str, request: Request, state: State) -> Response:
     """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
     resolve(name)  # an unknown loss is a 404 before the body is read
-    if not state.ready:
-        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
-    body = await read_json_body(request, state.settings.max_body_bytes)
-    result = await state.compute.run(engine.evaluate, name, body, state.settings.max_elements)
-    return _encoded(result)
+    return await _evaluate(state, request, partial(engine.evaluate, name))
 
 
 @router.post(
@@ -75,11 +82,7 @@ async def evaluate_loss(name: str, request: Request, state: State) -> Response:
 )
 async def evaluate_losses(request: Request, state: State) -> Response:
     """Evaluate several losses on one batch; the arrays are decoded once, results in order."""
-    if not state.ready:
-        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
-    body = await read_json_body(request, state.settings.max_body_bytes)
-    result = await state.compute.run(engine.evaluate_many, body, state.settings.max_elements)
-    return _encoded(result)
+    return await _evaluate(state, request, engine.evaluate_many)
 
 
 @router.get("/losses", operation_id="list_losses", response_model=Catalogue)
