@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint openapi clean
+.PHONY: serve test lint openapi bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 serve: $(STAMP)
@@ -23,6 +23,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check service tests
 	$(BIN)/ruff format --check service
 	$(BIN)/mypy --strict service
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
 
 openapi: $(STAMP)
 	$(BIN)/lossd openapi > openapi/openapi.json
