@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,6 +267,18 @@ def lift(body: bytes | bytearray) -> tuple[bytes | bytearray, dict[str, Blob]]:
         last = end
     pieces.append(view[last:])
     return b"".join(pieces), blobs
+
+
+def release(body: bytes | bytearray) -> None:
+    """Free a request body whose arrays are decoded: a ``bytearray`` is emptied, ``bytes`` kept.
+
+    The route's buffer is as large as the request; freeing it before the loss runs and the
+    response is encoded takes it off the request's peak memory. A view still open into it
+    (none is, once the ``Blob``s are gone) leaves it as it is.
+    """
+    if isinstance(body, bytearray):
+        with suppress(BufferError):
+            body.clear()
 
 
 def resolve_blob(value: Any, blobs: dict[str, Blob]) -> Any:

@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from .arrays import decode_array, encode_array
-from .body import LIFT_MIN, Base64, Blob, Encoded, dumps, lift, resolve_blob
+from .body import LIFT_MIN, Base64, Blob, Encoded, dumps, lift, release, resolve_blob
 from .errors import (
     InvalidArray,
     InvalidParams,
@@ -100,6 +100,19 @@ def decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int)
     weight = take("sample_weight") if doc.get("sample_weight") is not None else None
     doc.pop("sample_weight", None)
     return Batch(take("predictions"), take("targets"), weight)
+
+
+def read_batch(body: bytes | bytearray, max_elements: int) -> tuple[dict[str, Any], Batch]:
+    """The body's other fields and its decoded arrays; a ``bytearray`` body is freed after.
+
+    The decoded arrays own their memory (no view into the body), so once the ``Blob``s are
+    dropped nothing reads the body again, and its memory is released before the loss runs.
+    """
+    doc, blobs = parse_body(body)
+    batch = decode_batch(doc, blobs, max_elements)
+    del blobs  # the last views into the body
+    release(body)
+    return doc, batch
 
 
 def validate_options(doc: dict[str, Any], model: type[Options]) -> Options:
@@ -213,23 +226,27 @@ def compute(
 
 
 def evaluate(name: str, body: bytes | bytearray, max_elements: int) -> Encoded:
-    """``POST /loss/{name}``: the raw body in, the response body out."""
+    """``POST /loss/{name}``: the raw body in, the response body out.
+
+    A ``bytearray`` body is emptied once its arrays are decoded (see ``read_batch``).
+    """
     spec = resolve(name)
-    doc, blobs = parse_body(body)
-    batch = decode_batch(doc, blobs, max_elements)
+    doc, batch = read_batch(body, max_elements)
     options = validate_options(doc, LossOptions)
     params = validate_params(spec, options.params)
-    return dumps(compute(spec, params, options, batch))
+    result = compute(spec, params, options, batch)
+    del batch  # the inputs are freed before the response is encoded
+    return dumps(result)
 
 
 def evaluate_many(body: bytes | bytearray, max_elements: int) -> Encoded:
     """``POST /loss``: several losses on one batch, decoded once; results in request order.
 
     Every name and parameter set is checked before any loss is computed; an error names the
-    position of the loss it belongs to.
+    position of the loss it belongs to. A ``bytearray`` body is emptied once its arrays are
+    decoded (see ``read_batch``).
     """
-    doc, blobs = parse_body(body)
-    batch = decode_batch(doc, blobs, max_elements)
+    doc, batch = read_batch(body, max_elements)
     options = validate_options(doc, MultiLossOptions)
     chosen: list[tuple[LossSpec, LossParams]] = []
     for k, selection in enumerate(options.losses):
@@ -240,6 +257,7 @@ def evaluate_many(body: bytes | bytearray, max_elements: int) -> Encoded:
     for k, (spec, params) in enumerate(chosen):
         with _at_position(k, spec.name):
             results.append(compute(spec, params, options, batch))
+    del batch  # the inputs are freed before the response is encoded
     return dumps({"results": results})
 
 

@@ -1,7 +1,8 @@
 """none / sum / mean with the normaliser of SPEC section 4, and the factor that scales gradients.
 
-Sums run over fixed blocks of rows, each block summed in order and the block sums added in order,
-so a reduction gives the same bits whatever the number of threads or how ``prange`` split the work.
+Sums run over fixed blocks of rows, each block summed in a fixed order and the block sums added
+exactly (``math.fsum``), so a reduction gives the same bits whatever the number of threads or how
+``prange`` split the work.
 """
 
 from __future__ import annotations
@@ -11,24 +12,64 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses._jit import Array, batch, prange
+from .losses._jit import SERIAL_ELEMENTS, Array, batch, prange, scalar
 
 BLOCK = 4096
 
 
+@scalar
+def tree8(x: Array, i: int) -> float:
+    """x_i + … + x_{i+7} as a balanced tree: three dependent additions instead of seven."""
+    low = (x[i] + x[i + 1]) + (x[i + 2] + x[i + 3])
+    return float(low + ((x[i + 4] + x[i + 5]) + (x[i + 6] + x[i + 7])))
+
+
+@scalar
+def weighted_tree8(x: Array, w: Array, i: int) -> float:
+    """w_i·x_i + … + w_{i+7}·x_{i+7} as a balanced tree."""
+    low = (w[i] * x[i] + w[i + 1] * x[i + 1]) + (w[i + 2] * x[i + 2] + w[i + 3] * x[i + 3])
+    high = (w[i + 4] * x[i + 4] + w[i + 5] * x[i + 5]) + (w[i + 6] * x[i + 6] + w[i + 7] * x[i + 7])
+    return float(low + high)
+
+
+@scalar
+def block_sum(values: Array, w: Array, b: int) -> float:
+    """``Σ_{i in block b} w_i·values_i`` (``w`` empty: weights 1) in a fixed order: groups of eight
+    rows summed as balanced trees, the groups and the last rows added in row order.
+
+    One running sum waits for each addition (about four cycles); the trees let eight values in
+    per wait, so the sum keeps up with memory.
+    """
+    n = values.shape[0]
+    i = b * BLOCK
+    stop = min(n, i + BLOCK)
+    s = 0.0
+    if w.shape[0] == 0:  # two loops: no test of the weights per row
+        while i + 8 <= stop:
+            s += tree8(values, i)
+            i += 8
+        while i < stop:
+            s += values[i]
+            i += 1
+        return s
+    while i + 8 <= stop:
+        s += weighted_tree8(values, w, i)
+        i += 8
+    while i < stop:
+        s += w[i] * values[i]
+        i += 1
+    return s
+
+
 @batch
 def block_sums(values: Array, w: Array, out: Array) -> None:
-    """``out[b] = Σ_{i in block b} w_i·values_i`` (``w`` empty: weights 1), in row order."""
-    n = values.shape[0]
-    weighted = w.shape[0] > 0
+    """``out[b]`` = the sum of block b; on this thread up to ``SERIAL_ELEMENTS`` (see ``_jit``)."""
+    if values.shape[0] <= SERIAL_ELEMENTS:
+        for b in range(out.shape[0]):
+            out[b] = block_sum(values, w, b)
+        return
     for b in prange(out.shape[0]):
-        s = 0.0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            if weighted:
-                s += w[i] * values[i]
-            else:
-                s += values[i]
-        out[b] = s
+        out[b] = block_sum(values, w, b)
 
 
 def weighted_sum(values: Array, w: Array) -> float:

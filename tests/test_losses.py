@@ -20,6 +20,7 @@ import service.losses
 from service import engine
 from service.errors import InvalidParams, LossdError
 from service.losses import REGISTRY, LossSpec, resolve
+from service.losses._jit import SERIAL_ELEMENTS
 from service.schemas import LossOptions
 from tests import reference
 from tests.reference import CASES
@@ -295,6 +296,33 @@ def test_packed_and_list_inputs_agree(spec: LossSpec, params: dict[str, Any]) ->
     one = engine.evaluate(spec.name, orjson.dumps(as_list), 10**6).tobytes()
     two = engine.evaluate(spec.name, orjson.dumps(as_packed), 10**6).tobytes()
     assert one == two
+
+
+@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_parallel_blocks_equal_small_batches(
+    spec: LossSpec, params: dict[str, Any], weighted: bool
+) -> None:
+    """A batch past SERIAL_ELEMENTS (parallel blocks) gives the bits of the same rows sent in
+    batches small enough to run on the calling thread."""
+    rows = 3 * SERIAL_ELEMENTS // 2 + 5
+    shape = (rows,) if CASES[spec.name].min_rank == 1 else (rows // 3, 3)
+    pred, targ = sample(spec.name, shape, seed=14, params=params)
+    w = np.random.default_rng(15).uniform(0, 2, size=shape[0]) if weighted else None
+    # reduction sum: the kernel's row factor is w_i itself, the same in every batch
+    asked = {"reduction": "sum" if weighted else "none", "gradient": True, "hessian": spec.hessian}
+    whole = evaluate(spec, pred, targ, w, params, **asked)
+    if params.get("class_weight") == "balanced":  # derived from the batch: reuse the batch's
+        params = {**params, "class_weight": whole["params"]["class_weight"]}
+    step = 1000
+    for start in range(0, shape[0], step):
+        part = slice(start, start + step)
+        small = evaluate(spec, pred[part], targ[part], None if w is None else w[part], params,
+                         **asked)  # fmt: skip
+        np.testing.assert_array_equal(small["per_sample"], whole["per_sample"][part])
+        np.testing.assert_array_equal(small["gradient"], whole["gradient"][part])
+        if spec.hessian:
+            np.testing.assert_array_equal(small["hessian"], whole["hessian"][part])
 
 
 def test_results_do_not_depend_on_the_thread_count() -> None:

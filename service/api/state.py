@@ -18,7 +18,7 @@ class ServiceState:
     threading_layer: str = field(default="")
 
 
-def service_state(request: Request) -> ServiceState:
-    """The state ``create_app`` attached to the app."""
+async def service_state(request: Request) -> ServiceState:
+    """The state ``create_app`` attached to the app (async: no thread-pool hop per request)."""
     state: ServiceState = request.app.state.lossd
     return state

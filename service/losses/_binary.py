@@ -23,6 +23,23 @@ def sigmoid_pair(z: float) -> tuple[float, float]:
     return small, big
 
 
+@scalar
+def sigmoid_logs(z: float) -> tuple[float, float, float, float]:
+    """(σ(z), σ(−z), log σ(z), log σ(−z)) from one exp and one log1p, for any finite z.
+
+    The same bits as ``sigmoid_pair`` and ``log_sigmoid``, which take three exps and two log1ps
+    between them: with e = e^{−|z|} and s = log1p(e), log σ(z) = −(max(−z, 0) + s) and
+    log(1 − σ(z)) = log σ(−z) = −(max(z, 0) + s).
+    """
+    e = math.exp(-abs(z))  # in (0, 1]: never overflows
+    soft = math.log1p(e)
+    big = 1.0 / (1.0 + e)
+    small = e / (1.0 + e)
+    if z >= 0:
+        return big, small, -soft, -(z + soft)
+    return small, big, -(-z + soft), -soft
+
+
 def _where(mask: Array) -> list[int]:
     return [int(k) for k in np.argwhere(mask)[0]]
 

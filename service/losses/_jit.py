@@ -11,6 +11,17 @@
 
 ``scalar`` is for the small per-element kernels (inlined into the drivers by LLVM); ``batch`` is
 for the ``prange`` drivers that write every requested output in one pass.
+
+A driver whose loop is a ``@scalar`` row function ``<name>_rows(k, rows, ...)`` (block ``k``
+of ``rows`` rows, see ``block_rows``) runs its blocks on the calling thread up to
+``SERIAL_ELEMENTS`` elements, and in ``prange`` beyond. A parallel launch costs microseconds back
+to back, tens of them once the pool has gone idle and milliseconds when another process holds a
+core: more than a small batch's whole work (docs/benchmarks.md, Threads). A block of
+``BLOCK_ELEMENTS`` elements stays in L2 while its row function works on it. Row functions loop
+over unsigned indices, ``range(np.uint64(start), np.uint64(stop))``: numba wraps a negative
+signed index around, and that select on every element keeps LLVM from vectorising the loop.
+Numba freezes these globals at compile time and its cache does not see an edit here: delete the
+``*.nbi`` index files under ``service/`` after changing them.
 """
 
 from __future__ import annotations
@@ -38,3 +49,19 @@ def scalar(fn: F) -> F:
 def batch(fn: F) -> F:
     """Compile a parallel batch driver."""
     return cast(F, _batch(fn))
+
+
+SERIAL_ELEMENTS = 1 << 12
+BLOCK_ELEMENTS = 1 << 12
+MIN_BLOCKS = 16
+
+
+@scalar
+def block_rows(n: int, d: int) -> int:
+    """Rows per block of an (n, d) batch: all of them up to ``SERIAL_ELEMENTS`` elements (the
+    batch runs on the calling thread), else about ``BLOCK_ELEMENTS`` elements and at least
+    ``MIN_BLOCKS`` blocks: ``prange`` hands each thread an equal run of blocks, and with a few
+    blocks, a thread with one block more than the others sets the time."""
+    if n * d <= SERIAL_ELEMENTS:
+        return max(1, n)
+    return max(1, min(BLOCK_ELEMENTS // d, -(-n // MIN_BLOCKS)))

@@ -9,11 +9,11 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import InvalidParams
-from ._binary import sigmoid_pair
+from ._binary import sigmoid_logs
 from ._checks import require_in_unit_interval, require_probabilities
-from ._jit import Array, batch, prange, scalar
+from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
 from ._spec import ComputeDtype, LossParams, LossSpec, Memo, Prepared, readonly
-from ._stable import log_sigmoid, row_factor
+from ._stable import row_factor
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -69,10 +69,8 @@ def bce_logit_point(z: float, y: float, pw: float) -> tuple[float, float, float]
     $l'' = (1 + (P - 1)y)\,\sigma(z)\sigma(-z)$; the right-hand forms have no cancellation, so the
     gradient keeps its relative accuracy where $\sigma(z) \to 1$.
     """
-    # log σ(z) and log(1 − σ(z)) = log_sigmoid(−z): finite for any finite z (logits ±1e300)
-    log_p = log_sigmoid(z)
-    log_q = log_sigmoid(-z)
-    s, q = sigmoid_pair(z)
+    # log σ(z) and log(1 − σ(z)) = log σ(−z): finite for any finite z (logits ±1e300)
+    s, q, log_p, log_q = sigmoid_logs(z)
     loss = -(pw * y * log_p + (1.0 - y) * log_q)
     return loss, (1.0 - y) * s - pw * y * q, ((1.0 - y) + pw * y) * s * q
 
@@ -91,6 +89,48 @@ def bce_prob_point(p: float, y: float, pw: float, epsilon: float) -> tuple[float
         r = 1.0 - p
         return loss, -pw * y / p + (1.0 - y) / r, pw * y / (p * p) + (1.0 - y) / (r * r)
     return loss, 0.0, 0.0
+
+
+@scalar
+def binary_cross_entropy_rows(
+    k: int,
+    rows: int,
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    from_logits: bool,
+    label_smoothing: float,
+    pos_weight: Array,
+    epsilon: float,
+) -> None:
+    """Block ``k`` of ``binary_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    n, d = pred.shape
+    # unsigned row indices (see _jit)
+    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
+    inv_d = 1.0 / d
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    keep = 1.0 - label_smoothing
+    spread = 0.5 * label_smoothing
+    for i in block:
+        f = row_factor(w, i, scale) * inv_d
+        acc = 0.0
+        for j in range(d):
+            y = keep * targ[i, j] + spread
+            if from_logits:
+                v, g, h = bce_logit_point(pred[i, j], y, pos_weight[j])
+            else:
+                v, g, h = bce_prob_point(pred[i, j], y, pos_weight[j], epsilon)
+            acc += v
+            if want_g:
+                grad[i, j] = g * f
+            if want_h:
+                hess[i, j] = h * f
+        loss[i] = acc * inv_d
 
 
 @batch
@@ -115,26 +155,19 @@ def binary_cross_entropy_batch(
     ``keras.losses.binary_crossentropy(label_smoothing)`` (probabilities).
     """
     n, d = pred.shape
-    inv_d = 1.0 / d
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    keep = 1.0 - label_smoothing
-    spread = 0.5 * label_smoothing
-    for i in prange(n):
-        f = row_factor(w, i, scale) * inv_d
-        acc = 0.0
-        for j in range(d):
-            y = keep * targ[i, j] + spread
-            if from_logits:
-                v, g, h = bce_logit_point(pred[i, j], y, pos_weight[j])
-            else:
-                v, g, h = bce_prob_point(pred[i, j], y, pos_weight[j], epsilon)
-            acc += v
-            if want_g:
-                grad[i, j] = g * f
-            if want_h:
-                hess[i, j] = h * f
-        loss[i] = acc * inv_d
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            binary_cross_entropy_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                from_logits, label_smoothing, pos_weight, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        binary_cross_entropy_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            from_logits, label_smoothing, pos_weight, epsilon,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

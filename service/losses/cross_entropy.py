@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
 from ._checks import require_positive_row_sums, require_probabilities
-from ._jit import Array, batch, prange
+from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
 from ._multiclass import MulticlassParams
 from ._spec import LossSpec
 from ._stable import row_factor
@@ -31,8 +32,10 @@ class CrossEntropyParams(MulticlassParams):
             require_positive_row_sums(predictions, "cross_entropy")
 
 
-@batch
-def cross_entropy_batch(
+@scalar
+def cross_entropy_rows(
+    k: int,
+    rows: int,
     pred: Array,
     targ: Array,
     w: Array,
@@ -45,22 +48,16 @@ def cross_entropy_batch(
     class_weight: Array,
     epsilon: float,
 ) -> None:
-    r"""$l_i = -\sum_c cw_c\, y'_c \log p_c$, $y' = (1 - s)y + s\,(\sum_k y_k)/C$.
-
-    Logits: $p = \mathrm{softmax}(z)$ by log-sum-exp, $\partial l/\partial z_j = W p_j - cw_j y'_j$,
-    $\partial^2 l/\partial z_j^2 = W p_j(1 - p_j)$ with $W = \sum_c cw_c y'_c$ (finite for any
-    finite logit: $z - \max z$ never overflows). Probabilities (Keras): $q = p/\sum p$, clipped
-    to $[\varepsilon, 1 - \varepsilon]$; with $a_c = -cw_c y'_c/q_c$ and $b_c = cw_c y'_c/q_c^2$ on
-    unclipped classes (0 where clipping is active), $\partial l/\partial p_j = (a_j - A)/S$ and
-    $\partial^2 l/\partial p_j^2 = (b_j(1 - 2q_j) - 2(a_j - A) + \sum_c b_c q_c^2)/S^2$,
-    $A = \sum_c a_c q_c$, $S = \sum_c p_c$. Reference: ``torch.nn.functional.cross_entropy``
-    (logits), ``keras.losses.categorical_crossentropy`` (probabilities).
-    """
+    """Block ``k`` of ``cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
+    # unsigned row indices (see _jit)
+    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
+    # e^(z_j − max z) is kept in the first asked-for output row until p_j = e/Σe replaces it
+    kept = grad if want_g else hess
     keep = 1.0 - label_smoothing
-    for i in prange(n):
+    for i in block:
         mass = 0.0
         for j in range(c):
             mass += targ[i, j]
@@ -73,7 +70,10 @@ def cross_entropy_batch(
                 top = max(top, pred[i, j])
             total = 0.0
             for j in range(c):
-                total += math.exp(pred[i, j] - top)
+                e = math.exp(pred[i, j] - top)
+                total += e
+                if want_g or want_h:
+                    kept[i, j] = e
             lse = top + math.log(total)
             big_w = 0.0
             for j in range(c):
@@ -82,7 +82,7 @@ def cross_entropy_batch(
                 big_w += yw
             if want_g or want_h:
                 for j in range(c):
-                    p = math.exp(pred[i, j] - lse)
+                    p = kept[i, j] / total
                     yw = class_weight[j] * (keep * targ[i, j] + spread)
                     if want_g:
                         grad[i, j] = (big_w * p - yw) * f
@@ -116,6 +116,47 @@ def cross_entropy_batch(
                     if want_h:
                         hess[i, j] = (b * (1.0 - 2.0 * q) - 2.0 * (a - big_a) + big_b) / (s * s) * f
         loss[i] = acc
+
+
+@batch
+def cross_entropy_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+    from_logits: bool,
+    label_smoothing: float,
+    class_weight: Array,
+    epsilon: float,
+) -> None:
+    r"""$l_i = -\sum_c cw_c\, y'_c \log p_c$, $y' = (1 - s)y + s\,(\sum_k y_k)/C$.
+
+    Logits: $p = \mathrm{softmax}(z)$ by log-sum-exp, $\partial l/\partial z_j = W p_j - cw_j y'_j$,
+    $\partial^2 l/\partial z_j^2 = W p_j(1 - p_j)$ with $W = \sum_c cw_c y'_c$ (finite for any
+    finite logit: $z - \max z$ never overflows). Probabilities (Keras): $q = p/\sum p$, clipped
+    to $[\varepsilon, 1 - \varepsilon]$; with $a_c = -cw_c y'_c/q_c$ and $b_c = cw_c y'_c/q_c^2$ on
+    unclipped classes (0 where clipping is active), $\partial l/\partial p_j = (a_j - A)/S$ and
+    $\partial^2 l/\partial p_j^2 = (b_j(1 - 2q_j) - 2(a_j - A) + \sum_c b_c q_c^2)/S^2$,
+    $A = \sum_c a_c q_c$, $S = \sum_c p_c$. Reference: ``torch.nn.functional.cross_entropy``
+    (logits), ``keras.losses.categorical_crossentropy`` (probabilities).
+    """
+    n, c = pred.shape
+    rows = block_rows(n, c)
+    if n * c <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            cross_entropy_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                from_logits, label_smoothing, class_weight, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        cross_entropy_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            from_logits, label_smoothing, class_weight, epsilon,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
-from ._jit import Array, batch, prange, scalar
+from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
-from ._stable import log_cosh, row_factor
+from ._stable import log_cosh_terms, row_factor
 
 
 class LogCoshParams(LossParams):
@@ -15,22 +15,30 @@ class LogCoshParams(LossParams):
 
 @scalar
 def log_cosh_point(p: float, t: float) -> tuple[float, float, float]:
-    r"""$\log\cosh r$ (stable for any finite $r$), $\tanh r$, $1 - \tanh^2 r$."""
-    r = p - t
-    th = math.tanh(r)
-    return log_cosh(r), th, 1.0 - th * th
+    r"""$\log\cosh r$, $\tanh r$, $1 - \tanh^2 r$ (``log_cosh_terms``: accurate for any finite $r$)."""
+    return log_cosh_terms(p - t)
 
 
-@batch
-def log_cosh_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array
+@scalar
+def log_cosh_rows(
+    k: int,
+    rows: int,
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
 ) -> None:
-    r"""$l_i = \mathrm{mean}_j \log\cosh(\hat y_{ij} - y_{ij})$; reference ``keras.losses.log_cosh``."""
+    """Block ``k`` of ``log_cosh_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
-    inv_d = 1.0 / d
+    # unsigned row indices (see _jit)
+    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    inv_d = 1.0 / d
+    for i in block:
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -41,6 +49,27 @@ def log_cosh_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def log_cosh_batch(
+    pred: Array,
+    targ: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+) -> None:
+    r"""$l_i = \mathrm{mean}_j \log\cosh(\hat y_{ij} - y_{ij})$; reference ``keras.losses.log_cosh``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            log_cosh_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        return
+    for k in prange(-(-n // rows)):
+        log_cosh_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
 
 
 SPEC = LossSpec(

@@ -1,0 +1,126 @@
+"""A closed-loop HTTP/1.1 load generator: raw asyncio streams, keep-alive, pre-encoded requests.
+
+``concurrency`` connections each send one request, read the whole response and send the next.
+The request bytes are built once; a response is read as its head (up to the blank line) and
+exactly Content-Length bytes of body. It runs on uvloop when installed. The generator's own CPU
+time is measured over each window, so a report can show it is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from benchmarks._server import HOST, cpu_seconds
+
+try:
+    import uvloop
+
+    _loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+    _loop_factory = None
+
+
+def request_bytes(method: str, path: str, body: bytes = b"") -> bytes:
+    """One complete keep-alive request."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+    if body or method == "POST":
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one measured window of load gave."""
+
+    requests: int
+    seconds: float
+    latencies: list[float]  # seconds, one per completed request
+    client_cpu: float  # the generator's CPU seconds / wall seconds (1.0 = one core)
+    server_cpu: float  # the server's CPU seconds / wall seconds, all its threads
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return statistics.quantiles(self.latencies, n=1000, method="inclusive")[round(q * 10) - 1]
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise ValueError("response without Content-Length")
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> None:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"unexpected response: {head[:200]!r}")
+    await reader.readexactly(_content_length(head))
+
+
+async def _load(
+    port: int, pid: int, request: bytes, concurrency: int, warmup: float, windows: list[float]
+) -> list[Window]:
+    streams = [await asyncio.open_connection(HOST, port, limit=1 << 20) for _ in range(concurrency)]
+    # window k collects requests that complete in [edges[k], edges[k + 1])
+    start = time.perf_counter() + warmup
+    edges = [start]
+    for seconds in windows:
+        edges.append(edges[-1] + seconds)
+    latencies: list[list[float]] = [[] for _ in windows]
+    marks: list[tuple[float, float]] = []
+
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        k = 0
+        while True:
+            sent = time.perf_counter()
+            if sent >= edges[-1]:
+                return
+            await _exchange(reader, writer, request)
+            done = time.perf_counter()
+            while k < len(windows) and done >= edges[k + 1]:
+                k += 1
+            if done >= edges[0] and k < len(windows):
+                latencies[k].append(done - sent)
+
+    async def clock() -> None:
+        # CPU times of both sides at every window edge
+        for edge in edges:
+            await asyncio.sleep(max(0.0, edge - time.perf_counter()))
+            marks.append((time.process_time(), cpu_seconds(pid)))
+
+    try:
+        await asyncio.gather(clock(), *(worker(r, w) for r, w in streams))
+    finally:
+        for _, writer in streams:
+            writer.close()
+    out = []
+    for k, seconds in enumerate(windows):
+        (client0, server0), (client1, server1) = marks[k], marks[k + 1]
+        client, server = (client1 - client0) / seconds, (server1 - server0) / seconds
+        out.append(Window(len(latencies[k]), seconds, latencies[k], client, server))
+    return out
+
+
+def load(
+    port: int,
+    pid: int,
+    request: bytes,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    repeats: int,
+) -> list[Window]:
+    """Warm up for ``warmup`` s, then ``repeats`` back-to-back windows of ``duration`` s."""
+    with asyncio.Runner(loop_factory=_loop_factory) as runner:
+        return runner.run(_load(port, pid, request, concurrency, warmup, [duration] * repeats))
