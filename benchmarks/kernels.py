@@ -713,7 +713,7 @@ def targets(
 TRANSCENDENTALS = {
     "mse": (),
     "huber": (),
-    "log_cosh": ("expm1", "log1p"),
+    "log_cosh": ("exp", "log1p"),  # and expm1 where |r| < 0.35 (_stable.log_cosh_terms)
     "binary_cross_entropy": ("exp", "log1p"),
     "cross_entropy": ("exp",),
 }
