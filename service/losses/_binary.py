@@ -2,42 +2,44 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import InvalidArray
-from ._jit import Array, scalar
+from ._jit import Array, inline
 from ._spec import ComputeDtype, LossParams, Memo, Prepared, readonly
+from ._vmath import exp, log1p_near
 
 
-@scalar
+@inline
 def sigmoid_pair(z: float) -> tuple[float, float]:
     """(σ(z), σ(−z)) for any finite z: σ(−z) = 1 − σ(z) is formed without the subtraction, which
     would cancel to 0 for large z and lose the relative accuracy of the small tail."""
-    e = math.exp(-abs(z))  # in (0, 1]: never overflows
+    e = exp(-abs(z))  # in (0, 1]: never overflows
     big = 1.0 / (1.0 + e)
-    small = e / (1.0 + e)
-    if z >= 0:
-        return big, small
-    return small, big
+    small = e * big
+    return (big if z >= 0 else small), (small if z >= 0 else big)
 
 
-@scalar
+@inline
 def sigmoid_logs(z: float) -> tuple[float, float, float, float]:
     """(σ(z), σ(−z), log σ(z), log σ(−z)) from one exp and one log1p, for any finite z.
 
     The same bits as ``sigmoid_pair`` and ``log_sigmoid``, which take three exps and two log1ps
     between them: with e = e^{−|z|} and s = log1p(e), log σ(z) = −(max(−z, 0) + s) and
-    log(1 − σ(z)) = log σ(−z) = −(max(z, 0) + s).
+    log(1 − σ(z)) = log σ(−z) = −(max(z, 0) + s). Selects, not branches, so a loop over it
+    vectorises (``_vmath``).
     """
-    e = math.exp(-abs(z))  # in (0, 1]: never overflows
-    soft = math.log1p(e)
+    e = exp(-abs(z))  # in (0, 1]: never overflows
+    soft = log1p_near(e)
     big = 1.0 / (1.0 + e)
-    small = e / (1.0 + e)
-    if z >= 0:
-        return big, small, -soft, -(z + soft)
-    return small, big, -(-z + soft), -soft
+    small = e * big
+    positive = z >= 0
+    return (
+        big if positive else small,
+        small if positive else big,
+        -(max(-z, 0.0) + soft),
+        -(max(z, 0.0) + soft),
+    )
 
 
 def _where(mask: Array) -> list[int]:

@@ -9,8 +9,9 @@
 - no ``fastmath``: it lets LLVM assume there are no NaN or inf values and reassociate sums, which
   changes results and defeats the finiteness checks.
 
-``scalar`` is for the small per-element kernels (inlined into the drivers by LLVM); ``batch`` is
-for the ``prange`` drivers that write every requested output in one pass.
+``scalar`` is for the small per-element kernels (inlined into the drivers by LLVM); ``inline``
+for the math helpers of loops that must vectorise; ``batch`` is for the ``prange`` drivers that
+write every requested output in one pass.
 
 A driver whose loop is a ``@scalar`` row function ``<name>_rows(k, rows, ...)`` (block ``k``
 of ``rows`` rows, see ``block_rows``) runs its blocks on the calling thread up to
@@ -37,6 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _COMMON: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
 _scalar = numba.njit(**_COMMON)
+_inline = numba.njit(inline="always", **_COMMON)
 _batch = numba.njit(parallel=True, **_COMMON)
 prange: Callable[..., range] = numba.prange
 
@@ -44,6 +46,13 @@ prange: Callable[..., range] = numba.prange
 def scalar(fn: F) -> F:
     """Compile a small scalar kernel (value, gradient, Hessian of one element)."""
     return cast(F, _scalar(fn))
+
+
+def inline(fn: F) -> F:
+    """Compile a scalar helper that is inlined into its callers' numba IR. LLVM inlines a plain
+    ``scalar`` call too, but only after the loop vectoriser has given up on a loop that calls a
+    helper that calls another; a loop over ``inline`` helpers vectorises (see ``_vmath``)."""
+    return cast(F, _inline(fn))
 
 
 def batch(fn: F) -> F:

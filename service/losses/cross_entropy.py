@@ -13,6 +13,7 @@ from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
 from ._multiclass import MulticlassParams
 from ._spec import LossSpec
 from ._stable import row_factor
+from ._vmath import exp
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -69,11 +70,14 @@ def cross_entropy_rows(
             for j in range(1, c):
                 top = max(top, pred[i, j])
             total = 0.0
-            for j in range(c):
-                e = math.exp(pred[i, j] - top)
-                total += e
-                if want_g or want_h:
-                    kept[i, j] = e
+            if want_g or want_h:
+                for j in range(c):  # vectorises: _vmath's exp, no sum in this loop
+                    kept[i, j] = exp(pred[i, j] - top)
+                for j in range(c):
+                    total += kept[i, j]
+            else:
+                for j in range(c):
+                    total += exp(pred[i, j] - top)
             lse = top + math.log(total)
             big_w = 0.0
             for j in range(c):
