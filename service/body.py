@@ -30,12 +30,29 @@ _DECODE[_ENCODE] = np.arange(64, dtype=np.uint8)
 _GROUPS_PER_BLOCK = 1 << 14
 
 
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+_QUOTES = np.uint64(0x2222222222222222)  # '"' in every byte
+_BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)  # '\\' in every byte
+
+
 @scalar
-def long_strings(buf: Array, min_len: int) -> Array:
+def _has_byte(word: int, spread: int) -> bool:
+    """Whether one of the 8 bytes of ``word`` is the byte repeated in ``spread`` (the exact
+    "has a zero byte" test on ``word ^ spread``)."""
+    x = word ^ spread
+    return ((x - _ONES) & ~x & _HIGHS) != 0
+
+
+@scalar
+def long_strings(buf: Array, words: Array, min_len: int) -> Array:
     """(start, end, escaped) of the contents of string literals at least ``min_len`` bytes long.
 
     A serial scan that tracks only whether it is inside a string and skips escaped characters;
     ``escaped`` is 1 when the literal holds a JSON escape. orjson still parses everything else.
+    ``words`` is ``buf``'s whole 8-byte words as uint64: from an aligned position, words holding
+    no byte that matters there (no quote outside a string; no quote or backslash inside one) are
+    skipped eight bytes at a time, so base64 text and lists of numbers pass at memory speed.
     """
     n = buf.shape[0]
     found = []
@@ -44,6 +61,19 @@ def long_strings(buf: Array, min_len: int) -> Array:
     escaped = 0
     inside = False
     while i < n:
+        if (i & 7) == 0:
+            k = i >> 3
+            if inside:
+                while k < words.shape[0] and not (
+                    _has_byte(words[k], _QUOTES) or _has_byte(words[k], _BACKSLASHES)
+                ):
+                    k += 1
+            else:
+                while k < words.shape[0] and not _has_byte(words[k], _QUOTES):
+                    k += 1
+            if k << 3 > i:
+                i = k << 3
+                continue
         c = buf[i]
         if inside:
             if c == 92:  # backslash: the next byte is escaped
@@ -252,7 +282,7 @@ def lift(body: bytes | bytearray) -> tuple[bytes | bytearray, dict[str, Blob]]:
     if len(body) < LIFT_MIN:
         return body, {}
     buf = _readonly(np.frombuffer(body, dtype=np.uint8))
-    ranges = long_strings(buf, LIFT_MIN)
+    ranges = long_strings(buf, buf[: len(buf) // 8 * 8].view(np.uint64), LIFT_MIN)
     if not len(ranges):
         return body, {}
     view = memoryview(body)
