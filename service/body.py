@@ -37,11 +37,11 @@ _BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)  # '\\' in every byte
 
 
 @scalar
-def _has_byte(word: int, spread: int) -> bool:
+def _has_byte(word: np.uint64, spread: np.uint64) -> bool:
     """Whether one of the 8 bytes of ``word`` is the byte repeated in ``spread`` (the exact
     "has a zero byte" test on ``word ^ spread``)."""
     x = word ^ spread
-    return ((x - _ONES) & ~x & _HIGHS) != 0
+    return bool(((x - _ONES) & ~x & _HIGHS) != 0)
 
 
 @scalar
