@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from benchmarks._server import HOST, cpu_seconds
 
@@ -124,3 +125,119 @@ def load(
     """Warm up for ``warmup`` s, then ``repeats`` back-to-back windows of ``duration`` s."""
     with asyncio.Runner(loop_factory=_loop_factory) as runner:
         return runner.run(_load(port, pid, request, concurrency, warmup, [duration] * repeats))
+
+
+# --- a mixed closed loop whose every answer is checked (benchmarks/load.py) ----------------------
+
+# (request index, status, body) -> what is wrong with the answer, or None when it is right
+Check = Callable[[int, int, bytes], str | None]
+
+
+@dataclass
+class MixedRun:
+    """What a mixed run gave: every answer counted, latencies of the measured window only."""
+
+    answers: int = 0  # responses read, warm-up included
+    latencies: list[float] = field(default_factory=list)  # seconds, measured window
+    errors: Counter[str] = field(default_factory=Counter)  # non-200s and connection failures
+    wrong: Counter[str] = field(default_factory=Counter)  # 200s that ``check`` refused
+    samples: list[tuple[float, object]] = field(default_factory=list)  # (seconds, monitor())
+
+    def percentile(self, q: float) -> float:
+        return statistics.quantiles(self.latencies, n=1000, method="inclusive")[round(q * 10) - 1]
+
+
+async def _answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """Send one request; its status and whole body."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    parts = head.split(b" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return status, await reader.readexactly(_content_length(head))
+
+
+async def _mixed(
+    port: int,
+    requests: Sequence[bytes],
+    schedule: Sequence[int],
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    check: Check,
+    monitor: Callable[[], object] | None,
+    timeout: float,
+) -> MixedRun:
+    run = MixedRun()
+    begin = time.perf_counter()
+    start = begin + warmup
+    end = start + duration
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(HOST, port, limit=1 << 20)
+
+    async def worker(k: int) -> None:
+        # each connection walks the whole schedule, from its own starting point
+        i = k * len(schedule) // concurrency
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        while (sent := time.perf_counter()) < end:
+            index = schedule[i % len(schedule)]
+            i += 1
+            try:
+                streams = streams or await connect()
+                status, body = await asyncio.wait_for(_answer(*streams, requests[index]), timeout)
+            except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
+                # a refused, broken or stalled connection: counted, then a fresh one
+                run.errors[f"connection: {type(exc).__name__}"] += 1
+                if streams is not None:
+                    streams[1].close()
+                streams = None
+                await asyncio.sleep(0.05)
+                continue
+            done = time.perf_counter()
+            run.answers += 1
+            if status != 200:
+                run.errors[f"status {status}"] += 1
+            elif (problem := check(index, status, body)) is not None:
+                run.wrong[problem] += 1
+            if sent >= start:
+                run.latencies.append(done - sent)
+        if streams is not None:
+            streams[1].close()
+
+    async def watch() -> None:
+        if monitor is None:
+            return
+        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        while (now := time.perf_counter()) < end:
+            run.samples.append((now - start, monitor()))
+            await asyncio.sleep(min(1.0, max(0.0, end - now)))
+
+    await asyncio.gather(watch(), *(worker(k) for k in range(concurrency)))
+    if monitor is not None:
+        run.samples.append((time.perf_counter() - start, monitor()))
+    return run
+
+
+def mixed(
+    port: int,
+    requests: Sequence[bytes],
+    schedule: Sequence[int],
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    check: Check,
+    monitor: Callable[[], object] | None = None,
+    timeout: float = 120.0,
+) -> MixedRun:
+    """``concurrency`` keep-alive connections send ``requests[i]`` for i along ``schedule``.
+
+    Every response is read whole; a non-200 or a broken connection is an error, and every 200
+    goes through ``check``. Latencies count after ``warmup`` s, for ``duration`` s; ``monitor``
+    is sampled at the start of that window, about every second, and once all answers are in.
+    """
+    with asyncio.Runner(loop_factory=_loop_factory) as runner:
+        return runner.run(
+            _mixed(port, requests, schedule, concurrency, warmup, duration, check, monitor, timeout)
+        )

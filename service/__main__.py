@@ -5,10 +5,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for this run, removed after it.
+
+    Set before uvicorn spawns the workers and before anything imports prometheus-client, which
+    picks its multiprocess mode at import. One worker keeps its metrics in memory.
+    """
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if workers == 1:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="lossd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,15 +49,23 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn drains on SIGTERM and then re-raises the signal with the handler that was there
     # before it started; a no-op handler makes that re-raise harmless, so a drained stop exits 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        "service.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
-    )
+    with _metrics_dir(settings.workers):
+        from .logs import configure
+
+        # lossd's format for the parent's own lines too; each worker configures itself again
+        # in create_app. uvicorn's access log is off: lossd writes one line per request.
+        configure(settings.log_level, settings.log_format)
+        uvicorn.run(
+            "service.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
     return 0
 
 

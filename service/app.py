@@ -12,19 +12,33 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from . import __version__, engine
-from .api import health, losses
+from . import __version__, engine, security
+from .api import health, losses, v2
+from .api import metrics as metrics_api
+from .api._docs import describe_problems, operation_id
 from .api.state import ServiceState
-from .compute import ComputeExecutor, check_threading_layer, configure_threading_layer
+from .compute import (
+    ComputeExecutor,
+    check_threading_layer,
+    configure_threading_layer,
+    run_serially_here,
+)
 from .errors import PROBLEM_MEDIA_TYPE, LossdError, problem
+from .heap import fix_mmap_threshold
+from .logs import RequestLog, configure
 from .losses import REGISTRY
+from .metrics import Metrics
+from .oip import InferRequest
 from .schemas import LossRequest, MultiLossRequest, Problem
 from .settings import Settings
 
 log = logging.getLogger("lossd")
+CLIENT_CLOSED_REQUEST = 499
 
 DESCRIPTION = (
     "Loss functions as a service: per-sample losses, the reduced loss, gradients and diagonal "
@@ -60,13 +74,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = [(err.get("loc", ()), str(err.get("msg", "invalid"))) for err in exc.errors()]
         return _problem_response(422, "invalid_request", "invalid request", errors)
 
-    async def unexpected_error(_: Request, exc: Exception) -> Response:
-        log.error("unexpected error", exc_info=exc)  # the traceback goes to the log, never out
-        return _problem_response(500, "internal_error", "internal error; this is a bug in lossd")
+    async def client_gone(_: Request, exc: Exception) -> Response:
+        # The client hung up before its body arrived: no bug of lossd's, and nobody reads the
+        # answer. 499 is nginx's "client closed request", for the logs and the metrics.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        # This handler runs outside every middleware: the request id comes from request.state.
+        request_id = getattr(request.state, "request_id", None)
+        fields = {"request_id": request_id} if request_id else {}
+        # the traceback goes to the log, never out
+        log.error("unexpected error", exc_info=exc, extra={"fields": fields})
+        return _problem_response(
+            500,
+            "internal_error",
+            "internal error; this is a bug in lossd",
+            headers={"X-Request-ID": request_id} if request_id else None,
+        )
 
     app.add_exception_handler(LossdError, lossd_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected_error)
 
 
@@ -78,10 +107,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     _, defs = models_json_schema(
-        [(LossRequest, "validation"), (MultiLossRequest, "validation"), (Problem, "validation")],
+        [
+            (LossRequest, "validation"),
+            (MultiLossRequest, "validation"),
+            (Problem, "validation"),
+            (InferRequest, "validation"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+    describe_problems(schema)
+    security.document(schema, keys_required=bool(app.state.lossd.settings.api_keys))
     app.openapi_schema = schema
     return schema
 
@@ -89,38 +125,70 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the lossd application from ``settings`` (read from the environment when omitted)."""
     settings = settings if settings is not None else Settings()
+    configure(settings.log_level, settings.log_format)
+    metrics = Metrics()
     configure_threading_layer()
+    fix_mmap_threshold()  # a long run's RSS stays flat (service/heap.py)
     state = ServiceState(settings, ComputeExecutor(settings.compute_threads, settings.queue_depth))
 
     async def finish_warm_up() -> None:
         await state.compute.run(engine.warm_up, REGISTRY[1:])
+        # Once more on the event loop, which evaluates small bodies itself: the kernels are
+        # loaded by now (tens of ms), and the first small request after ready finds this
+        # thread's numba state warm.
+        engine.warm_up(REGISTRY)
+        state.kernels = kernels = engine.kernel_counts()
         state.ready = True
-        log.info("ready: %d losses, threading layer %s", len(REGISTRY), state.threading_layer)
+        log.info(
+            "ready: %d losses, threading layer %s, %d kernels loaded from cache, %d compiled",
+            len(REGISTRY),
+            state.threading_layer,
+            kernels.cached,
+            kernels.compiled,
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
         await state.compute.run(engine.warm_up, REGISTRY[:1])
         state.threading_layer = check_threading_layer()
+        run_serially_here()  # the small batches evaluated on the event loop
         task = asyncio.create_task(finish_warm_up())
+        if settings.workers > 1:
+            # One of several workers, maybe the replacement of one that died: it takes
+            # connections only once it can answer them (uvicorn accepts after the start-up),
+            # and its siblings serve meanwhile, where it would answer 503 not_ready.
+            await task
         yield
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
         state.compute.shutdown()
+        metrics.close()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI's assets from the package (/docs/static), never a CDN.
+    app = FastAPIOffline(
         title="lossd",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        static_url="/docs/static",
+        generate_unique_id_function=operation_id,
     )
     app.state.lossd = state
+    security.install(app, settings)  # API keys and CORS; the request id's middleware after
     app.include_router(losses.router)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
+    app.include_router(v2.router)
     _install_error_handlers(app)
+    v2.answer_errors_as_protocol(app)  # after the handlers it wraps
+    app.state.metrics = metrics
+    # Added last, so outermost of the middleware: every response, a 401 or a CORS preflight
+    # included, carries the request id and is logged and counted.
+    app.add_middleware(RequestLog, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -143,6 +143,12 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
             f"`{field}` has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
             errors=[((field, "shape"), "too many elements")],
         )
+    if max(shape) > max_elements:
+        # [0, 2**62] holds no element, but numpy cannot even describe an empty array that wide
+        raise TooManyElements(
+            f"`{field}` has rows of more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
+            errors=[((field, "shape"), "too many elements in a row")],
+        )
     if len(shape) == 2 and shape[1] == 0:
         raise InvalidArray(
             f"packed `{field}` has rows with no elements",

@@ -9,6 +9,7 @@ so the service refuses to start on it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Callable
@@ -45,6 +46,16 @@ def check_threading_layer() -> str:
     return layer
 
 
+def run_serially_here() -> None:
+    """Kernels called on this thread run on it alone (numba's thread count is thread-local).
+
+    For the event loop's thread, which evaluates small bodies itself: a parallel launch wakes
+    the worker pool, which costs tens of microseconds after a pause and milliseconds when
+    another process holds a core (docs/benchmarks.md), far more than a small batch's work.
+    """
+    numba.set_num_threads(1)
+
+
 class ComputeExecutor:
     """A bounded queue in front of a few compute threads, each with its numba thread count."""
 
@@ -69,7 +80,10 @@ class ComputeExecutor:
         self.pending += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+            # In a copy of the caller's context, as asyncio.to_thread does: the engine reports
+            # kernel times to the request's observation (metrics.CURRENT) from the thread.
+            job = functools.partial(contextvars.copy_context().run, fn, *args)
+            return await loop.run_in_executor(self._pool, job)
         finally:
             self.pending -= 1
 

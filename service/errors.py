@@ -1,11 +1,15 @@
 """The error tree and its problem+json form (RFC 9457).
 
     LossdError                       status  code
+    ├── CorsRejected                 400     cors_rejected    (a refused CORS preflight)
+    ├── Unauthorized                 401     unauthorized     (with WWW-Authenticate)
     ├── NotFound                     404     not_found
     │   └── UnknownLoss              404     unknown_loss
     ├── MethodNotAllowed             405     method_not_allowed
+    ├── RequestTimeout               408     request_timeout  (the body arrived too slowly)
     ├── PayloadTooLarge              413     payload_too_large
     ├── TooManyElements              413     too_many_elements
+    ├── MemoryBudget                 413     memory_budget    (LOSSD_MAX_REQUEST_BYTES)
     ├── UnsupportedMediaType         415     unsupported_media_type
     ├── Unprocessable                422     invalid_request  (JSON syntax, field types)
     │   ├── InvalidArray             422     invalid_array
@@ -29,14 +33,19 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _MAX_LOC_PART = 64
 
 
+def shown(text: str, limit: int = _MAX_LOC_PART) -> str:
+    """A client's string as an error may show it: cut to ``limit`` characters, and a string of
+    64 KiB or more (lifted out of the body by ``body.lift``, a marker here) named as such."""
+    if text.startswith("\x00lossd:"):
+        return "<a very long string>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _loc_part(part: object) -> str | int:
     """A location step, cut short: keys come from the client and may be arbitrarily long."""
     if isinstance(part, int) and not isinstance(part, bool):
         return part
-    text = str(part)
-    if text.startswith("\x00lossd:"):  # a string of 64 KiB or more, lifted out by body.lift
-        return "<a very long string>"
-    return text if len(text) <= _MAX_LOC_PART else text[:_MAX_LOC_PART] + "…"
+    return shown(str(part))
 
 
 class LossdError(Exception):
@@ -81,6 +90,16 @@ def problem(
     return body
 
 
+class CorsRejected(LossdError):
+    status = 400
+    code = "cors_rejected"
+
+
+class Unauthorized(LossdError):
+    status = 401
+    code = "unauthorized"
+
+
 class NotFound(LossdError):
     status = 404
     code = "not_found"
@@ -95,6 +114,11 @@ class MethodNotAllowed(LossdError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(LossdError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(LossdError):
     status = 413
     code = "payload_too_large"
@@ -103,6 +127,11 @@ class PayloadTooLarge(LossdError):
 class TooManyElements(LossdError):
     status = 413
     code = "too_many_elements"
+
+
+class MemoryBudget(LossdError):
+    status = 413
+    code = "memory_budget"
 
 
 class UnsupportedMediaType(LossdError):

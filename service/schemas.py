@@ -154,4 +154,12 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
+    """Liveness (`ok`) or readiness (`ready`, with how the kernels got ready)."""
+
     status: Literal["ok", "ready"]
+    kernels_from_cache: int | None = Field(
+        None, description="kernel signatures loaded from numba's on-disk cache at start-up"
+    )
+    kernels_compiled: int | None = Field(
+        None, description="kernel signatures compiled at start-up: 0 when the cache was warm"
+    )

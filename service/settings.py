@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,10 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+# A key is compared with what a header carries, which HTTP strips of surrounding blanks.
+APIKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class Settings(BaseSettings):
@@ -28,9 +32,11 @@ class Settings(BaseSettings):
     compute_threads: int = Field(default_factory=available_cpus, ge=1)
     max_body_bytes: int = Field(268_435_456, ge=1)
     max_elements: int = Field(33_554_432, ge=1)
+    # what one request may allocate, estimated from its declared shapes (engine.check_memory_budget)
+    max_request_bytes: int = Field(4 * 2**30, ge=1)
     queue_depth: int = Field(64, ge=1)
     body_timeout: float = Field(60.0, gt=0)
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[APIKey] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "text"] = "json"

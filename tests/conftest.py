@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -32,11 +33,21 @@ class Server:
 
     url: str
     process: subprocess.Popen[bytes]
+    log: IO[bytes] | None = None  # the server's stderr
 
     def stop(self) -> int:
         """SIGTERM, then the exit code."""
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        code = self.process.wait(timeout=60)
+        if self.log is not None:
+            self.log.close()
+        return code
+
+    def output(self) -> str:
+        """Everything the server wrote to stderr so far (its log lines)."""
+        assert self.log is not None
+        fd = self.log.fileno()  # pread: the server shares the file offset, which must not move
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
 def start_server(env: dict[str, str] | None = None, timeout: float = 300.0) -> Server:
@@ -60,8 +71,7 @@ def start_server(env: dict[str, str] | None = None, timeout: float = 300.0) -> S
             raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                log.close()
-                return Server(url, process)
+                return Server(url, process, log)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -267,6 +267,206 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes, int, str]] = [
     ("unknown_loss_get", "GET", "/losses/no_such_loss", {}, b"", 404, "unknown_loss"),
     ("unknown_loss_long_name", "POST", "/loss/" + "x" * 3000, JSON, body(), 404, "unknown_loss"),
     ("unknown_loss_non_utf8_name", "POST", "/loss/%FF%FE", JSON, body(), 404, "unknown_loss"),
+    ("unknown_loss_path_traversal", "POST", "/loss/..%2F..%2Fetc%2Fpasswd", JSON, body(), 404,
+     "not_found"),
+    ("unknown_loss_nul_in_name", "POST", "/loss/mse%00", JSON, body(), 404, "unknown_loss"),
+    ("unknown_loss_homoglyph_name", "POST", "/loss/m%C5%9Fe", JSON, body(), 404, "unknown_loss"),
+    ("put_on_loss", "PUT", MSE, JSON, body(), 405, "method_not_allowed"),
+    ("patch_on_loss", "PATCH", MSE, JSON, body(), 405, "method_not_allowed"),
+    # --- deep nesting: orjson stops at depth 1024, numpy at rank 64, the decoder at rank 2 ---
+    ("deeply_nested_params_objects", "POST", "/loss/huber", JSON,
+     b'{"predictions": [1], "targets": [1], "params": ' + b'{"a":' * 3000 + b"1" + b"}" * 3000
+     + b"}", 422, "invalid_request"),
+    ("deeply_nested_body_100k", "POST", MSE, JSON, b"[" * 100_000 + b"]" * 100_000, 422,
+     "invalid_request"),
+    ("deeply_nested_500_rank", "POST", MSE, JSON,
+     b'{"predictions": ' + b"[" * 500 + b"1" + b"]" * 500 + b', "targets": [1]}', 422,
+     "invalid_array"),
+    ("deeply_nested_losses", "POST", "/loss", JSON,
+     b'{"predictions": [1], "targets": [1], "losses": ' + b"[" * 2000 + b"]" * 2000 + b"}", 422,
+     "invalid_request"),
+    ("nested_sample_weight_rank3", "POST", MSE, JSON, body(sample_weight=[[[1.0]], [[1.0]]]),
+     422, "invalid_array"),
+    # --- huge exponents and integers: orjson refuses what overflows float64 ---
+    ("exponent_20_digits", "POST", MSE, JSON,
+     b'{"predictions": [1e99999999999999999999, 2], "targets": [1, 2]}', 422, "invalid_request"),
+    ("exponent_negative_overflow", "POST", MSE, JSON,
+     b'{"predictions": [1, 2], "targets": [-1e400, 2]}', 422, "invalid_request"),
+    ("exponent_in_params", "POST", "/loss/huber", JSON,
+     b'{"predictions": [1, 2], "targets": [1, 2], "params": {"delta": 1e999}}', 422,
+     "invalid_request"),
+    ("integer_400_digits_in_params", "POST", "/loss/huber", JSON,
+     b'{"predictions": [1], "targets": [1], "params": {"delta": ' + b"9" * 400 + b"}}", 422,
+     "invalid_request"),
+    ("integer_5000_digits_in_array", "POST", MSE, JSON,
+     b'{"predictions": [' + b"9" * 5000 + b', 2], "targets": [1, 2]}', 422, "invalid_request"),
+    ("exponent_as_shape", "POST", MSE, JSON,
+     b'{"predictions": {"dtype": "float64", "shape": [1e30], "data": ""}, "targets": [1]}', 422,
+     "invalid_array"),
+    # finite weights whose sum is not: weight_sum would be null (engine.compute)
+    ("sample_weights_sum_overflows", "POST", MSE, JSON,
+     body(predictions=[1.0, 3.0], sample_weight=[1e308, 1e308], reduction="sum"), 422,
+     "out_of_domain"),
+    ("gradient_overflows", "POST", MSE, JSON,
+     body(predictions=[1e308, -1e308], targets=[-1e308, 1e308], gradient=True), 422,
+     "out_of_domain"),
+    # --- duplicated keys: the last one wins, as in Python's json and JavaScript's JSON.parse ---
+    ("duplicate_key_last_is_bad", "POST", MSE, JSON,
+     b'{"predictions": [1, 2], "targets": [1, 2], "predictions": "x"}', 422, "invalid_array"),
+    ("duplicate_reduction_last_is_bad", "POST", MSE, JSON,
+     b'{"predictions": [1, 2], "targets": [1, 2], "reduction": "mean", "reduction": "avg"}', 422,
+     "invalid_request"),
+    ("duplicate_packed_dtype_last_is_bad", "POST", MSE, JSON,
+     b'{"predictions": {"dtype": "float64", "shape": [2], "data": "'
+     + packed([1.0, 2.0])["data"].encode() + b'", "dtype": "float16"}, "targets": [1, 2]}', 422,
+     "invalid_array"),
+    ("duplicate_param_last_is_bad", "POST", "/loss/huber", JSON,
+     b'{"predictions": [1, 2], "targets": [1, 2], "params": {"delta": 1.0, "delta": 0}}', 422,
+     "invalid_params"),
+    # --- bytes that are not UTF-8 JSON ---
+    ("non_utf8_in_key", "POST", MSE, JSON, b'{"pred\xffictions": [1], "targets": [1]}', 422,
+     "invalid_request"),
+    ("non_utf8_in_short_packed_data", "POST", MSE, JSON,
+     b'{"predictions": {"dtype": "float64", "shape": [1], "data": "AAAAAAA\xff"}, '
+     b'"targets": [1]}', 422, "invalid_request"),
+    # a long literal is cut out before orjson sees it: the base64 check refuses the bytes
+    ("non_utf8_in_long_packed_data", "POST", MSE, JSON,
+     long_packed(LONG_B64[:MID] + b"\xff\xfe\xfd\xfc" + LONG_B64[MID + 4 :]), 422,
+     "invalid_array"),
+    ("non_utf8_long_string", "POST", MSE, JSON,
+     body(reduction="x").replace(b'"x"', b'"' + b"\xff" * 70_000 + b'"'), 422,
+     "invalid_request"),
+    ("utf16_body", "POST", MSE, {"content-type": "application/json; charset=utf-16"},
+     body().decode().encode("utf-16"), 422, "invalid_request"),
+    ("utf8_byte_order_mark", "POST", MSE, JSON, b"\xef\xbb\xbf" + body(), 422,
+     "invalid_request"),
+    ("latin1_string", "POST", MSE, JSON,
+     b'{"predictions": [1], "targets": [1], "reduction": "m\xe9an"}', 422, "invalid_request"),
+    ("overlong_utf8", "POST", MSE, JSON,
+     b'{"predictions": [1], "targets": [1], "reduction": "\xc0\xaf"}', 422, "invalid_request"),
+    ("nul_byte_between_tokens", "POST", MSE, JSON, b'{"predictions": [1],\x00 "targets": [1]}',
+     422, "invalid_request"),
+    ("lone_surrogate_escape_short", "POST", MSE, JSON,
+     b'{"predictions": [1], "targets": [1], "reduction": "\\ud800"}', 422, "invalid_request"),
+    # --- other JSON that is not JSON ---
+    ("json_comment", "POST", MSE, JSON, b'{"predictions": [1], // c\n "targets": [1]}', 422,
+     "invalid_request"),
+    ("number_leading_zero", "POST", MSE, JSON, b'{"predictions": [01], "targets": [1]}', 422,
+     "invalid_request"),
+    ("number_hex", "POST", MSE, JSON, b'{"predictions": [0x10], "targets": [1]}', 422,
+     "invalid_request"),
+    ("number_plus_sign", "POST", MSE, JSON, b'{"predictions": [+1], "targets": [1]}', 422,
+     "invalid_request"),
+    ("number_no_leading_digit", "POST", MSE, JSON, b'{"predictions": [.5], "targets": [1]}', 422,
+     "invalid_request"),
+    # --- more content types (api/_body.py: JSON or +json only) ---
+    ("content_type_xml", "POST", MSE, {"content-type": "application/xml"}, body(), 415,
+     "unsupported_media_type"),
+    ("content_type_msgpack", "POST", MSE, {"content-type": "application/x-msgpack"}, body(), 415,
+     "unsupported_media_type"),
+    ("content_type_octet_stream", "POST", MSE, {"content-type": "application/octet-stream"},
+     body(), 415, "unsupported_media_type"),
+    ("content_type_multipart", "POST", MSE,
+     {"content-type": "multipart/form-data; boundary=x"}, body(), 415, "unsupported_media_type"),
+    ("content_type_text_json", "POST", MSE, {"content-type": "text/json"}, body(), 415,
+     "unsupported_media_type"),
+    ("content_type_json_seq", "POST", MSE, {"content-type": "application/json-seq"}, body(), 415,
+     "unsupported_media_type"),
+    ("content_type_jsonx", "POST", MSE, {"content-type": "application/jsonx"}, body(), 415,
+     "unsupported_media_type"),
+    ("content_type_parameters_only", "POST", MSE, {"content-type": "; charset=utf-8"}, body(),
+     415, "unsupported_media_type"),
+    ("content_type_on_multi_loss", "POST", "/loss", {"content-type": "text/html"},
+     body(losses=[{"name": "mse"}]), 415, "unsupported_media_type"),
+    # --- truncated or padded packed data ---
+    ("packed_data_length_not_multiple_of_4", "POST", MSE, JSON,
+     body(predictions=packed([1.0, 2.0], data=packed([1.0, 2.0])["data"][:-1])), 422,
+     "invalid_array"),
+    ("packed_data_padding_stripped", "POST", MSE, JSON,
+     body(predictions=packed([1, 2, 3], "int32", data=packed([1, 2, 3], "int32")["data"][:-2]),
+          targets=[1, 2, 3]), 422, "invalid_array"),
+    ("packed_data_longer_than_shape", "POST", MSE, JSON,
+     body(predictions=packed([1.0, 2.0], data=base64.b64encode(b"\0" * 24).decode())), 422,
+     "invalid_array"),
+    ("packed_int32_odd_byte_count", "POST", MSE, JSON,
+     body(predictions=packed([1, 2], "int32", data=base64.b64encode(b"\0" * 7).decode())), 422,
+     "invalid_array"),
+    ("body_cut_inside_packed_data", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0]))[:40],
+     422, "invalid_request"),
+    ("long_body_cut_inside_packed_data", "POST", MSE, JSON, long_packed(LONG_B64)[: 100 + MID],
+     422, "invalid_request"),
+    # --- shapes whose element count overflows 64 bits, or that numpy cannot describe ---
+    ("packed_shape_2^63-1_by_2", "POST", MSE, JSON, body(predictions=packed([], shape=[2**63 - 1, 2])),
+     413, "too_many_elements"),
+    ("packed_shape_product_wraps_to_0_int64", "POST", MSE, JSON,
+     body(predictions=packed([], shape=[2**62, 4])), 413, "too_many_elements"),
+    ("packed_shape_product_wraps_to_0_uint64", "POST", MSE, JSON,
+     body(predictions=packed([], shape=[2**32, 2**32])), 413, "too_many_elements"),
+    # no element at all, but rows wider than any array numpy can make (arrays._decode_packed)
+    ("packed_shape_0_by_2^62", "POST", MSE, JSON,
+     body(predictions=packed([], shape=[0, 2**62]), targets=packed([], shape=[0, 2**62])), 413,
+     "too_many_elements"),
+    ("packed_shape_0_by_2^63-1", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=packed([], shape=[0, 2**63 - 1]), targets=packed([], "int64")), 413,
+     "too_many_elements"),
+    # orjson reads an integer past uint64 as a float: not a shape
+    ("packed_shape_2^64", "POST", MSE, JSON,
+     b'{"predictions": {"dtype": "float64", "shape": [18446744073709551616], "data": ""}, '
+     b'"targets": [1]}', 422, "invalid_array"),
+    ("packed_shape_string", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], shape=["2"])),
+     422, "invalid_array"),
+    ("packed_shape_null", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], shape=None)),
+     422, "invalid_array"),
+    # --- POST /loss ---
+    ("losses_65", "POST", "/loss", JSON, body(losses=[{"name": "mse"}] * 65), 422,
+     "invalid_request"),
+    ("losses_empty", "POST", "/loss", JSON, body(losses=[]), 422, "invalid_request"),
+    ("losses_missing", "POST", "/loss", JSON, body(), 422, "invalid_request"),
+    ("losses_not_a_list", "POST", "/loss", JSON, body(losses={"name": "mse"}), 422,
+     "invalid_request"),
+    ("losses_name_number", "POST", "/loss", JSON, body(losses=[{"name": 1}]), 422,
+     "invalid_request"),
+    ("losses_second_unknown", "POST", "/loss", JSON,
+     body(losses=[{"name": "mse"}, {"name": "nope"}]), 404, "unknown_loss"),
+    ("losses_empty_name", "POST", "/loss", JSON, body(losses=[{"name": ""}]), 404,
+     "unknown_loss"),
+    ("losses_name_100k_chars", "POST", "/loss", JSON, body(losses=[{"name": "x" * BIG}]), 404,
+     "unknown_loss"),
+    # --- options and parameters, spelt almost right ---
+    ("dtype_trailing_space", "POST", MSE, JSON, body(dtype="float64 "), 422, "invalid_request"),
+    ("reduction_upper_case", "POST", MSE, JSON, body(reduction="MEAN"), 422, "invalid_request"),
+    ("reduction_fullwidth_letter", "POST", MSE, JSON, body(reduction="ｍean"), 422,
+     "invalid_request"),
+    ("hessian_string_true", "POST", MSE, JSON, body(hessian="true"), 422, "invalid_request"),
+    ("params_null", "POST", MSE, JSON, body(params=None), 422, "invalid_request"),
+    # 10 000 errors: the answer names the first few (engine._invalid), it does not list them all
+    ("params_10k_unknown_keys", "POST", "/loss/huber", JSON,
+     body(params={f"k{i}": i for i in range(10_000)}), 422, "invalid_params"),
+    ("class_weight_wrong_length", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=[[0.5, 0.5]], targets=[1], params={"class_weight": [1.0, 2.0, 3.0]}), 422,
+     "invalid_params"),
+    ("ignore_index_bool", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=[[0.5, 0.5]], targets=[1], params={"ignore_index": True}), 422,
+     "invalid_params"),
+    # --- class-index targets (losses/_multiclass.one_hot) ---
+    ("class_index_out_of_range", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=[[0.5, 0.5]], targets=[2]), 422, "invalid_array"),
+    ("class_index_negative", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=[[0.5, 0.5]], targets=[-1]), 422, "invalid_array"),
+    ("class_index_fractional", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=[[0.5, 0.5]], targets=[0.5]), 422, "invalid_array"),
+    # past int64: checked before the cast, which has no int64 to give
+    ("class_index_2^63", "POST", "/loss/cross_entropy", JSON,
+     b'{"predictions": [[0.5, 0.5]], "targets": [9223372036854775808]}', 422, "invalid_array"),
+    ("class_index_1e300", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=[[0.5, 0.5]], targets=[1e300]), 422, "invalid_array"),
+    ("probabilities_outside_0_1", "POST", "/loss/cross_entropy", JSON,
+     body(predictions=[[1.5, -0.5]], targets=[1]), 422, "out_of_domain"),
+    ("binary_label_2", "POST", "/loss/binary_cross_entropy", JSON,
+     body(predictions=[0.5, 0.5], targets=[2.0, 0.0]), 422, "invalid_array"),
+    ("sample_weight_packed_int64_negative", "POST", MSE, JSON,
+     body(sample_weight=packed([1, -1], "int64")), 422, "invalid_array"),
+    ("sample_weight_string", "POST", MSE, JSON, body(sample_weight="1,1"), 422, "invalid_array"),
 ]  # fmt: skip
 
 
@@ -290,8 +490,8 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
 
 
 def test_catalogue_has_enough_distinct_cases() -> None:
-    """The catalogue holds at least 40 cases with distinct ids and distinct requests."""
-    assert len(CASES) >= 40
+    """The catalogue holds at least 150 cases with distinct ids and distinct requests."""
+    assert len(CASES) >= 150
     assert len({case[0] for case in CASES}) == len(CASES)
     requests = {
         (m, path, tuple(sorted(h.items())), content) for _, m, path, h, content, _, _ in CASES
@@ -388,6 +588,36 @@ def test_integers_past_int64_are_read_as_float64(client: httpx.Client, content: 
         )
     ]
     assert response.json()["per_sample"] == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "value"),
+    [
+        (b'{"predictions": "x", "targets": [1, 2], "predictions": [1, 3]}', 0.5),
+        (
+            b'{"predictions": [1, 3], "targets": [1, 2], "reduction": "none", "reduction": "sum"}',
+            1.0,
+        ),
+        (b'{"predictions": [1, 3], "targets": [1, 2], "params": {}, "params": {}}', 0.5),
+    ],
+    ids=["array", "reduction", "params"],
+)
+def test_duplicated_keys_the_last_one_wins(
+    client: httpx.Client, content: bytes, value: float
+) -> None:
+    """A key given twice takes its last value (Python's json, JavaScript's JSON.parse, orjson)."""
+    response = client.post(MSE, headers=JSON, content=content)
+    assert response.status_code == 200, response.text
+    assert response.json()["value"] == value  # ((1-1)**2 + (3-2)**2), mean 0.5 or sum 1.0
+
+
+def test_error_lists_at_most_a_few_of_many_problems(client: httpx.Client) -> None:
+    """10 000 unknown parameters: the problem names five, and says how many more there are."""
+    content = body(params={f"k{i}": i for i in range(10_000)})
+    doc = assert_problem(client.post("/loss/huber", headers=JSON, content=content), 422,
+                         "invalid_params")  # fmt: skip
+    assert [err["loc"] for err in doc["errors"]] == [["params", f"k{i}"] for i in range(5)]
+    assert doc["detail"].endswith("and 9995 more")
 
 
 def test_server_still_answers_after_the_catalogue(client: httpx.Client) -> None:

@@ -14,7 +14,9 @@ from .state import ServiceState, service_state
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", operation_id="healthz", response_model=Health)
+@router.get(
+    "/healthz", operation_id="healthz", response_model=Health, response_model_exclude_none=True
+)
 async def healthz() -> Health:
     """Liveness: the process answers."""
     return Health(status="ok")
@@ -22,7 +24,12 @@ async def healthz() -> Health:
 
 @router.get("/readyz", operation_id="readyz", response_model=Health, responses=problems(503))
 async def readyz(state: Annotated[ServiceState, Depends(service_state)]) -> Health:
-    """Readiness: 200 once every kernel is compiled or loaded from cache, 503 before."""
+    """Readiness: 200 once every kernel is compiled or loaded from cache (counted), 503 before."""
     if not state.ready:
         raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
-    return Health(status="ready")
+    kernels = state.kernels
+    if kernels is None:
+        return Health(status="ready")
+    return Health(
+        status="ready", kernels_from_cache=kernels.cached, kernels_compiled=kernels.compiled
+    )

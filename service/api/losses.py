@@ -14,6 +14,7 @@ from .. import engine
 from ..body import Encoded
 from ..errors import NotReady
 from ..losses import resolve
+from ..metrics import note
 from ..schemas import Catalogue, LossInfo, LossResult, MultiLossResult
 from ._body import read_json_body
 from ._docs import problems
@@ -30,6 +31,10 @@ def _request_body(model: str) -> dict[str, Any]:
 
 
 STREAM_ABOVE = 1 << 20
+# Bodies up to this size (a few thousand numbers) are evaluated on the event loop: their kernels
+# run serially in tens of microseconds, less than the hop to a compute thread and back costs
+# (docs/benchmarks.md, HTTP small requests).
+INLINE_BELOW = 1 << 15
 
 
 def _json(content: bytes) -> Response:
@@ -37,13 +42,18 @@ def _json(content: bytes) -> Response:
 
 
 async def _evaluate(
-    state: ServiceState, request: Request, evaluate: Callable[[bytearray, int], Encoded]
+    state: ServiceState, request: Request, evaluate: Callable[[bytearray, int, int], Encoded]
 ) -> Response:
     """Read the body, evaluate it on the compute executor, answer with the encoded result."""
     if not state.ready:
         raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
-    body = await read_json_body(request, state.settings.max_body_bytes)
-    return _encoded(await state.compute.run(evaluate, body, state.settings.max_elements))
+    settings = state.settings
+    body = await read_json_body(request, settings.max_body_bytes, settings.body_timeout)
+    note(encoding="json")  # the engine says "packed" when it meets a packed array
+    limits = (settings.max_elements, settings.max_request_bytes)
+    if len(body) < INLINE_BELOW:
+        return _encoded(evaluate(body, *limits))
+    return _encoded(await state.compute.run(evaluate, body, *limits))
 
 
 def _encoded(body: Encoded) -> Response:
@@ -69,7 +79,7 @@ def _encoded(body: Encoded) -> Response:
 )
 async def evaluate_loss(name: str, request: Request, state: State) -> Response:
     """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
-    resolve(name)  # an unknown loss is a 404 before the body is read
+    note(loss=resolve(name).name)  # an unknown loss is a 404 before the body is read
     return await _evaluate(state, request, partial(engine.evaluate, name))
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from ..compute import ComputeExecutor
+from ..engine import KernelCounts
 from ..settings import Settings
 
 
@@ -16,6 +17,7 @@ class ServiceState:
     compute: ComputeExecutor
     ready: bool = False
     threading_layer: str = field(default="")
+    kernels: KernelCounts | None = None  # how the warm-up got the kernels, once ready
 
 
 async def service_state(request: Request) -> ServiceState:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 
-from ..errors import UnknownLoss
+from ..errors import UnknownLoss, shown
 from . import (
     binary_cross_entropy,
     binary_focal,
@@ -91,4 +91,4 @@ def resolve(name: str) -> LossSpec:
     close = difflib.get_close_matches(fold(name)[:100], list(_BY_NAME), n=6, cutoff=0.5)
     names = list(dict.fromkeys(_BY_NAME[c].name for c in close))[:3]
     hint = f"; did you mean {', '.join(map(repr, names))}?" if names else ""
-    raise UnknownLoss(f"unknown loss {name[:100]!r}{hint} GET /losses lists every loss")
+    raise UnknownLoss(f"unknown loss {shown(name, 100)!r}{hint} GET /losses lists every loss")

@@ -32,9 +32,9 @@ def one_hot(targets: Array, classes: int, ignore_index: int | None, dtype: Compu
                 f"[0, {classes}) (send one-hot or soft targets as an (N, C) array instead)",
                 errors=[(("targets", i), "must be an integer class index")],
             )
-    index = targets.astype(np.int64)
-    ignored = index == ignore_index if ignore_index is not None else np.zeros(len(index), bool)
-    bad = ~ignored & ((index < 0) | (index >= classes))
+    # the range is checked before the cast: 1e300 or 2**63 has no int64 to become
+    ignored = targets == ignore_index if ignore_index is not None else np.zeros(len(targets), bool)
+    bad = ~ignored & ((targets < 0) | (targets >= classes))
     if bad.any():
         i = int(np.argmax(bad))
         also = f" or ignore_index ({ignore_index})" if ignore_index is not None else ""
@@ -43,9 +43,9 @@ def one_hot(targets: Array, classes: int, ignore_index: int | None, dtype: Compu
             f"predictions with {classes} columns",
             errors=[(("targets", i), f"must be in [0, {classes})")],
         )
-    out = np.zeros((len(index), classes), dtype=dtype)
+    out = np.zeros((len(targets), classes), dtype=dtype)
     rows = np.flatnonzero(~ignored)
-    out[rows, index[rows]] = 1
+    out[rows, targets[rows].astype(np.int64)] = 1
     return readonly(out)
 
 

@@ -37,7 +37,8 @@ def readonly(array: Array) -> Array:
 
 def as_compute(array: Array, dtype: ComputeDtype, field: str) -> Array:
     """A read-only, C-contiguous (N, D) array of the compute dtype."""
-    out = np.ascontiguousarray(array, dtype=dtype)
+    with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused just below
+        out = np.ascontiguousarray(array, dtype=dtype)
     if out.ndim == 1:
         out = out.reshape(-1, 1)
     if dtype is np.float32 and array.dtype != np.float32 and not np.isfinite(out).all():

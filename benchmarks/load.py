@@ -1,0 +1,347 @@
+"""The load test: many clients, mixed losses, sizes and encodings, every answer checked.
+
+    .venv/bin/python -m benchmarks.load [--clients 64] [--duration 60] [--warmup 10]
+
+Starts a server (or uses ``--port``/``--pid`` of a running one), then keeps ``--clients``
+keep-alive connections busy for ``--duration`` seconds after a warm-up, each walking a shuffled
+schedule of pre-encoded requests (``benchmarks/_load.py``): eleven losses across regression,
+binary, multiclass (class-index targets), distribution and overlap, batches of 64 to 100 000
+elements, JSON lists and packed base64 in the request and the response, ``POST /loss``
+with several losses, and the Open Inference Protocol's ``/v2`` route when the server has it.
+
+Every 200 is checked: per-sample losses and the reduced value against the NumPy references of
+``tests/reference.py`` (relative 1e-9, absolute 1e-12, as SPEC section 4 asks), the shapes of
+the derivatives, and the same bytes as the first answer to the same request (SPEC section 4:
+deterministic output). The server's RSS is read when the warm-up ends and when the last answer
+is in. Exit status 1 when any request failed, any answer was wrong, or RSS grew by 10% or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from benchmarks import _server
+from benchmarks._load import MixedRun, mixed, request_bytes
+from tests.reference import CASES
+
+RTOL, ATOL = 1e-9, 1e-12  # SPEC section 4, float64
+MAX_GROWTH = 0.10  # RSS growth allowed from the end of the warm-up to the end of the run
+# elements per array, and how often each size comes up in the schedule
+SIZES = {64: 8, 1_000: 4, 10_000: 2, 100_000: 1}
+# loss, params, classes (None: rank 1); inputs come from the reference's own sampler
+LOSSES: tuple[tuple[str, dict[str, Any], int | None], ...] = (
+    ("mse", {}, None),
+    ("huber", {"delta": 0.5}, 4),
+    ("poisson", {"log_input": True}, None),
+    ("pinball", {"quantile": 0.9}, None),
+    ("hinge", {}, None),
+    ("binary_cross_entropy", {"from_logits": True}, 2),
+    ("cross_entropy", {"from_logits": True}, 8),  # class-index targets
+    ("focal", {"gamma": 2.0}, 4),  # probabilities, class-index targets
+    ("multi_margin", {"margin": 0.5}, 5),  # class-index targets
+    ("kl_divergence", {"from_logits": True}, 4),
+    ("dice", {"from_logits": True}, 4),
+)
+# POST /loss: losses that take the same batches
+GROUPS: tuple[tuple[tuple[str, dict[str, Any]], ...], ...] = (
+    (("mse", {}), ("mae", {}), ("huber", {"delta": 2.0}), ("log_cosh", {})),
+    (("cross_entropy", {"from_logits": True}), ("poly1_cross_entropy", {"from_logits": True})),
+)
+
+
+@dataclass
+class Probe:
+    """One pre-encoded request and what its answer must hold."""
+
+    label: str
+    request: bytes
+    route: str  # "loss", "multi" or "v2"
+    expected: list[tuple[str, np.ndarray[Any, Any], float | None]]  # (loss, l_i, value) per loss
+    pred_shape: tuple[int, ...]
+    gradient: bool
+    weight: int  # how often the schedule holds it
+    digest: bytes | None = None  # the first answer's, once checked
+    checked: int = 0
+
+
+def _packed(array: np.ndarray[Any, Any], dtype: str = "float64") -> dict[str, Any]:
+    data = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    return {
+        "dtype": dtype,
+        "shape": list(array.shape),
+        "data": base64.b64encode(data.tobytes()).decode(),
+    }
+
+
+def _expected(
+    name: str,
+    params: dict[str, Any],
+    pred: np.ndarray[Any, Any],
+    targ: np.ndarray[Any, Any],
+    weights: np.ndarray[Any, Any] | None,
+    reduction: str,
+) -> tuple[str, np.ndarray[Any, Any], float | None]:
+    """The reference's per-sample losses and reduced value (κ = 1: no class weights here)."""
+    per_sample = np.asarray(CASES[name].reference(pred, targ, params), dtype=np.float64)
+    w = np.ones(len(per_sample)) if weights is None else weights
+    total = float(np.sum(w * per_sample))
+    value = {"none": None, "sum": total, "mean": total / float(np.sum(w))}[reduction]
+    return name, per_sample, value
+
+
+def _batch(
+    name: str, params: dict[str, Any], classes: int | None, size: int, seed: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    shape = (size,) if classes is None else (size // classes, classes)
+    return CASES[name].sample(shape, seed, params)
+
+
+def build_probes(v2: bool) -> list[Probe]:
+    """Every loss at every size, encodings and options varied by a seeded generator."""
+    rng = np.random.default_rng(20)
+    probes = []
+    for k, (name, params, classes) in enumerate(LOSSES):
+        for size in SIZES:
+            pred, targ = _batch(name, params, classes, size, seed=k * 10 + size)
+            weights = rng.uniform(0.1, 2.0, size=pred.shape[0]) if rng.random() < 0.4 else None
+            reduction = str(rng.choice(["mean", "sum", "none"]))
+            packed_in = bool(rng.random() < 0.5)
+            doc: dict[str, Any] = {
+                "predictions": _packed(pred) if packed_in else pred.tolist(),
+                "targets": _packed(targ) if packed_in else targ.tolist(),
+                "params": params,
+                "reduction": reduction,
+                "gradient": bool(rng.random() < 0.5),
+                "array_format": str(rng.choice(["list", "packed"])),
+            }
+            if weights is not None:
+                doc["sample_weight"] = _packed(weights) if packed_in else weights.tolist()
+            expected = [_expected(name, params, pred, targ, weights, reduction)]
+            label = f"{name} {size} {'packed' if packed_in else 'list'}->{doc['array_format']}"
+            body = orjson.dumps(doc)
+            probes.append(
+                Probe(
+                    label,
+                    request_bytes("POST", f"/loss/{name}", body),
+                    "loss",
+                    expected,
+                    pred.shape,
+                    doc["gradient"],
+                    SIZES[size],
+                )
+            )
+            if v2 and size <= 10_000:
+                probes.append(_v2_probe(name, params, pred, targ, weights, reduction))
+    for g, group in enumerate(GROUPS):
+        first, params = group[0]
+        classes = 6 if CASES[first].targ == "index" else 3
+        for size in (1_000, 100_000):
+            pred, targ = _batch(first, params, classes, size, seed=1000 + g)
+            doc = {
+                "predictions": _packed(pred),
+                "targets": _packed(targ),
+                "losses": [{"name": n, "params": p} for n, p in group],
+                "gradient": True,
+                "array_format": "packed",
+            }
+            expected = [_expected(n, p, pred, targ, None, "mean") for n, p in group]
+            probes.append(
+                Probe(
+                    f"POST /loss {'+'.join(n for n, _ in group)} {size}",
+                    request_bytes("POST", "/loss", orjson.dumps(doc)),
+                    "multi",
+                    expected,
+                    pred.shape,
+                    True,
+                    4 if size < 10_000 else 1,
+                )
+            )
+    return probes
+
+
+def _v2_probe(
+    name: str,
+    params: dict[str, Any],
+    pred: np.ndarray[Any, Any],
+    targ: np.ndarray[Any, Any],
+    weights: np.ndarray[Any, Any] | None,
+    reduction: str,
+) -> Probe:
+    """The same batch as an Open Inference Protocol v2 request with JSON tensors."""
+
+    def tensor(tensor_name: str, array: np.ndarray[Any, Any], datatype: str) -> dict[str, Any]:
+        data = array.astype(np.int64 if datatype == "INT64" else np.float64).ravel().tolist()
+        return {"name": tensor_name, "shape": list(array.shape), "datatype": datatype, "data": data}
+
+    index = targ.ndim == 1 and pred.ndim == 2
+    inputs = [
+        tensor("predictions", pred, "FP64"),
+        tensor("targets", targ, "INT64" if index else "FP64"),
+    ]
+    if weights is not None:
+        inputs.append(tensor("sample_weight", weights, "FP64"))
+    doc = {
+        "inputs": inputs,
+        "parameters": {**params, "reduction": reduction},
+        "outputs": [{"name": "per_sample"}, *([{"name": "value"}] if reduction != "none" else [])],
+    }
+    return Probe(
+        f"v2 {name} {pred.size}",
+        request_bytes("POST", f"/v2/models/{name}/infer", orjson.dumps(doc)),
+        "v2",
+        [_expected(name, params, pred, targ, weights, reduction)],
+        pred.shape,
+        False,
+        2,
+    )
+
+
+def _array(value: Any) -> np.ndarray[Any, Any]:
+    """A response array: a JSON list or a packed object."""
+    if isinstance(value, dict):
+        raw = base64.b64decode(value["data"], validate=True)
+        dtype = np.dtype(value["dtype"]).newbyteorder("<")
+        return np.frombuffer(raw, dtype=dtype).reshape(value["shape"])
+    return np.asarray(value, dtype=np.float64)
+
+
+def _results(probe: Probe, body: bytes) -> list[dict[str, Any]]:
+    """The answer as one result document per loss: loss, value, per_sample, gradient."""
+    doc = orjson.loads(body)
+    if probe.route == "multi":
+        return list(doc["results"])
+    if probe.route == "v2":
+        outputs = {t["name"]: t for t in doc["outputs"]}
+        result: dict[str, Any] = {"loss": doc["model_name"]}
+        result["per_sample"] = np.asarray(outputs["per_sample"]["data"], dtype=np.float64)
+        result["value"] = outputs["value"]["data"][0] if "value" in outputs else None
+        return [result]
+    return [doc]
+
+
+def verify(probe: Probe, body: bytes) -> str | None:
+    """What is wrong with this answer to ``probe`` (None: nothing)."""
+    digest = hashlib.blake2b(body, digest_size=16).digest()
+    if digest == probe.digest:
+        return None  # byte-identical to an answer already checked against the reference
+    try:
+        results = _results(probe, body)
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{probe.label}: unreadable answer ({type(exc).__name__})"
+    if len(results) != len(probe.expected):
+        return f"{probe.label}: {len(results)} results"
+    for result, (name, per_sample, value) in zip(results, probe.expected, strict=True):
+        got = _array(result["per_sample"]).reshape(-1)
+        if got.shape != per_sample.shape or not np.allclose(got, per_sample, RTOL, ATOL):
+            return f"{probe.label}: {name} per_sample differs from the reference"
+        if (value is None) != (result["value"] is None) or (
+            value is not None and not np.isclose(result["value"], value, RTOL, ATOL)
+        ):
+            return f"{probe.label}: {name} value {result['value']} != reference {value}"
+        if probe.gradient and _array(result["gradient"]).shape != probe.pred_shape:
+            return f"{probe.label}: {name} gradient has the wrong shape"
+    if probe.digest is not None:
+        return f"{probe.label}: not byte-identical to the first answer"  # SPEC: deterministic
+    probe.digest = digest
+    probe.checked += 1
+    return None
+
+
+@dataclass
+class Report:
+    """The numbers of one load run."""
+
+    clients: int
+    duration: float
+    run: MixedRun
+    rss_start_kib: int
+    rss_end_kib: int
+    rss_max_kib: int
+    probes: list[Probe] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.run.errors.values())
+
+    @property
+    def wrong(self) -> int:
+        return sum(self.run.wrong.values())
+
+    @property
+    def growth(self) -> float:
+        return (self.rss_end_kib - self.rss_start_kib) / self.rss_start_kib
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0 and self.wrong == 0 and self.growth < MAX_GROWTH
+
+    def text(self) -> str:
+        run = self.run
+        routes = Counter(p.route for p in self.probes)
+        lines = [
+            f"load: {self.clients} clients, {self.duration:g} s measured, {len(self.probes)} "
+            f"distinct requests ({', '.join(f'{n} {r}' for r, n in routes.items())})",
+            f"requests   {run.answers} answered ({len(run.latencies)} in the measured window, "
+            f"{len(run.latencies) / self.duration:.0f} req/s)",
+            f"errors     {self.errors} {dict(run.errors) if run.errors else ''}",
+            f"wrong      {self.wrong} {dict(run.wrong) if run.wrong else ''}",
+            f"latency    p50 {run.percentile(50) * 1e3:.1f} ms, p99 {run.percentile(99) * 1e3:.1f}"
+            f" ms, max {max(run.latencies) * 1e3:.1f} ms",
+            f"RSS        {self.rss_start_kib / 1024:.1f} MiB after warm-up, "
+            f"{self.rss_end_kib / 1024:.1f} MiB at the end ({self.growth:+.1%}), "
+            f"max {self.rss_max_kib / 1024:.1f} MiB",
+            f"verdict    {'PASS' if self.ok else 'FAIL'} (0 errors, 0 wrong, RSS growth < "
+            f"{MAX_GROWTH:.0%})",
+        ]
+        return "\n".join(lines)
+
+
+def _has_v2(port: int) -> bool:
+    return _server.status_code(port, "/v2/health/ready") == 200
+
+
+def run_load(port: int, pid: int, clients: int, duration: float, warmup: float) -> Report:
+    """Load the server on ``port`` (process ``pid``) and check every answer."""
+    probes = build_probes(_has_v2(port))
+    schedule = [i for i, p in enumerate(probes) for _ in range(p.weight)]
+    np.random.default_rng(7).shuffle(schedule)
+
+    def check(index: int, _status: int, body: bytes) -> str | None:
+        return verify(probes[index], body)
+
+    def rss() -> int:
+        return _server.memory_kib(pid, "VmRSS")
+
+    run = mixed(port, [p.request for p in probes], schedule, clients, warmup, duration, check, rss)
+    values = [int(v) for _, v in run.samples if isinstance(v, int)]
+    return Report(clients, duration, run, values[0], values[-1], max(values), probes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.load", description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=64, help="concurrent connections (64)")
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (60)")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before (10)")
+    parser.add_argument("--port", type=int, help="load a running server instead of starting one")
+    parser.add_argument("--pid", type=int, help="that server's process id (for its RSS)")
+    args = parser.parse_args(argv)
+    if args.port is not None:
+        report = run_load(args.port, args.pid, args.clients, args.duration, args.warmup)
+    else:
+        with _server.start() as srv:
+            report = run_load(srv.port, srv.pid, args.clients, args.duration, args.warmup)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Logging in one place: one line per record on stderr, and the per-request middleware.
+
+``configure`` sends lossd's and uvicorn's records to stderr as JSON objects (or readable text),
+one per line. ``RequestLog`` gives every request an id (``X-Request-ID``, honoured when sane,
+echoed on every response), writes one ``request`` line when it ends and counts it in the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from time import perf_counter
+from typing import Any, Literal
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import CURRENT, NONE, Metrics, Observation
+
+REQUEST_ID_HEADER = b"x-request-id"
+MAX_REQUEST_ID = 128
+# Probes and scrapes arrive every few seconds, and /readyz answers 503 all through the warm-up:
+# they log at debug (their counts and statuses are in the metrics).
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_ACCESS = logging.getLogger("lossd.request")
+
+
+_second: tuple[int, str] = (0, "")  # the last second formatted: strftime costs microseconds
+
+
+def _timestamp(created: float) -> str:
+    """RFC 3339 in UTC with milliseconds: ``2025-01-31T12:00:00.123Z``."""
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: ts, level, msg, logger, pid, the request fields, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+            "logger": record.name,
+            "pid": record.process,  # which worker, with --workers > 1
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            doc.update(fields)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """A readable line: ``ts LEVEL [pid] logger: msg key=value ...``, then any traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = (
+            f"{_timestamp(record.created)} {record.levelname:<7} [{record.process}] "
+            f"{record.name}: {record.getMessage()}"
+        )
+        fields = getattr(record, "fields", None)
+        if fields:
+            line += "".join(f" {key}={_text(value)}" for key, value in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _text(value: object) -> str:
+    text = str(value)
+    return orjson.dumps(text).decode() if not text or " " in text or '"' in text else text
+
+
+class _Stderr(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced after start-up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # logging must never take a request down
+            self.handleError(record)
+
+
+_HANDLER = _Stderr()
+
+
+def configure(level: str, fmt: Literal["json", "text"]) -> None:
+    """Send every record to stderr, one line each in ``fmt``, from ``level`` up; idempotent.
+
+    The handler sits on the root logger, so uvicorn's and the libraries' records come out in the
+    same format, unless the host program already configured the root logger (a test runner,
+    an embedding application): then lossd's records propagate to its handlers instead. uvicorn's
+    access log is switched off: ``RequestLog`` writes one richer line per request.
+    """
+    _HANDLER.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    root = logging.getLogger()
+    if _HANDLER in root.handlers or not root.handlers:
+        if _HANDLER not in root.handlers:
+            root.addHandler(_HANDLER)
+            logging.captureWarnings(True)  # a Python warning is a log line too, not free text
+            # Fields no line shows, which every record would otherwise look up.
+            logging.logThreads = logging.logMultiprocessing = False
+        root.setLevel(max(numeric, logging.WARNING))  # other libraries: warnings and up only
+    for name in ("lossd", "uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()  # uvicorn's own handlers, when it configured them
+        logger.propagate = True
+        logger.setLevel(numeric)
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's X-Request-ID when it is printable ASCII of 1 to 128 characters, else a new one.
+
+    A new id is 128 random bits in hex, the shape of ``uuid4().hex`` at a sixth of its cost.
+    """
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            if 0 < len(value) <= MAX_REQUEST_ID and value.isascii():
+                text = value.decode("ascii")
+                if text.isprintable():
+                    return text
+            break
+    return os.urandom(16).hex()
+
+
+class RequestLog:
+    """Pure ASGI middleware: the request id, one log line and the request metrics per request.
+
+    It stores the id in ``request.state.request_id`` (the 500 handler, which runs outside every
+    middleware, reads it there) and puts an ``Observation`` in ``metrics.CURRENT`` for the routes
+    and the engine to fill in.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        obs = Observation(_request_id(scope["headers"]), self.metrics)
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["request_id"] = obs.request_id
+        echo = (REQUEST_ID_HEADER, obs.request_id.encode("ascii"))
+        status = 500  # unless a response starts: an exception escaped and the 500 handler answers
+        bytes_in = bytes_out = 0
+
+        async def counted_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            bytes_in += len(message.get("body", b""))
+            return message
+
+        async def tagged_send(message: Message) -> None:
+            nonlocal status, bytes_out
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echo]
+            elif message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        token = CURRENT.set(obs)
+        try:
+            await self.app(scope, counted_receive, tagged_send)
+        finally:
+            CURRENT.reset(token)
+            self._finish(scope, obs, status, perf_counter() - started, bytes_in, bytes_out)
+
+    def _finish(
+        self,
+        scope: Scope,
+        obs: Observation,
+        status: int,
+        seconds: float,
+        size_in: int,
+        size_out: int,
+    ) -> None:
+        route = getattr(scope.get("route"), "path", NONE)
+        self.metrics.request(obs.loss, status, obs.encoding, route, seconds)
+        path = scope["path"]
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if not _ACCESS.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "request_id": obs.request_id,
+            "method": scope["method"],
+            "path": path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        loss = obs.loss if obs.loss != NONE else ",".join(obs.evaluated or ())
+        if loss:
+            fields["loss"] = loss
+        if obs.encoding != NONE:
+            fields["encoding"] = obs.encoding
+        if obs.elements:
+            fields["elements"] = obs.elements
+        if size_in:
+            fields["bytes_in"] = size_in
+        if size_out:
+            fields["bytes_out"] = size_out
+        # A record made directly: Logger.info would also walk the stack to find its caller.
+        record = logging.LogRecord(_ACCESS.name, level, "", 0, "request", None, None)
+        record.fields = fields
+        _ACCESS.handle(record)

@@ -1,0 +1,543 @@
+"""The Open Inference Protocol v2 (KServe, Triton) on top of the engine: documents and tensors.
+
+Every loss is a model. ``infer`` maps a v2 inference request, JSON tensors or the binary tensor
+data extension, onto the engine's batch and options, and the engine's result onto v2 output
+tensors. Binary inputs are numpy views of the request body (no per-element work, no copy); binary
+outputs are the engine's own arrays. Like the engine, this module knows no HTTP framework.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import __version__
+from .arrays import decode_array
+from .body import Encoded
+from .engine import Batch, check_memory_budget, compute
+from .errors import (
+    InvalidArray,
+    InvalidParams,
+    LossdError,
+    NotFound,
+    ShapeMismatch,
+    TooManyElements,
+    Unprocessable,
+)
+from .losses import LossParams, LossSpec, resolve
+from .losses._jit import Array
+from .schemas import EvaluationOptions
+
+VERSION = "1"
+EXTENSIONS = ("binary_tensor_data", "parameters")
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "FP64": np.dtype("<f8"),
+    "FP32": np.dtype("<f4"),
+    "INT64": np.dtype("<i8"),
+    "INT32": np.dtype("<i4"),
+}
+FLOATS = ("FP64", "FP32")
+INDICES = ("INT64", "INT32")
+OUTPUTS = ("value", "per_sample", "gradient", "hessian")
+# The section-3 fields a request's parameters may carry besides the loss's own parameters.
+OPTIONS = ("reduction", "per_sample", "gradient", "hessian", "dtype")
+# Request parameters of the protocol and its clients that say nothing about a loss.
+IGNORED = frozenset(
+    {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "headers"}
+    | {"content_type"}  # MLServer's codec hint
+)
+UNSUPPORTED = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+
+Datatype = Literal["FP64", "FP32", "INT64", "INT32"]
+OutputName = Literal["value", "per_sample", "gradient", "hessian"]
+Parameters = dict[str, Any]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RequestInput(_Strict):
+    """One input tensor: ``data`` in row-major order, or ``binary_data_size`` bytes of the body."""
+
+    name: Literal["predictions", "targets", "sample_weight"]
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
+    datatype: Datatype = Field(
+        description="FP64 or FP32; the targets of losses that take class indices also INT64, INT32"
+    )
+    parameters: Parameters = Field(
+        default_factory=dict,
+        description="`binary_data_size`: the tensor's bytes follow the JSON header in the body",
+    )
+    # Any, checked to be a list: a typed list would have pydantic copy a million numbers.
+    data: Any = Field(
+        None,
+        description="the elements in row-major order, flat (or nested as the shape)",
+        json_schema_extra={"anyOf": [{"type": "array", "items": {}}, {"type": "null"}]},
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _a_list(cls, data: Any) -> Any:
+        if data is not None and not isinstance(data, list):
+            raise ValueError("data must be a list of numbers in row-major order")
+        return data
+
+
+class RequestOutput(_Strict):
+    """An output the client wants; ``binary_data: true`` returns it after the JSON header."""
+
+    name: OutputName
+    parameters: Parameters = Field(default_factory=dict)
+
+
+class InferRequest(_Strict):
+    """A v2 inference request; ``parameters`` holds the loss's parameters and the options."""
+
+    id: str | None = Field(None, description="echoed in the response")
+    parameters: Parameters = Field(
+        default_factory=dict,
+        description=(
+            "flat: the loss's own parameters (GET /v2/models/{name}), `reduction`, `per_sample`, "
+            "`gradient`, `hessian`, `dtype`, and the protocol's `binary_data_output`"
+        ),
+    )
+    inputs: list[RequestInput] = Field(min_length=1, max_length=3)
+    outputs: list[RequestOutput] | None = Field(
+        None, description="the outputs to return; default `value` and `per_sample`"
+    )
+
+
+class ResponseOutput(BaseModel):
+    """One output tensor; with ``binary_data_size`` its bytes follow the JSON header."""
+
+    name: OutputName
+    datatype: Literal["FP64", "FP32"]
+    shape: list[int]
+    parameters: dict[str, int] | None = None
+    data: list[float] | None = None
+
+
+class InferResponse(BaseModel):
+    """A v2 inference response."""
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: dict[str, Any] = Field(description="`reduction`, `weight_sum` and `n`")
+    outputs: list[ResponseOutput]
+
+
+class TensorMetadata(BaseModel):
+    """An input or output of a model; ``datatypes``, ``shapes``, ``optional`` are lossd's own."""
+
+    name: str
+    datatype: str = Field(description="the usual datatype")
+    shape: list[int] = Field(description="the usual shape; -1 is any size")
+    datatypes: list[str] = Field(description="every datatype accepted or returned")
+    shapes: list[list[int]] = Field(description="every shape accepted or returned")
+    optional: bool = False
+
+
+class ModelMetadata(BaseModel):
+    """A loss as a v2 model."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    aliases: list[str]
+    parameters: dict[str, Any] = Field(description="JSON schema of the loss's own parameters")
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class InferError(BaseModel):
+    """The protocol's error object."""
+
+    error: str
+
+
+def server_metadata() -> dict[str, Any]:
+    """``GET /v2``."""
+    return {"name": "lossd", "version": __version__, "extensions": list(EXTENSIONS)}
+
+
+def model(name: str, version: str | None) -> LossSpec:
+    """The loss a model name stands for (aliases resolve); every loss has the one version 1."""
+    spec = resolve(name)
+    if version is not None and version != VERSION:
+        raise NotFound(f"model {spec.name!r} has no version {version[:20]!r}; its only one is 1")
+    return spec
+
+
+def model_metadata(spec: LossSpec) -> dict[str, Any]:
+    """``GET /v2/models/{name}``: inputs and outputs with every datatype and shape they take."""
+    shapes = [[-1, -1]] if spec.params.min_rank == 2 else [[-1], [-1, -1]]
+    index = "class_index" in spec.targets
+    target_shapes = [*shapes, [-1]] if index and [-1] not in shapes else shapes
+    outputs = ["value", "per_sample", "gradient"] + (["hessian"] if spec.hessian else [])
+    output_shapes = {"value": [[1]], "per_sample": [[-1]], "gradient": shapes, "hessian": shapes}
+    return {
+        "name": spec.name,
+        "versions": [VERSION],
+        "platform": "lossd",
+        "inputs": [
+            _tensor("predictions", FLOATS, shapes),
+            _tensor("targets", FLOATS + (INDICES if index else ()), target_shapes),
+            _tensor("sample_weight", FLOATS, [[-1]], optional=True),
+        ],
+        "outputs": [_tensor(name, FLOATS, output_shapes[name]) for name in outputs],
+        "aliases": list(spec.aliases),
+        "parameters": spec.params.model_json_schema(),
+    }
+
+
+def _tensor(
+    name: str, datatypes: tuple[str, ...], shapes: list[list[int]], optional: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "datatype": datatypes[0],
+        "shape": shapes[0],
+        "datatypes": list(datatypes),
+        "shapes": shapes,
+        "optional": optional,
+    }
+
+
+def infer(
+    name: str,
+    body: Array,
+    header_length: int | None,
+    max_elements: int,
+    max_request_bytes: int | None = None,
+) -> tuple[Encoded, int | None]:
+    """``POST /v2/models/{name}/infer``: the body (uint8) in; the response and its JSON length out.
+
+    ``header_length`` is the request's Inference-Header-Content-Length: the JSON ends there and
+    the binary tensor data follows. The returned length is None when every output is JSON. With
+    ``max_request_bytes`` the engine's memory budget is checked before any tensor is decoded.
+    """
+    spec = resolve(name)
+    size = body.shape[0]
+    end = size if header_length is None else header_length
+    if end > size:
+        raise Unprocessable(
+            f"Inference-Header-Content-Length is {end} but the body has only {size} bytes"
+        )
+    request = _parse(body[:end])
+    options, params, outputs = _plan(spec, request)
+    if max_request_bytes is not None:
+        _check_memory(request, options, outputs, max_elements, max_request_bytes)
+    inputs = _decode_inputs(spec, request.inputs, body[end:], max_elements)
+    weight = inputs.get("sample_weight")
+    batch = Batch(
+        inputs["predictions"][0], inputs["targets"][0], None if weight is None else weight[0]
+    )
+    result = compute(spec, params, options, batch)
+    del batch, inputs
+    return _respond(spec, request, options, outputs, result)
+
+
+def _parse(header: Array) -> InferRequest:
+    try:
+        doc = orjson.loads(header.data)
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(
+            f"the inference request is not valid JSON ({exc}); binary tensor data needs the "
+            "Inference-Header-Content-Length header",
+            errors=[(("body",), "invalid JSON")],
+        ) from None
+    try:
+        return InferRequest.model_validate(doc)
+    except ValidationError as exc:
+        raise _invalid(Unprocessable, "invalid inference request", exc, ()) from None
+
+
+def _invalid(
+    kind: type[LossdError], headline: str, exc: ValidationError, prefix: tuple[str, ...]
+) -> LossdError:
+    """A 422 that lists pydantic's errors by location, the input never echoed."""
+    errors = [
+        ((*prefix, *e["loc"]) or ("body",), e["msg"]) for e in exc.errors(include_input=False)
+    ]
+    error = kind("", errors=errors)
+    listed = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in error.errors)
+    error.detail = f"{headline}: {listed}"
+    return error
+
+
+def _plan(
+    spec: LossSpec, request: InferRequest
+) -> tuple[EvaluationOptions, LossParams, dict[str, bool]]:
+    """Options, the loss's parameters and the outputs (name -> binary), before any tensor."""
+    flags: Parameters = {}
+    loss: Parameters = {}
+    binary = request.parameters.get("binary_data_output", False)
+    if not isinstance(binary, bool):
+        raise Unprocessable("parameters.binary_data_output must be true or false")
+    for key, value in request.parameters.items():
+        if key in OPTIONS:
+            flags[key] = value
+        elif key not in IGNORED and key != "binary_data_output":
+            loss[key] = _json_text(value)
+    try:
+        options = EvaluationOptions.model_validate(flags)
+    except ValidationError as exc:
+        raise _invalid(Unprocessable, "invalid parameters", exc, ("parameters",)) from None
+    try:
+        params = spec.params.model_validate(loss)
+    except ValidationError as exc:
+        raise _invalid(
+            InvalidParams, f"invalid parameters for {spec.name}", exc, ("parameters",)
+        ) from None
+    outputs = _outputs(request, options, flags, binary)
+    chosen: Parameters = {flag: flag in outputs for flag in ("per_sample", "gradient", "hessian")}
+    if "dtype" not in flags:  # FP32 when every floating-point input is FP32
+        floats = [t.datatype for t in request.inputs if t.datatype in FLOATS]
+        chosen["dtype"] = "float32" if all(d == "FP32" for d in floats) else "float64"
+    return options.model_copy(update=chosen), params, outputs
+
+
+def _check_memory(
+    request: InferRequest,
+    options: EvaluationOptions,
+    outputs: dict[str, bool],
+    max_elements: int,
+    max_request_bytes: int,
+) -> None:
+    """The engine's memory budget (413), from the declared shapes as if sent to /loss."""
+    names = {"FP64": "float64", "FP32": "float32", "INT64": "int64", "INT32": "int32"}
+    doc: dict[str, Any] = {
+        t.name: {"dtype": names[t.datatype], "shape": t.shape} for t in request.inputs
+    }
+    doc |= options.model_dump(exclude={"array_format", "reduction"})
+    doc["array_format"] = "packed" if all(outputs.values()) else "list"
+    check_memory_budget(doc, max_elements, max_request_bytes)
+
+
+def _json_text(value: Any) -> Any:
+    """A list or matrix parameter sent as a JSON string (protocol parameters are scalars)."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def _outputs(
+    request: InferRequest, options: EvaluationOptions, flags: Parameters, binary: bool
+) -> dict[str, bool]:
+    """The outputs to return, in order, each with whether it goes in binary."""
+    reduced = options.reduction != "none"
+    if request.outputs is None:
+        wanted = ["value"] if reduced else []
+        wanted += [f for f in ("per_sample", "gradient", "hessian") if getattr(options, f)]
+        if not wanted:
+            raise Unprocessable("nothing to return: reduction none and per_sample false")
+        return dict.fromkeys(wanted, binary)
+    chosen: dict[str, bool] = {}
+    for k, output in enumerate(request.outputs):
+        if output.name in chosen:
+            raise Unprocessable(f"outputs[{k}]: {output.name} is asked for twice")
+        chosen[output.name] = _binary(output, k, binary)
+    for flag in ("per_sample", "gradient", "hessian"):
+        if flag in flags and flags[flag] != (flag in chosen):
+            raise Unprocessable(
+                f"parameters.{flag} is {str(flags[flag]).lower()} but `outputs` "
+                f"{'does not name' if flags[flag] else 'names'} {flag}; `outputs` alone is enough"
+            )
+    if "value" in chosen and not reduced:
+        raise Unprocessable(
+            "there is no `value` with reduction none: ask for per_sample, or reduce with mean "
+            "or sum"
+        )
+    if not chosen:
+        raise Unprocessable("`outputs` is empty: name at least one of " + ", ".join(OUTPUTS))
+    return chosen
+
+
+def _binary(output: RequestOutput, k: int, default: bool) -> bool:
+    """Whether an output goes in binary; the extensions lossd lacks are refused."""
+    params = output.parameters
+    if "classification" in params:
+        raise Unprocessable(f"outputs[{k}]: the classification extension is not supported")
+    _refuse_shared_memory(params, f"outputs[{k}]")
+    binary = params.get("binary_data", default)
+    if not isinstance(binary, bool):
+        raise Unprocessable(f"outputs[{k}].parameters.binary_data must be true or false")
+    return binary
+
+
+def _refuse_shared_memory(params: Parameters, where: str) -> None:
+    if any(key in params for key in UNSUPPORTED):
+        raise Unprocessable(f"{where}: shared memory is not supported; send the data in the body")
+
+
+def _decode_inputs(
+    spec: LossSpec, inputs: list[RequestInput], binary: Array, max_elements: int
+) -> dict[str, tuple[Array, str]]:
+    """Each input's array and datatype; binary ones are views of the body's binary section."""
+    found: dict[str, tuple[Array, str]] = {}
+    offset = 0
+    for k, tensor in enumerate(inputs):
+        where = f"inputs[{k}] ({tensor.name})"
+        if tensor.name in found:
+            raise Unprocessable(f"{where}: the input {tensor.name} is given twice")
+        _check_datatype(spec, tensor, where)
+        count = _count(tensor, where, max_elements)
+        _refuse_shared_memory(tensor.parameters, where)
+        size = tensor.parameters.get("binary_data_size")
+        if size is None:
+            array = _from_json(tensor, where, count, max_elements)
+        else:
+            array = _from_binary(tensor, where, count, binary[offset:], size)
+            offset += size
+        if tensor.datatype in FLOATS:
+            _check_finite(array, where)
+        found[tensor.name] = (array, tensor.datatype)
+    if offset != binary.shape[0]:
+        raise Unprocessable(
+            f"the body has {binary.shape[0]} bytes after the JSON header but the inputs' "
+            f"binary_data_size add up to {offset}"
+        )
+    for required in ("predictions", "targets"):
+        if required not in found:
+            raise Unprocessable(f"the input {required} is required (inputs names none)")
+    return found
+
+
+def _check_datatype(spec: LossSpec, tensor: RequestInput, where: str) -> None:
+    index = tensor.name == "targets" and "class_index" in spec.targets
+    accepted = FLOATS + INDICES if index else FLOATS
+    if tensor.datatype not in accepted:
+        raise InvalidArray(
+            f"{where}: datatype {tensor.datatype} is not accepted; {spec.name} takes "
+            f"{' or '.join(accepted)} {tensor.name}",
+            errors=[((where, "datatype"), "unsupported datatype")],
+        )
+
+
+def _count(tensor: RequestInput, where: str, max_elements: int) -> int:
+    count = math.prod(tensor.shape)
+    if count > max_elements:
+        raise TooManyElements(
+            f"{where} has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
+            errors=[((where, "shape"), "too many elements")],
+        )
+    if len(tensor.shape) == 2 and tensor.shape[1] == 0:
+        raise ShapeMismatch(f"{where}: shape {tensor.shape} has rows with no elements")
+    return count
+
+
+def _from_json(tensor: RequestInput, where: str, count: int, max_elements: int) -> Array:
+    if not isinstance(tensor.data, list):
+        raise InvalidArray(
+            f"{where} needs `data` (a list in row-major order) or parameters.binary_data_size"
+        )
+    dtype = DATATYPES[tensor.datatype]
+    array = decode_array(tensor.data, tensor.name, max_elements)
+    if array.size != count:
+        raise ShapeMismatch(
+            f"{where}: data has {array.size} elements; shape {tensor.shape} needs {count}"
+        )
+    if dtype.kind == "i" and array.size:
+        info = np.iinfo(dtype)
+        if array.dtype.kind != "i" or array.min() < info.min or array.max() > info.max:
+            raise InvalidArray(f"{where}: {tensor.datatype} data must be integers in its range")
+    with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused by _check_finite
+        return array.astype(dtype).reshape(tensor.shape)
+
+
+def _from_binary(tensor: RequestInput, where: str, count: int, rest: Array, size: Any) -> Array:
+    if tensor.data is not None:
+        raise Unprocessable(f"{where} has both `data` and parameters.binary_data_size")
+    dtype = DATATYPES[tensor.datatype]
+    if not isinstance(size, int) or isinstance(size, bool) or size != count * dtype.itemsize:
+        raise InvalidArray(
+            f"{where}: binary_data_size is {orjson.dumps(size)[:32].decode()}; shape "
+            f"{tensor.shape} of {tensor.datatype} is {count * dtype.itemsize} bytes"
+        )
+    if size > rest.shape[0]:
+        raise InvalidArray(
+            f"{where}: binary_data_size is {size} but only {rest.shape[0]} bytes of binary data "
+            "are left in the body"
+        )
+    array = rest[:size].view(dtype).reshape(tensor.shape)
+    # The kernels are compiled for aligned arrays; a view at an odd offset is copied once.
+    return array if array.flags.aligned else array.copy()
+
+
+def _check_finite(array: Array, where: str) -> None:
+    finite = np.isfinite(array)
+    if not finite.all():
+        index = [int(i) for i in np.unravel_index(int(np.argmin(finite)), array.shape)]
+        raise InvalidArray(
+            f"{where} contains NaN or Infinity (or, in FP32, a number beyond its range) at "
+            f"index {index}",
+            errors=[((where, *index), "must be finite")],
+        )
+
+
+def _respond(
+    spec: LossSpec,
+    request: InferRequest,
+    options: EvaluationOptions,
+    outputs: dict[str, bool],
+    result: dict[str, Any],
+) -> tuple[Encoded, int | None]:
+    """The response: a JSON header, then the binary outputs' bytes in the order it lists them."""
+    dtype = np.dtype(options.dtype)
+    arrays = {name: result.get(name) for name in OUTPUTS}
+    if "value" in outputs:
+        arrays["value"] = np.array([result["value"]], dtype=dtype)
+    tensors: list[dict[str, Any]] = []
+    buffers: list[memoryview] = []
+    for name, binary in outputs.items():
+        array = np.ascontiguousarray(arrays[name], dtype=dtype.newbyteorder("<"))
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": "FP32" if dtype == np.float32 else "FP64",
+            "shape": list(array.shape),
+        }
+        if binary:
+            tensor["parameters"] = {"binary_data_size": array.nbytes}
+            buffers.append(array.reshape(-1).data.cast("B"))
+        else:
+            tensor["data"] = array.reshape(-1)
+        tensors.append(tensor)
+    doc: dict[str, Any] = {"model_name": spec.name, "model_version": VERSION}
+    if request.id is not None:
+        doc["id"] = request.id
+    doc["parameters"] = {
+        "reduction": options.reduction,
+        "weight_sum": result["weight_sum"],
+        "n": result["n"],
+    }
+    doc["outputs"] = tensors
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Encoded([header, *buffers]), len(header) if buffers else None
