@@ -443,13 +443,15 @@ def scalar_tanh(x: Array, out: Array) -> None:
         out[i] = math.tanh(x[i])
 
 
-@numba.njit(cache=True)
+# error_model="numpy" as in the service's kernels: with numba's default (python) model every
+# division checks for zero, and a loop with those branches does not vectorise
+@numba.njit(cache=True, error_model="numpy")
 def vmath_exp(x: Array, out: Array) -> None:
     for i in range(x.shape[0]):
         out[i] = _vmath.exp(x[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def vmath_log1p(x: Array, out: Array) -> None:
     for i in range(x.shape[0]):
         out[i] = _vmath.log1p_near(x[i])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from .. import engine
@@ -18,10 +18,9 @@ from ..metrics import note
 from ..schemas import Catalogue, LossInfo, LossResult, MultiLossResult
 from ._body import read_json_body
 from ._docs import problems
-from .state import ServiceState, service_state
+from .state import ServiceState
 
 router = APIRouter(tags=["losses"])
-State = Annotated[ServiceState, Depends(service_state)]
 
 
 def _request_body(model: str) -> dict[str, Any]:
@@ -29,6 +28,19 @@ def _request_body(model: str) -> dict[str, Any]:
     schema = {"$ref": f"#/components/schemas/{model}"}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
+
+# The path parameter of /loss/{name}, documented by hand: the route reads it from the request,
+# because FastAPI's parameter solving costs a small batch's whole evaluation again.
+_NAME = {
+    "parameters": [
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "title": "Name"},
+        }
+    ]
+}
 
 STREAM_ABOVE = 1 << 20
 # Bodies up to this size (a few thousand numbers) are evaluated on the event loop: their kernels
@@ -42,9 +54,15 @@ def _json(content: bytes) -> Response:
 
 
 async def _evaluate(
-    state: ServiceState, request: Request, evaluate: Callable[[bytearray, int, int], Encoded]
+    request: Request, evaluate: Callable[[bytearray, int, int], Encoded]
 ) -> Response:
-    """Read the body, evaluate it on the compute executor, answer with the encoded result."""
+    """Read the body, evaluate it on the compute executor, answer with the encoded result.
+
+    The state comes from the app, not from a FastAPI dependency: solving dependencies and
+    parameters cost about as much as evaluating a small batch (docs/benchmarks.md, HTTP small
+    requests).
+    """
+    state: ServiceState = request.app.state.lossd
     if not state.ready:
         raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
     settings = state.settings
@@ -75,12 +93,13 @@ def _encoded(body: Encoded) -> Response:
     operation_id="evaluate_loss",
     response_model=LossResult,
     responses=problems(404, 413, 415, 422, 503),
-    openapi_extra=_request_body("LossRequest"),
+    openapi_extra={**_request_body("LossRequest"), **_NAME},
 )
-async def evaluate_loss(name: str, request: Request, state: State) -> Response:
+async def evaluate_loss(request: Request) -> Response:
     """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
+    name: str = request.path_params["name"]
     note(loss=resolve(name).name)  # an unknown loss is a 404 before the body is read
-    return await _evaluate(state, request, partial(engine.evaluate, name))
+    return await _evaluate(request, partial(engine.evaluate, name))
 
 
 @router.post(
@@ -90,9 +109,9 @@ async def evaluate_loss(name: str, request: Request, state: State) -> Response:
     responses=problems(404, 413, 415, 422, 503),
     openapi_extra=_request_body("MultiLossRequest"),
 )
-async def evaluate_losses(request: Request, state: State) -> Response:
+async def evaluate_losses(request: Request) -> Response:
     """Evaluate several losses on one batch; the arrays are decoded once, results in order."""
-    return await _evaluate(state, request, engine.evaluate_many)
+    return await _evaluate(request, engine.evaluate_many)
 
 
 @router.get("/losses", operation_id="list_losses", response_model=Catalogue)
