@@ -77,6 +77,21 @@ def row_factor(w: Array, i: int, scale: float) -> float:
 
 
 @scalar
+def through_row_sum(
+    d: float, e: float, q: float, sum_d: float, sum_e: float, s: float
+) -> tuple[float, float]:
+    """d/dp_j and d²/dp_j² of Σ_k φ_k(q_k) for a row renormalised as q = p/s, s = Σ_k p_k.
+
+    With d = φ'_j(q_j), e = φ''_j(q_j), sum_d = Σ_k q_k φ'_k(q_k) and sum_e = Σ_k q_k² φ''_k(q_k)
+    (0 for the entries whose clipping is active): (d − sum_d)/s and
+    (e(1 − 2q_j) − 2(d − sum_d) + sum_e)/s². The probability-input branches of cross_entropy,
+    focal and poly1_cross_entropy share it.
+    """
+    g = d - sum_d
+    return g / s, (e * (1.0 - 2.0 * q) - 2.0 * g + sum_e) / (s * s)
+
+
+@scalar
 def row_sum(x: Array, i: int) -> float:
     """Σ_j x_ij of row i."""
     total = 0.0

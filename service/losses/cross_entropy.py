@@ -12,7 +12,7 @@ from ._checks import require_positive_row_sums, require_probabilities
 from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
 from ._multiclass import MulticlassParams
 from ._spec import LossSpec
-from ._stable import row_factor
+from ._stable import row_factor, through_row_sum
 from ._vmath import exp
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -115,10 +115,11 @@ def cross_entropy_rows(
                         yw = class_weight[j] * (keep * targ[i, j] + spread)
                         a = -yw / q
                         b = yw / (q * q)
+                    g, h = through_row_sum(a, b, q, big_a, big_b, s)
                     if want_g:
-                        grad[i, j] = (a - big_a) / s * f
+                        grad[i, j] = g * f
                     if want_h:
-                        hess[i, j] = (b * (1.0 - 2.0 * q) - 2.0 * (a - big_a) + big_b) / (s * s) * f
+                        hess[i, j] = h * f
         loss[i] = acc
 
 

@@ -11,7 +11,7 @@ from ._checks import require_positive_row_sums, require_probabilities
 from ._jit import Array, batch, prange, scalar
 from ._multiclass import MulticlassParams
 from ._spec import LossSpec
-from ._stable import row_factor, row_sum, softmax_entry, softmax_row
+from ._stable import row_factor, row_sum, softmax_entry, softmax_row, through_row_sum
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -152,10 +152,11 @@ def focal_batch(
                         _, big_p, big_w = focal_terms(a, q, math.log(q), 1.0 - q, gamma)
                         d = big_p / q
                         e = big_w / (((1.0 - q) * q) * ((1.0 - q) * q))
+                    g, h = through_row_sum(d, e, q, sum_p, sum_q, s)
                     if want_g:
-                        grad[i, j] = (d - sum_p) / s * f
+                        grad[i, j] = g * f
                     if want_h:
-                        hess[i, j] = (e * (1.0 - 2.0 * q) - 2.0 * (d - sum_p) + sum_q) / (s * s) * f
+                        hess[i, j] = h * f
         loss[i] = acc
 
 

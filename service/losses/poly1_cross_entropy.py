@@ -10,7 +10,7 @@ from ._checks import require_positive_row_sums, require_probabilities
 from ._jit import Array, batch, prange, scalar
 from ._multiclass import MulticlassParams
 from ._spec import LossSpec
-from ._stable import row_factor, row_sum, softmax_entry, softmax_row
+from ._stable import row_factor, row_sum, softmax_entry, softmax_row, through_row_sum
 
 
 class Poly1CrossEntropyParams(MulticlassParams):
@@ -116,10 +116,11 @@ def poly1_cross_entropy_batch(
                         _, big_p, big_q = poly1_terms(y, q, math.log(q), 1.0 - q, epsilon_poly)
                         d = big_p / q
                         e = big_q / (q * q)
+                    g, h = through_row_sum(d, e, q, sum_p, sum_q, s)
                     if want_g:
-                        grad[i, j] = (d - sum_p) / s * f
+                        grad[i, j] = g * f
                     if want_h:
-                        hess[i, j] = (e * (1.0 - 2.0 * q) - 2.0 * (d - sum_p) + sum_q) / (s * s) * f
+                        hess[i, j] = h * f
         loss[i] = acc
 
 
