@@ -529,75 +529,54 @@ def first_touch() -> tuple[float, float]:
 # -- the section ----------------------------------------------------------------------------------
 
 
+# The timing columns both tables share, after their own leading columns.
+TIMING_COLUMNS = [
+    "outputs",
+    "kernel",
+    "+ mean",
+    "engine.compute",
+    "NumPy",
+    "PyTorch",
+    "floor",
+    "floor/kernel",
+    "NumPy/(kernel+mean)",
+    "PyTorch/(kernel+mean)",
+]
+
+
+def timing_cells(r: Result) -> list[str]:
+    """The cells of ``TIMING_COLUMNS`` for one result."""
+    return [
+        "l, g, h" if r.hessian else "l, g",
+        fmt(r.kernel),
+        fmt(r.with_mean),
+        fmt(r.engine),
+        fmt(r.numpy),
+        fmt(r.torch),
+        fmt(r.floor),
+        f"{r.floor.median / r.kernel.median:.2f}",
+        ratio(r.numpy, r.with_mean),
+        ratio(r.torch, r.with_mean),
+    ]
+
+
 def elementwise_table(results: list[Result]) -> Table:
     table = Table(
         "Elementwise losses, loss + gradient (+ Hessian where marked), reduction mean",
-        [
-            "loss",
-            "N",
-            "dtype",
-            "outputs",
-            "kernel",
-            "+ mean",
-            "engine.compute",
-            "NumPy",
-            "PyTorch",
-            "floor",
-            "floor/kernel",
-            "NumPy/(kernel+mean)",
-            "PyTorch/(kernel+mean)",
-        ],
+        ["loss", "N", "dtype", *TIMING_COLUMNS],
     )
     for r in results:
-        table.add(
-            r.case.label,
-            f"{r.elements:.0e}",
-            r.dtype,
-            "l, g, h" if r.hessian else "l, g",
-            fmt(r.kernel),
-            fmt(r.with_mean),
-            fmt(r.engine),
-            fmt(r.numpy),
-            fmt(r.torch),
-            fmt(r.floor),
-            f"{r.floor.median / r.kernel.median:.2f}",
-            ratio(r.numpy, r.with_mean),
-            ratio(r.torch, r.with_mean),
-        )
+        table.add(r.case.label, f"{r.elements:.0e}", r.dtype, *timing_cells(r))
     return table
 
 
 def cross_entropy_table(results: list[Result]) -> Table:
     table = Table(
         "cross_entropy from logits, class-index targets, loss + gradient (+ Hessian), mean",
-        [
-            "N x C",
-            "outputs",
-            "kernel",
-            "+ mean",
-            "engine.compute",
-            "NumPy",
-            "PyTorch",
-            "floor",
-            "floor/kernel",
-            "NumPy/(kernel+mean)",
-            "PyTorch/(kernel+mean)",
-        ],
+        ["N x C", *TIMING_COLUMNS],
     )
     for r in results:
-        table.add(
-            f"{r.shape[0]:.0e} x {r.shape[1]}",
-            "l, g, h" if r.hessian else "l, g",
-            fmt(r.kernel),
-            fmt(r.with_mean),
-            fmt(r.engine),
-            fmt(r.numpy),
-            fmt(r.torch),
-            fmt(r.floor),
-            f"{r.floor.median / r.kernel.median:.2f}",
-            ratio(r.numpy, r.with_mean),
-            ratio(r.torch, r.with_mean),
-        )
+        table.add(f"{r.shape[0]:.0e} x {r.shape[1]}", *timing_cells(r))
     return table
 
 
