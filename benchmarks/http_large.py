@@ -18,7 +18,7 @@ import orjson
 
 from benchmarks import _server
 from benchmarks._common import Section, Table, Target, Timing, measure, plot_path
-from service import engine
+from service.codecs.loss import evaluate_one
 
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 JSON_MAX = 1_000_000  # a 1e7 JSON body is ~390 MB: over LOSSD_MAX_BODY_BYTES (268 MB)
@@ -218,7 +218,7 @@ def run(quick: bool = False) -> Section:
                 local = measure(floor, runs)
 
                 def evaluate(b: bytes = body, m: int = n) -> object:
-                    return engine.evaluate("mse", b, m)
+                    return evaluate_one("mse", b, m)
 
                 inside = measure(evaluate, runs)
                 _check(b"".join(last[:4]), pred, targ)
@@ -264,7 +264,7 @@ def run(quick: bool = False) -> Section:
         "of a `bytes` body after every socket send, which took 3.4 s instead of 0.2 s for "
         "213 MB) and receiving every byte of the response (its raw chunks are kept, not "
         "joined); median (min..max) of 3-5 runs after a warm-up. Engine in-process is "
-        "`engine.evaluate` on the same body in this process, what the server does between "
+        "`evaluate_one` on the same body in this process, what the server does between "
         "reading the body and sending the response. "
         "The local floor is the same work in this process with NumPy, single-threaded: decode "
         "the inputs (orjson then `np.array` for lists; `base64.b64decode` then `np.frombuffer` "

@@ -13,7 +13,7 @@ import orjson
 from benchmarks import _server
 from benchmarks._common import Section, Table, Target, Timing, measure
 from benchmarks._load import Window, load, request_bytes
-from service import engine
+from service.codecs.loss import evaluate_one
 
 N = 64
 CONCURRENCY = (1, 8, 32)
@@ -37,9 +37,9 @@ def _cpu_per_request(windows: list[Window]) -> float:
 
 
 def _in_process(payload: bytes, runs: int) -> Timing:
-    """engine.evaluate on the same body in this process: the work without HTTP or the executor."""
+    """evaluate_one on the same body in this process: the work without HTTP or the executor."""
     batch = 200
-    t = measure(lambda: [engine.evaluate("mse", payload, 1 << 25) for _ in range(batch)], runs)
+    t = measure(lambda: [evaluate_one("mse", payload, 1 << 25) for _ in range(batch)], runs)
     return Timing(t.median / batch, t.low / batch, t.high / batch)
 
 
@@ -125,12 +125,12 @@ def run(quick: bool = False) -> Section:
         return (
             f"Limited by the server's work per request: an mse request costs "
             f"{_cpu_per_request(results[mse_name, c]) * 1e3:.2f} ms of server CPU, /healthz "
-            f"{_cpu_per_request(results[health_name, c]) * 1e3:.2f} ms, `engine.evaluate` "
+            f"{_cpu_per_request(results[health_name, c]) * 1e3:.2f} ms, `evaluate_one` "
             f"{engine_time.median * 1e6:.0f} µs in-process." + (f" {profile}" if c == 8 else "")
         )
 
     section.notes.append(
-        f"In-process `engine.evaluate('mse', body)` on the same body takes "
+        f"In-process `evaluate_one('mse', body)` on the same body takes "
         f"{engine_time.median * 1e6:.0f} µs ({engine_time.low * 1e6:.0f}.."
         f"{engine_time.high * 1e6:.0f}); the rest of a request is HTTP, the route and the hops "
         "to other threads."

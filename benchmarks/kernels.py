@@ -19,11 +19,10 @@ import numba
 import numpy as np
 
 from benchmarks._common import Section, Table, Target, Timing, plot_path
-from service import engine
+from service import core
 from service.losses import _vmath, resolve
 from service.losses._spec import as_compute
 from service.reductions import plan, weighted_sum
-from service.schemas import LossOptions
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the backend
@@ -45,10 +44,10 @@ Loss and gradient (and, in separate rows, the Hessian) for mse, huber, log_cosh,
 cross-entropy from logits and cross-entropy from logits with class-index targets, reduction mean,
 all in this process:
 
-- *kernel*: the loss's driver alone, called on arrays prepared as `engine.compute` prepares them
+- *kernel*: the loss's driver alone, called on arrays prepared as `core.evaluate` prepares them
   (read-only C-contiguous (N, D) inputs, preallocated outputs, the plan of a mean);
 - *+ mean*: the driver and the reduction (`weighted_sum`): the outputs the baselines give;
-- *engine.compute* on a fresh `Batch`: adds the shape, domain and finiteness checks, the target
+- *core.evaluate* on a fresh `Batch`: adds the shape, domain and finiteness checks, the target
   conversion (class indices to one-hot rows) and the allocation of the outputs;
 - *NumPy*: a vectorised implementation of the same outputs (per-sample loss, mean, gradient of the
   mean, Hessian where asked);
@@ -297,17 +296,15 @@ class LossdCalls:
     hess: Array | None
     driver: Callable[[], None]
     with_mean: Callable[[], float | None]
-    engine: Callable[[], dict[str, Any]]
+    engine: Callable[[], core.Result]
 
 
 def lossd_calls(case: Case, pred: Array, targ: Array, dtype: str, hessian: bool) -> LossdCalls:
-    """The driver as ``engine.compute`` calls it, on arrays prepared the same way, and the engine."""
+    """The driver as ``core.evaluate`` calls it, on arrays prepared the same way, and the core."""
     spec = resolve(case.name)
-    params = engine.validate_params(spec, case.params)
-    options = LossOptions.model_validate(
-        {"params": case.params, "gradient": True, "hessian": hessian, "dtype": dtype}
-    )
-    compute_dtype, empty = engine.DTYPES[dtype], engine.EMPTY_WEIGHTS[dtype]
+    params = core.validate_params(spec, case.params)
+    options = core.Options(gradient=True, hessian=hessian, dtype=dtype)  # type: ignore[arg-type]
+    compute_dtype, empty = core.DTYPES[dtype], core.EMPTY_WEIGHTS[dtype]
     p = as_compute(pred, compute_dtype, "predictions")
     prepared = params.prepare(spec.name, pred, targ, compute_dtype, {})
     n = p.shape[0]
@@ -315,17 +312,17 @@ def lossd_calls(case: Case, pred: Array, targ: Array, dtype: str, hessian: bool)
     loss = np.empty(n, dtype=compute_dtype)
     grad = np.empty_like(p)
     hess = np.empty_like(p) if hessian else np.empty((0, 0), dtype=compute_dtype)
-    args = (reduction.kernel_weights, reduction.scale, loss, grad, hess, *prepared.kernel_args)
+    args = (reduction.kernel_weights, reduction.scale, loss, grad, hess, prepared)
 
     def driver() -> None:
-        spec.driver(p, prepared.targets, *args)
+        spec.run(p, prepared.targets, *args)
 
     def with_mean() -> float | None:
         driver()
         return reduction.value(weighted_sum(loss, empty))
 
-    def full() -> dict[str, Any]:
-        return engine.compute(spec, params, options, engine.Batch(pred, targ, None))
+    def full() -> core.Result:
+        return core.evaluate(spec, params, core.Batch(pred, targ, None), options)
 
     return LossdCalls(
         p, prepared.targets, loss, grad, hess if hessian else None, driver, with_mean, full
@@ -375,7 +372,7 @@ def run_case(
 ) -> Result:
     pred64, targ64 = inputs(case, shape, seed=math.prod(shape) % 1000)
     calls = lossd_calls(case, pred64, targ64, dtype, hessian)
-    np_dtype = engine.DTYPES[dtype]
+    np_dtype = core.DTYPES[dtype]
     pred = pred64.astype(np_dtype)
     index = case.targets == "index"
     targ = targ64.astype(np.int64) if index else targ64.astype(np_dtype)
@@ -534,7 +531,7 @@ TIMING_COLUMNS = [
     "outputs",
     "kernel",
     "+ mean",
-    "engine.compute",
+    "core.evaluate",
     "NumPy",
     "PyTorch",
     "floor",
@@ -586,7 +583,7 @@ def plot_elementwise(case: Case, results: list[Result]) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     series: list[tuple[str, list[Timing | None], str]] = [
         ("lossd kernel", [r.kernel for r in rows], "o-"),
-        ("lossd engine.compute", [r.engine for r in rows], "o--"),
+        ("lossd core.evaluate", [r.engine for r in rows], "o--"),
         ("NumPy", [r.numpy for r in rows], "s-"),
         ("PyTorch", [r.torch for r in rows], "^-"),
         ("bandwidth floor (copy)", [r.floor for r in rows], "k:"),
@@ -611,7 +608,7 @@ def plot_elementwise(case: Case, results: list[Result]) -> Path:
 
 def plot_cross_entropy(results: list[Result]) -> Path:
     rows = [r for r in results if not r.hessian]
-    labels = ["lossd kernel", "lossd engine.compute", "NumPy", "PyTorch", "floor"]
+    labels = ["lossd kernel", "lossd core.evaluate", "NumPy", "PyTorch", "floor"]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     width = 0.8 / len(labels)
     for k, label in enumerate(labels):
@@ -788,7 +785,7 @@ def notes(costs: dict[str, float]) -> list[str]:
         f"{numba.threading_layer()}.",
         "floor/kernel compares the driver with a copy of the bytes it moves; NumPy and PyTorch "
         "are compared with kernel + mean, which gives the outputs they give.",
-        f"The kernel columns reuse preallocated outputs; engine.compute allocates them per call, "
+        f"The kernel columns reuse preallocated outputs; core.evaluate allocates them per call, "
         f"as a request does. On this machine writing 80 MB of fresh memory took {fresh:.0f} ms "
         f"and rewriting 80 MB took {reused:.1f} ms (page faults; freed memory goes back to the "
         "host), which is most of the gap between the two at 1e7 and its spread. NumPy and "

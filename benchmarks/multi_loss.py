@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from benchmarks._common import Section, Table, Target, measure
-from service import engine
+from service.codecs.loss import evaluate_many, evaluate_one
 
 N, C = 1_000_000, 10
 LOSSES = [
@@ -48,10 +48,10 @@ def run(quick: bool = False) -> Section:
     for loss in LOSSES:
         body = orjson.dumps({**common, "params": loss["params"]})
         name = str(loss["name"])
-        singles[name] = measure(lambda b=body, nm=name: engine.evaluate(nm, b, n * C), runs)
+        singles[name] = measure(lambda b=body, nm=name: evaluate_one(nm, b, n * C), runs)
         table.add(name, singles[name].ms())
     many_body = orjson.dumps({**common, "losses": LOSSES})
-    many = measure(lambda: engine.evaluate_many(many_body, n * C), runs)
+    many = measure(lambda: evaluate_many(many_body, n * C), runs)
     table.add(f"POST /loss ({len(LOSSES)} losses)", many.ms())
     ratio = many.median / max(t.median for t in singles.values())
     section = Section(

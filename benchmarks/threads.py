@@ -157,7 +157,7 @@ def run(quick: bool = False) -> Section:
         "A parallel region ends when its slowest thread does: when another process holds a "
         "core, the launch can wait a scheduler time slice for the pool's second thread (last "
         "column of the second table). lossd's drivers run batches of up to SERIAL_ELEMENTS elements "
-        "(service/losses/_jit.py) on the calling thread, with no launch at all.",
+        "(service/jit.py) on the calling thread, with no launch at all.",
         "The service runs each kernel with the compute executor's thread count (all cores by "
         "default); the output does not depend on it "
         "(tests/test_losses.py::test_results_do_not_depend_on_the_thread_count).",

@@ -13,14 +13,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
-from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from . import __version__, engine, security
+from . import __version__, security
 from .api import health, losses, v2
 from .api import metrics as metrics_api
-from .api._docs import describe_problems, operation_id
+from .api._docs import add_decoded_bodies, describe_problems, operation_id
 from .api.state import ServiceState
 from .compute import (
     ComputeExecutor,
@@ -28,14 +27,13 @@ from .compute import (
     configure_threading_layer,
     run_serially_here,
 )
-from .errors import PROBLEM_MEDIA_TYPE, LossdError, problem
+from .errors import PROBLEM_MEDIA_TYPE, LossdError, Unprocessable, from_validation, problem
 from .heap import fix_mmap_threshold
 from .logs import RequestLog, configure
 from .losses import REGISTRY
 from .metrics import Metrics
-from .oip import InferRequest
-from .schemas import LossRequest, MultiLossRequest, Problem
 from .settings import Settings
+from .warmup import kernel_counts, warm_up
 
 log = logging.getLogger("lossd")
 CLIENT_CLOSED_REQUEST = 499
@@ -71,8 +69,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = [(err.get("loc", ()), str(err.get("msg", "invalid"))) for err in exc.errors()]
-        return _problem_response(422, "invalid_request", "invalid request", errors)
+        error = from_validation(Unprocessable, "invalid request", exc.errors())
+        return await lossd_error(_, error)
 
     async def client_gone(_: Request, exc: Exception) -> Response:
         # The client hung up before its body arrived: no bug of lossd's, and nobody reads the
@@ -106,16 +104,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    _, defs = models_json_schema(
-        [
-            (LossRequest, "validation"),
-            (MultiLossRequest, "validation"),
-            (Problem, "validation"),
-            (InferRequest, "validation"),
-        ],
-        ref_template="#/components/schemas/{model}",
-    )
-    schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+    add_decoded_bodies(schema)
     describe_problems(schema)
     security.document(schema, keys_required=bool(app.state.lossd.settings.api_keys))
     app.openapi_schema = schema
@@ -132,12 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state = ServiceState(settings, ComputeExecutor(settings.compute_threads, settings.queue_depth))
 
     async def finish_warm_up() -> None:
-        await state.compute.run(engine.warm_up, REGISTRY[1:])
+        await state.compute.run(warm_up, REGISTRY[1:])
         # Once more on the event loop, which evaluates small bodies itself: the kernels are
         # loaded by now (tens of ms), and the first small request after ready finds this
         # thread's numba state warm.
-        engine.warm_up(REGISTRY)
-        state.kernels = kernels = engine.kernel_counts()
+        warm_up(REGISTRY)
+        state.kernels = kernels = kernel_counts()
         state.ready = True
         log.info(
             "ready: %d losses, threading layer %s, %d kernels loaded from cache, %d compiled",
@@ -150,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
-        await state.compute.run(engine.warm_up, REGISTRY[:1])
+        await state.compute.run(warm_up, REGISTRY[:1])
         state.threading_layer = check_threading_layer()
         run_serially_here()  # the small batches evaluated on the event loop
         task = asyncio.create_task(finish_warm_up())

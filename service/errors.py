@@ -25,9 +25,11 @@ NaN or a million-element list echoed into a 422 is how a 422 becomes a 500.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
+
+from pydantic import ValidationError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _MAX_LOC_PART = 64
@@ -54,6 +56,14 @@ class LossdError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None) -> None:
+        """``class NotFound(LossdError, status=404, code="not_found")``: one line per error."""
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
+
     def __init__(
         self,
         detail: str,
@@ -69,6 +79,30 @@ class LossdError(Exception):
     def to_problem(self) -> dict[str, Any]:
         """The problem+json body of this error."""
         return problem(self.status, self.code, self.detail, self.errors)
+
+
+MAX_LISTED = 5
+
+
+def from_validation(
+    kind: type[LossdError],
+    headline: str,
+    exc: ValidationError | Sequence[Mapping[str, Any]],
+    prefix: Sequence[str] = (),
+) -> LossdError:
+    """The 422 of every route for a pydantic ``ValidationError`` (or FastAPI's list of errors of
+    the same shape): at most ``MAX_LISTED`` problems listed (ten thousand unknown keys are ten
+    thousand errors), locations cut short under ``prefix``, the input never echoed."""
+    listed_errors = exc.errors(include_input=False) if isinstance(exc, ValidationError) else exc
+    found = [
+        ((*prefix, *e.get("loc", ())) or ("body",), str(e.get("msg", "invalid")))
+        for e in listed_errors
+    ]
+    error = kind("", errors=found[:MAX_LISTED])
+    listed = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in error.errors)
+    more = f"; and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+    error.detail = f"{headline}: {listed}{more}"
+    return error
 
 
 def problem(
@@ -90,81 +124,69 @@ def problem(
     return body
 
 
-class CorsRejected(LossdError):
-    status = 400
-    code = "cors_rejected"
+class CorsRejected(LossdError, status=400, code="cors_rejected"):
+    """A CORS preflight from an origin that is not configured."""
 
 
-class Unauthorized(LossdError):
-    status = 401
-    code = "unauthorized"
+class Unauthorized(LossdError, status=401, code="unauthorized"):
+    """An API key is configured and the request has none or a wrong one."""
 
 
-class NotFound(LossdError):
-    status = 404
-    code = "not_found"
+class NotFound(LossdError, status=404, code="not_found"):
+    """No such route, model or model version."""
 
 
-class UnknownLoss(NotFound):
-    code = "unknown_loss"
+class UnknownLoss(NotFound, code="unknown_loss"):
+    """The name is no loss or alias in the registry."""
 
 
-class MethodNotAllowed(LossdError):
-    status = 405
-    code = "method_not_allowed"
+class MethodNotAllowed(LossdError, status=405, code="method_not_allowed"):
+    """The route exists, the method does not."""
 
 
-class RequestTimeout(LossdError):
-    status = 408
-    code = "request_timeout"
+class RequestTimeout(LossdError, status=408, code="request_timeout"):
+    """The body did not arrive within LOSSD_BODY_TIMEOUT."""
 
 
-class PayloadTooLarge(LossdError):
-    status = 413
-    code = "payload_too_large"
+class PayloadTooLarge(LossdError, status=413, code="payload_too_large"):
+    """The body is larger than LOSSD_MAX_BODY_BYTES."""
 
 
-class TooManyElements(LossdError):
-    status = 413
-    code = "too_many_elements"
+class TooManyElements(LossdError, status=413, code="too_many_elements"):
+    """An array has more than LOSSD_MAX_ELEMENTS elements."""
 
 
-class MemoryBudget(LossdError):
-    status = 413
-    code = "memory_budget"
+class MemoryBudget(LossdError, status=413, code="memory_budget"):
+    """The request would need more than LOSSD_MAX_REQUEST_BYTES of memory."""
 
 
-class UnsupportedMediaType(LossdError):
-    status = 415
-    code = "unsupported_media_type"
+class UnsupportedMediaType(LossdError, status=415, code="unsupported_media_type"):
+    """A content type or content encoding lossd does not read."""
 
 
-class Unprocessable(LossdError):
-    status = 422
-    code = "invalid_request"
+class Unprocessable(LossdError, status=422, code="invalid_request"):
+    """JSON syntax, unknown or mistyped fields."""
 
 
-class InvalidArray(Unprocessable):
-    code = "invalid_array"
+class InvalidArray(Unprocessable, code="invalid_array"):
+    """An array that is not a finite numeric array of rank 1 or 2."""
 
 
-class ShapeMismatch(Unprocessable):
-    code = "shape_mismatch"
+class ShapeMismatch(Unprocessable, code="shape_mismatch"):
+    """Arrays whose shapes do not fit each other or the loss."""
 
 
-class InvalidParams(Unprocessable):
-    code = "invalid_params"
+class InvalidParams(Unprocessable, code="invalid_params"):
+    """The loss's own parameters are refused."""
 
 
-class OutOfDomain(Unprocessable):
-    code = "out_of_domain"
+class OutOfDomain(Unprocessable, code="out_of_domain"):
+    """Values outside the loss's domain, or results that overflow."""
 
 
-class NotReady(LossdError):
-    status = 503
-    code = "not_ready"
+class NotReady(LossdError, status=503, code="not_ready"):
+    """The kernels are still compiling (with Retry-After)."""
 
 
-class Overloaded(LossdError):
-    status = 503
-    code = "overloaded"
+class Overloaded(LossdError, status=503, code="overloaded"):
+    """The compute queue is full (with Retry-After)."""

@@ -3,8 +3,8 @@
 With one process the metrics live in a registry of the app's own. With several workers
 (``lossd serve --workers N``) prometheus-client's multiprocess mode is on: every worker writes
 its samples to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds them up, whichever
-worker answers the scrape. This module knows no HTTP framework: the engine reports kernel times
-here, the request middleware (``logs.py``) reads what was reported.
+worker answers the scrape. This module knows no HTTP framework: the routes report what the core's
+results say (kernel times, elements), the request middleware (``logs.py``) reads what was reported.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .core import Result
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -132,8 +137,7 @@ class Observation:
         self.evaluated: list[str] | None = None
 
 
-# Set by the request middleware for the request's task; the compute executor runs each job in a
-# copy of its caller's context, so the engine on a compute thread sees the same observation.
+# Set by the request middleware for the request's task; the routes fill it in.
 CURRENT: ContextVar[Observation | None] = ContextVar("lossd_observation", default=None)
 
 
@@ -141,8 +145,8 @@ def note(*, loss: str | None = None, encoding: str | None = None) -> None:
     """Tell the current request's counters and log line its loss (canonical name) or encoding.
 
     Routes call it: ``loss`` once the name resolved, ``encoding`` once the body is known to be
-    ``json``; the engine upgrades it to ``packed``; the ``/v2`` routes say ``v2-json`` or
-    ``v2-binary``. Outside a request (warm-up, benchmarks) it does nothing.
+    ``json`` or ``packed``; the ``/v2`` routes say ``v2-json`` or ``v2-binary``. Outside a
+    request (warm-up, benchmarks) it does nothing.
     """
     obs = CURRENT.get()
     if obs is None:
@@ -153,14 +157,15 @@ def note(*, loss: str | None = None, encoding: str | None = None) -> None:
         obs.encoding = encoding
 
 
-def observe_kernel(loss: str, seconds: float, elements: int) -> None:
-    """One kernel call of ``loss`` took ``seconds`` over ``elements`` prediction elements."""
+def observe(results: Iterable[Result]) -> None:
+    """The kernel calls of the current request, from its results (called by the routes)."""
     obs = CURRENT.get()
-    if obs is None:  # warm-up and direct engine calls are not requests
+    if obs is None:
         return
-    obs.metrics.kernel_call(loss, seconds, elements)
-    obs.elements += elements
-    if obs.evaluated is None:
-        obs.evaluated = [loss]
-    else:
-        obs.evaluated.append(loss)
+    for result in results:
+        obs.metrics.kernel_call(result.loss, result.kernel_seconds, result.elements)
+        obs.elements += result.elements
+        if obs.evaluated is None:
+            obs.evaluated = [result.loss]
+        else:
+            obs.evaluated.append(result.loss)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses._jit import SERIAL_ELEMENTS, Array, batch, prange, scalar
+from .jit import SERIAL_ELEMENTS, Array, batch, prange, scalar
 
 BLOCK = 4096
 
@@ -63,7 +63,7 @@ def block_sum(values: Array, w: Array, b: int) -> float:
 
 @batch
 def block_sums(values: Array, w: Array, out: Array) -> None:
-    """``out[b]`` = the sum of block b; on this thread up to ``SERIAL_ELEMENTS`` (see ``_jit``)."""
+    """``out[b]`` = the sum of block b; on this thread up to ``SERIAL_ELEMENTS`` (see ``service.jit``)."""
     if values.shape[0] <= SERIAL_ELEMENTS:
         for b in range(out.shape[0]):
             out[b] = block_sum(values, w, b)

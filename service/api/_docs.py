@@ -1,12 +1,18 @@
-"""OpenAPI fragments shared by the routes: problem+json responses, and the spec's final touches."""
+"""The OpenAPI document's hand-written parts, all in one place: bodies and path parameters the
+routes read themselves, problem+json and protocol error responses, and the spec's final touches.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi.routing import APIRoute
+from pydantic.json_schema import models_json_schema
 
+from ..codecs.oip import InferError, InferRequest
 from ..errors import PROBLEM_MEDIA_TYPE
+from ..schemas import LossRequest, MultiLossRequest, Problem
+from ._wire import BINARY, HEADER_LENGTH, JSON
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _WHEN = {
@@ -25,6 +31,77 @@ _FASTAPI_422 = ("HTTPValidationError", "ValidationError")
 _OWN_ERROR_SHAPE = "/v2"
 
 
+def json_body(model: str) -> dict[str, Any]:
+    """The documented JSON body of a route that decodes its body itself."""
+    schema = {"$ref": f"#/components/schemas/{model}"}
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
+
+
+# The path parameter of /loss/{name}, documented by hand: the route reads it from the request,
+# because FastAPI's parameter solving costs a small batch's whole evaluation again.
+LOSS_NAME: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "title": "Name"},
+        }
+    ]
+}
+
+_PROTOCOL_WHEN = {
+    404: "unknown model (loss) or version",
+    413: "body or tensor larger than the configured limits",
+    415: "a content type other than JSON or application/octet-stream, or a compressed body",
+    422: "invalid JSON, tensors, shapes, datatypes, parameters or values out of the loss's domain",
+    503: "not ready yet, or the compute queue is full (with Retry-After)",
+}
+_HEADER_LENGTH_DOC = {
+    "description": "bytes of JSON at the start of the body; the binary tensor data follows",
+    "schema": {"type": "integer", "minimum": 0},
+}
+_BINARY_BODY = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "the JSON header (Inference-Header-Content-Length bytes), then tensor bytes",
+}
+# POST /v2/models/{name}/infer: a JSON request, or the JSON header and then tensor bytes.
+INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+            BINARY: _BINARY_BODY,
+        },
+    },
+    "parameters": [
+        {"name": HEADER_LENGTH, "in": "header", "required": False, **_HEADER_LENGTH_DOC}
+    ],
+}
+
+
+def protocol_errors(*statuses: int, by_path: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` entries of ``/v2`` errors, in the protocol's ``{"error"}`` shape. With
+    ``by_path``, the 422 of invalid path parameters too (FastAPI would document its own schema,
+    which /v2 never sends)."""
+    found: dict[int | str, dict[str, Any]] = {
+        status: {"model": InferError, "description": _PROTOCOL_WHEN[status]} for status in statuses
+    }
+    if by_path:
+        found[422] = {"model": InferError, "description": "invalid path parameters"}
+    return found
+
+
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the outputs; with binary outputs the body is the JSON header, then bytes",
+        "content": {BINARY: _BINARY_BODY},
+        "headers": {HEADER_LENGTH: _HEADER_LENGTH_DOC},
+    },
+    **protocol_errors(404, 413, 415, 422, 503),
+}
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` entries of the given error statuses, all problem+json."""
     return {status: _problem(_WHEN[status]) for status in statuses}
@@ -40,6 +117,21 @@ def _problem(description: str) -> dict[str, Any]:
 def operation_id(route: APIRoute) -> str:
     """A route's operationId when it sets none: its function's name (``list_losses``)."""
     return route.name
+
+
+def add_decoded_bodies(spec: dict[str, Any]) -> None:
+    """Add the schemas of the bodies the routes decode themselves (``json_body``, ``INFER_BODY``)
+    and of problem+json."""
+    _, defs = models_json_schema(
+        [
+            (LossRequest, "validation"),
+            (MultiLossRequest, "validation"),
+            (Problem, "validation"),
+            (InferRequest, "validation"),
+        ],
+        ref_template="#/components/schemas/{model}",
+    )
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
 
 
 def describe_problems(spec: dict[str, Any]) -> None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from ..compute import ComputeExecutor
-from ..engine import KernelCounts
 from ..settings import Settings
+from ..warmup import KernelCounts
 
 
 @dataclass

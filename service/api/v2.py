@@ -5,24 +5,32 @@ Errors under ``/v2`` are the protocol's ``{"error": "..."}`` (``answer_errors_as
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from inspect import isawaitable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
-from fastapi.responses import StreamingResponse
 
-from .. import oip
-from ..body import Encoded
-from ..errors import PROBLEM_MEDIA_TYPE, NotReady, Unprocessable, UnsupportedMediaType
+from ..codecs import oip
+from ..errors import PROBLEM_MEDIA_TYPE, Unprocessable
 from ..metrics import note
 from ..security import is_v2
-from ._body import read_body_aligned
-from .losses import INLINE_BELOW, STREAM_ABOVE
+from ._docs import INFER_BODY, INFER_RESPONSES, protocol_errors
+from ._wire import (
+    BINARY,
+    HEADER_LENGTH,
+    JSON,
+    check_ready,
+    media_type,
+    read_body_aligned,
+    run,
+    send,
+)
 from .state import ServiceState, service_state
 
 router = APIRouter(tags=["inference protocol"])
+RouteFn = TypeVar("RouteFn", bound=Callable[..., Awaitable[Response]])
 State = Annotated[ServiceState, Depends(service_state)]
 # Every loss has the one version 1; another version is a 404 (documented, not validated: a 422
 # would say the request is malformed where the protocol says the model version does not exist).
@@ -30,63 +38,9 @@ Version = Annotated[
     str, Path(description="every loss has the one version 1", json_schema_extra={"enum": ["1"]})
 ]
 
-JSON = "application/json"
-BINARY = "application/octet-stream"
-HEADER_LENGTH = "Inference-Header-Content-Length"
-_WHEN = {
-    404: "unknown model (loss) or version",
-    413: "body or tensor larger than the configured limits",
-    415: "a content type other than JSON or application/octet-stream, or a compressed body",
-    422: "invalid JSON, tensors, shapes, datatypes, parameters or values out of the loss's domain",
-    503: "not ready yet, or the compute queue is full (with Retry-After)",
-}
-_HEADER_DOC = {
-    "description": "bytes of JSON at the start of the body; the binary tensor data follows",
-    "schema": {"type": "integer", "minimum": 0},
-}
-_BINARY_BODY = {
-    "schema": {"type": "string", "format": "binary"},
-    "description": "the JSON header (Inference-Header-Content-Length bytes), then tensor bytes",
-}
-_INFER_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            JSON: {"schema": {"$ref": "#/components/schemas/InferRequest"}},
-            BINARY: _BINARY_BODY,
-        },
-    },
-    "parameters": [{"name": HEADER_LENGTH, "in": "header", "required": False, **_HEADER_DOC}],
-}
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": oip.InferError, "description": _WHEN[status]} for status in statuses}
-
-
-# Routes with path parameters: FastAPI would document its own 422 schema, which /v2 never sends.
-_BY_PATH: dict[int | str, dict[str, Any]] = {
-    422: {"model": oip.InferError, "description": "invalid path parameters"}
-}
-
-
-_INFER_RESPONSES = {
-    200: {
-        "description": "the outputs; with binary outputs the body is the JSON header, then bytes",
-        "content": {BINARY: _BINARY_BODY},
-        "headers": {HEADER_LENGTH: _HEADER_DOC},
-    },
-    **_errors(404, 413, 415, 422, 503),
-}
-
 
 def _json(doc: object) -> Response:
     return Response(orjson.dumps(doc), media_type=JSON)
-
-
-def _check_ready(state: ServiceState) -> None:
-    if not state.ready:
-        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
 
 
 @router.get("/v2", operation_id="v2_server_metadata", response_model=oip.ServerMetadata)
@@ -105,11 +59,11 @@ async def server_live() -> Response:
     "/v2/health/ready",
     operation_id="v2_server_ready",
     response_model=oip.ServerReady,
-    responses=_errors(503),
+    responses=protocol_errors(503),
 )
 async def server_ready(state: State) -> Response:
     """Readiness: 200 once every kernel is compiled or loaded from cache, 503 before."""
-    _check_ready(state)
+    check_ready(state)
     return _json({"ready": True})
 
 
@@ -117,7 +71,7 @@ async def server_ready(state: State) -> Response:
     "/v2/models/{name}",
     operation_id="v2_model_metadata",
     response_model=oip.ModelMetadata,
-    responses={**_errors(404), **_BY_PATH},
+    responses=protocol_errors(404, by_path=True),
 )
 async def model_metadata(name: str) -> Response:
     """A loss as a model: its inputs, outputs, datatypes, shapes and parameters."""
@@ -128,7 +82,7 @@ async def model_metadata(name: str) -> Response:
     "/v2/models/{name}/versions/{version}",
     operation_id="v2_model_version_metadata",
     response_model=oip.ModelMetadata,
-    responses={**_errors(404), **_BY_PATH},
+    responses=protocol_errors(404, by_path=True),
 )
 async def model_version_metadata(name: str, version: Version) -> Response:
     """Model metadata of the loss's one version, 1."""
@@ -139,7 +93,7 @@ async def model_version_metadata(name: str, version: Version) -> Response:
     "/v2/models/{name}/ready",
     operation_id="v2_model_ready",
     response_model=oip.ModelReady,
-    responses={**_errors(404, 503), **_BY_PATH},
+    responses=protocol_errors(404, 503, by_path=True),
 )
 async def model_ready(name: str, state: State) -> Response:
     """Whether the loss can be evaluated: 200 once its kernels are ready, 503 before."""
@@ -150,7 +104,7 @@ async def model_ready(name: str, state: State) -> Response:
     "/v2/models/{name}/versions/{version}/ready",
     operation_id="v2_model_version_ready",
     response_model=oip.ModelReady,
-    responses={**_errors(404, 503), **_BY_PATH},
+    responses=protocol_errors(404, 503, by_path=True),
 )
 async def model_version_ready(name: str, version: Version, state: State) -> Response:
     """Readiness of the loss's one version, 1."""
@@ -159,29 +113,28 @@ async def model_version_ready(name: str, version: Version, state: State) -> Resp
 
 def _model_ready(name: str, version: str | None, state: ServiceState) -> Response:
     spec = oip.model(name, version)  # an unknown model is a 404 even before the server is ready
-    _check_ready(state)
+    check_ready(state)
     return _json({"name": spec.name, "ready": True})
 
 
-@router.post(
-    "/v2/models/{name}/infer",
-    operation_id="v2_infer",
-    response_model=oip.InferResponse,
-    responses=_INFER_RESPONSES,
-    openapi_extra=_INFER_DOC,
-)
+def _infer_route(path: str, operation_id: str) -> Callable[[RouteFn], RouteFn]:
+    """The decorator of the two inference routes (with and without a version)."""
+    return router.post(
+        path,
+        operation_id=operation_id,
+        response_model=oip.InferResponse,
+        responses=INFER_RESPONSES,
+        openapi_extra=INFER_BODY,
+    )
+
+
+@_infer_route("/v2/models/{name}/infer", "v2_infer")
 async def infer(name: str, request: Request, state: State) -> Response:
     """Evaluate the loss: JSON tensors or the binary tensor data extension, in and out."""
     return await _infer(name, None, request, state)
 
 
-@router.post(
-    "/v2/models/{name}/versions/{version}/infer",
-    operation_id="v2_model_version_infer",
-    response_model=oip.InferResponse,
-    responses=_INFER_RESPONSES,
-    openapi_extra=_INFER_DOC,
-)
+@_infer_route("/v2/models/{name}/versions/{version}/infer", "v2_model_version_infer")
 async def infer_version(name: str, version: Version, request: Request, state: State) -> Response:
     """Inference on the loss's one version, 1."""
     return await _infer(name, version, request, state)
@@ -190,52 +143,26 @@ async def infer_version(name: str, version: Version, request: Request, state: St
 async def _infer(name: str, version: str | None, request: Request, state: State) -> Response:
     spec = oip.model(name, version)  # an unknown model is a 404 before the body is read
     note(loss=spec.name)
-    _check_ready(state)
+    check_ready(state)
+    media_type(request, BINARY, "")  # no Content-Type: JSON, as tritonclient sends it
     header_length = _header_length(request)
     note(encoding="v2-json" if header_length is None else "v2-binary")
     settings = state.settings
     body = await read_body_aligned(
         request, settings.max_body_bytes, settings.body_timeout, header_length or 0
     )
-    args = (spec.name, body, header_length, settings.max_elements, settings.max_request_bytes)
-    if body.shape[0] < INLINE_BELOW:  # a small batch: cheaper here than a hop to a compute thread
-        return _send(*oip.infer(*args))
-    return _send(*await state.compute.run(oip.infer, *args))
+    return send(await run(state, oip.infer, body, spec.name, header_length))
 
 
 def _header_length(request: Request) -> int | None:
-    """The binary extension's JSON length, after the media type and encoding are checked."""
-    headers = request.headers
-    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media not in ("", JSON, BINARY) and not (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        raise UnsupportedMediaType(
-            f"the body must be JSON ({JSON}) or, with the binary tensor data extension, {BINARY}"
-        )
-    if headers.get("content-encoding", "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("compressed request bodies are not supported")
-    raw = headers.get(HEADER_LENGTH)
+    """The binary extension's JSON length, if the request says it has binary tensor data."""
+    raw = request.headers.get(HEADER_LENGTH)
     if raw is None:
         return None
-    if not raw.strip().isdigit():
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
         raise Unprocessable(f"{HEADER_LENGTH} must be the byte length of the JSON header")
     return int(raw)
-
-
-def _send(body: Encoded, json_size: int | None) -> Response:
-    """JSON, or the JSON header and the binary outputs; large bodies a chunk at a time."""
-    media = JSON if json_size is None else BINARY
-    headers = {} if json_size is None else {HEADER_LENGTH: str(json_size)}
-    if body.size <= STREAM_ABOVE:
-        return Response(body.tobytes(), media_type=media, headers=headers)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for chunk in body.chunks():
-            yield chunk
-
-    headers["Content-Length"] = str(body.size)
-    return StreamingResponse(chunks(), media_type=media, headers=headers)
 
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]

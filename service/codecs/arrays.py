@@ -1,4 +1,4 @@
-"""JSON lists and packed base64 arrays <-> numpy, with the checks of SPEC section 2.
+"""JSON lists and packed base64 arrays <-> numpy, with the checks the contract sets on arrays.
 
 A decoded array is rank 1 or 2, finite, and numeric (float32, float64, int32 or int64). List input
 is turned into an array by numpy in C; the only extra pass is a type scan that catches booleans,
@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .body import Base64, Blob, b64decode
-from .errors import InvalidArray, TooManyElements
-from .losses._jit import Array
+from ..errors import InvalidArray, TooManyElements
+from ..jit import Array
+from .base64 import Base64, b64decode
+from .jsontext import Blob
 
 PACKED_DTYPES: dict[str, np.dtype[Any]] = {
     "float32": np.dtype("<f4"),
@@ -176,15 +177,20 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
         )
     array = raw.view(dtype).reshape(shape)
     if dtype.kind == "f":
-        finite = np.isfinite(array)
-        if not finite.all():
-            index = np.unravel_index(int(np.argmin(finite)), array.shape)
-            where = [int(k) for k in index]
-            raise InvalidArray(
-                f"packed `{field}` contains NaN or Infinity at index {where}",
-                errors=[((field, *where), "must be finite")],
-            )
+        check_finite(array, f"packed `{field}`", field)
     return array
+
+
+def check_finite(array: Array, what: str, field: str) -> None:
+    """422 ``invalid_array`` naming the first NaN or infinity of ``array`` (or, in float32, a
+    number beyond its range) with its index."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        where = [int(k) for k in np.unravel_index(int(np.argmin(finite)), array.shape)]
+        raise InvalidArray(
+            f"{what} contains NaN or Infinity at index {where}",
+            errors=[((field, *where), "must be finite")],
+        )
 
 
 def encode_array(array: Array, array_format: str) -> object:

@@ -10,19 +10,20 @@
   changes results and defeats the finiteness checks.
 
 ``scalar`` is for the small per-element kernels (inlined into the drivers by LLVM); ``inline``
-for the math helpers of loops that must vectorise; ``batch`` is for the ``prange`` drivers that
-write every requested output in one pass.
+for the math helpers of loops that must vectorise; ``batch`` is for the drivers that write every
+requested output in one pass.
 
-A driver whose loop is a ``@scalar`` row function ``<name>_rows(k, rows, ...)`` (block ``k``
-of ``rows`` rows, see ``block_rows``) runs its blocks on the calling thread up to
-``SERIAL_ELEMENTS`` elements, and in ``prange`` beyond. A parallel launch costs microseconds back
-to back, tens of them once the pool has gone idle and milliseconds when another process holds a
-core: more than a small batch's whole work (docs/benchmarks.md, Threads). A block of
-``BLOCK_ELEMENTS`` elements stays in L2 while its row function works on it. Row functions loop
-over unsigned indices, ``range(np.uint64(start), np.uint64(stop))``: numba wraps a negative
-signed index around, and that select on every element keeps LLVM from vectorising the loop.
-Numba freezes these globals at compile time and its cache does not see an edit here: delete the
-``*.nbi`` index files under ``service/`` after changing them.
+Every driver has one shape (tests/test_kernel_shape.py holds them to it): ``<name>_batch(pred,
+targ, w, scale, loss, grad, hess, *params)`` cuts the batch into blocks of ``block_rows`` rows
+and hands each to the loss's ``@scalar`` row function ``<name>_rows(k, rows, pred, ..., hess,
+*params)`` (block ``k`` of ``rows`` rows), on the calling thread up to ``SERIAL_ELEMENTS``
+elements and in ``prange`` beyond. A parallel launch costs microseconds back to back, tens of
+them once the pool has gone idle and milliseconds when another process holds a core: more than a
+small batch's whole work (docs/benchmarks.md, Threads). A block of ``BLOCK_ELEMENTS`` elements
+stays in L2 while its row function works on it. Row functions loop over ``block_range``, unsigned
+indices: numba wraps a negative signed index around, and that select on every element keeps LLVM
+from vectorising the loop. Numba freezes these globals at compile time and its cache does not see
+an edit here: delete the ``*.nbi`` index files under ``service/`` after changing them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numba
+import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[Any]
@@ -56,7 +58,7 @@ def inline(fn: F) -> F:
 
 
 def batch(fn: F) -> F:
-    """Compile a parallel batch driver."""
+    """Compile a batch driver (parallel beyond ``SERIAL_ELEMENTS``)."""
     return cast(F, _batch(fn))
 
 
@@ -74,3 +76,10 @@ def block_rows(n: int, d: int) -> int:
     if n * d <= SERIAL_ELEMENTS:
         return max(1, n)
     return max(1, min(BLOCK_ELEMENTS // d, -(-n // MIN_BLOCKS)))
+
+
+@inline
+def block_range(k: int, rows: int, n: int) -> range:
+    """The rows of block ``k`` of an n-row batch cut into blocks of ``rows`` rows, as unsigned
+    indices (see above)."""
+    return range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))

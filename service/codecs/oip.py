@@ -1,9 +1,9 @@
-"""The Open Inference Protocol v2 (KServe, Triton) on top of the engine: documents and tensors.
+"""The Open Inference Protocol v2 (KServe, Triton) wire format: documents and tensors.
 
-Every loss is a model. ``infer`` maps a v2 inference request, JSON tensors or the binary tensor
-data extension, onto the engine's batch and options, and the engine's result onto v2 output
+Every loss is a model. ``infer`` decodes a v2 inference request, JSON tensors or the binary tensor
+data extension, into the core's batch and options, and encodes the core's result as v2 output
 tensors. Binary inputs are numpy views of the request body (no per-element work, no copy); binary
-outputs are the engine's own arrays. Like the engine, this module knows no HTTP framework.
+outputs are the core's own arrays. Like the core, this module knows no HTTP framework.
 """
 
 from __future__ import annotations
@@ -15,22 +15,23 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import __version__
-from .arrays import decode_array
-from .body import Encoded
-from .engine import Batch, check_memory_budget, compute
-from .errors import (
+from .. import __version__, core
+from ..errors import (
     InvalidArray,
     InvalidParams,
-    LossdError,
     NotFound,
     ShapeMismatch,
     TooManyElements,
     Unprocessable,
+    from_validation,
 )
-from .losses import LossParams, LossSpec, resolve
-from .losses._jit import Array
-from .schemas import EvaluationOptions
+from ..jit import Array
+from ..losses import LossParams, LossSpec, resolve
+from ..schemas import EvaluationOptions
+from . import Reply
+from .arrays import check_finite, decode_array
+from .jsontext import Encoded
+from .loss import options_of
 
 VERSION = "1"
 EXTENSIONS = ("binary_tensor_data", "parameters")
@@ -230,16 +231,16 @@ def _tensor(
 
 def infer(
     name: str,
-    body: Array,
     header_length: int | None,
+    body: Array,
     max_elements: int,
     max_request_bytes: int | None = None,
-) -> tuple[Encoded, int | None]:
+) -> Reply:
     """``POST /v2/models/{name}/infer``: the body (uint8) in; the response and its JSON length out.
 
     ``header_length`` is the request's Inference-Header-Content-Length: the JSON ends there and
-    the binary tensor data follows. The returned length is None when every output is JSON. With
-    ``max_request_bytes`` the engine's memory budget is checked before any tensor is decoded.
+    the binary tensor data follows. The reply's JSON length is None when every output is JSON.
+    With ``max_request_bytes`` the core's memory budget is checked before any tensor is decoded.
     """
     spec = resolve(name)
     size = body.shape[0]
@@ -251,15 +252,18 @@ def infer(
     request = _parse(body[:end])
     options, params, outputs = _plan(spec, request)
     if max_request_bytes is not None:
-        _check_memory(request, options, outputs, max_elements, max_request_bytes)
+        demand = _demand(request, options, outputs, max_elements)
+        if demand is not None:
+            core.check_memory_budget(demand, max_request_bytes)
     inputs = _decode_inputs(spec, request.inputs, body[end:], max_elements)
     weight = inputs.get("sample_weight")
-    batch = Batch(
+    batch = core.Batch(
         inputs["predictions"][0], inputs["targets"][0], None if weight is None else weight[0]
     )
-    result = compute(spec, params, options, batch)
+    result = core.evaluate(spec, params, batch, options)
     del batch, inputs
-    return _respond(spec, request, options, outputs, result)
+    encoded, json_length = _respond(spec, request, options, outputs, result)
+    return Reply(encoded, (result,), json_length)
 
 
 def _parse(header: Array) -> InferRequest:
@@ -274,25 +278,12 @@ def _parse(header: Array) -> InferRequest:
     try:
         return InferRequest.model_validate(doc)
     except ValidationError as exc:
-        raise _invalid(Unprocessable, "invalid inference request", exc, ()) from None
-
-
-def _invalid(
-    kind: type[LossdError], headline: str, exc: ValidationError, prefix: tuple[str, ...]
-) -> LossdError:
-    """A 422 that lists pydantic's errors by location, the input never echoed."""
-    errors = [
-        ((*prefix, *e["loc"]) or ("body",), e["msg"]) for e in exc.errors(include_input=False)
-    ]
-    error = kind("", errors=errors)
-    listed = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in error.errors)
-    error.detail = f"{headline}: {listed}"
-    return error
+        raise from_validation(Unprocessable, "invalid inference request", exc) from None
 
 
 def _plan(
     spec: LossSpec, request: InferRequest
-) -> tuple[EvaluationOptions, LossParams, dict[str, bool]]:
+) -> tuple[core.Options, LossParams, dict[str, bool]]:
     """Options, the loss's parameters and the outputs (name -> binary), before any tensor."""
     flags: Parameters = {}
     loss: Parameters = {}
@@ -307,11 +298,11 @@ def _plan(
     try:
         options = EvaluationOptions.model_validate(flags)
     except ValidationError as exc:
-        raise _invalid(Unprocessable, "invalid parameters", exc, ("parameters",)) from None
+        raise from_validation(Unprocessable, "invalid parameters", exc, ("parameters",)) from None
     try:
         params = spec.params.model_validate(loss)
     except ValidationError as exc:
-        raise _invalid(
+        raise from_validation(
             InvalidParams, f"invalid parameters for {spec.name}", exc, ("parameters",)
         ) from None
     outputs = _outputs(request, options, flags, binary)
@@ -319,24 +310,25 @@ def _plan(
     if "dtype" not in flags:  # FP32 when every floating-point input is FP32
         floats = [t.datatype for t in request.inputs if t.datatype in FLOATS]
         chosen["dtype"] = "float32" if all(d == "FP32" for d in floats) else "float64"
-    return options.model_copy(update=chosen), params, outputs
+    return options_of(options.model_copy(update=chosen)), params, outputs
 
 
-def _check_memory(
-    request: InferRequest,
-    options: EvaluationOptions,
-    outputs: dict[str, bool],
-    max_elements: int,
-    max_request_bytes: int,
-) -> None:
-    """The engine's memory budget (413), from the declared shapes as if sent to /loss."""
-    names = {"FP64": "float64", "FP32": "float32", "INT64": "int64", "INT32": "int32"}
-    doc: dict[str, Any] = {
-        t.name: {"dtype": names[t.datatype], "shape": t.shape} for t in request.inputs
+def _demand(
+    request: InferRequest, options: core.Options, outputs: dict[str, bool], max_elements: int
+) -> core.Demand | None:
+    """The request's memory demand from its declared tensors (binary outputs cost their bytes,
+    JSON ones their longest text); None when a tensor is over LOSSD_MAX_ELEMENTS or predictions
+    are missing (decoding names those)."""
+    declared = {
+        t.name: core.Declared(t.shape[0], math.prod(t.shape), DATATYPES[t.datatype].itemsize)
+        for t in request.inputs
     }
-    doc |= options.model_dump(exclude={"array_format", "reduction"})
-    doc["array_format"] = "packed" if all(outputs.values()) else "list"
-    check_memory_budget(doc, max_elements, max_request_bytes)
+    predictions = declared.get("predictions")
+    if predictions is None or any(d.elements > max_elements for d in declared.values()):
+        return None
+    size = 4 if options.dtype == "float32" else 8
+    text = size if all(outputs.values()) else (16 if size == 4 else 25)
+    return core.Demand(predictions, list(declared.values()), options, text)
 
 
 def _json_text(value: Any) -> Any:
@@ -418,7 +410,7 @@ def _decode_inputs(
             array = _from_binary(tensor, where, count, binary[offset:], size)
             offset += size
         if tensor.datatype in FLOATS:
-            _check_finite(array, where)
+            check_finite(array, where, where)
         found[tensor.name] = (array, tensor.datatype)
     if offset != binary.shape[0]:
         raise Unprocessable(
@@ -469,7 +461,7 @@ def _from_json(tensor: RequestInput, where: str, count: int, max_elements: int) 
         info = np.iinfo(dtype)
         if array.dtype.kind != "i" or array.min() < info.min or array.max() > info.max:
             raise InvalidArray(f"{where}: {tensor.datatype} data must be integers in its range")
-    with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused by _check_finite
+    with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused by check_finite
         return array.astype(dtype).reshape(tensor.shape)
 
 
@@ -492,29 +484,18 @@ def _from_binary(tensor: RequestInput, where: str, count: int, rest: Array, size
     return array if array.flags.aligned else array.copy()
 
 
-def _check_finite(array: Array, where: str) -> None:
-    finite = np.isfinite(array)
-    if not finite.all():
-        index = [int(i) for i in np.unravel_index(int(np.argmin(finite)), array.shape)]
-        raise InvalidArray(
-            f"{where} contains NaN or Infinity (or, in FP32, a number beyond its range) at "
-            f"index {index}",
-            errors=[((where, *index), "must be finite")],
-        )
-
-
 def _respond(
     spec: LossSpec,
     request: InferRequest,
-    options: EvaluationOptions,
+    options: core.Options,
     outputs: dict[str, bool],
-    result: dict[str, Any],
+    result: core.Result,
 ) -> tuple[Encoded, int | None]:
     """The response: a JSON header, then the binary outputs' bytes in the order it lists them."""
     dtype = np.dtype(options.dtype)
-    arrays = {name: result.get(name) for name in OUTPUTS}
+    arrays = {name: getattr(result, name) for name in OUTPUTS}
     if "value" in outputs:
-        arrays["value"] = np.array([result["value"]], dtype=dtype)
+        arrays["value"] = np.array([result.value], dtype=dtype)
     tensors: list[dict[str, Any]] = []
     buffers: list[memoryview] = []
     for name, binary in outputs.items():
@@ -535,8 +516,8 @@ def _respond(
         doc["id"] = request.id
     doc["parameters"] = {
         "reduction": options.reduction,
-        "weight_sum": result["weight_sum"],
-        "n": result["n"],
+        "weight_sum": result.weight_sum,
+        "n": result.n,
     }
     doc["outputs"] = tensors
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -1,0 +1,192 @@
+"""The ``/loss`` wire format: a JSON document with list or packed arrays, in and out.
+
+``evaluate_one`` (``POST /loss/{name}``) and ``evaluate_many`` (``POST /loss``) each read the
+body, check the memory budget from the declared shapes, decode the arrays, run the core once per
+loss and encode the results. They run on the compute executor (or, for small bodies, on the event
+loop), so parsing, the kernels and encoding stay off the loop for large requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from .. import core
+from ..errors import LossdError, Unprocessable, from_validation, shown
+from ..losses import LossParams, LossSpec, resolve
+from ..schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
+from . import Reply
+from .arrays import PACKED_DTYPES, decode_array, encode_array
+from .jsontext import Blob, dumps, parse_object, release, resolve_blob
+
+Fields = TypeVar("Fields", bound=EvaluationOptions)
+
+# The top-level fields a JSON syntax error can be blamed on.
+_FIELDS = (*ARRAY_FIELDS, *MultiLossOptions.model_fields, *LossOptions.model_fields)
+
+# The longest JSON text of one response value: `-2.2250738585072014e-308,` and `-1.1754944e-38,`.
+_LIST_TEXT = {"float64": 25, "float32": 16}
+
+
+def evaluate_one(
+    name: str, body: bytes | bytearray, max_elements: int, max_request_bytes: int | None = None
+) -> Reply:
+    """``POST /loss/{name}``: one loss on one batch. A ``bytearray`` body is emptied once its
+    arrays are decoded."""
+    spec = resolve(name)
+    fields, batch, encoding = _read(body, LossOptions, max_elements, max_request_bytes)
+    params = core.validate_params(spec, fields.params)
+    result = core.evaluate(spec, params, batch, options_of(fields))
+    del batch  # the inputs are freed before the response is encoded
+    return Reply(dumps(_document(result, fields.array_format)), (result,), encoding=encoding)
+
+
+def evaluate_many(
+    body: bytes | bytearray, max_elements: int, max_request_bytes: int | None = None
+) -> Reply:
+    """``POST /loss``: several losses on one batch, decoded once; results in request order.
+
+    Every name and parameter set is checked before any loss is computed; an error names the
+    position of the loss it belongs to.
+    """
+    fields, batch, encoding = _read(body, MultiLossOptions, max_elements, max_request_bytes)
+    chosen: list[tuple[LossSpec, LossParams]] = []
+    for k, selection in enumerate(fields.losses):
+        with _at_position(k, selection.name):
+            spec = resolve(selection.name)
+            chosen.append((spec, core.validate_params(spec, selection.params)))
+    options = options_of(fields)
+    results = []
+    for k, (spec, params) in enumerate(chosen):
+        with _at_position(k, spec.name):
+            results.append(core.evaluate(spec, params, batch, options))
+    del batch
+    documents = [_document(result, fields.array_format) for result in results]
+    return Reply(dumps({"results": documents}), tuple(results), encoding=encoding)
+
+
+def options_of(fields: EvaluationOptions) -> core.Options:
+    """The core's options from a request's validated fields."""
+    return core.Options(
+        reduction=fields.reduction,
+        per_sample=fields.per_sample,
+        gradient=fields.gradient,
+        hessian=fields.hessian,
+        dtype=fields.dtype,
+    )
+
+
+def _read(
+    body: bytes | bytearray, model: type[Fields], max_elements: int, max_request_bytes: int | None
+) -> tuple[Fields, core.Batch, str]:
+    """The request's other fields, its decoded arrays and its encoding (``json`` or ``packed``);
+    the budget is checked before anything is decoded, and a ``bytearray`` body is freed once
+    the arrays own their memory."""
+    doc, blobs = parse_object(body, _FIELDS)
+    if max_request_bytes is not None:
+        demand = _demand(doc, max_elements)
+        if demand is not None:
+            core.check_memory_budget(demand, max_request_bytes)
+    encoding = "packed" if any(isinstance(doc.get(f), dict) for f in ARRAY_FIELDS) else "json"
+    batch = _decode_batch(doc, blobs, max_elements)
+    del blobs  # the last views into the body
+    release(body)
+    try:
+        fields = model.model_validate(doc)
+    except ValidationError as exc:
+        raise from_validation(Unprocessable, "invalid request fields", exc) from None
+    return fields, batch, encoding
+
+
+def _decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int) -> core.Batch:
+    """Take the array fields out of ``doc`` and decode them (only ``sample_weight`` may be null)."""
+    for field in ARRAY_FIELDS[:2]:
+        if field not in doc:
+            raise Unprocessable(f"`{field}` is required", errors=[((field,), "Field required")])
+
+    def take(field: str) -> Any:
+        value = doc.pop(field)
+        if isinstance(value, dict) and "data" in value:
+            value["data"] = resolve_blob(value["data"], blobs)
+        return decode_array(value, field, max_elements)
+
+    weight = take("sample_weight") if doc.get("sample_weight") is not None else None
+    doc.pop("sample_weight", None)
+    return core.Batch(take("predictions"), take("targets"), weight)
+
+
+def _declared(value: object) -> core.Declared | None:
+    """An array field as declared, before it is decoded; None for a value that is no
+    well-formed array (``decode_array`` then says what is wrong)."""
+    if isinstance(value, list):
+        width = len(value[0]) if value and isinstance(value[0], list) else 1
+        return core.Declared(len(value), len(value) * width, 8)  # JSON numbers: int64 or float64
+    if not isinstance(value, dict):
+        return None
+    shape, dtype = value.get("shape"), value.get("dtype")
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in (1, 2)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+        or not isinstance(dtype, str)
+        or dtype not in PACKED_DTYPES
+    ):
+        return None
+    return core.Declared(shape[0], math.prod(shape), PACKED_DTYPES[dtype].itemsize)
+
+
+def _demand(doc: dict[str, Any], max_elements: int) -> core.Demand | None:
+    """The request's memory demand from its declared shapes and raw options; None when the
+    arrays are malformed or over LOSSD_MAX_ELEMENTS (``decode_array`` names those)."""
+    declared = [_declared(doc.get(field)) for field in ARRAY_FIELDS]
+    predictions = declared[0]
+    if predictions is None or any(d is not None and d.elements > max_elements for d in declared):
+        return None
+    dtype: core.DtypeName = "float32" if doc.get("dtype") == "float32" else "float64"
+    options = core.Options(
+        per_sample=doc.get("per_sample", True) is not False,
+        gradient=doc.get("gradient") is True,
+        hessian=doc.get("hessian") is True,
+        dtype=dtype,
+    )
+    packed = doc.get("array_format") == "packed"
+    text = (4 if dtype == "float32" else 8) * 4 / 3 if packed else _LIST_TEXT[dtype]
+    losses = len(doc["losses"]) if isinstance(doc.get("losses"), list) else 1
+    inputs = [d for d in declared if d is not None]
+    return core.Demand(predictions, inputs, options, text, losses)
+
+
+def _document(result: core.Result, array_format: str) -> dict[str, Any]:
+    """A result as the response document of the contract (LossResult)."""
+    doc: dict[str, Any] = {
+        "loss": result.loss,
+        "reduction": result.reduction,
+        "value": result.value,
+        "weight_sum": result.weight_sum,
+        "n": result.n,
+    }
+    for name in ("per_sample", "gradient", "hessian"):
+        array = getattr(result, name)
+        if array is not None:
+            doc[name] = encode_array(array, array_format)
+    doc["params"] = result.params
+    return doc
+
+
+@contextmanager
+def _at_position(k: int, name: str) -> Iterator[None]:
+    """Prefix an error with the position of the loss it came from: ``losses[k]``."""
+    try:
+        yield
+    except LossdError as exc:
+        exc.detail = f"losses[{k}] ({shown(name)}): {exc.detail}"
+        # locations inside the loss's own entry get its position; array fields are shared
+        exc.errors = [
+            (loc if loc[:1] and loc[0] in ARRAY_FIELDS else ["losses", k, *loc], msg)
+            for loc, msg in exc.errors
+        ] or [(["losses", k, "name"], "unknown loss")]
+        raise

@@ -1,0 +1,257 @@
+"""The typed evaluation core: a loss, its parameters, a batch and options in; a ``Result`` out.
+
+It knows no JSON, no HTTP and no metrics: the wire codecs (``service/codecs``) decode a request
+into a ``Batch`` and ``Options``, call ``evaluate`` once per loss, and encode its ``Result``; the
+routes record metrics from the ``Result``. The memory budget is checked here too, from a typed
+description of the declared shapes (``Demand``) that each codec fills in before decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import ValidationError
+
+from .errors import (
+    InvalidArray,
+    InvalidParams,
+    MemoryBudget,
+    OutOfDomain,
+    ShapeMismatch,
+    Unprocessable,
+    from_validation,
+)
+from .jit import Array
+from .losses import REGISTRY, LossParams, LossSpec
+from .losses._spec import Memo, as_compute, readonly
+from .reductions import plan, weighted_sum
+
+Reduction = Literal["mean", "sum", "none"]
+DtypeName = Literal["float64", "float32"]
+DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
+EMPTY_WEIGHTS = {name: readonly(np.empty(0, dtype=dt)) for name, dt in DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The decoded arrays of a request, as sent (any numeric dtype, rank 1 or 2)."""
+
+    predictions: Array
+    targets: Array
+    sample_weight: Array | None = None
+    # conversions of the targets made by one loss and reused by the next (POST /loss)
+    memo: Memo = dataclasses.field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to compute: the reduction, which outputs, and the compute dtype."""
+
+    reduction: Reduction = "mean"
+    per_sample: bool = True
+    gradient: bool = False
+    hessian: bool = False
+    dtype: DtypeName = "float64"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One loss on one batch. Arrays are in the compute dtype; ``gradient`` and ``hessian`` have
+    the predictions' shape; ``value`` is None for reduction ``none``."""
+
+    loss: str
+    reduction: Reduction
+    value: float | None
+    weight_sum: float
+    n: int
+    per_sample: Array | None
+    gradient: Array | None
+    hessian: Array | None
+    params: dict[str, Any]  # the parameters in force, defaults filled in
+    kernel_seconds: float
+    elements: int  # prediction elements the kernel went over
+
+
+def validate_params(spec: LossSpec, raw: dict[str, Any]) -> LossParams:
+    """The loss's own parameters, defaults filled in; 422 ``invalid_params`` otherwise, with the
+    closest known name suggested for an unknown one."""
+    try:
+        return spec.params.model_validate(raw)
+    except ValidationError as exc:
+        error = from_validation(InvalidParams, f"invalid params for {spec.name}", exc, ("params",))
+        unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        known = list(spec.params.model_fields)
+        close = difflib.get_close_matches(unknown[0][:100], known, n=1) if unknown else []
+        if close:
+            error.detail += f"; did you mean {close[0]!r}?"
+        elif unknown:
+            error.detail += f"; {spec.name} takes {', '.join(known) or 'no parameters'}"
+        raise error from None
+
+
+def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options) -> Result:
+    """Run the loss's driver on the batch and reduce."""
+    _check_shapes(spec, params, batch)
+    if options.hessian and not spec.hessian:
+        raise Unprocessable(
+            f"{spec.name} has no Hessian (GET /losses/{spec.name} says which losses have one); "
+            "send hessian: false",
+            errors=[(("hessian",), "not available for this loss")],
+        )
+    dtype = DTYPES[options.dtype]
+    empty_w = EMPTY_WEIGHTS[options.dtype]
+    pred = as_compute(batch.predictions, dtype, "predictions")
+    prepared = params.prepare(spec.name, batch.predictions, batch.targets, dtype, batch.memo)
+    weight = None
+    if batch.sample_weight is not None:
+        weight = as_compute(batch.sample_weight, dtype, "sample_weight").reshape(-1)
+    params.check_domain(pred, prepared.targets)
+
+    n = pred.shape[0]
+    reduction = plan(options.reduction, n, weight, prepared.kappa, empty_w)
+    if not np.isfinite(reduction.weight_sum):
+        # weights of 1e308 are finite, their sum is not: a null weight_sum is no answer
+        detail, errors = _weight_sum_overflow(options.dtype, weight is not None, prepared.kappa)
+        raise OutOfDomain(detail, errors=errors)
+    loss = np.empty(n, dtype=dtype)
+    nothing = np.empty((0, 0), dtype=dtype)
+    grad = np.empty_like(pred) if options.gradient else nothing
+    hess = np.empty_like(pred) if options.hessian else nothing
+    started = perf_counter()
+    spec.run(pred, prepared.targets, reduction.kernel_weights, reduction.scale, loss, grad, hess,
+             prepared)  # fmt: skip
+    seconds = perf_counter() - started
+    total = weighted_sum(loss, empty_w if weight is None else weight)
+    derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
+    if not np.isfinite(total) or not all(np.isfinite(a).all() for a in derivatives):
+        advice = " or use dtype float64" if options.dtype == "float32" else ""
+        raise OutOfDomain(
+            f"{spec.name} overflows {options.dtype} on these inputs (a loss or derivative is "
+            f"not finite); scale the inputs down{advice}",
+            errors=[(("predictions",), "result not finite")],
+        )
+    value = reduction.value(total)
+    if value is not None and dtype is np.float32:
+        value = float(np.float32(value))
+    shape = batch.predictions.shape
+    return Result(
+        loss=spec.name,
+        reduction=options.reduction,
+        value=value,
+        weight_sum=reduction.weight_sum,
+        n=n,
+        per_sample=loss if options.per_sample else None,
+        gradient=grad.reshape(shape) if options.gradient else None,
+        hessian=hess.reshape(shape) if options.hessian else None,
+        params=params.model_dump() if prepared.shown is None else prepared.shown,
+        kernel_seconds=seconds,
+        elements=pred.size,
+    )
+
+
+def _weight_sum_overflow(
+    dtype: str, weighted: bool, kappa: Array | None
+) -> tuple[str, list[tuple[tuple[str, ...], str]]]:
+    """Detail and location of a weight_sum = Σ w_i·κ_i past the dtype's range, naming what was
+    sent: the weights, or the targets' class weights or row sums that make κ."""
+    if weighted:
+        culprit, field = "sample_weight (or class_weight)", "sample_weight"
+    elif kappa is not None:
+        culprit, field = "the targets' rows or class_weight (κ_i = Σ_c cw_c·y_ic)", "targets"
+    else:
+        culprit, field = "the batch", "predictions"
+    return (
+        f"the weights sum past the {dtype} range (weight_sum = Σ w_i·κ_i is not finite); "
+        f"scale {culprit} down",
+        [((field,), "sum not finite")],
+    )
+
+
+def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
+    """Rank as the loss needs; weights are (N,) and non-negative (targets: ``params.prepare``)."""
+    pred, weight = batch.predictions, batch.sample_weight
+    if pred.ndim < params.min_rank:
+        raise ShapeMismatch(
+            f"{spec.name} needs predictions of rank {params.min_rank} (N, C); got shape "
+            f"{list(pred.shape)}",
+            errors=[(("predictions",), f"rank must be {params.min_rank}")],
+        )
+    if weight is None:
+        return
+    if weight.shape != (pred.shape[0],):
+        raise ShapeMismatch(
+            f"sample_weight has shape {list(weight.shape)}; it must be (N,) = [{pred.shape[0]}]",
+            errors=[(("sample_weight",), "must have shape (N,)")],
+        )
+    if weight.size and float(np.min(weight)) < 0:
+        first = int(np.argmax(weight < 0))
+        raise InvalidArray(
+            f"sample_weight[{first}] is negative; weights must be non-negative",
+            errors=[(("sample_weight", first), "must be >= 0")],
+        )
+
+
+@dataclass(frozen=True)
+class Declared:
+    """An input array as its request declares it, before it is decoded."""
+
+    rows: int
+    elements: int
+    itemsize: int  # bytes per element once decoded
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a request will make the process hold, from its declared shapes and options.
+
+    ``text_bytes`` is what one output element costs in the response as the codec writes it
+    (JSON text at its longest, base64, or raw bytes); ``losses`` is how many results are held
+    until the response is written (``POST /loss`` holds every loss's outputs).
+    """
+
+    predictions: Declared
+    inputs: Sequence[Declared]  # every declared input, predictions included
+    options: Options
+    text_bytes: float
+    losses: int = 1
+
+    def bytes_needed(self) -> int:
+        """The sum of what the request may hold at once: the decoded inputs in their own dtypes;
+        the compute arrays (predictions and targets as (N, C) of the compute dtype: class-index
+        targets become one-hot rows; the weights and κ (N,)); per loss, the per-sample losses
+        and the asked-for derivatives, in the compute dtype and as response text."""
+        rows, values = self.predictions.rows, self.predictions.elements
+        size = 4 if self.options.dtype == "float32" else 8
+        derivatives = self.options.gradient + self.options.hessian
+        inputs = sum(a.elements * a.itemsize for a in self.inputs)
+        compute = (2 * values + 2 * rows) * size
+        outputs = (rows + derivatives * values) * size
+        outputs += int((self.options.per_sample * rows + derivatives * values) * self.text_bytes)
+        return inputs + compute + self.losses * outputs
+
+
+def check_memory_budget(demand: Demand, max_request_bytes: int) -> None:
+    """413 ``memory_budget`` when the request would need more than ``max_request_bytes``,
+    estimated before any array is allocated."""
+    needed = demand.bytes_needed()
+    if needed <= max_request_bytes:
+        return
+    outputs_of = f"{demand.losses} loss" if demand.losses == 1 else f"{demand.losses} losses"
+    raise MemoryBudget(
+        f"the request needs about {needed} bytes of memory, more than the "
+        f"{max_request_bytes} allowed (LOSSD_MAX_REQUEST_BYTES): its arrays, their compute "
+        f"copies and the outputs of {outputs_of}, estimated from the declared shapes; send "
+        "a smaller batch, fewer losses or fewer outputs",
+        errors=[(("predictions",), "the request needs more memory than allowed")],
+    )
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Every catalogue entry (``GET /losses``), in registry order."""
+    return [spec.catalogue_entry() for spec in REGISTRY]
