@@ -1,13 +1,26 @@
-"""Shared pieces of the binary losses: a cancellation-free sigmoid pair and hinge label rules."""
+"""Shared pieces of the binary losses: cancellation-free sigmoids, the mask link of the overlap
+losses and hinge label rules."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+from typing import Annotated
+
 import numpy as np
+from pydantic import Field
 
 from ..errors import InvalidArray
-from ._jit import Array, inline
+from ..jit import Array, inline, scalar
 from ._spec import ComputeDtype, LossParams, Memo, Prepared, readonly
+from ._stable import log_sigmoid
 from ._vmath import exp, log1p_near
+
+# Fields several binary and overlap losses share
+SigmoidLogits = Annotated[bool, Field(description="predictions are logits (sigmoid inside)")]
+BinarySmoothing = Annotated[float, Field(ge=0, lt=1, description="y' = y (1 - s) + s/2")]
+MaskLogits = Annotated[bool, Field(description="predictions are logits (sigmoid elementwise)")]
+MaskSmooth = Annotated[float, Field(ge=0, description="added to numerator and denominator")]
 
 
 @inline
@@ -40,6 +53,20 @@ def sigmoid_logs(z: float) -> tuple[float, float, float, float]:
         -(max(-z, 0.0) + soft),
         -(max(z, 0.0) + soft),
     )
+
+
+@scalar
+def mask_link(x: float, from_logits: bool) -> tuple[float, float, float, float]:
+    r"""The mask value $p$ of a prediction $x$, with $1 - p$, $dp/dx$ and $d^2p/dx^2$: $x$ itself,
+    or $\sigma(x)$ with $1 - \sigma(x) = \sigma(-x)$, $\sigma' = \sigma(x)\sigma(-x)$ and
+    $\sigma'' = \sigma'(\sigma(-x) - \sigma(x))$, both sigmoids as $e^{\log\sigma}$ so that any
+    finite logit stays finite (dice, tversky)."""
+    if not from_logits:
+        return x, 1.0 - x, 1.0, 0.0
+    p = math.exp(log_sigmoid(x))
+    q = math.exp(log_sigmoid(-x))  # 1 − σ(x) without cancellation
+    d1 = p * q
+    return p, q, d1, d1 * (q - p)
 
 
 def _where(mask: Array) -> list[int]:
@@ -80,4 +107,4 @@ class SignTargetParams(LossParams):
         if signs is targets:
             return prepared
         rows = np.ascontiguousarray(signs, dtype=dtype).reshape(prepared.targets.shape)
-        return Prepared(readonly(rows), prepared.kernel_args)
+        return replace(prepared, targets=readonly(rows))

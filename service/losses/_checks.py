@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidArray, OutOfDomain
-from ._jit import Array
+from ..jit import Array
 
 
 def _first(mask: Array) -> list[int]:
@@ -24,14 +24,17 @@ def require_probabilities(predictions: Array, name: str) -> None:
         )
 
 
-def require_positive_row_sums(predictions: Array, name: str) -> None:
-    """Probability rows that can be renormalised (sum > 0)."""
-    sums = predictions.sum(axis=1)
+def require_positive_row_sums(rows: Array, name: str, field: str = "predictions") -> None:
+    """Rows that can be renormalised (sum > 0): probability rows of the predictions (a row of
+    zeros is outside the loss's domain), or target rows (not a distribution: an invalid array)."""
+    sums = rows.sum(axis=1)
     if sums.size and (sums <= 0).any():
         row = int(np.argmax(sums <= 0))
-        raise OutOfDomain(
-            f"{name} renormalises probability rows, but row {row} sums to 0",
-            errors=[(("predictions", row), "row must have a positive sum")],
+        error = OutOfDomain if field == "predictions" else InvalidArray
+        what = "probability" if field == "predictions" else "target"
+        raise error(
+            f"{name} renormalises {what} rows, but row {row} sums to 0",
+            errors=[((field, row), "row must have a positive sum")],
         )
 
 
@@ -56,3 +59,24 @@ def require_non_negative(targets: Array, name: str) -> None:
             f"{where}",
             errors=[(("targets", *where), "must be >= 0")],
         )
+
+
+def require_domain(
+    name: str,
+    predictions: Array,
+    targets: Array,
+    from_logits: bool,
+    *,
+    unit_targets: bool = False,
+    renormalised: bool = False,
+) -> None:
+    """The inputs of a loss on probabilities, or on logits with ``from_logits``: targets in
+    [0, 1] where they are labels or masks (``unit_targets``), predictions that are probabilities
+    unless they are logits, and probability rows with a positive sum where the loss renormalises
+    them."""
+    if unit_targets:
+        require_in_unit_interval(targets, name)
+    if not from_logits:
+        require_probabilities(predictions, name)
+        if renormalised:
+            require_positive_row_sums(predictions, name)

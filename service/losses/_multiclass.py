@@ -9,16 +9,33 @@ has loss 0, gradient 0 and normaliser κ_i = 0, exactly PyTorch's ignored sample
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import InvalidArray, InvalidParams, ShapeMismatch
+from ..jit import Array
 from ._checks import require_non_negative
-from ._jit import Array
-from ._spec import ComputeDtype, LossParams, Memo, Prepared, as_compute, memoized, readonly
+from ._spec import (
+    ComputeDtype,
+    LossParams,
+    Memo,
+    NonNegative,
+    Prepared,
+    as_compute,
+    memoized,
+    readonly,
+)
 
-ClassWeight = list[float] | Literal["balanced"] | None
+# Fields several multiclass losses share
+SoftmaxLogits = Annotated[bool, Field(description="predictions are logits (softmax inside)")]
+ClassSmoothing = Annotated[float, Field(ge=0, lt=1, description="y' = (1 - s) y + s/C")]
+ClassWeights = Annotated[
+    list[NonNegative] | Literal["balanced"] | None,
+    Field(description='C non-negative weights, or "balanced" (n / (C n_c) from the batch)'),
+]
+IgnoreIndex = Annotated[int | None, Field(description="class index whose samples are ignored")]
 
 
 def one_hot(targets: Array, classes: int, ignore_index: int | None, dtype: ComputeDtype) -> Array:
@@ -67,14 +84,13 @@ def balanced_weights(onehot: Array) -> Array:
 class MulticlassParams(LossParams):
     """Base of the losses on (N, C) predictions with one-hot, soft or class-index targets.
 
-    A subclass with a ``class_weight`` field gets κ_i = Σ_c cw_c·y_ic and the weights as a
-    kernel argument in that field's place; the ``host_only`` fields (``ignore_index``) are used
-    here and not passed; every other field goes to the driver as ``kernel_value`` makes it.
+    A subclass with a ``class_weight`` field gets κ_i = Σ_c cw_c·y_ic and the driver parameter
+    ``class_weight``, the (C,) weights in the compute dtype; ``ignore_index`` is used here only.
     """
 
     min_rank: ClassVar[int] = 2
     index_targets: ClassVar[bool] = True  # (N,) class indices accepted
-    host_only: ClassVar[frozenset[str]] = frozenset({"ignore_index"})
+    host_fields: ClassVar[frozenset[str]] = frozenset({"ignore_index", "class_weight"})
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
@@ -97,29 +113,20 @@ class MulticlassParams(LossParams):
                 errors=[(("targets",), "shape does not fit the predictions")],
             )
         shown = self.model_dump()
-        args: list[Any] = []
+        kernel = self.kernel_params()
         kappa = None
-        for field, value in shown.items():
-            if field in self.host_only:
-                continue
-            if field == "class_weight":
-                weights = self._class_weights(value, rows, classes)
-                if value == "balanced":  # derived from the batch: show what was used
-                    shown[field] = weights.tolist()
-                kappa = memoized(
-                    memo, (*key, "kappa", weights.tobytes()), partial(_kappa, rows, weights, dtype)
-                )
-                args.append(readonly(weights.astype(dtype)))
-            else:
-                args.append(self.kernel_value(field, value))
-        return Prepared(rows, tuple(args), kappa, shown)
-
-    def kernel_value(self, field: str, value: Any) -> float | bool:
-        """A field as its driver argument: a plain float or bool (override for nullable fields)."""
-        return value if isinstance(value, bool) else float(value)
+        if "class_weight" in shown:
+            weights = self._class_weights(shown["class_weight"], rows, classes)
+            if shown["class_weight"] == "balanced":  # derived from the batch: show what was used
+                shown["class_weight"] = weights.tolist()
+            kappa = memoized(
+                memo, (*key, "kappa", weights.tobytes()), partial(_kappa, rows, weights, dtype)
+            )
+            kernel["class_weight"] = readonly(weights.astype(dtype))
+        return Prepared(rows, kernel, kappa, shown)
 
     @staticmethod
-    def _class_weights(value: ClassWeight, rows: Array, classes: int) -> Array:
+    def _class_weights(value: ClassWeights, rows: Array, classes: int) -> Array:
         if value is None:
             return np.ones(classes)
         if value == "balanced":

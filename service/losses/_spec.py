@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidArray, ShapeMismatch
-from ._jit import Array
+from ..jit import Array
 
 Family = Literal["regression", "binary", "multiclass", "distribution", "overlap"]
 TargetForm = Literal["same_shape", "class_index"]
 
 
 ComputeDtype = type[np.floating[Any]]
+# Field types several losses share
+NonNegative = Annotated[float, Field(ge=0)]
+ClipEpsilon = Annotated[float, Field(gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")]
 # Per-batch conversions of the targets, shared by the losses of one POST /loss request.
 Memo = dict[tuple[Any, ...], Any]
 
@@ -49,12 +53,17 @@ def as_compute(array: Array, dtype: ComputeDtype, field: str) -> Array:
     return readonly(out)
 
 
+class KernelBindingError(TypeError):
+    """A loss's ``kernel_params`` do not match its driver's parameters: a bug in the loss."""
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What a loss's parameters make of a batch's targets before the kernel runs."""
 
     targets: Array  # (N, D), compute dtype, read-only, C-contiguous
-    kernel_args: tuple[Any, ...]  # the driver's trailing arguments
+    # the driver's parameters by their names in its signature (``LossSpec.kernel_args``)
+    kernel_params: Mapping[str, Any]
     kappa: Array | None = None  # κ_i of SPEC section 4, (N,) compute dtype, read-only; None: 1
     shown: dict[str, Any] | None = None  # params in force, when they differ from model_dump()
 
@@ -62,9 +71,7 @@ class Prepared:
 class LossParams(BaseModel):
     """Base of every loss's parameters: strict, no unknown keys, finite numbers.
 
-    The fields are declared in the order the loss's driver takes them after its arrays;
-    ``kernel_args`` hands them over as plain floats and bools so that every call hits the one
-    compiled (and cached) signature per dtype.
+    ``kernel_params`` names the driver's parameters; the order of the fields does not matter.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
@@ -73,10 +80,22 @@ class LossParams(BaseModel):
     # Parameters the start-up warm-up compiles with: the defaults, unless a loss has a
     # parameter without a usable default (simloss needs a similarity).
     warm_up: ClassVar[dict[str, Any]] = {}
+    # Fields that do not reach the driver as they are: used on the host only (ignore_index), or
+    # handed over in another form by ``prepare`` (class weights as an array) or by an override
+    # of ``kernel_params`` (a null as a number).
+    host_fields: ClassVar[frozenset[str]] = frozenset()
 
-    def kernel_args(self) -> tuple[float | bool, ...]:
-        """The driver's trailing arguments."""
-        return tuple(v if isinstance(v, bool) else float(v) for v in self.model_dump().values())
+    def kernel_params(self) -> dict[str, Any]:
+        """The driver's parameters by name: every field but the ``host_fields``, as a plain float
+        or bool, so that every call hits the one compiled (and cached) signature per dtype."""
+        fields = self.model_dump(exclude=set(self.host_fields))
+        for name, value in fields.items():
+            if not isinstance(value, bool | int | float):
+                raise KernelBindingError(
+                    f"{type(self).__name__}.{name} is not a number the driver can take: list it "
+                    "in host_fields and hand it over in another form"
+                )
+        return {name: v if isinstance(v, bool) else float(v) for name, v in fields.items()}
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
@@ -92,7 +111,7 @@ class LossParams(BaseModel):
                 errors=[(("targets",), "shape differs from predictions")],
             )
         rows = memoized(memo, ("targets", dtype), lambda: as_compute(targets, dtype, "targets"))
-        return Prepared(rows, self.kernel_args())
+        return Prepared(rows, self.kernel_params())
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
         """Raise ``OutOfDomain`` for inputs the loss is not defined on (default: none).
@@ -102,15 +121,21 @@ class LossParams(BaseModel):
 
 
 Driver = Callable[..., None]
+# The leading arguments of every driver, by name; its parameters follow them.
+DRIVER_ARRAYS = ("pred", "targ", "w", "scale", "loss", "grad", "hess")
+# What a kernel parameter may be: one compiled signature per dtype takes exactly these.
+KERNEL_VALUE_TYPES = (bool, float, np.ndarray)
 
 
 @dataclass(frozen=True)
 class LossSpec:
     """One registry entry.
 
-    ``driver(predictions, targets, w, scale, loss, grad, hess, *params.kernel_args())`` takes
-    C-contiguous (N, D) arrays of the compute dtype, writes ``loss[i] = l_i`` and, when ``grad`` /
-    ``hess`` are not empty, the derivatives of ``l_i`` times ``row_factor(w, i, scale)``.
+    ``driver(predictions, targets, w, scale, loss, grad, hess, *params)`` takes C-contiguous
+    (N, D) arrays of the compute dtype, writes ``loss[i] = l_i`` and, when ``grad`` / ``hess``
+    are not empty, the derivatives of ``l_i`` times ``row_factor(w, i, scale)``. Its parameters
+    are bound by name: ``kernel_args`` orders ``Prepared.kernel_params`` by the driver's own
+    parameter names (``kernel_names``), so a field's place in a Params class cannot matter.
     """
 
     name: str
@@ -124,6 +149,52 @@ class LossSpec:
     targets: tuple[TargetForm, ...] = ("same_shape",)
     hessian: bool = True
     hessian_note: str | None = None
+    # the driver's parameter names after DRIVER_ARRAYS, read from its signature
+    kernel_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        python = getattr(self.driver, "py_func", self.driver)
+        names = tuple(inspect.signature(python).parameters)
+        if names[: len(DRIVER_ARRAYS)] != DRIVER_ARRAYS:
+            raise KernelBindingError(
+                f"{self.name}: the driver's arguments start {names[: len(DRIVER_ARRAYS)]}, not "
+                f"{DRIVER_ARRAYS}"
+            )
+        object.__setattr__(self, "kernel_names", names[len(DRIVER_ARRAYS) :])
+
+    def kernel_args(self, prepared: Prepared) -> tuple[Any, ...]:
+        """The driver's parameters from ``prepared.kernel_params``, in the driver's order."""
+        params = prepared.kernel_params
+        if params.keys() != set(self.kernel_names):
+            missing = [k for k in self.kernel_names if k not in params]
+            extra = [k for k in params if k not in self.kernel_names]
+            raise KernelBindingError(
+                f"{self.name}: the driver takes parameters {list(self.kernel_names)}; "
+                f"kernel_params lacks {missing} and has no place for {extra}"
+            )
+        args = tuple(params[k] for k in self.kernel_names)
+        for k, value in zip(self.kernel_names, args, strict=True):
+            plain = type(value) in KERNEL_VALUE_TYPES
+            if not plain or (isinstance(value, np.ndarray) and value.flags.writeable):
+                raise KernelBindingError(
+                    f"{self.name}: kernel parameter {k} is a {type(value).__name__}; drivers take "
+                    "plain floats, bools and read-only arrays"
+                )
+        return args
+
+    def run(
+        self,
+        predictions: Array,
+        targets: Array,
+        w: Array,
+        scale: float,
+        loss: Array,
+        grad: Array,
+        hess: Array,
+        prepared: Prepared,
+    ) -> None:
+        """Call the driver on the compute arrays with the loss's own kernel parameters."""
+        self.driver(predictions, targets, w, scale, loss, grad, hess, *self.kernel_args(prepared))
 
     def catalogue_entry(self) -> dict[str, Any]:
         """The entry of ``GET /losses``."""

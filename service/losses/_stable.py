@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._jit import Array, inline, scalar
+from ..jit import Array, inline, scalar
 from ._vmath import exp, expm1_small, log1p_near
 
 LOG2 = math.log(2.0)
@@ -92,12 +92,54 @@ def through_row_sum(
 
 
 @scalar
+def through_softmax(
+    p: float, big_p: float, big_q: float, sum_p: float, sum_q: float
+) -> tuple[float, float]:
+    """d/dz_j and d²/dz_j² of Σ_c f_c(p_c) for p = softmax(z).
+
+    With P_c = p_c f'_c(p_c), Q_c = p_c² f''_c(p_c) and their row sums: P_j − p_j ΣP and
+    (1 − 2p_j)(P_j − p_j ΣP + Q_j) + p_j² ΣQ. The logit branches of generalized_cross_entropy and
+    poly1_cross_entropy share it (focal's top class needs its own Hessian).
+    """
+    g = big_p - p * sum_p
+    return g, (1.0 - 2.0 * p) * (g + big_q) + p * p * sum_q
+
+
+@scalar
 def row_sum(x: Array, i: int) -> float:
     """Σ_j x_ij of row i."""
     total = 0.0
     for j in range(x.shape[1]):
         total += x[i, j]
     return total
+
+
+@scalar
+def row_max(x: Array, i: int) -> float:
+    """max_j x_ij of row i, in the array's dtype."""
+    top: float = x[i, 0]
+    for j in range(1, x.shape[1]):
+        top = max(top, x[i, j])
+    return top
+
+
+@scalar
+def log_sum_exp_row(z: Array, i: int) -> tuple[float, float]:
+    """(top, log Σ_j e^{z_ij − top}) of logit row i, top = max_j z_ij: their sum is the row's
+    log-sum-exp, and log softmax_ij = (z_ij − top) − the second, which neither overflows nor
+    cancels for any finite logit."""
+    top = row_max(z, i)
+    total = 0.0
+    for j in range(z.shape[1]):
+        total += math.exp(z[i, j] - top)
+    return top, math.log(total)
+
+
+@scalar
+def smoothed_labels(targ: Array, i: int, label_smoothing: float) -> tuple[float, float]:
+    """(keep, spread) with y'_ij = keep·y_ij + spread: label smoothing over the row's C classes,
+    scaled by its target mass Σ_j y_ij, so that an ignored (all-zero) row stays all zero."""
+    return 1.0 - label_smoothing, label_smoothing * row_sum(targ, i) / targ.shape[1]
 
 
 @scalar

@@ -21,7 +21,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-from ._jit import inline
+from ..jit import inline
 
 LOG2E = 1.4426950408889634
 # ln 2 split so that n·LN2_HI is exact for |n| < 2^11 (Cody and Waite)

@@ -3,43 +3,49 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from ..errors import InvalidParams
-from ._binary import sigmoid_logs
-from ._checks import require_in_unit_interval, require_probabilities
-from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, inline, prange, scalar
-from ._spec import ComputeDtype, LossParams, LossSpec, Memo, Prepared, readonly
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, inline, prange, scalar
+from ._binary import BinarySmoothing, SigmoidLogits, sigmoid_logs
+from ._checks import require_domain
+from ._spec import (
+    ClipEpsilon,
+    ComputeDtype,
+    LossParams,
+    LossSpec,
+    Memo,
+    NonNegative,
+    Prepared,
+    readonly,
+)
 from ._stable import row_factor
-
-NonNegative = Annotated[float, Field(ge=0)]
 
 
 class BinaryCrossEntropyParams(LossParams):
-    from_logits: bool = Field(False, description="predictions are logits (sigmoid inside)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = y (1 - s) + s/2")
+    host_fields: ClassVar[frozenset[str]] = frozenset({"pos_weight"})
+
+    from_logits: SigmoidLogits = False
+    label_smoothing: BinarySmoothing = 0.0
     pos_weight: NonNegative | Annotated[list[NonNegative], Field(min_length=1)] | None = Field(
         None,
         description="weight P of the positive term: one number, or one per column (D entries); "
         "null means 1",
     )
-    epsilon: float = Field(1e-7, gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")
-
-    def kernel_args(self) -> tuple[float | bool, ...]:
-        """The scalar arguments; ``prepare`` puts the (D,) pos_weight array between them."""
-        return (self.from_logits, self.label_smoothing, self.epsilon)
+    epsilon: ClipEpsilon = 1e-7
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
     ) -> Prepared:
+        """The driver takes ``pos_weight`` as (D,) weights in the compute dtype."""
         prepared = super().prepare(name, predictions, targets, dtype, memo)
-        from_logits, label_smoothing, epsilon = prepared.kernel_args
         columns = prepared.targets.shape[1]  # rank-1 inputs are one column
         weights = readonly(self._pos_weights(columns).astype(dtype))
-        return Prepared(prepared.targets, (from_logits, label_smoothing, weights, epsilon))
+        return replace(prepared, kernel_params={**prepared.kernel_params, "pos_weight": weights})
 
     def _pos_weights(self, columns: int) -> Array:
         if self.pos_weight is None:
@@ -56,9 +62,9 @@ class BinaryCrossEntropyParams(LossParams):
         return np.full(columns, self.pos_weight)
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        require_in_unit_interval(targets, "binary_cross_entropy")
-        if not self.from_logits:
-            require_probabilities(predictions, "binary_cross_entropy")
+        require_domain(
+            "binary_cross_entropy", predictions, targets, self.from_logits, unit_targets=True
+        )
 
 
 @inline
@@ -93,24 +99,13 @@ def bce_prob_point(p: float, y: float, pw: float, epsilon: float) -> tuple[float
 
 @scalar
 def binary_cross_entropy_rows(
-    k: int,
-    rows: int,
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    from_logits: bool,
-    label_smoothing: float,
-    pos_weight: Array,
-    epsilon: float,
-) -> None:
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    from_logits: bool, label_smoothing: float, pos_weight: Array, epsilon: float,
+) -> None:  # fmt: skip
     """Block ``k`` of ``binary_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
-    # unsigned row indices (see _jit)
-    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
+    block = block_range(k, rows, n)
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -149,18 +144,9 @@ def binary_cross_entropy_rows(
 
 @batch
 def binary_cross_entropy_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    from_logits: bool,
-    label_smoothing: float,
-    pos_weight: Array,
-    epsilon: float,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    from_logits: bool, label_smoothing: float, pos_weight: Array, epsilon: float,
+) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j -[P_j y'_{ij} \log p_{ij} + (1 - y'_{ij})\log(1 - p_{ij})]$.
 
     $y' = y(1 - s) + s/2$; logits through ``bce_logit_point``, probabilities (clipped as Keras

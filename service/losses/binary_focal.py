@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from ._binary import sigmoid_pair
-from ._checks import require_in_unit_interval, require_probabilities
-from ._jit import Array, batch, prange, scalar
-from ._spec import LossParams, LossSpec
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._binary import BinarySmoothing, SigmoidLogits, sigmoid_pair
+from ._checks import require_domain
+from ._spec import ClipEpsilon, LossParams, LossSpec
 from ._stable import log_sigmoid, row_factor
 
 
 class BinaryFocalParams(LossParams):
+    host_fields: ClassVar[frozenset[str]] = frozenset({"alpha"})
+
     gamma: float = Field(2.0, ge=0, description="focusing exponent γ of (1 - p_t)^γ")
     alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(
         None, description="weight of the positive class (1 - alpha for the negative); null: none"
     )
-    from_logits: bool = Field(False, description="predictions are logits (sigmoid inside)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = y (1 - s) + s/2")
-    epsilon: float = Field(1e-7, gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")
+    from_logits: SigmoidLogits = False
+    label_smoothing: BinarySmoothing = 0.0
+    epsilon: ClipEpsilon = 1e-7
 
-    def kernel_args(self) -> tuple[float | bool, ...]:
-        """The driver's trailing arguments; alpha null is passed as −1 (no class balancing)."""
-        alpha = -1.0 if self.alpha is None else self.alpha
-        return (self.gamma, alpha, self.from_logits, self.label_smoothing, self.epsilon)
+    def kernel_params(self) -> dict[str, Any]:
+        """alpha null is passed as −1 (no class balancing)."""
+        alpha = -1.0 if self.alpha is None else float(self.alpha)
+        return {**super().kernel_params(), "alpha": alpha}
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        require_in_unit_interval(targets, "binary_focal")
-        if not self.from_logits:
-            require_probabilities(predictions, "binary_focal")
+        require_domain("binary_focal", predictions, targets, self.from_logits, unit_targets=True)
 
 
 @scalar
@@ -122,38 +122,20 @@ def focal_prob_point(
     return a * w * b, a * g, a * h
 
 
-@batch
-def binary_focal_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    gamma: float,
-    alpha: float,
-    from_logits: bool,
-    label_smoothing: float,
-    epsilon: float,
-) -> None:
-    r"""$l_i = \mathrm{mean}_j\, \alpha_t (1 - p_t)^\gamma\, \mathrm{BCE}(y'_{ij}, p_{ij})$.
-
-    $y' = y(1 - s) + s/2$, $p_t = y'p + (1 - y')(1 - p)$, $\alpha_t = y'\alpha + (1 - y')(1 - \alpha)$
-    ($\alpha < 0$ stands for null: $\alpha_t = 1$). For hard labels this is
-    $-\alpha_t(1 - p_t)^\gamma\log p_t$; with label smoothing both references compute the
-    cross-entropy of $y'$ times the focal factor, and so does this driver. Reference:
-    ``optax.sigmoid_focal_loss(alpha, gamma)`` on $y'$ (logits),
-    ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing = alpha is not None)``
-    (probabilities).
-    """
+@scalar
+def binary_focal_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, epsilon: float,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``binary_focal_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     keep = 1.0 - label_smoothing
     spread = 0.5 * label_smoothing
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -169,6 +151,37 @@ def binary_focal_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def binary_focal_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j\, \alpha_t (1 - p_t)^\gamma\, \mathrm{BCE}(y'_{ij}, p_{ij})$.
+
+    $y' = y(1 - s) + s/2$, $p_t = y'p + (1 - y')(1 - p)$, $\alpha_t = y'\alpha + (1 - y')(1 - \alpha)$
+    ($\alpha < 0$ stands for null: $\alpha_t = 1$). For hard labels this is
+    $-\alpha_t(1 - p_t)^\gamma\log p_t$; with label smoothing both references compute the
+    cross-entropy of $y'$ times the focal factor, and so does this driver. Reference:
+    ``optax.sigmoid_focal_loss(alpha, gamma)`` on $y'$ (logits),
+    ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing = alpha is not None)``
+    (probabilities).
+    """
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            binary_focal_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                gamma, alpha, from_logits, label_smoothing, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        binary_focal_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            gamma, alpha, from_logits, label_smoothing, epsilon,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._multiclass import MulticlassParams
 from ._spec import LossSpec
 from ._stable import row_factor
@@ -76,27 +76,16 @@ def tie_weights(targ: Array, pred: Array, i: int, neg: float) -> Array:
     return lam
 
 
-@batch
-def categorical_hinge_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-) -> None:
-    r"""$l_i = \max(0,\ \max_c (1 - y_c)\hat y_c - \sum_c y_c \hat y_c + 1)$.
-
-    Where $l_i > 0$: $\partial l/\partial \hat y_j = (1 - y_j)[j = \arg\max] - y_j$; at a tied
-    maximum the weights of ``tie_weights`` (smallest-norm subgradient); at $l_i = 0$ (the kink
-    included) 0. The Hessian is 0 wherever $l$ is differentiable. Reference:
-    ``keras.losses.categorical_hinge``.
-    """
+@scalar
+def categorical_hinge_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``categorical_hinge_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         pos = 0.0
         neg = (1.0 - targ[i, 0]) * pred[i, 0]
         top = 0
@@ -128,6 +117,27 @@ def categorical_hinge_batch(
         if want_h:
             for j in range(c):
                 hess[i, j] = 0.0
+
+
+@batch
+def categorical_hinge_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
+    r"""$l_i = \max(0,\ \max_c (1 - y_c)\hat y_c - \sum_c y_c \hat y_c + 1)$.
+
+    Where $l_i > 0$: $\partial l/\partial \hat y_j = (1 - y_j)[j = \arg\max] - y_j$; at a tied
+    maximum the weights of ``tie_weights`` (smallest-norm subgradient); at $l_i = 0$ (the kink
+    included) 0. The Hessian is 0 wherever $l$ is differentiable. Reference:
+    ``keras.losses.categorical_hinge``.
+    """
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        return
+    for k in prange(-(-n // rows)):
+        categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
 
 
 SPEC = LossSpec(

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ._jit import Array, batch, prange
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor
 
@@ -18,28 +18,17 @@ class CosineSimilarityParams(LossParams):
     epsilon: float = Field(1e-7, gt=0, description="floor of the row norms")
 
 
-@batch
-def cosine_similarity_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+@scalar
+def cosine_similarity_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     epsilon: float,
-) -> None:
-    r"""$l_i = -u \cdot v$, $u = \hat y/\max(\|\hat y\|, \varepsilon)$, $v = y/\max(\|y\|, \varepsilon)$.
-
-    With $s = u \cdot v$ and $n = \|\hat y\| > \varepsilon$: $\partial l/\partial \hat y_j =
-    -(v_j - u_j s)/n$ and $\partial^2 l/\partial \hat y_j^2 = (s - 3u_j^2 s + 2u_jv_j)/n^2$; below
-    the floor the normaliser is constant, so the gradient is $-v_j/\varepsilon$ and the Hessian 0.
-    Reference ``keras.losses.cosine_similarity``.
-    """
+) -> None:  # fmt: skip
+    """Block ``k`` of ``cosine_similarity_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         sp = 0.0
         st = 0.0
         dot = 0.0
@@ -68,6 +57,28 @@ def cosine_similarity_batch(
                     grad[i, j] = g * f
                 if want_h:
                     hess[i, j] = h * f
+
+
+@batch
+def cosine_similarity_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = -u \cdot v$, $u = \hat y/\max(\|\hat y\|, \varepsilon)$, $v = y/\max(\|y\|, \varepsilon)$.
+
+    With $s = u \cdot v$ and $n = \|\hat y\| > \varepsilon$: $\partial l/\partial \hat y_j =
+    -(v_j - u_j s)/n$ and $\partial^2 l/\partial \hat y_j^2 = (s - 3u_j^2 s + 2u_jv_j)/n^2$; below
+    the floor the normaliser is constant, so the gradient is $-v_j/\varepsilon$ and the Hessian 0.
+    Reference ``keras.losses.cosine_similarity``.
+    """
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+        return
+    for k in prange(-(-n // rows)):
+        cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
 
 
 SPEC = LossSpec(

@@ -3,72 +3,44 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
 
-import numpy as np
-from pydantic import Field
-
-from ._checks import require_positive_row_sums, require_probabilities
-from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
-from ._multiclass import MulticlassParams
-from ._spec import LossSpec
-from ._stable import row_factor, through_row_sum
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._checks import require_domain
+from ._multiclass import ClassSmoothing, ClassWeights, IgnoreIndex, MulticlassParams, SoftmaxLogits
+from ._spec import ClipEpsilon, LossSpec
+from ._stable import row_factor, row_max, row_sum, smoothed_labels, through_row_sum
 from ._vmath import exp
-
-NonNegative = Annotated[float, Field(ge=0)]
 
 
 class CrossEntropyParams(MulticlassParams):
-    from_logits: bool = Field(False, description="predictions are logits (softmax inside)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = (1 - s) y + s/C")
-    class_weight: list[NonNegative] | Literal["balanced"] | None = Field(
-        None, description='C non-negative weights, or "balanced" (n / (C n_c) from the batch)'
-    )
-    ignore_index: int | None = Field(None, description="class index whose samples are ignored")
-    epsilon: float = Field(1e-7, gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")
+    from_logits: SoftmaxLogits = False
+    label_smoothing: ClassSmoothing = 0.0
+    class_weight: ClassWeights = None
+    ignore_index: IgnoreIndex = None
+    epsilon: ClipEpsilon = 1e-7
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        if not self.from_logits:
-            require_probabilities(predictions, "cross_entropy")
-            require_positive_row_sums(predictions, "cross_entropy")
+        require_domain("cross_entropy", predictions, targets, self.from_logits, renormalised=True)
 
 
 @scalar
 def cross_entropy_rows(
-    k: int,
-    rows: int,
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    from_logits: bool,
-    label_smoothing: float,
-    class_weight: Array,
-    epsilon: float,
-) -> None:
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    from_logits: bool, label_smoothing: float, class_weight: Array, epsilon: float,
+) -> None:  # fmt: skip
     """Block ``k`` of ``cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
-    # unsigned row indices (see _jit)
-    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     # e^(z_j − max z) is kept in the first asked-for output row until p_j = e/Σe replaces it
     kept = grad if want_g else hess
-    keep = 1.0 - label_smoothing
-    for i in block:
-        mass = 0.0
-        for j in range(c):
-            mass += targ[i, j]
-        spread = label_smoothing * mass / c
+    for i in block_range(k, rows, n):
+        keep, spread = smoothed_labels(targ, i, label_smoothing)
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
-            top = pred[i, 0]
-            for j in range(1, c):
-                top = max(top, pred[i, j])
+            top = row_max(pred, i)
             total = 0.0
             if want_g or want_h:
                 for j in range(c):  # vectorises: _vmath's exp, no sum in this loop
@@ -93,9 +65,7 @@ def cross_entropy_rows(
                     if want_h:
                         hess[i, j] = big_w * p * (1.0 - p) * f
         else:
-            s = 0.0
-            for j in range(c):
-                s += pred[i, j]
+            s = row_sum(pred, i)
             big_a = 0.0
             big_b = 0.0
             for j in range(c):
@@ -125,18 +95,9 @@ def cross_entropy_rows(
 
 @batch
 def cross_entropy_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    from_logits: bool,
-    label_smoothing: float,
-    class_weight: Array,
-    epsilon: float,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    from_logits: bool, label_smoothing: float, class_weight: Array, epsilon: float,
+) -> None:  # fmt: skip
     r"""$l_i = -\sum_c cw_c\, y'_c \log p_c$, $y' = (1 - s)y + s\,(\sum_k y_k)/C$.
 
     Logits: $p = \mathrm{softmax}(z)$ by log-sum-exp, $\partial l/\partial z_j = W p_j - cw_j y'_j$,
@@ -148,9 +109,9 @@ def cross_entropy_batch(
     $A = \sum_c a_c q_c$, $S = \sum_c p_c$. Reference: ``torch.nn.functional.cross_entropy``
     (logits), ``keras.losses.categorical_crossentropy`` (probabilities).
     """
-    n, c = pred.shape
-    rows = block_rows(n, c)
-    if n * c <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
             cross_entropy_rows(
                 k, rows, pred, targ, w, scale, loss, grad, hess,

@@ -2,53 +2,65 @@
 
 from __future__ import annotations
 
-import math
-
-from pydantic import Field
-
-from ._checks import require_in_unit_interval, require_probabilities
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._binary import MaskLogits, MaskSmooth, mask_link
+from ._checks import require_domain
 from ._spec import LossParams, LossSpec
-from ._stable import log_sigmoid, row_factor
+from ._stable import row_factor
 
 
 class DiceParams(LossParams):
     """Rank-1 inputs are N one-element rows (each element its own mask), as everywhere in lossd."""
 
-    smooth: float = Field(1.0, ge=0, description="added to numerator and denominator")
-    from_logits: bool = Field(False, description="predictions are logits (sigmoid elementwise)")
+    smooth: MaskSmooth = 1.0
+    from_logits: MaskLogits = False
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        require_in_unit_interval(targets, "dice")
-        if not self.from_logits:
-            require_probabilities(predictions, "dice")
+        require_domain("dice", predictions, targets, self.from_logits, unit_targets=True)
 
 
 @scalar
-def dice_link(x: float, from_logits: bool) -> tuple[float, float, float]:
-    r"""The mask value $p$ with $dp/dx$ and $d^2p/dx^2$: $x$ itself, or $\sigma(x)$ with
-    $\sigma' = \sigma(x)\sigma(-x)$ and $\sigma'' = \sigma'(\sigma(-x) - \sigma(x))$, both sigmoids
-    as $e^{\log\sigma}$ so that any finite logit stays finite."""
-    if not from_logits:
-        return x, 1.0, 0.0
-    p = math.exp(log_sigmoid(x))
-    q = math.exp(log_sigmoid(-x))  # 1 − σ(x) without cancellation
-    d1 = p * q
-    return p, d1, d1 * (q - p)
+def dice_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    smooth: float, from_logits: bool,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``dice_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    n, d = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in block_range(k, rows, n):
+        inter = 0.0
+        total = 0.0
+        for j in range(d):
+            p, _, _, _ = mask_link(pred[i, j], from_logits)
+            inter += p * targ[i, j]
+            total += p + targ[i, j]
+        a = 2.0 * inter + smooth
+        b = total + smooth
+        r = a / b if b > 0 else 1.0
+        loss[i] = 1.0 - r
+        if want_g or want_h:
+            f = row_factor(w, i, scale)
+            for j in range(d):
+                _, _, d1, d2 = mask_link(pred[i, j], from_logits)
+                g = 0.0
+                h = 0.0
+                if b > 0:
+                    # (A − 2t_jB)/B² as (A/B − 2t_j)/B: B² underflows for B below 1e-154
+                    g = (r - 2.0 * targ[i, j]) / b
+                    h = -2.0 * g / b
+                if want_g:
+                    grad[i, j] = g * d1 * f
+                if want_h:
+                    hess[i, j] = (h * d1 * d1 + g * d2) * f
 
 
 @batch
 def dice_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    smooth: float,
-    from_logits: bool,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    smooth: float, from_logits: bool,
+) -> None:  # fmt: skip
     r"""$l_i = 1 - A/B$, $A = 2\sum_j p_j t_j + s$, $B = \sum_j p_j + \sum_j t_j + s$ (the formula
     of LOSSES.md is the reference).
 
@@ -61,33 +73,13 @@ def dice_batch(
     of two empty masks and the limit $s \to 0^+$, and gradient and Hessian 0.
     """
     n, d = pred.shape
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    for i in prange(n):
-        inter = 0.0
-        total = 0.0
-        for j in range(d):
-            p, _, _ = dice_link(pred[i, j], from_logits)
-            inter += p * targ[i, j]
-            total += p + targ[i, j]
-        a = 2.0 * inter + smooth
-        b = total + smooth
-        r = a / b if b > 0 else 1.0
-        loss[i] = 1.0 - r
-        if want_g or want_h:
-            f = row_factor(w, i, scale)
-            for j in range(d):
-                _, d1, d2 = dice_link(pred[i, j], from_logits)
-                g = 0.0
-                h = 0.0
-                if b > 0:
-                    # (A − 2t_jB)/B² as (A/B − 2t_j)/B: B² underflows for B below 1e-154
-                    g = (r - 2.0 * targ[i, j]) / b
-                    h = -2.0 * g / b
-                if want_g:
-                    grad[i, j] = g * d1 * f
-                if want_h:
-                    hess[i, j] = (h * d1 * d1 + g * d2) * f
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, smooth, from_logits)
+        return
+    for k in prange(-(-n // rows)):
+        dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, smooth, from_logits)
 
 
 SPEC = LossSpec(

@@ -3,41 +3,46 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ._checks import require_positive_row_sums, require_probabilities
-from ._jit import Array, batch, prange, scalar
-from ._multiclass import MulticlassParams
-from ._spec import LossSpec
-from ._stable import row_factor, row_sum, softmax_entry, softmax_row, through_row_sum
-
-NonNegative = Annotated[float, Field(ge=0)]
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._checks import require_domain
+from ._multiclass import ClassSmoothing, ClassWeights, IgnoreIndex, MulticlassParams, SoftmaxLogits
+from ._spec import ClipEpsilon, LossSpec
+from ._stable import (
+    row_factor,
+    row_sum,
+    smoothed_labels,
+    softmax_entry,
+    softmax_row,
+    through_row_sum,
+)
 
 
 class FocalParams(MulticlassParams):
+    host_fields: ClassVar[frozenset[str]] = MulticlassParams.host_fields | {"alpha"}
+
     gamma: float = Field(2.0, ge=0, description="focusing parameter γ: (1 − p)^γ")
     alpha: float | None = Field(
         None, gt=0, description="one balancing factor α for all classes; null means 1"
     )
-    from_logits: bool = Field(False, description="predictions are logits (softmax inside)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = (1 - s) y + s/C")
-    class_weight: list[NonNegative] | Literal["balanced"] | None = Field(
-        None, description='C non-negative weights, or "balanced" (n / (C n_c) from the batch)'
-    )
-    ignore_index: int | None = Field(None, description="class index whose samples are ignored")
-    epsilon: float = Field(1e-7, gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")
+    from_logits: SoftmaxLogits = False
+    label_smoothing: ClassSmoothing = 0.0
+    class_weight: ClassWeights = None
+    ignore_index: IgnoreIndex = None
+    epsilon: ClipEpsilon = 1e-7
 
-    def kernel_value(self, field: str, value: Any) -> float | bool:
-        if field == "alpha" and value is None:
-            return 1.0
-        return super().kernel_value(field, value)
+    def kernel_params(self) -> dict[str, Any]:
+        """alpha null is passed as 1 (no balancing)."""
+        return {
+            **super().kernel_params(),
+            "alpha": 1.0 if self.alpha is None else float(self.alpha),
+        }
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        if not self.from_logits:
-            require_probabilities(predictions, "focal")
-            require_positive_row_sums(predictions, "focal")
+        require_domain("focal", predictions, targets, self.from_logits, renormalised=True)
 
 
 @scalar
@@ -60,40 +65,19 @@ def focal_terms(
     return -a * ug * logp, big_p, big_w
 
 
-@batch
-def focal_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    gamma: float,
-    alpha: float,
-    from_logits: bool,
-    label_smoothing: float,
-    class_weight: Array,
+@scalar
+def focal_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, class_weight: Array,
     epsilon: float,
-) -> None:
-    r"""$l_i = -\sum_c \alpha\, cw_c\, y'_c (1 - p_c)^\gamma \log p_c$, $y' = (1 - s)y + s(\sum_k y_k)/C$.
-
-    With the per-class $f_c(p_c)$, $P_c = p_c f_c'$, $Q_c = p_c^2 f_c''$ of ``focal_terms``:
-    logits (softmax by log-sum-exp, no clipping): $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
-    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j\sum_c P_c) + (1 - p_j)^2 Q_j
-    + p_j^2 \sum_{c \ne j} Q_c$ (the top class's $Q$ enters only as $(1 - p)^2 Q$ and
-    $p_j^2 Q = (p_j/u)^2 W$, finite as its $p \to 1$). Probabilities (Keras): $q = p/S$ clipped
-    to $[\varepsilon, 1 - \varepsilon]$; on unclipped classes $D_c = P_c/q_c$,
-    $E_c = Q_c/q_c^2$ (0 where clipping is active), $\partial l/\partial p_j = (D_j - A)/S$ and
-    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
-    $B = \sum_c Q_c$. Reference: ``keras.losses.CategoricalFocalCrossentropy(alpha, gamma)``.
-    """
+) -> None:  # fmt: skip
+    """Block ``k`` of ``focal_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    keep = 1.0 - label_smoothing
-    for i in prange(n):
-        spread = label_smoothing * row_sum(targ, i) / c
+    for i in block_range(k, rows, n):
+        keep, spread = smoothed_labels(targ, i, label_smoothing)
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
@@ -158,6 +142,40 @@ def focal_batch(
                     if want_h:
                         hess[i, j] = h * f
         loss[i] = acc
+
+
+@batch
+def focal_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, class_weight: Array,
+    epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = -\sum_c \alpha\, cw_c\, y'_c (1 - p_c)^\gamma \log p_c$, $y' = (1 - s)y + s(\sum_k y_k)/C$.
+
+    With the per-class $f_c(p_c)$, $P_c = p_c f_c'$, $Q_c = p_c^2 f_c''$ of ``focal_terms``:
+    logits (softmax by log-sum-exp, no clipping): $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
+    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j\sum_c P_c) + (1 - p_j)^2 Q_j
+    + p_j^2 \sum_{c \ne j} Q_c$ (the top class's $Q$ enters only as $(1 - p)^2 Q$ and
+    $p_j^2 Q = (p_j/u)^2 W$, finite as its $p \to 1$). Probabilities (Keras): $q = p/S$ clipped
+    to $[\varepsilon, 1 - \varepsilon]$; on unclipped classes $D_c = P_c/q_c$,
+    $E_c = Q_c/q_c^2$ (0 where clipping is active), $\partial l/\partial p_j = (D_j - A)/S$ and
+    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
+    $B = \sum_c Q_c$. Reference: ``keras.losses.CategoricalFocalCrossentropy(alpha, gamma)``.
+    """
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            focal_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                gamma, alpha, from_logits, label_smoothing, class_weight, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        focal_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            gamma, alpha, from_logits, label_smoothing, class_weight, epsilon,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ._checks import require_probabilities
-from ._jit import Array, batch, prange, scalar
-from ._multiclass import MulticlassParams
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._checks import require_domain
+from ._multiclass import ClassWeights, IgnoreIndex, MulticlassParams, SoftmaxLogits
 from ._spec import LossSpec
-from ._stable import row_factor, softmax_entry, softmax_row
-
-NonNegative = Annotated[float, Field(ge=0)]
+from ._stable import row_factor, softmax_entry, softmax_row, through_softmax
 
 
 class GeneralizedCrossEntropyParams(MulticlassParams):
     q: float = Field(0.7, gt=0, le=1, description="q → 0 approaches cross-entropy, q = 1 is MAE")
-    from_logits: bool = Field(False, description="predictions are logits (softmax inside)")
-    class_weight: list[NonNegative] | Literal["balanced"] | None = Field(
-        None, description='C non-negative weights, or "balanced" (n / (C n_c) from the batch)'
-    )
-    ignore_index: int | None = Field(None, description="class index whose samples are ignored")
+    from_logits: SoftmaxLogits = False
+    class_weight: ClassWeights = None
+    ignore_index: IgnoreIndex = None
     epsilon: float = Field(
         1e-7, gt=0, lt=1, description="probabilities floored at ε (p^q has an infinite slope at 0)"
     )
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        if not self.from_logits:
-            require_probabilities(predictions, "generalized_cross_entropy")
+        require_domain("generalized_cross_entropy", predictions, targets, self.from_logits)
 
 
 @scalar
@@ -41,34 +35,17 @@ def gce_terms(a: float, logp: float, q: float) -> tuple[float, float, float]:
     return -a * math.expm1(q * logp) / q, -a * pq, a * (1.0 - q) * pq
 
 
-@batch
-def generalized_cross_entropy_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    q: float,
-    from_logits: bool,
-    class_weight: Array,
-    epsilon: float,
-) -> None:
-    r"""$l_i = \sum_c cw_c\, y_c (1 - p_c^q)/q$ (index targets: $cw_y (1 - p_y^q)/q$).
-
-    Logits (softmax by log-sum-exp): with $P_c$, $Q_c$ of ``gce_terms``,
-    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$ and
-    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$.
-    Probabilities as given (Keras neither renormalises nor clips; lossd floors them at
-    $\varepsilon$, derivative 0 there): $\partial l/\partial p_j = -cw_j y_j p_j^{q-1}$,
-    $\partial^2 l/\partial p_j^2 = cw_j y_j (1 - q) p_j^{q-2}$.
-    Reference: ``keras.losses.categorical_generalized_cross_entropy(q)``.
-    """
+@scalar
+def generalized_cross_entropy_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    q: float, from_logits: bool, class_weight: Array, epsilon: float,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``generalized_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
@@ -85,11 +62,11 @@ def generalized_cross_entropy_batch(
                 for j in range(c):
                     p, logp, _ = softmax_entry(pred[i, j], top, rest, j == arg)
                     _, big_p, big_q = gce_terms(class_weight[j] * targ[i, j], logp, q)
-                    g = big_p - p * sum_p
+                    g, h = through_softmax(p, big_p, big_q, sum_p, sum_q)
                     if want_g:
                         grad[i, j] = g * f
                     if want_h:
-                        hess[i, j] = ((1.0 - 2.0 * p) * (g + big_q) + p * p * sum_q) * f
+                        hess[i, j] = h * f
         else:
             for j in range(c):
                 p = pred[i, j]
@@ -103,6 +80,37 @@ def generalized_cross_entropy_batch(
                 if want_h:
                     hess[i, j] = big_q / (p * p) * f if active else 0.0
         loss[i] = acc
+
+
+@batch
+def generalized_cross_entropy_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    q: float, from_logits: bool, class_weight: Array, epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \sum_c cw_c\, y_c (1 - p_c^q)/q$ (index targets: $cw_y (1 - p_y^q)/q$).
+
+    Logits (softmax by log-sum-exp): with $P_c$, $Q_c$ of ``gce_terms``,
+    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$ and
+    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$.
+    Probabilities as given (Keras neither renormalises nor clips; lossd floors them at
+    $\varepsilon$, derivative 0 there): $\partial l/\partial p_j = -cw_j y_j p_j^{q-1}$,
+    $\partial^2 l/\partial p_j^2 = cw_j y_j (1 - q) p_j^{q-2}$.
+    Reference: ``keras.losses.categorical_generalized_cross_entropy(q)``.
+    """
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            generalized_cross_entropy_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                q, from_logits, class_weight, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        generalized_cross_entropy_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            q, from_logits, class_weight, epsilon,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._binary import SignTargetParams
-from ._jit import Array, batch, prange, scalar
 from ._spec import LossSpec
 from ._stable import row_factor
 
@@ -21,16 +21,17 @@ def hinge_point(p: float, t: float) -> tuple[float, float, float]:
     return 0.0, 0.0, 0.0
 
 
-@batch
-def hinge_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array
-) -> None:
-    r"""$l_i = \mathrm{mean}_j \max(0, 1 - t_{ij}\hat y_{ij})$, $t = \pm 1$; reference ``keras.losses.hinge``."""
+@scalar
+def hinge_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``hinge_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -41,6 +42,21 @@ def hinge_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def hinge_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j \max(0, 1 - t_{ij}\hat y_{ij})$, $t = \pm 1$; reference ``keras.losses.hinge``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        return
+    for k in prange(-(-n // rows)):
+        hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
 
 
 SPEC = LossSpec(

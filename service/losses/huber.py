@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from pydantic import Field
 
-from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor, sign
 
@@ -26,21 +25,13 @@ def huber_point(p: float, t: float, delta: float) -> tuple[float, float, float]:
 
 @scalar
 def huber_rows(
-    k: int,
-    rows: int,
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     delta: float,
-) -> None:
+) -> None:  # fmt: skip
     """Block ``k`` of ``huber_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
-    # unsigned row indices (see _jit)
-    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
+    block = block_range(k, rows, n)
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     if d == 1 and w.shape[0] == 0:
@@ -77,15 +68,9 @@ def huber_rows(
 
 @batch
 def huber_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     delta: float,
-) -> None:
+) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j\, \mathrm{huber}_\delta(r_{ij})$; reference ``torch.nn.functional.huber_loss``."""
     n, d = pred.shape
     rows = block_rows(n, d)

@@ -4,44 +4,101 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from pydantic import Field
-
-from ..errors import InvalidArray
-from ._checks import require_positive_row_sums, require_probabilities
-from ._jit import Array, batch, prange
-from ._multiclass import MulticlassParams
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._checks import require_domain, require_positive_row_sums
+from ._multiclass import MulticlassParams, SoftmaxLogits
 from ._spec import LossSpec
-from ._stable import LOG2, row_factor
+from ._stable import LOG2, log_sum_exp_row, row_factor, row_sum
 
 
 class JsDivergenceParams(MulticlassParams):
-    from_logits: bool = Field(False, description="predictions are logits (softmax inside)")
+    from_logits: SoftmaxLogits = False
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        if not self.from_logits:
-            require_probabilities(predictions, "js_divergence")
-            require_positive_row_sums(predictions, "js_divergence")
-        sums = targets.sum(axis=1)
-        if sums.size and (sums <= 0).any():
-            row = int(np.argmax(sums <= 0))
-            raise InvalidArray(
-                f"js_divergence renormalises target rows (as scipy does), but row {row} sums to 0",
-                errors=[(("targets", row), "row must have a positive sum")],
-            )
+        require_domain("js_divergence", predictions, targets, self.from_logits, renormalised=True)
+        require_positive_row_sums(targets, "js_divergence", "targets")
+
+
+@scalar
+def js_entry(
+    t: float, z: float, from_logits: bool, row: tuple[float, float, float, float]
+) -> tuple[float, float, float]:
+    """(p_j, q_j, log q_j) from the target ``t`` and prediction ``z`` of one entry: the target
+    renormalised, the prediction renormalised or its softmax; ``row`` is (Σ P, Σ Q, top,
+    log_total) of ``js_divergence_rows``."""
+    mass, s, top, log_total = row
+    p = t / mass
+    if from_logits:
+        # (z − max z) − log Σ e^(z − max z): no overflow and no cancellation at 1e300
+        log_q = (z - top) - log_total
+        return p, math.exp(log_q), log_q
+    q = z / s
+    return p, q, math.log(q) if q > 0 else -math.inf
+
+
+@scalar
+def js_terms(p: float, q: float, log_q: float) -> tuple[float, float]:
+    """(g_j, h_j q_j²) of the docstring of ``js_divergence_batch``; both finite where q_j = 0."""
+    if p > 0:
+        return 0.5 * (LOG2 + log_q - math.log(p + q)), 0.5 * p * q / (p + q)
+    return 0.5 * LOG2, 0.0
+
+
+@scalar
+def js_divergence_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    from_logits: bool,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``js_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    n, c = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in block_range(k, rows, n):
+        top, log_total = log_sum_exp_row(pred, i) if from_logits else (0.0, 0.0)
+        row = (row_sum(targ, i), 0.0 if from_logits else row_sum(pred, i), top, log_total)
+        acc = 0.0
+        g_bar = 0.0
+        h_2 = 0.0
+        for j in range(c):
+            p, q, log_q = js_entry(targ[i, j], pred[i, j], from_logits, row)
+            m = (p + q) / 2.0
+            if p > 0:
+                acc += p * math.log(p / m)
+            if q > 0:
+                acc += q * math.log(q / m)
+            if (want_g or want_h) and q > 0:
+                g, hq2 = js_terms(p, q, log_q)
+                g_bar += g * q
+                h_2 += hq2
+        loss[i] = 0.5 * acc
+        if want_g or want_h:
+            f = row_factor(w, i, scale)
+            s = row[1]
+            for j in range(c):
+                p, q, log_q = js_entry(targ[i, j], pred[i, j], from_logits, row)
+                g, hq2 = js_terms(p, q, log_q)
+                if from_logits:
+                    # q_j = 0 (underflow) has a finite g_j here (log q_j = z_j - lse), so 0·g_j = 0
+                    if want_g:
+                        grad[i, j] = q * (g - g_bar) * f
+                    if want_h:
+                        u = 1.0 - 2.0 * q
+                        hess[i, j] = (q * u * (g - g_bar) + u * hq2 + q * q * h_2) * f
+                else:
+                    if want_g:
+                        grad[i, j] = (g - g_bar) / s * f
+                    if want_h:
+                        h = 0.5 * p / (q * (p + q)) if p > 0 else 0.0
+                        num = h * (1.0 - 2.0 * q) - 2.0 * (g - g_bar) + h_2
+                        hess[i, j] = num / (s * s) * f
 
 
 @batch
 def js_divergence_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     from_logits: bool,
-) -> None:
+) -> None:  # fmt: skip
     r"""$l_i = \tfrac12 \sum_c \left[p_c \log\frac{p_c}{m_c} + q_c \log\frac{q_c}{m_c}\right]$,
     $m = (p + q)/2$, natural log, $0 \log 0 = 0$.
 
@@ -57,79 +114,14 @@ def js_divergence_batch(
     $\partial^2 l/\partial z_j^2 = q_j(1 - 2q_j)(g_j - \bar G) + (1 - 2q_j)h_jq_j^2 + q_j^2 H_2$.
     A probability $Q_j = 0$ where $p_j > 0$ has slope $-\infty$: its gradient is not finite.
     """
-    n, c = pred.shape
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    for i in prange(n):
-        mass = 0.0
-        for j in range(c):
-            mass += targ[i, j]
-        top = 0.0
-        log_total = 0.0
-        s = 0.0
-        if from_logits:
-            top = pred[i, 0]
-            for j in range(1, c):
-                top = max(top, pred[i, j])
-            total = 0.0
-            for j in range(c):
-                total += math.exp(pred[i, j] - top)
-            log_total = math.log(total)
-        else:
-            for j in range(c):
-                s += pred[i, j]
-        acc = 0.0
-        g_bar = 0.0
-        h_2 = 0.0
-        for j in range(c):
-            p = targ[i, j] / mass
-            if from_logits:
-                log_q = (pred[i, j] - top) - log_total
-                q = math.exp(log_q)
-            else:
-                q = pred[i, j] / s
-                log_q = math.log(q) if q > 0 else -math.inf
-            m = (p + q) / 2.0
-            if p > 0:
-                acc += p * math.log(p / m)
-            if q > 0:
-                acc += q * math.log(q / m)
-            if (want_g or want_h) and q > 0:
-                g = 0.5 * (LOG2 + log_q - math.log(p + q)) if p > 0 else 0.5 * LOG2
-                g_bar += g * q
-                h_2 += 0.5 * p * q / (p + q)
-        loss[i] = 0.5 * acc
-        if want_g or want_h:
-            f = row_factor(w, i, scale)
-            for j in range(c):
-                p = targ[i, j] / mass
-                if from_logits:
-                    log_q = (pred[i, j] - top) - log_total
-                    q = math.exp(log_q)
-                else:
-                    q = pred[i, j] / s
-                    log_q = math.log(q) if q > 0 else -math.inf
-                g = 0.5 * LOG2
-                hq2 = 0.0  # h_j q_j², finite where q_j = 0
-                if p > 0:
-                    g = 0.5 * (LOG2 + log_q - math.log(p + q))
-                    hq2 = 0.5 * p * q / (p + q)
-                if from_logits:
-                    # q_j = 0 (underflow) has a finite g_j here (log q_j = z_j - lse), so 0·g_j = 0
-                    if want_g:
-                        grad[i, j] = q * (g - g_bar) * f
-                    if want_h:
-                        k = 1.0 - 2.0 * q
-                        hess[i, j] = (q * k * (g - g_bar) + k * hq2 + q * q * h_2) * f
-                else:
-                    if want_g:
-                        grad[i, j] = (g - g_bar) / s * f
-                    if want_h:
-                        h = 0.0
-                        if p > 0:
-                            h = 0.5 * p / (q * (p + q))
-                        k = h * (1.0 - 2.0 * q) - 2.0 * (g - g_bar) + h_2
-                        hess[i, j] = k / (s * s) * f
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, from_logits)
+        return
+    for k in prange(-(-n // rows)):
+        js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, from_logits)
 
 
 SPEC = LossSpec(

@@ -6,11 +6,11 @@ import math
 
 from pydantic import Field
 
-from ._checks import require_probabilities
-from ._jit import Array, batch, prange
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._checks import require_domain
 from ._multiclass import MulticlassParams
 from ._spec import LossSpec
-from ._stable import row_factor
+from ._stable import log_sum_exp_row, row_factor, row_sum
 
 
 class KlDivergenceParams(MulticlassParams):
@@ -20,52 +20,25 @@ class KlDivergenceParams(MulticlassParams):
     )
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        if not self.from_logits:
-            require_probabilities(predictions, "kl_divergence")
+        require_domain("kl_divergence", predictions, targets, self.from_logits)
 
 
-@batch
-def kl_divergence_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    from_logits: bool,
-    epsilon: float,
-) -> None:
-    r"""$l_i = \sum_c P_c (\log P_c - \log Q_c)$ with P the targets and Q the predictions.
-
-    Logits (``torch.nn.functional.kl_div(log_softmax(z), P)`` summed over the row): $\log Q =
-    z - \mathrm{lse}(z)$ with $\mathrm{lse}$ computed around $\max z$, so any finite logit gives a
-    finite loss; the target term is $\mathrm{xlogy}(P_c, P_c)$ ($0 \log 0 = 0$), P is not clipped.
-    $\partial l/\partial z_j = (\sum_c P_c)\,q_j - P_j$ and
-    $\partial^2 l/\partial z_j^2 = (\sum_c P_c)\,q_j(1 - q_j)$ with $q = \mathrm{softmax}(z)$.
-
-    Probabilities (``keras.losses.kl_divergence``): $P' = \mathrm{clip}(P, \varepsilon, 1)$,
-    $Q' = \mathrm{clip}(Q, \varepsilon, 1)$, $l = \sum_c P'_c \log(P'_c / Q'_c)$;
-    $\partial l/\partial Q_j = -P'_j/Q_j$ and $\partial^2 l/\partial Q_j^2 = P'_j/Q_j^2$ where
-    $\varepsilon < Q_j < 1$, and 0 where clipping is active (the derivative of the clipped
-    expression; at $Q_j = \varepsilon$ or $1$ the subgradient of smallest magnitude).
-    """
+@scalar
+def kl_divergence_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    from_logits: bool, epsilon: float,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``kl_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
-            top = pred[i, 0]
-            for j in range(1, c):
-                top = max(top, pred[i, j])
-            total = 0.0
-            mass = 0.0
-            for j in range(c):
-                total += math.exp(pred[i, j] - top)
-                mass += targ[i, j]
-            log_total = math.log(total)
+            top, log_total = log_sum_exp_row(pred, i)
+            mass = row_sum(targ, i)
             for j in range(c):
                 t = targ[i, j]
                 # (z - max z) - log Σ e^(z - max z): no overflow and no cancellation at 1e300
@@ -94,6 +67,38 @@ def kl_divergence_batch(
                     if want_h:
                         hess[i, j] = h * f
         loss[i] = acc
+
+
+@batch
+def kl_divergence_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    from_logits: bool, epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \sum_c P_c (\log P_c - \log Q_c)$ with P the targets and Q the predictions.
+
+    Logits (``torch.nn.functional.kl_div(log_softmax(z), P)`` summed over the row): $\log Q =
+    z - \mathrm{lse}(z)$ with $\mathrm{lse}$ computed around $\max z$, so any finite logit gives a
+    finite loss; the target term is $\mathrm{xlogy}(P_c, P_c)$ ($0 \log 0 = 0$), P is not clipped.
+    $\partial l/\partial z_j = (\sum_c P_c)\,q_j - P_j$ and
+    $\partial^2 l/\partial z_j^2 = (\sum_c P_c)\,q_j(1 - q_j)$ with $q = \mathrm{softmax}(z)$.
+
+    Probabilities (``keras.losses.kl_divergence``): $P' = \mathrm{clip}(P, \varepsilon, 1)$,
+    $Q' = \mathrm{clip}(Q, \varepsilon, 1)$, $l = \sum_c P'_c \log(P'_c / Q'_c)$;
+    $\partial l/\partial Q_j = -P'_j/Q_j$ and $\partial^2 l/\partial Q_j^2 = P'_j/Q_j^2$ where
+    $\varepsilon < Q_j < 1$, and 0 where clipping is active (the derivative of the clipped
+    expression; at $Q_j = \varepsilon$ or $1$ the subgradient of smallest magnitude).
+    """
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            kl_divergence_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                from_logits, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        kl_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, from_logits, epsilon)
 
 
 SPEC = LossSpec(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, inline, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, inline, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import log_cosh_terms, row_factor
 
@@ -21,20 +19,12 @@ def log_cosh_point(p: float, t: float) -> tuple[float, float, float]:
 
 @scalar
 def log_cosh_rows(
-    k: int,
-    rows: int,
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-) -> None:
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
     """Block ``k`` of ``log_cosh_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
-    # unsigned row indices (see _jit)
-    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
+    block = block_range(k, rows, n)
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     if d == 1:
@@ -67,14 +57,8 @@ def log_cosh_rows(
 
 @batch
 def log_cosh_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j \log\cosh(\hat y_{ij} - y_{ij})$; reference ``keras.losses.log_cosh``."""
     n, d = pred.shape
     rows = block_rows(n, d)

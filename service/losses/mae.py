@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor, sign
 
@@ -18,16 +18,17 @@ def mae_point(p: float, t: float) -> tuple[float, float, float]:
     return abs(r), sign(r), 0.0
 
 
-@batch
-def mae_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array
-) -> None:
-    r"""$l_i = \mathrm{mean}_j |\hat y_{ij} - y_{ij}|$; reference ``torch.nn.functional.l1_loss``."""
+@scalar
+def mae_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``mae_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -38,6 +39,21 @@ def mae_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def mae_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j |\hat y_{ij} - y_{ij}|$; reference ``torch.nn.functional.l1_loss``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            mae_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        return
+    for k in prange(-(-n // rows)):
+        mae_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
 
 
 SPEC = LossSpec(

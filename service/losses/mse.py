@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ._jit import SERIAL_ELEMENTS, Array, batch, block_rows, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor
 
@@ -22,20 +20,12 @@ def mse_point(p: float, t: float) -> tuple[float, float, float]:
 
 @scalar
 def mse_rows(
-    k: int,
-    rows: int,
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-) -> None:
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
     """Block ``k`` of ``mse_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
-    # unsigned row indices (see _jit)
-    block = range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
+    block = block_range(k, rows, n)
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     if d == 1 and w.shape[0] == 0:
@@ -72,14 +62,8 @@ def mse_rows(
 
 @batch
 def mse_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j (\hat y_{ij} - y_{ij})^2$; reference ``torch.nn.functional.mse_loss``."""
     n, d = pred.shape
     rows = block_rows(n, d)

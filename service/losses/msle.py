@@ -6,7 +6,7 @@ import math
 
 from pydantic import Field
 
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor
 
@@ -32,23 +32,18 @@ def msle_point(p: float, t: float, epsilon: float) -> tuple[float, float, float]
     return diff * diff, 0.0, 0.0
 
 
-@batch
-def msle_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+@scalar
+def msle_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     epsilon: float,
-) -> None:
-    r"""$l_i = \mathrm{mean}_j$ squared log error; reference ``keras.losses.mean_squared_logarithmic_error``."""
+) -> None:  # fmt: skip
+    """Block ``k`` of ``msle_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -59,6 +54,22 @@ def msle_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def msle_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j$ squared log error; reference ``keras.losses.mean_squared_logarithmic_error``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+        return
+    for k in prange(-(-n // rows)):
+        msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
 
 
 SPEC = LossSpec(

@@ -2,39 +2,77 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from ._jit import Array, batch, prange
-from ._multiclass import MulticlassParams
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._multiclass import ClassWeights, MulticlassParams
 from ._spec import LossSpec
 from ._stable import row_factor
-
-NonNegative = Annotated[float, Field(ge=0)]
 
 
 class MultiMarginParams(MulticlassParams):
     p: Literal[1, 2] = Field(1, description="exponent of each hinge term: 1 or 2")
     margin: float = Field(1.0, description="m in max(0, m − ŷ_y + ŷ_c)")
-    class_weight: list[NonNegative] | Literal["balanced"] | None = Field(
-        None, description='C non-negative weights, or "balanced" (n / (C n_c) from the batch)'
-    )
+    class_weight: ClassWeights = None
+
+
+@scalar
+def multi_margin_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    p: float, margin: float, class_weight: Array,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``multi_margin_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    n, c = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    squared = p == 2.0
+    for i in block_range(k, rows, n):
+        if want_g:
+            for j in range(c):
+                grad[i, j] = 0.0
+        if want_h:
+            for j in range(c):
+                hess[i, j] = 0.0
+        acc = 0.0
+        for t in range(c):  # t: a target class (k in the formula)
+            if targ[i, t] == 0.0:
+                continue
+            wt = targ[i, t] * class_weight[t] / c
+            base = margin - pred[i, t]
+            for j in range(c):
+                z = base + pred[i, j]
+                if j == t or not z > 0.0:
+                    continue
+                if squared:
+                    acc += wt * z * z
+                    slope = 2.0 * wt * z
+                    if want_h:
+                        hess[i, j] += 2.0 * wt
+                        hess[i, t] += 2.0 * wt
+                else:
+                    acc += wt * z
+                    slope = wt
+                if want_g:
+                    grad[i, j] += slope
+                    grad[i, t] -= slope
+        loss[i] = acc
+        if want_g or want_h:
+            f = row_factor(w, i, scale)
+            for j in range(c):
+                if want_g:
+                    grad[i, j] *= f
+                if want_h:
+                    hess[i, j] *= f
 
 
 @batch
 def multi_margin_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    p: float,
-    margin: float,
-    class_weight: Array,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    p: float, margin: float, class_weight: Array,
+) -> None:  # fmt: skip
     r"""$l_i = \sum_k y_k \sum_{c \ne k} cw_k \max(0, m - \hat y_k + \hat y_c)^p / C$ (index
     targets: the inner sum with $k = y$).
 
@@ -44,47 +82,17 @@ def multi_margin_batch(
     $2 cw_k y_k/C$ to both diagonal entries. Reference:
     ``torch.nn.functional.multi_margin_loss(p, margin, weight)``.
     """
-    n, c = pred.shape
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    squared = p == 2.0
-    for i in prange(n):
-        if want_g:
-            for j in range(c):
-                grad[i, j] = 0.0
-        if want_h:
-            for j in range(c):
-                hess[i, j] = 0.0
-        acc = 0.0
-        for k in range(c):
-            if targ[i, k] == 0.0:
-                continue
-            wk = targ[i, k] * class_weight[k] / c
-            base = margin - pred[i, k]
-            for j in range(c):
-                z = base + pred[i, j]
-                if j == k or not z > 0.0:
-                    continue
-                if squared:
-                    acc += wk * z * z
-                    slope = 2.0 * wk * z
-                    if want_h:
-                        hess[i, j] += 2.0 * wk
-                        hess[i, k] += 2.0 * wk
-                else:
-                    acc += wk * z
-                    slope = wk
-                if want_g:
-                    grad[i, j] += slope
-                    grad[i, k] -= slope
-        loss[i] = acc
-        if want_g or want_h:
-            f = row_factor(w, i, scale)
-            for j in range(c):
-                if want_g:
-                    grad[i, j] *= f
-                if want_h:
-                    hess[i, j] *= f
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            multi_margin_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                p, margin, class_weight,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        multi_margin_rows(k, rows, pred, targ, w, scale, loss, grad, hess, p, margin, class_weight)
 
 
 SPEC = LossSpec(

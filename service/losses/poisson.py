@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import OutOfDomain
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor
 
@@ -55,25 +55,18 @@ def poisson_point(
     return v, g, h
 
 
-@batch
-def poisson_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    log_input: bool,
-    full: bool,
-    epsilon: float,
-) -> None:
-    r"""$l_i = \mathrm{mean}_j$ Poisson NLL; reference ``torch.nn.functional.poisson_nll_loss``."""
+@scalar
+def poisson_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    log_input: bool, full: bool, epsilon: float,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``poisson_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -84,6 +77,22 @@ def poisson_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def poisson_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    log_input: bool, full: bool, epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j$ Poisson NLL; reference ``torch.nn.functional.poisson_nll_loss``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, log_input, full, epsilon)
+        return
+    for k in prange(-(-n // rows)):
+        poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, log_input, full, epsilon)
 
 
 SPEC = LossSpec(

@@ -6,27 +6,35 @@ import math
 
 from pydantic import Field
 
-from ._checks import require_positive_row_sums, require_probabilities
-from ._jit import Array, batch, prange, scalar
-from ._multiclass import MulticlassParams
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._checks import require_domain
+from ._multiclass import ClassSmoothing, MulticlassParams, SoftmaxLogits
 from ._spec import LossSpec
-from ._stable import row_factor, row_sum, softmax_entry, softmax_row, through_row_sum
+from ._stable import (
+    row_factor,
+    row_sum,
+    smoothed_labels,
+    softmax_entry,
+    softmax_row,
+    through_row_sum,
+    through_softmax,
+)
 
 
 class Poly1CrossEntropyParams(MulticlassParams):
     epsilon_poly: float = Field(
         2.0, description="coefficient ε of the first polynomial term (1 − p_t); any finite number"
     )
-    from_logits: bool = Field(True, description="predictions are logits (softmax inside)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="y' = (1 - s) y + s/C")
+    from_logits: SoftmaxLogits = True
+    label_smoothing: ClassSmoothing = 0.0
     epsilon: float = Field(
         1e-7, gt=0, lt=0.5, description="from_logits false: probabilities clipped to [ε, 1−ε]"
     )
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        if not self.from_logits:
-            require_probabilities(predictions, "poly1_cross_entropy")
-            require_positive_row_sums(predictions, "poly1_cross_entropy")
+        require_domain(
+            "poly1_cross_entropy", predictions, targets, self.from_logits, renormalised=True
+        )
 
 
 @scalar
@@ -38,38 +46,18 @@ def poly1_terms(
     return -y * logp + epsilon_poly * y * u, -y * (1.0 + epsilon_poly * p), y
 
 
-@batch
-def poly1_cross_entropy_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    epsilon_poly: float,
-    from_logits: bool,
-    label_smoothing: float,
-    epsilon: float,
-) -> None:
-    r"""$l_i = -\sum_c y'_c \log p_c + \varepsilon_{poly} \sum_c y'_c (1 - p_c)$,
-    $y' = (1 - s)y + s(\sum_k y_k)/C$ (an all-zero row gives 0).
-
-    With $P_c$, $Q_c$ of ``poly1_terms``: logits (softmax by log-sum-exp)
-    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
-    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$;
-    probabilities as ``cross_entropy`` (rows renormalised, $q = p/S$ clipped to
-    $[\varepsilon, 1 - \varepsilon]$ in both terms, derivative 0 where clipping is active):
-    $D_c = P_c/q_c$, $E_c = Q_c/q_c^2$, $\partial l/\partial p_j = (D_j - A)/S$,
-    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
-    $B = \sum_c Q_c$ over unclipped classes. Reference: ``optax.poly_loss_cross_entropy``.
-    """
+@scalar
+def poly1_cross_entropy_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    epsilon_poly: float, from_logits: bool, label_smoothing: float, epsilon: float,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``poly1_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    keep = 1.0 - label_smoothing
-    for i in prange(n):
-        spread = label_smoothing * row_sum(targ, i) / c
+    for i in block_range(k, rows, n):
+        keep, spread = smoothed_labels(targ, i, label_smoothing)
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
@@ -88,11 +76,11 @@ def poly1_cross_entropy_batch(
                     y = keep * targ[i, j] + spread
                     p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
                     _, big_p, big_q = poly1_terms(y, p, logp, u, epsilon_poly)
-                    g = big_p - p * sum_p
+                    g, h = through_softmax(p, big_p, big_q, sum_p, sum_q)
                     if want_g:
                         grad[i, j] = g * f
                     if want_h:
-                        hess[i, j] = ((1.0 - 2.0 * p) * (g + big_q) + p * p * sum_q) * f
+                        hess[i, j] = h * f
         else:
             s = row_sum(pred, i)
             sum_p = 0.0
@@ -122,6 +110,39 @@ def poly1_cross_entropy_batch(
                     if want_h:
                         hess[i, j] = h * f
         loss[i] = acc
+
+
+@batch
+def poly1_cross_entropy_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    epsilon_poly: float, from_logits: bool, label_smoothing: float, epsilon: float,
+) -> None:  # fmt: skip
+    r"""$l_i = -\sum_c y'_c \log p_c + \varepsilon_{poly} \sum_c y'_c (1 - p_c)$,
+    $y' = (1 - s)y + s(\sum_k y_k)/C$ (an all-zero row gives 0).
+
+    With $P_c$, $Q_c$ of ``poly1_terms``: logits (softmax by log-sum-exp)
+    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
+    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$;
+    probabilities as ``cross_entropy`` (rows renormalised, $q = p/S$ clipped to
+    $[\varepsilon, 1 - \varepsilon]$ in both terms, derivative 0 where clipping is active):
+    $D_c = P_c/q_c$, $E_c = Q_c/q_c^2$, $\partial l/\partial p_j = (D_j - A)/S$,
+    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
+    $B = \sum_c Q_c$ over unclipped classes. Reference: ``optax.poly_loss_cross_entropy``.
+    """
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            poly1_cross_entropy_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                epsilon_poly, from_logits, label_smoothing, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        poly1_cross_entropy_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            epsilon_poly, from_logits, label_smoothing, epsilon,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

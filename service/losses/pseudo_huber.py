@@ -6,7 +6,7 @@ import math
 
 from pydantic import Field
 
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor
 
@@ -28,23 +28,18 @@ def pseudo_huber_point(p: float, t: float, delta: float) -> tuple[float, float, 
     return a * (a / (1.0 + s)), r / s, 1.0 / (s * s * s)
 
 
-@batch
-def pseudo_huber_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+@scalar
+def pseudo_huber_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     delta: float,
-) -> None:
-    r"""$l_i = \mathrm{mean}_j \delta^2(\sqrt{1 + (r_{ij}/\delta)^2} - 1)$; XGBoost's gradient and Hessian."""
+) -> None:  # fmt: skip
+    """Block ``k`` of ``pseudo_huber_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -55,6 +50,22 @@ def pseudo_huber_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def pseudo_huber_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    delta: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j \delta^2(\sqrt{1 + (r_{ij}/\delta)^2} - 1)$; XGBoost's gradient and Hessian."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            pseudo_huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, delta)
+        return
+    for k in prange(-(-n // rows)):
+        pseudo_huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, delta)
 
 
 SPEC = LossSpec(

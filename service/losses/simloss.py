@@ -7,12 +7,12 @@ from dataclasses import replace
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import InvalidParams
-from ._checks import require_probabilities
-from ._jit import Array, batch, prange
-from ._multiclass import MulticlassParams
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._checks import require_domain
+from ._multiclass import MulticlassParams, SoftmaxLogits
 from ._spec import ComputeDtype, LossSpec, Memo, Prepared, readonly
 from ._stable import row_factor, softmax_entry, softmax_row
 
@@ -21,7 +21,10 @@ Unit = Annotated[float, Field(ge=0, le=1)]
 
 class SimlossParams(MulticlassParams):
     warm_up: ClassVar[dict[str, Any]] = {"ordinal_base": 0.5}
-    host_only: ClassVar[frozenset[str]] = frozenset({"ignore_index", "similarity", "ordinal_base"})
+    host_fields: ClassVar[frozenset[str]] = MulticlassParams.host_fields | {
+        "similarity",
+        "ordinal_base",
+    }
 
     similarity: list[list[Unit]] | None = Field(
         None,
@@ -31,7 +34,7 @@ class SimlossParams(MulticlassParams):
     ordinal_base: float | None = Field(
         None, ge=0, lt=1, description="r for ordered classes: S_ij = r^|i−j| (0^0 = 1)"
     )
-    from_logits: bool = Field(False, description="predictions are logits (softmax inside)")
+    from_logits: SoftmaxLogits = False
     epsilon: float = Field(1e-8, gt=0, description="added inside the log: −log(Σ_c S_yc p_c + ε)")
 
     @field_validator("similarity")
@@ -55,18 +58,14 @@ class SimlossParams(MulticlassParams):
             )
         return value
 
-    @field_validator("ordinal_base")
-    @classmethod
-    def _not_both(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if value is not None and info.data.get("similarity") is not None:
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SimlossParams:
+        # after the fields, so that neither check depends on the order they are declared in
+        if self.similarity is not None and self.ordinal_base is not None:
             raise ValueError(
                 "give either similarity (a C×C matrix) or ordinal_base (S_ij = r^|i−j|), not "
                 "both: remove one of them"
             )
-        return value
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SimlossParams:
         if self.similarity is None and self.ordinal_base is None:
             raise ValueError(
                 "simloss needs class similarities: give similarity (a C×C matrix with unit "
@@ -75,8 +74,7 @@ class SimlossParams(MulticlassParams):
         return self
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        if not self.from_logits:
-            require_probabilities(predictions, "simloss")
+        require_domain("simloss", predictions, targets, self.from_logits)
 
     def matrix(self, classes: int) -> Array:
         """S as a (C, C) float64 array: the given matrix or r^|i−j|."""
@@ -99,22 +97,73 @@ class SimlossParams(MulticlassParams):
     ) -> Prepared:
         prepared = super().prepare(name, predictions, targets, dtype, memo)
         matrix = readonly(self.matrix(predictions.shape[1]).astype(dtype))
-        return replace(prepared, kernel_args=(matrix, *prepared.kernel_args))
+        return replace(prepared, kernel_params={**prepared.kernel_params, "similarity": matrix})
+
+
+@scalar
+def simloss_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    similarity: Array, from_logits: bool, epsilon: float,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``simloss_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    n, c = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    mixed = np.empty(c, dtype=pred.dtype)  # s_t of the row's target classes t (k in the formula)
+    for i in block_range(k, rows, n):
+        f = row_factor(w, i, scale)
+        top, arg, rest = softmax_row(pred, i) if from_logits else (0.0, 0, 0.0)
+        first = c
+        last = -1
+        for t in range(c):
+            if targ[i, t] != 0.0:
+                first = min(first, t)
+                last = t
+        acc = 0.0
+        big_a = 0.0
+        for t in range(first, last + 1):
+            y = targ[i, t]
+            if y == 0.0:
+                continue
+            s = 0.0
+            for j in range(c):
+                p = softmax_entry(pred[i, j], top, rest, j == arg)[0] if from_logits else pred[i, j]
+                s += similarity[t, j] * p
+            mixed[t] = s
+            acc -= y * math.log(s + epsilon)
+            big_a -= y * s / (s + epsilon)
+        loss[i] = acc
+        if want_g or want_h:
+            for j in range(c):
+                p = softmax_entry(pred[i, j], top, rest, j == arg)[0] if from_logits else pred[i, j]
+                d = 0.0
+                e = 0.0
+                for t in range(first, last + 1):
+                    y = targ[i, t]
+                    if y == 0.0:
+                        continue
+                    den = mixed[t] + epsilon
+                    d -= y * similarity[t, j] / den
+                    spread = similarity[t, j] - mixed[t] if from_logits else similarity[t, j]
+                    e += y * spread * spread / (den * den)
+                if from_logits:
+                    g = p * (d - big_a)
+                    h = (1.0 - 2.0 * p) * g + p * p * e
+                else:
+                    g = d
+                    h = e
+                if want_g:
+                    grad[i, j] = g * f
+                if want_h:
+                    hess[i, j] = h * f
 
 
 @batch
 def simloss_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    similarity: Array,
-    from_logits: bool,
-    epsilon: float,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    similarity: Array, from_logits: bool, epsilon: float,
+) -> None:  # fmt: skip
     r"""$l_i = -\sum_k y_k \log(s_k + \varepsilon)$, $s_k = \sum_c S_{kc} p_c$ (index targets:
     $-\log(\sum_c S_{yc} p_c + \varepsilon)$), probabilities as given (Kobs et al. neither
     renormalise nor clip).
@@ -127,56 +176,20 @@ def simloss_batch(
     (the span of the row's non-zero targets) are visited, so index targets cost O(C) per row.
     Reference: SimLoss by Kobs et al. 2020 (their ``SimLoss.forward``).
     """
-    n, c = pred.shape
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    mixed = np.empty((n, c), dtype=pred.dtype)  # s_ik for the row's target classes
-    for i in prange(n):
-        f = row_factor(w, i, scale)
-        top, arg, rest = softmax_row(pred, i) if from_logits else (0.0, 0, 0.0)
-        first = c
-        last = -1
-        for k in range(c):
-            if targ[i, k] != 0.0:
-                first = min(first, k)
-                last = k
-        acc = 0.0
-        big_a = 0.0
-        for k in range(first, last + 1):
-            y = targ[i, k]
-            if y == 0.0:
-                continue
-            s = 0.0
-            for j in range(c):
-                p = softmax_entry(pred[i, j], top, rest, j == arg)[0] if from_logits else pred[i, j]
-                s += similarity[k, j] * p
-            mixed[i, k] = s
-            acc -= y * math.log(s + epsilon)
-            big_a -= y * s / (s + epsilon)
-        if want_g or want_h:
-            for j in range(c):
-                p = softmax_entry(pred[i, j], top, rest, j == arg)[0] if from_logits else pred[i, j]
-                d = 0.0
-                e = 0.0
-                for k in range(first, last + 1):
-                    y = targ[i, k]
-                    if y == 0.0:
-                        continue
-                    den = mixed[i, k] + epsilon
-                    d -= y * similarity[k, j] / den
-                    spread = similarity[k, j] - mixed[i, k] if from_logits else similarity[k, j]
-                    e += y * spread * spread / (den * den)
-                if from_logits:
-                    g = p * (d - big_a)
-                    h = (1.0 - 2.0 * p) * g + p * p * e
-                else:
-                    g = d
-                    h = e
-                if want_g:
-                    grad[i, j] = g * f
-                if want_h:
-                    hess[i, j] = h * f
-        loss[i] = acc
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            simloss_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                similarity, from_logits, epsilon,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        simloss_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            similarity, from_logits, epsilon,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

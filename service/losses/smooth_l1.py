@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor, sign
 
@@ -23,23 +23,18 @@ def smooth_l1_point(p: float, t: float, beta: float) -> tuple[float, float, floa
     return a - 0.5 * beta, sign(r), 0.0
 
 
-@batch
-def smooth_l1_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+@scalar
+def smooth_l1_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     beta: float,
-) -> None:
-    r"""$l_i = \mathrm{mean}_j$ smooth-L1; reference ``torch.nn.functional.smooth_l1_loss``."""
+) -> None:  # fmt: skip
+    """Block ``k`` of ``smooth_l1_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -50,6 +45,22 @@ def smooth_l1_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def smooth_l1_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    beta: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j$ smooth-L1; reference ``torch.nn.functional.smooth_l1_loss``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, beta)
+        return
+    for k in prange(-(-n // rows)):
+        smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, beta)
 
 
 SPEC = LossSpec(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from pydantic import Field
 
-from ._checks import require_in_unit_interval, require_probabilities
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ._binary import MaskLogits, MaskSmooth, mask_link
+from ._checks import require_domain
 from ._spec import LossParams, LossSpec
-from ._stable import log_sigmoid, row_factor
+from ._stable import row_factor
 
 
 class TverskyParams(LossParams):
@@ -17,42 +16,60 @@ class TverskyParams(LossParams):
 
     alpha: float = Field(0.5, ge=0, description="weight of the false positives Σ p(1 − t)")
     beta: float = Field(0.5, ge=0, description="weight of the false negatives Σ (1 − p)t")
-    smooth: float = Field(1.0, ge=0, description="added to numerator and denominator")
-    from_logits: bool = Field(False, description="predictions are logits (sigmoid elementwise)")
+    smooth: MaskSmooth = 1.0
+    from_logits: MaskLogits = False
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        require_in_unit_interval(targets, "tversky")
-        if not self.from_logits:
-            require_probabilities(predictions, "tversky")
+        require_domain("tversky", predictions, targets, self.from_logits, unit_targets=True)
 
 
 @scalar
-def tversky_link(x: float, from_logits: bool) -> tuple[float, float, float, float]:
-    r"""The mask value $p$, $1 - p$, $dp/dx$ and $d^2p/dx^2$: $x$ itself, or $\sigma(x)$ with
-    $1 - \sigma(x) = \sigma(-x)$, $\sigma' = \sigma(x)\sigma(-x)$ and
-    $\sigma'' = \sigma'(\sigma(-x) - \sigma(x))$, as $e^{\log\sigma}$ (finite for any logit)."""
-    if not from_logits:
-        return x, 1.0 - x, 1.0, 0.0
-    p = math.exp(log_sigmoid(x))
-    q = math.exp(log_sigmoid(-x))  # 1 − σ(x) without cancellation
-    d1 = p * q
-    return p, q, d1, d1 * (q - p)
+def tversky_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    alpha: float, beta: float, smooth: float, from_logits: bool,
+) -> None:  # fmt: skip
+    """Block ``k`` of ``tversky_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    n, d = pred.shape
+    want_g = grad.shape[0] > 0
+    want_h = hess.shape[0] > 0
+    for i in block_range(k, rows, n):
+        inter = 0.0
+        fp = 0.0
+        fn = 0.0
+        for j in range(d):
+            p, not_p, _, _ = mask_link(pred[i, j], from_logits)
+            t = targ[i, j]
+            inter += p * t
+            fp += p * (1.0 - t)
+            fn += not_p * t
+        a = inter + smooth
+        b = inter + alpha * fp + beta * fn + smooth
+        r = a / b if b > 0 else 1.0
+        loss[i] = 1.0 - r
+        if want_g or want_h:
+            f = row_factor(w, i, scale)
+            for j in range(d):
+                _, _, d1, d2 = mask_link(pred[i, j], from_logits)
+                t = targ[i, j]
+                g = 0.0
+                h = 0.0
+                if b > 0:
+                    c = t + alpha * (1.0 - t) - beta * t
+                    # (Ac_j − t_jB)/B² as (c_jA/B − t_j)/B: B² underflows for B below 1e-154
+                    g = (r * c - t) / b
+                    h = -2.0 * c * g / b
+                if want_g:
+                    grad[i, j] = g * d1 * f
+                if want_h:
+                    hess[i, j] = (h * d1 * d1 + g * d2) * f
 
 
 @batch
 def tversky_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
-    alpha: float,
-    beta: float,
-    smooth: float,
-    from_logits: bool,
-) -> None:
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    alpha: float, beta: float, smooth: float, from_logits: bool,
+) -> None:  # fmt: skip
     r"""$l_i = 1 - A/B$, $A = I + s$, $B = I + \alpha\,FP + \beta\,FN + s$ with $I = \sum_j p_jt_j$,
     $FP = \sum_j p_j(1 - t_j)$, $FN = \sum_j (1 - p_j)t_j$ (the formula of LOSSES.md is the
     reference).
@@ -67,38 +84,19 @@ def tversky_batch(
     $s \to 0^+$, and gradient and Hessian 0.
     """
     n, d = pred.shape
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    for i in prange(n):
-        inter = 0.0
-        fp = 0.0
-        fn = 0.0
-        for j in range(d):
-            p, not_p, _, _ = tversky_link(pred[i, j], from_logits)
-            t = targ[i, j]
-            inter += p * t
-            fp += p * (1.0 - t)
-            fn += not_p * t
-        a = inter + smooth
-        b = inter + alpha * fp + beta * fn + smooth
-        r = a / b if b > 0 else 1.0
-        loss[i] = 1.0 - r
-        if want_g or want_h:
-            f = row_factor(w, i, scale)
-            for j in range(d):
-                _, _, d1, d2 = tversky_link(pred[i, j], from_logits)
-                t = targ[i, j]
-                g = 0.0
-                h = 0.0
-                if b > 0:
-                    c = t + alpha * (1.0 - t) - beta * t
-                    # (Ac_j − t_jB)/B² as (c_jA/B − t_j)/B: B² underflows for B below 1e-154
-                    g = (r * c - t) / b
-                    h = -2.0 * c * g / b
-                if want_g:
-                    grad[i, j] = g * d1 * f
-                if want_h:
-                    hess[i, j] = (h * d1 * d1 + g * d2) * f
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            tversky_rows(
+                k, rows, pred, targ, w, scale, loss, grad, hess,
+                alpha, beta, smooth, from_logits,
+            )  # fmt: skip
+        return
+    for k in prange(-(-n // rows)):
+        tversky_rows(
+            k, rows, pred, targ, w, scale, loss, grad, hess,
+            alpha, beta, smooth, from_logits,
+        )  # fmt: skip
 
 
 SPEC = LossSpec(

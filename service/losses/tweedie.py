@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..errors import OutOfDomain
-from ._jit import Array, batch, prange, scalar
+from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._spec import LossParams, LossSpec
 from ._stable import row_factor
 
@@ -74,23 +74,18 @@ def tweedie_point(mu: float, y: float, power: float) -> tuple[float, float, floa
     return v, 2.0 * mp * (mu - y), 2.0 * (a * mp + power * y * mp / mu)
 
 
-@batch
-def tweedie_batch(
-    pred: Array,
-    targ: Array,
-    w: Array,
-    scale: float,
-    loss: Array,
-    grad: Array,
-    hess: Array,
+@scalar
+def tweedie_rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     power: float,
-) -> None:
-    r"""$l_i = \mathrm{mean}_j d_p(y_{ij}, \hat y_{ij})$; reference ``sklearn.metrics.mean_tweedie_deviance``."""
+) -> None:  # fmt: skip
+    """Block ``k`` of ``tweedie_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
-    for i in prange(n):
+    for i in block_range(k, rows, n):
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
@@ -101,6 +96,22 @@ def tweedie_batch(
             if want_h:
                 hess[i, j] = h * f
         loss[i] = acc * inv_d
+
+
+@batch
+def tweedie_batch(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    power: float,
+) -> None:  # fmt: skip
+    r"""$l_i = \mathrm{mean}_j d_p(y_{ij}, \hat y_{ij})$; reference ``sklearn.metrics.mean_tweedie_deviance``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, power)
+        return
+    for k in prange(-(-n // rows)):
+        tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, power)
 
 
 SPEC = LossSpec(
