@@ -36,6 +36,8 @@ RUN apt-get update \
 COPY --from=build /opt/lossd /opt/lossd
 COPY docker/entrypoint.sh docker/healthcheck.py /opt/lossd/docker/
 
+# NUMBA_CACHE_DIR is set, so lossd uses it as it is, not a directory keyed by the kernel sources
+# under ~/.cache/lossd (service/kernel_cache.py): an image's sources never change under its cache.
 ENV PATH=/opt/lossd/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

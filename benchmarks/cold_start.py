@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+import service
 from benchmarks import _server
 from benchmarks._common import ROOT, Section, Table, Target
 from service.losses import REGISTRY
@@ -103,11 +104,14 @@ def import_time() -> float:
 
 
 def repo_cache() -> dict[str, tuple[int, int]]:
-    """The repository's own numba cache files, with mtime and size."""
+    """The checkout's own numba cache files, with mtime and size: its keyed directory (see
+    service/kernel_cache.py) and any left beside the sources from before it."""
+    dirs = [ROOT / "service", *([service.KERNEL_CACHE] if service.KERNEL_CACHE else [])]
     return {
-        str(p.relative_to(ROOT)): (p.stat().st_mtime_ns, p.stat().st_size)
+        str(p): (p.stat().st_mtime_ns, p.stat().st_size)
+        for d in dirs
         for pattern in ("*.nbi", "*.nbc")
-        for p in (ROOT / "service").rglob(pattern)
+        for p in d.rglob(pattern)
     }
 
 
@@ -174,8 +178,8 @@ def run(quick: bool = False) -> Section:
         "dtypes, are compiled or loaded from numba's on-disk cache (`cache=True`). Empty: the "
         "server runs with `NUMBA_CACHE_DIR` set to a fresh temporary directory, so numba "
         "compiles everything and writes its cache there; warm: the next starts use that same "
-        f"directory ({warm_starts} starts, median (min..max)). The repository's own cache "
-        "(`service/**/__pycache__`) is never read or written by these starts. After each "
+        f"directory ({warm_starts} starts, median (min..max)). The checkout's own cache "
+        "(`~/.cache/lossd/numba-<key>`) is never read or written by these starts. After each "
         "ready, one keep-alive connection (`http.client`, its client code warmed by a GET "
         "/readyz) sends the first small `mse` request and the first `cross_entropy` request, "
         f"then {STEADY} more of each back to back, alternating (steady: their median), then "
@@ -185,7 +189,7 @@ def run(quick: bool = False) -> Section:
     )
     section.notes.append(
         f"NUMBA_CACHE_DIR is honoured: the empty start wrote {index_files} cache index files "
-        "into the temporary directory, and the warm starts loaded them; the repository's own "
+        "into the temporary directory, and the warm starts loaded them; the checkout's own "
         f"numba cache files were {'unchanged' if untouched else 'CHANGED'} (mtime and size) "
         "over the run" + ("." if untouched else " (by this run, or a concurrent one?)")
     )

@@ -6,7 +6,8 @@
 # filesystem: it then compiles every kernel again into another writable place, or fails at import
 # when there is none. So the cache compiled at build time is copied to $NUMBA_CACHE_DIR, on a
 # writable tmpfs (docker run --read-only --tmpfs /tmp, or an emptyDir in Kubernetes); its index
-# matches the installed sources, so every kernel loads from it.
+# matches the installed sources, so every kernel loads from it. lossd takes a NUMBA_CACHE_DIR the
+# operator sets as it is (outside the image, it keys a directory by the kernel sources instead).
 set -eu
 
 baked=/opt/lossd/numba-cache
