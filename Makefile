@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint openapi bench load clean docker-smoke
+.PHONY: serve test test-loss lint openapi docs bench load clean docker-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ serve: $(STAMP)
 test: $(STAMP) $(TS_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
+# Everything one loss needs (a name or an alias): its contract tests, conventions and references,
+# e.g. `make test-loss NAME=huber` (tests/conftest.py's --loss option; under a minute when warm).
+test-loss: $(STAMP)
+	@test -n "$(NAME)" || { echo 'usage: make test-loss NAME=huber' >&2; exit 2; }
+	$(BIN)/python -m pytest --loss $(NAME) -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check service tests
 	$(BIN)/ruff format --check service
@@ -42,13 +48,20 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-# 64 clients for 60 s, mixed losses, sizes and encodings, every answer checked against the
-# references; fails on any error, wrong answer or RSS growth of 10% (benchmarks/load.py).
+# 64 clients for 60 s, mixed losses, sizes and encodings, every answer checked against the same
+# batch evaluated in-process; fails on any error, wrong answer or RSS growth of 10%
+# (benchmarks/load.py).
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --clients 64 --duration 60
 
 openapi: $(STAMP)
 	$(BIN)/lossd openapi > openapi/openapi.json
+
+# docs/losses.md from the registry (service/catalogue_doc.py); tests/test_losses_doc.py fails
+# when it drifts. Written through a temporary file so that a failed run leaves the old one.
+docs: $(STAMP)
+	$(BIN)/lossd docs > docs/losses.md.tmp
+	mv docs/losses.md.tmp docs/losses.md
 
 # Build the image from the Dockerfile with podman and run it read-only: healthy, one right answer,
 # every kernel from the baked cache, exit 0 on SIGTERM. Needs root (installs podman when missing);
@@ -56,5 +69,12 @@ openapi: $(STAMP)
 docker-smoke:
 	scripts/docker-smoke.sh
 
+# The venv, and numba's kernel caches that no start will read again: this checkout's keyed
+# directories (~/.cache/lossd/numba-<key>) for sources it no longer has, the current one kept
+# (`lossd clean-cache`; `lossd clean-cache --all` removes every checkout's, the current one
+# too), and the *.nbi/*.nbc files numba wrote under service/ before its cache was keyed. The
+# leading `-`: a broken venv, the usual reason for `make clean`, must not stop it.
 clean:
+	-test ! -x $(BIN)/python || $(BIN)/python -m service clean-cache
 	rm -rf $(VENV)
+	find service \( -name '*.nbi' -o -name '*.nbc' \) -delete

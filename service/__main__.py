@@ -1,4 +1,4 @@
-"""The ``lossd`` command: ``serve``, ``losses``, ``openapi``."""
+"""The ``lossd`` command: ``serve``, ``losses``, ``openapi``, ``docs``, ``clean-cache``."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _losses(_: argparse.Namespace) -> int:
-    from .engine import catalogue
+    from .core import catalogue
 
     sys.stdout.write(orjson.dumps({"losses": catalogue()}, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
@@ -86,6 +86,21 @@ def _openapi(_: argparse.Namespace) -> int:
     return 0
 
 
+def _docs(_: argparse.Namespace) -> int:
+    from .catalogue_doc import render
+
+    sys.stdout.write(render())
+    return 0
+
+
+def _clean_cache(args: argparse.Namespace) -> int:
+    from .kernel_cache import clean
+
+    for path in clean(everything=args.all):
+        sys.stdout.write(f"removed {path}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lossd`` and ``python -m service``."""
     parser = argparse.ArgumentParser(prog="lossd", description="loss functions as a service")
@@ -98,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
     commands.add_parser("losses", help="print the catalogue as JSON").set_defaults(run=_losses)
     commands.add_parser("openapi", help="print the OpenAPI spec").set_defaults(run=_openapi)
+    commands.add_parser("docs", help="print docs/losses.md").set_defaults(run=_docs)
+    clean_cache = commands.add_parser(
+        "clean-cache", help="remove this checkout's kernel caches for sources it no longer has"
+    )
+    clean_cache.add_argument(
+        "--all", action="store_true", help="every lossd kernel cache, the current one included"
+    )
+    clean_cache.set_defaults(run=_clean_cache)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

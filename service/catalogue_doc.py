@@ -1,0 +1,475 @@
+"""``docs/losses.md``, the loss catalogue for readers, generated from the registry.
+
+``render()`` writes every loss's formula, parameters, aliases, derivatives and reference, grouped
+by family, after the conventions all losses share; ``lossd docs`` prints it and ``make docs``
+writes the file. ``tests/test_losses_doc.py`` fails when the committed file drifts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, get_args
+
+from .losses import REGISTRY, LossSpec
+from .losses._spec import Family
+
+# What each family's losses take and how their derivatives read; the headings are the anchors
+# the README links to.
+FAMILIES: dict[Family, tuple[str, str]] = {
+    "regression": (
+        "Regression",
+        """\
+Predictions and targets have the same shape, `(N,)` or `(N, D)`. Except for
+`cosine_similarity`, each loss is an elementwise function ℓ(ŷ, y) of one prediction and its
+target, usually of the residual r = ŷ − y, and l_i is its mean over the D columns of row i. The
+derivatives given below are ℓ's own, per element; the returned gradient and Hessian are them
+divided by D and scaled for the reduction (see [Gradient and Hessian](#gradient-and-hessian)).""",
+    ),
+    "binary": (
+        "Binary and multilabel",
+        """\
+Predictions and targets have the same shape: `(N,)` for one binary label per sample, `(N, D)` for
+D independent labels (multilabel), and l_i is the mean over the D columns.
+
+- `binary_cross_entropy` and `binary_focal` take targets in [0, 1] (soft labels allowed) and
+  predictions that are probabilities, or logits with `from_logits: true`, where p = σ(z). Label
+  smoothing replaces each target by y′ = y(1 − s) + s/2. `binary_cross_entropy`'s `pos_weight`
+  P multiplies the positive term: one number for every column, or one per column.
+- `hinge` and `squared_hinge` take raw scores and labels t in {−1, 1}, or in {0, 1} with 0
+  meaning −1; a batch holding both 0 and −1 is a 422 because it is ambiguous.""",
+    ),
+    "multiclass": (
+        "Multiclass",
+        """\
+Predictions are `(N, C)`: probabilities, or logits with `from_logits: true` (p = softmax(z),
+computed with log-sum-exp). Targets are `(N, C)` one-hot or soft rows (non-negative), or `(N,)`
+class indices: integers (integral floats accepted) in [0, C). Index targets become one-hot rows
+before the kernel runs, so the two forms give the same response to the last bit.
+
+- **Probabilities** (`from_logits: false`) are checked to lie in [0, 1]; `cross_entropy`, `focal` and
+  `poly1_cross_entropy` renormalise each row to sum 1 and then clip it to [ε, 1 − ε];
+  `generalized_cross_entropy` and `simloss` take the rows as given (the former floors them at ε,
+  because p^q has an infinite slope at 0). `categorical_hinge` and `multi_margin` take scores:
+  any real numbers.
+- **Label smoothing** is y′ = (1 − s)·y + s·(Σ_k y_k)/C: the usual s/C for one-hot and soft rows,
+  which sum to 1.
+- **`ignore_index`**: a sample whose index target equals it becomes an all-zero row, so it has
+  loss 0, gradient 0 and normaliser κ_i = 0, exactly as PyTorch ignores it.
+- **`class_weight`** is a list of C non-negative weights cw_c, or `"balanced"`:
+  cw_c = n / (C·n_c) from the batch itself, where n_c is the (fractional, for soft targets) count
+  of class c among the samples not ignored and n = Σ_c n_c; a class absent from the batch gets 0.
+  The response's `params` shows the weights used. With class weights the mean divides by
+  Σ_i w_i·κ_i with κ_i = Σ_c cw_c·y_ic (see [Reductions](#sample-weights-and-reductions)).""",
+    ),
+    "distribution": (
+        "Distribution",
+        """\
+Divergences between a target distribution P (the targets, one row per sample) and the predicted
+distribution Q (the predictions): `(N, C)` rows, targets as soft rows or `(N,)` class indices.
+l_i is a sum over the C classes.""",
+    ),
+    "overlap": (
+        "Overlap",
+        """\
+Soft-mask overlap losses for segmentation, computed over the last axis: each row of an `(N, D)`
+batch is one mask of D elements, and a rank-1 batch is N one-element masks. Targets are in
+[0, 1]; with `from_logits: true` the sigmoid is applied elementwise (binary masks). A row whose
+denominator is 0 (two empty masks with `smooth` 0) has loss, gradient and Hessian 0.""",
+    ),
+}
+
+# Derivatives and rules a user needs that the registry entries do not carry; keys are loss names
+# (a test checks each names a registered loss).
+DETAILS: dict[str, str] = {
+    "mse": "∂ℓ/∂ŷ = 2r, ∂²ℓ/∂ŷ² = 2.",
+    "mae": "∂ℓ/∂ŷ = sign(r) (0 at r = 0), ∂²ℓ/∂ŷ² = 0.",
+    "huber": "∂ℓ/∂ŷ = r for |r| ≤ δ, else δ·sign(r); ∂²ℓ/∂ŷ² = 1 for |r| ≤ δ, else 0.",
+    "smooth_l1": (
+        "∂ℓ/∂ŷ = r/β for |r| < β, else sign(r); ∂²ℓ/∂ŷ² = 1/β for |r| < β, else 0. "
+        "With β = 0 the loss is |r|."
+    ),
+    "pseudo_huber": (
+        "With q = √(1 + (r/δ)²): ∂ℓ/∂ŷ = r/q, ∂²ℓ/∂ŷ² = q^(−3), XGBoost's "
+        "`reg:pseudohubererror` gradient and Hessian."
+    ),
+    "log_cosh": (
+        "∂ℓ/∂ŷ = tanh r, ∂²ℓ/∂ŷ² = 1 − tanh² r; computed without overflow for any finite r."
+    ),
+    "mape": "∂ℓ/∂ŷ = 100·sign(r)/max(|y|, ε), ∂²ℓ/∂ŷ² = 0.",
+    "msle": (
+        "With u = log(1 + max(ŷ, ε)) − log(1 + max(y, ε)): ∂ℓ/∂ŷ = 2u/(1 + ŷ), "
+        "∂²ℓ/∂ŷ² = 2(1 − u)/(1 + ŷ)² for ŷ > ε, and both 0 where the floor is active (the "
+        "derivative of the clipped expression, as Keras)."
+    ),
+    "pinball": (
+        "∂ℓ/∂ŷ = 1 − α for r > 0, −α for r < 0, 0 at r = 0; ∂²ℓ/∂ŷ² = 0 (α is `quantile`)."
+    ),
+    "poisson": (
+        "Rates: ∂ℓ/∂ŷ = 1 − y/(ŷ + ε), ∂²ℓ/∂ŷ² = y/(ŷ + ε)². Log-rates (`log_input`): "
+        "∂ℓ/∂ŷ = e^ŷ − y, ∂²ℓ/∂ŷ² = e^ŷ. The `full` term does not depend on ŷ. Targets must be "
+        "non-negative counts and, without `log_input`, predictions non-negative rates (PyTorch "
+        "computes NaN there); a violation is a 422 `out_of_domain`."
+    ),
+    "tweedie": (
+        "ŷ is the mean μ; p = 0 is the squared error, p = 1 Poisson, p = 2 gamma, with their "
+        "limits of the formula. scikit-learn's domain checks are a 422 `out_of_domain`: "
+        "predictions > 0 unless p = 0, targets ≥ 0 for 1 ≤ p < 2, targets > 0 for p ≥ 2."
+    ),
+    "cosine_similarity": "l_i sums over the row rather than averaging, and lies in [−1, 1].",
+    "binary_cross_entropy": (
+        "From logits z, with P = `pos_weight`: ∂l/∂z = (1 + (P − 1)y′)σ(z) − P·y′ and "
+        "∂²l/∂z² = (1 + (P − 1)y′)σ(z)(1 − σ(z)), divided by D. From probabilities: "
+        "∂l/∂p = −P·y′/p + (1 − y′)/(1 − p), ∂²l/∂p² = P·y′/p² + (1 − y′)/(1 − p)², divided by D, "
+        "and 0 where clipping to [ε, 1 − ε] is active."
+    ),
+    "binary_focal": (
+        "With soft labels (label smoothing) the loss is α_t(1 − p_t)^γ·BCE(y′, p), as both "
+        "references compute it, which is −α_t(1 − p_t)^γ log p_t for hard labels; on "
+        "probabilities only the cross-entropy uses the clipped p, as in Keras."
+    ),
+    "hinge": "∂ℓ/∂ŷ = −t where 1 − t·ŷ > 0, else 0 (also at the margin); ∂²ℓ/∂ŷ² = 0.",
+    "squared_hinge": (
+        "With m = 1 − t·ŷ: ∂ℓ/∂ŷ = −2t·m and ∂²ℓ/∂ŷ² = 2t² where m > 0, else both 0."
+    ),
+    "cross_entropy": (
+        "From logits, with W = Σ_c cw_c·y′_c: ∂l/∂z_j = W·p_j − cw_j·y′_j and "
+        "∂²l/∂z_j² = W·p_j(1 − p_j). With index targets and logits this is PyTorch's "
+        "`cross_entropy`, its weighted `mean` included."
+    ),
+    "focal": (
+        "From logits the log-softmax is not clipped (Keras also clips the softmax to "
+        "[ε, 1 − ε]; the two agree wherever p is inside)."
+    ),
+    "simloss": (
+        "Give exactly one of `similarity` and `ordinal_base`: neither or both is a 422 that "
+        "says which to give."
+    ),
+    "categorical_hinge": "At a tied maximum the gradient is the subgradient of smallest norm.",
+    "multi_margin": (
+        "Its `mean` divides by Σ_i w_i·cw_{y_i}, the sum of the targets' class weights, not by "
+        "N as PyTorch's does."
+    ),
+    "kl_divergence": (
+        "From probabilities P and Q are both clipped to [ε, 1] as Keras does (a target of 0 "
+        "counts as ε); from logits it is PyTorch's `kl_div(log_softmax(z), P)` per row, with "
+        "0·log 0 = 0."
+    ),
+    "js_divergence": (
+        "Both rows are renormalised to sum 1 first, as SciPy's `jensenshannon` does; a row "
+        "summing to 0 is a 422."
+    ),
+}
+
+CONVENTIONS = """\
+## Conventions
+
+These hold for every loss below.
+
+### Notation
+
+ŷ is a prediction, y a target, r = ŷ − y the residual; z a logit, σ the sigmoid, p a
+probability (σ(z) or softmax(z) from logits, the prediction itself otherwise); i indexes the N
+samples (axis 0), j or c the D columns or C classes of a row (the last axis); ε is the loss's
+`epsilon` parameter and s its `label_smoothing`.
+
+### Shapes and the per-sample loss
+
+Predictions are `(N,)` or `(N, C)`; targets have the same shape, or are `(N,)` class indices
+for the losses that accept them. N = 0 is allowed and gives an empty result with `value` 0 and
+`weight_sum` 0.
+
+The per-sample loss l_i is the loss of row i, which is what `per_sample` returns. For a rank-1
+batch it is the loss of one element. For a rank-2 batch of an elementwise loss (regression with
+D outputs, multilabel binary cross-entropy) it is the **mean** over the last axis, the 1/D in the
+formulas; for the multiclass, distribution and cosine losses it is the **sum** over the class
+axis, as their formulas show. Weights that belong to the loss itself (`class_weight`,
+`pos_weight`) are part of l_i.
+
+### Sample weights and reductions
+
+`sample_weight` w_i (default 1, finite and non-negative) enters only the reductions: `per_sample`
+is never multiplied by it.
+
+- `none`: no reduced value (`value` is null); `per_sample` holds every l_i.
+- `sum`: Σ_i w_i·l_i.
+- `mean`: the sum divided by the normaliser `weight_sum` = Σ_i w_i·κ_i, and 0 when that is 0.
+
+κ_i is 1, except for the losses with a `class_weight` parameter (`cross_entropy`, `focal`,
+`generalized_cross_entropy`, `multi_margin`), where κ_i = Σ_c cw_c·y_ic: the class weight of the
+sample's target (for soft targets the target-weighted sum; with no `class_weight` every cw_c is
+1), and 0 for an ignored sample. With index targets this is PyTorch's weighted `mean`, and
+one-hot targets give exactly the result of the equivalent indices. The response carries
+`weight_sum`, so a client can combine the means of several batches exactly.
+
+Reductions add in a fixed order, so the same request gives the same bits whatever the number of
+compute threads.
+
+### Gradient and Hessian
+
+Both are taken with respect to the predictions as sent (the logits when `from_logits` is true)
+and have their shape. For `mean` and `sum` they are the derivatives of the reduced `value`; for
+`none`, of each l_i with respect to its own row. With `sum`, the gradient is therefore the
+w_i-weighted per-sample derivative that a gradient-boosting custom objective expects; with `mean`
+it is that divided by `weight_sum`.
+
+The Hessian is the **diagonal** of the second-derivative matrix, exact (not an approximation).
+Where it is zero or negative it is returned as it is; the entries below say where
+(**Hessian**), and the client decides on a floor.
+
+Where a loss is not differentiable the gradient is the subgradient of smallest magnitude:
+sign(0) = 0, a hinge exactly at its margin contributes 0, the pinball loss at r = 0 gives 0.
+
+### Probabilities and logits
+
+With `from_logits` false, predictions that must be probabilities are checked to lie in [0, 1];
+a violation is a 422 whose detail suggests `from_logits: true`. They are then clipped to
+[ε, 1 − ε] before any logarithm, and the derivatives are those of the clipped expression (0 where
+clipping is active), as Keras computes them. With `from_logits` true every formula is evaluated
+in a numerically stable form (log-sigmoid, log-sum-exp): any finite logit, up to ±1e300, gives a
+finite loss and gradient.
+
+A loss or derivative that is not finite in the requested dtype (for example `mse` of 1e200
+against −1e200) is a 422 `out_of_domain`, never a null or `Infinity` in the response.
+
+### Names, precision and references
+
+A loss is named by its canonical name or any alias, case-insensitively, with `-` and `_`
+interchangeable (`MSELoss`, `mean-squared-error` and `mse` are one loss); an unknown name is a 404
+that suggests the closest ones. `GET /losses` serves the same entries as this page, with each
+parameter's JSON schema.
+
+Computation is in float64 unless the request asks for `dtype: float32`. Each entry's
+**Reference** is the library function (or the published formula) the loss agrees with in float64,
+to a relative error of 1e-9 or an absolute error of 1e-12, values and gradients alike; the
+reference decides the edge cases a formula leaves open. The tests check every loss against it,
+and every gradient and Hessian against finite differences.
+"""
+
+# Cross-references in registry text to documents outside the repository, and what stands for
+# them here.
+_OUTSIDE = (
+    (re.compile(r"\s*\(SPEC section 4\)"), " (see [Conventions](#sample-weights-and-reductions))"),
+    (re.compile(r"\s*\(LOSSES\.md\)"), ""),
+)
+
+_TARGET_FORMS = {
+    "same_shape": "of the predictions' shape",
+    "class_index": "`(N,)` class indices",
+}
+
+
+def _prose(text: str, cell: bool = False) -> str:
+    """Registry text as Markdown that renders as written (``cell``: inside a table row), its
+    references to documents outside the repository replaced."""
+    text = re.sub(r"([\\*\[\]])", r"\\\1", " ".join(text.split()))
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
+    text = re.sub(r"(?<!\w)_|_(?!\w)", r"\_", text)
+    for pattern, replacement in _OUTSIDE:
+        text = pattern.sub(replacement, text)
+    return text.replace("|", r"\|") if cell else text
+
+
+def _number(value: Any) -> str:
+    """A JSON value as the API writes it; exponents without padding (1e-7, not 1e-07)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + m[1].replace("+", "") + m[2], text)
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with a local ``$ref`` followed."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        resolved: dict[str, Any] = root.get("$defs", {})[ref.removeprefix("#/$defs/")]
+        return resolved
+    return schema
+
+
+def _type(schema: dict[str, Any], root: dict[str, Any]) -> str:
+    """The JSON type of one schema branch in words: number, list of numbers, "balanced", null."""
+    schema = _resolve(schema, root)
+    if "const" in schema:
+        return _number(schema["const"])
+    kind = schema.get("type")
+    if kind == "array":
+        items = _type(schema.get("items", {}), root)
+        if items.isalpha():
+            return f"list of {items}s"
+        if items.startswith("list of "):
+            return f"lists of {items.removeprefix('list of ')}"
+        return f"list of ({items})"
+    if isinstance(kind, str):
+        return kind
+    if "anyOf" in schema:
+        kinds = [_type(branch, root) for branch in schema["anyOf"]]
+        return " or ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 2 else kinds)
+    return "any"
+
+
+def _bounds(schema: dict[str, Any]) -> str:
+    """A number's bounds: ``> 0``, ``≥ 0``, ``in (0, 1]``."""
+    low = (
+        ("(", schema["exclusiveMinimum"])
+        if "exclusiveMinimum" in schema
+        else ("[", schema["minimum"])
+        if "minimum" in schema
+        else None
+    )
+    high = (
+        (")", schema["exclusiveMaximum"])
+        if "exclusiveMaximum" in schema
+        else ("]", schema["maximum"])
+        if "maximum" in schema
+        else None
+    )
+    if low and high:
+        return f"in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
+    if low:
+        return f"{'>' if low[0] == '(' else '≥'} {_number(low[1])}"
+    if high:
+        return f"{'<' if high[0] == ')' else '≤'} {_number(high[1])}"
+    return ""
+
+
+def _entries(count: int) -> str:
+    return "entry" if count == 1 else "entries"
+
+
+def _constraint(schema: dict[str, Any], root: dict[str, Any]) -> str:
+    """What one schema branch allows beyond its type."""
+    schema = _resolve(schema, root)
+    parts = []
+    if "enum" in schema:
+        parts.append("one of " + ", ".join(_number(v) for v in schema["enum"]))
+    if bounds := _bounds(schema):
+        parts.append(bounds)
+    if schema.get("type") == "array":
+        leaf = _resolve(schema.get("items", {}), root)
+        while leaf.get("type") == "array":  # a matrix: its entries' constraint
+            leaf = _resolve(leaf.get("items", {}), root)
+        if inner := _constraint(leaf, root):
+            parts.append(f"each {inner}")
+        if "minItems" in schema:
+            parts.append(f"at least {schema['minItems']} {_entries(schema['minItems'])}")
+        if "maxItems" in schema:
+            parts.append(f"at most {schema['maxItems']} {_entries(schema['maxItems'])}")
+    return ", ".join(parts)
+
+
+def _allowed(schema: dict[str, Any], root: dict[str, Any]) -> str:
+    """The constraints of a field; each named by its branch's type when several branches have
+    some (``number: ≥ 0; list of numbers: each ≥ 0``)."""
+    found = [(_type(b, root), _constraint(b, root)) for b in schema.get("anyOf", [schema])]
+    found = [(kind, text) for kind, text in found if text]
+    if len(found) == 1:
+        return found[0][1]
+    return "; ".join(f"{kind}: {text}" for kind, text in found)
+
+
+def _params(spec: LossSpec) -> list[str]:
+    """The parameter table of one loss (or the sentence that it has none)."""
+    root = spec.params.model_json_schema()
+    properties: dict[str, dict[str, Any]] = root.get("properties", {})
+    required = set(root.get("required", []))
+    lines = []
+    if description := root.get("description"):
+        lines += [_prose(description), ""]
+    if not properties:
+        return lines or ["No parameters.", ""]
+    lines += [
+        "| parameter | type | default | allowed | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, field in properties.items():
+        default = "required" if name in required else f"`{_number(field.get('default'))}`"
+        lines.append(
+            f"| `{name}` | {_prose(_type(field, root), cell=True)} | {default} "
+            f"| {_prose(_allowed(field, root), cell=True)} "
+            f"| {_prose(field.get('description', ''), cell=True)} |"
+        )
+    return [*lines, ""]
+
+
+def _entry(spec: LossSpec) -> list[str]:
+    """One loss: summary, formula, parameters, targets, derivatives and reference."""
+    aliases = ", ".join(f"`{alias}`" for alias in spec.aliases) or "none"
+    forms = " or ".join(_TARGET_FORMS[form] for form in spec.targets)
+    rank = "of rank 2 only" if spec.params.min_rank == 2 else "of rank 1 or 2"
+    if not spec.hessian:
+        hessian = "not available; asking for it is a 422."
+    elif spec.hessian_note:
+        hessian = _prose(spec.hessian_note).rstrip(".") + "."
+    else:
+        hessian = "the exact diagonal."
+    lines = [
+        f"### `{spec.name}`",
+        "",
+        _prose(spec.summary),
+        "",
+        "```math",
+        spec.formula,
+        "```",
+        "",
+        *_params(spec),
+        f"- **Aliases:** {aliases}",
+        f"- **Inputs:** predictions {rank}; targets {forms}.",
+    ]
+    if spec.name in DETAILS:
+        lines.append(f"- **Notes:** {DETAILS[spec.name]}")
+    return [
+        *lines,
+        f"- **Hessian:** {hessian}",
+        f"- **Reference:** {_prose(spec.reference)}",
+        "",
+    ]
+
+
+def _families() -> list[tuple[Family, list[LossSpec]]]:
+    """The registry grouped by family, families in their declared order, losses in the
+    registry's."""
+    grouped = [(family, [s for s in REGISTRY if s.family == family]) for family in get_args(Family)]
+    return [(family, specs) for family, specs in grouped if specs]
+
+
+def render() -> str:
+    """The whole of ``docs/losses.md``."""
+    families = _families()
+    lines = [
+        "<!-- Generated from the registry (service/losses/) by `make docs` (service/catalogue_doc.py);",
+        "     edit those, not this file. tests/test_losses_doc.py fails when it is out of date. -->",
+        "",
+        "# The loss catalogue",
+        "",
+        f"lossd serves {len(REGISTRY)} losses. For each: what it computes (the per-sample loss "
+        "l_i, in LaTeX), its aliases, its parameters with defaults and allowed values, the "
+        "predictions and targets it takes, what its gradient and Hessian are, and the reference "
+        "it is tested against. [Conventions](#conventions) says what every loss shares: the "
+        "per-sample loss of a rank-2 row, sample weights and reductions, and which derivative "
+        "the gradient and Hessian are.",
+        "",
+        "## Contents",
+        "",
+        "| loss | family | aliases | summary |",
+        "| --- | --- | --- | --- |",
+    ]
+    for family, specs in families:
+        title = FAMILIES[family][0]
+        anchor = _slug(title)
+        for spec in specs:
+            aliases = ", ".join(f"`{alias}`" for alias in spec.aliases) or "—"
+            lines.append(
+                f"| [`{spec.name}`](#{_slug(spec.name)}) | [{title}](#{anchor}) | {aliases} "
+                f"| {_prose(spec.summary, cell=True)} |"
+            )
+    lines += ["", CONVENTIONS]
+    for family, specs in families:
+        title, intro = FAMILIES[family]
+        lines += [f"## {title}", "", intro, ""]
+        for spec in specs:
+            lines += _entry(spec)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
