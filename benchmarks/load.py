@@ -9,10 +9,12 @@ binary, multiclass (class-index targets), distribution and overlap, batches of 6
 elements, JSON lists and packed base64 in the request and the response, ``POST /loss``
 with several losses, and the Open Inference Protocol's ``/v2`` route when the server has it.
 
-Every 200 is checked: per-sample losses and the reduced value against the NumPy references of
-``tests/reference.py`` (relative 1e-9, absolute 1e-12, as SPEC section 4 asks), the shapes of
-the derivatives, and the same bytes as the first answer to the same request (SPEC section 4:
-deterministic output). The server's RSS is read when the warm-up ends and when the last answer
+Every 200 is checked: the per-sample losses, the reduced value and the gradient against the same
+batch evaluated in this process by the typed core (``service.core``; the kernels are
+deterministic, so the server must give the same numbers, relative 1e-12 allowed), the shape of
+the gradient, and the same bytes as the first answer to the same request (SPEC section 4:
+deterministic output). The inputs come from a small generator per loss family, inside every
+loss's domain, so that the module needs nothing from ``tests/``. The server's RSS is read when the warm-up ends and when the last answer
 is in. Exit status 1 when any request failed, any answer was wrong, or RSS grew by 10% or more.
 """
 
@@ -31,13 +33,14 @@ import orjson
 
 from benchmarks import _server
 from benchmarks._load import MixedRun, mixed, request_bytes
-from tests.reference import CASES
+from service import core
+from service.losses import LossSpec, resolve
 
-RTOL, ATOL = 1e-9, 1e-12  # SPEC section 4, float64
+RTOL, ATOL = 1e-12, 0.0  # the server against the in-process core: the same kernels, same bits
 MAX_GROWTH = 0.10  # RSS growth allowed from the end of the warm-up to the end of the run
 # elements per array, and how often each size comes up in the schedule
 SIZES = {64: 8, 1_000: 4, 10_000: 2, 100_000: 1}
-# loss, params, classes (None: rank 1); inputs come from the reference's own sampler
+# loss, params, classes (None: rank 1); inputs come from ``_inputs``, by the loss's family
 LOSSES: tuple[tuple[str, dict[str, Any], int | None], ...] = (
     ("mse", {}, None),
     ("huber", {"delta": 0.5}, 4),
@@ -58,6 +61,16 @@ GROUPS: tuple[tuple[tuple[str, dict[str, Any]], ...], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the in-process core answers for one loss of a request."""
+
+    loss: str
+    per_sample: np.ndarray[Any, Any]
+    value: float | None
+    gradient: np.ndarray[Any, Any] | None  # None: not asked for
+
+
 @dataclass
 class Probe:
     """One pre-encoded request and what its answer must hold."""
@@ -65,7 +78,7 @@ class Probe:
     label: str
     request: bytes
     route: str  # "loss", "multi" or "v2"
-    expected: list[tuple[str, np.ndarray[Any, Any], float | None]]  # (loss, l_i, value) per loss
+    expected: list[Expected]  # one per loss, in request order
     pred_shape: tuple[int, ...]
     gradient: bool
     weight: int  # how often the schedule holds it
@@ -89,20 +102,43 @@ def _expected(
     targ: np.ndarray[Any, Any],
     weights: np.ndarray[Any, Any] | None,
     reduction: str,
-) -> tuple[str, np.ndarray[Any, Any], float | None]:
-    """The reference's per-sample losses and reduced value (κ = 1: no class weights here)."""
-    per_sample = np.asarray(CASES[name].reference(pred, targ, params), dtype=np.float64)
-    w = np.ones(len(per_sample)) if weights is None else weights
-    total = float(np.sum(w * per_sample))
-    value = {"none": None, "sum": total, "mean": total / float(np.sum(w))}[reduction]
-    return name, per_sample, value
+    gradient: bool,
+) -> Expected:
+    """The in-process core's answer for the same batch, loss, parameters and options."""
+    spec = resolve(name)
+    result = core.evaluate(
+        spec,
+        core.validate_params(spec, params),
+        core.Batch(pred, targ, weights),
+        core.Options(reduction=reduction, gradient=gradient),  # type: ignore[arg-type]
+    )
+    assert result.per_sample is not None
+    return Expected(spec.name, result.per_sample, result.value, result.gradient)
 
 
-def _batch(
-    name: str, params: dict[str, Any], classes: int | None, size: int, seed: int
+def _inputs(
+    spec: LossSpec, params: dict[str, Any], classes: int | None, size: int, seed: int
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Predictions and targets inside the domain of the loss, from its family in the registry
+    (``spec.family``, ``spec.targets``, ``from_logits`` among ``spec.params``)."""
+    rng = np.random.default_rng(seed)
     shape = (size,) if classes is None else (size // classes, classes)
-    return CASES[name].sample(shape, seed, params)
+    if spec.family == "regression":  # positive values are inside every regression loss's domain
+        return rng.uniform(0.1, 4.0, size=shape), rng.uniform(0.1, 4.0, size=shape)
+    fields = spec.params.model_fields
+    # a loss without from_logits (the hinges, multi_margin) takes scores: any real number
+    default = fields["from_logits"].default if "from_logits" in fields else True
+    logits = params.get("from_logits", default)
+    if logits:
+        pred = rng.uniform(-4.0, 4.0, size=shape)
+    elif "class_index" in spec.targets:  # probability rows
+        raw = rng.uniform(0.1, 1.0, size=shape)
+        pred = raw / raw.sum(axis=1, keepdims=True)
+    else:  # probabilities, element by element
+        pred = rng.uniform(0.02, 0.98, size=shape)
+    if "class_index" in spec.targets:
+        return pred, rng.integers(0, shape[1], size=shape[0]).astype(np.float64)
+    return pred, rng.integers(0, 2, size=shape).astype(np.float64)  # {0, 1} labels and masks
 
 
 def build_probes(v2: bool) -> list[Probe]:
@@ -111,7 +147,7 @@ def build_probes(v2: bool) -> list[Probe]:
     probes = []
     for k, (name, params, classes) in enumerate(LOSSES):
         for size in SIZES:
-            pred, targ = _batch(name, params, classes, size, seed=k * 10 + size)
+            pred, targ = _inputs(resolve(name), params, classes, size, seed=k * 10 + size)
             weights = rng.uniform(0.1, 2.0, size=pred.shape[0]) if rng.random() < 0.4 else None
             reduction = str(rng.choice(["mean", "sum", "none"]))
             packed_in = bool(rng.random() < 0.5)
@@ -125,7 +161,7 @@ def build_probes(v2: bool) -> list[Probe]:
             }
             if weights is not None:
                 doc["sample_weight"] = _packed(weights) if packed_in else weights.tolist()
-            expected = [_expected(name, params, pred, targ, weights, reduction)]
+            expected = [_expected(name, params, pred, targ, weights, reduction, doc["gradient"])]
             label = f"{name} {size} {'packed' if packed_in else 'list'}->{doc['array_format']}"
             body = orjson.dumps(doc)
             probes.append(
@@ -143,9 +179,10 @@ def build_probes(v2: bool) -> list[Probe]:
                 probes.append(_v2_probe(name, params, pred, targ, weights, reduction))
     for g, group in enumerate(GROUPS):
         first, params = group[0]
-        classes = 6 if CASES[first].targ == "index" else 3
+        spec = resolve(first)
+        classes = 6 if "class_index" in spec.targets else 3
         for size in (1_000, 100_000):
-            pred, targ = _batch(first, params, classes, size, seed=1000 + g)
+            pred, targ = _inputs(spec, params, classes, size, seed=1000 + g)
             doc = {
                 "predictions": _packed(pred),
                 "targets": _packed(targ),
@@ -153,7 +190,7 @@ def build_probes(v2: bool) -> list[Probe]:
                 "gradient": True,
                 "array_format": "packed",
             }
-            expected = [_expected(n, p, pred, targ, None, "mean") for n, p in group]
+            expected = [_expected(n, p, pred, targ, None, "mean", True) for n, p in group]
             probes.append(
                 Probe(
                     f"POST /loss {'+'.join(n for n, _ in group)} {size}",
@@ -198,7 +235,7 @@ def _v2_probe(
         f"v2 {name} {pred.size}",
         request_bytes("POST", f"/v2/models/{name}/infer", orjson.dumps(doc)),
         "v2",
-        [_expected(name, params, pred, targ, weights, reduction)],
+        [_expected(name, params, pred, targ, weights, reduction, False)],
         pred.shape,
         False,
         2,
@@ -232,23 +269,28 @@ def verify(probe: Probe, body: bytes) -> str | None:
     """What is wrong with this answer to ``probe`` (None: nothing)."""
     digest = hashlib.blake2b(body, digest_size=16).digest()
     if digest == probe.digest:
-        return None  # byte-identical to an answer already checked against the reference
+        return None  # byte-identical to an answer already checked
     try:
         results = _results(probe, body)
     except (ValueError, KeyError, TypeError) as exc:
         return f"{probe.label}: unreadable answer ({type(exc).__name__})"
     if len(results) != len(probe.expected):
         return f"{probe.label}: {len(results)} results"
-    for result, (name, per_sample, value) in zip(results, probe.expected, strict=True):
+    for result, want in zip(results, probe.expected, strict=True):
+        name = want.loss
         got = _array(result["per_sample"]).reshape(-1)
-        if got.shape != per_sample.shape or not np.allclose(got, per_sample, RTOL, ATOL):
-            return f"{probe.label}: {name} per_sample differs from the reference"
-        if (value is None) != (result["value"] is None) or (
-            value is not None and not np.isclose(result["value"], value, RTOL, ATOL)
+        if got.shape != want.per_sample.shape or not np.allclose(got, want.per_sample, RTOL, ATOL):
+            return f"{probe.label}: {name} per_sample differs from the in-process core"
+        if (want.value is None) != (result["value"] is None) or (
+            want.value is not None and not np.isclose(result["value"], want.value, RTOL, ATOL)
         ):
-            return f"{probe.label}: {name} value {result['value']} != reference {value}"
-        if probe.gradient and _array(result["gradient"]).shape != probe.pred_shape:
-            return f"{probe.label}: {name} gradient has the wrong shape"
+            return f"{probe.label}: {name} value {result['value']} != in-process {want.value}"
+        if probe.gradient:
+            gradient = _array(result["gradient"])
+            if gradient.shape != probe.pred_shape:
+                return f"{probe.label}: {name} gradient has the wrong shape"
+            if want.gradient is not None and not np.allclose(gradient, want.gradient, RTOL, ATOL):
+                return f"{probe.label}: {name} gradient differs from the in-process core"
     if probe.digest is not None:
         return f"{probe.label}: not byte-identical to the first answer"  # SPEC: deterministic
     probe.digest = digest

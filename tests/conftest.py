@@ -1,96 +1,52 @@
-"""Shared fixtures: a real uvicorn server on 127.0.0.1 and small HTTP helpers."""
+"""Fixtures (a real uvicorn server on 127.0.0.1 and its HTTP client) and the ``--loss`` option.
+
+Everything else the tests share is in ``tests/support`` (see its docstring).
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from service.errors import UnknownLoss
+from service.losses import resolve
+from tests.support.selection import UNIDENTIFIED, losses_of, unidentified
+from tests.support.servers import Server, http_client, served
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A running ``lossd serve`` process."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: IO[bytes] | None = None  # the server's stderr
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=60)
-        if self.log is not None:
-            self.log.close()
-        return code
-
-    def output(self) -> str:
-        """Everything the server wrote to stderr so far (its log lines)."""
-        assert self.log is not None
-        fd = self.log.fileno()  # pread: the server shares the file offset, which must not move
-        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
-
-
-def start_server(env: dict[str, str] | None = None, timeout: float = 300.0) -> Server:
-    """Start ``python -m service serve`` on a free port and wait until /readyz is 200."""
-    port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once the server is up or failed
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "LOSSD_LOG_LEVEL": "warning", **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=log,
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--loss",
+        metavar="NAME",
+        help="run only the tests of this loss (a name or an alias): its contract tests, "
+        "conventions and references (tests parametrized on its LossSpec or marked "
+        "@pytest.mark.loss)",
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            err = log.read().decode(errors="replace")
-            log.close()
-            raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``--loss`` names a registered loss (any alias), checked before collection."""
+    name = config.getoption("--loss")
+    if name is not None:
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return Server(url, process, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not become ready")
+            resolve(name)
+        except UnknownLoss as exc:
+            raise pytest.UsageError(f"--loss: {exc.detail}") from None
 
 
-@contextmanager
-def served(env: dict[str, str] | None = None) -> Iterator[Server]:
-    """A server for the block; it must stop cleanly (exit 0 on SIGTERM)."""
-    srv = start_server(env)
-    yield srv
-    assert srv.stop() == 0
-
-
-@contextmanager
-def http_client(srv: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=srv.url, timeout=60) as http:
-        yield http
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Record tests that name a loss without saying so (tests/test_layout.py fails on them);
+    with ``--loss NAME``, deselect every test that is not about that loss."""
+    config.stash[UNIDENTIFIED] = [item.nodeid for item in items if unidentified(item)]
+    name = config.getoption("--loss")
+    if name is None:
+        return
+    wanted = resolve(name).name
+    keep = [item for item in items if wanted in losses_of(item)]
+    config.hook.pytest_deselected(items=[item for item in items if wanted not in losses_of(item)])
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Unit and property tests of ``service.arrays``: decoding request arrays and encoding responses.
+"""Unit and property tests of ``service.codecs.arrays``: decoding request arrays and encoding responses.
 
 No server: ``decode_array`` and ``encode_array`` are called directly. The contract is SPEC
 section 2: a decoded array is rank 1 or 2, finite and numeric, and anything else is a
@@ -19,8 +19,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from service.arrays import decode_array, encode_array
-from service.body import dumps as response_dumps
+from service.codecs.arrays import decode_array, encode_array
+from service.codecs.jsontext import dumps as response_dumps
 from service.errors import InvalidArray, LossdError, TooManyElements
 
 DTYPES = ("float64", "float32", "int32", "int64")  # the packed dtypes of SPEC section 2
@@ -45,7 +45,7 @@ def little_bytes(array: Array) -> bytes:
 
 
 def response_bytes(doc: dict[str, Any]) -> bytes:
-    """``doc`` written the way the service writes response bodies (``service.body.dumps``)."""
+    """``doc`` written the way the service writes response bodies (``service.codecs.jsontext.dumps``)."""
     out = response_dumps(doc)
     return out if isinstance(out, bytes) else bytes(out.tobytes())
 

@@ -10,20 +10,25 @@ import numpy as np
 import orjson
 import pytest
 
-from service import engine
+from service.codecs.loss import evaluate_one
 from service.errors import LossdError
-from service.losses import resolve
-from tests.reference import CASES
-from tests.test_losses import evaluate
+from service.losses import REGISTRY, LossSpec, resolve
+from tests.support.harness import (
+    ATOL,
+    RTOL,
+    assert_gradient_matches_finite_differences,
+    assert_hessian_matches_finite_differences,
+    evaluate,
+    spec_id,
+)
+from tests.support.references import binary
 
-RTOL, ATOL = 1e-9, 1e-12
 BCE = resolve("binary_cross_entropy")
 FOCAL = resolve("binary_focal")
-
-
-def _ref(name: str) -> Any:
-    """The NumPy reference of a loss (tests/reference_binary.py, through the shared CASES)."""
-    return CASES[name].fn
+BINARY = [spec for spec in REGISTRY if spec.family == "binary"]
+# the cross-entropies take probabilities (or logits, from_logits); the margin losses take scores
+CROSS_ENTROPIES = [spec for spec in BINARY if "from_logits" in spec.params.model_fields]
+MARGINS = [spec for spec in BINARY if "from_logits" not in spec.params.model_fields]
 
 
 def _soft_batch(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,38 +37,16 @@ def _soft_batch(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarr
     return rng.uniform(0.02, 0.98, size=shape), rng.uniform(0.0, 1.0, size=shape)
 
 
-def _fd(fn: Any, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar ``fn`` at ``x``, one element at a time."""
-    out = np.zeros_like(x)
-    for k in range(x.size):
-        up, down = x.copy().reshape(-1), x.copy().reshape(-1)
-        up[k] += h
-        down[k] -= h
-        out.reshape(-1)[k] = (fn(up.reshape(x.shape)) - fn(down.reshape(x.shape))) / (2 * h)
-    return out
-
-
-def _fd_diagonal(grad: Any, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Central differences of each gradient element in its own input (the Hessian diagonal)."""
-    out = np.zeros_like(x)
-    for k in range(x.size):
-        up, down = x.copy().reshape(-1), x.copy().reshape(-1)
-        up[k] += h
-        down[k] -= h
-        g_up, g_down = grad(up.reshape(x.shape)), grad(down.reshape(x.shape))
-        out.reshape(-1)[k] = (g_up.reshape(-1)[k] - g_down.reshape(-1)[k]) / (2 * h)
-    return out
-
-
-def _problem(name: str, body: dict[str, Any]) -> LossdError:
+def _problem(spec: LossSpec, body: dict[str, Any]) -> LossdError:
     with pytest.raises(LossdError) as info:
-        engine.evaluate(name, orjson.dumps(body), 1000)
+        evaluate_one(spec.name, orjson.dumps(body), 1000)
     return info.value
 
 
 # --- extreme logits -------------------------------------------------------------------------
 
 
+@pytest.mark.loss(BCE.name)
 @pytest.mark.parametrize("pos_weight", [None, 2.0])
 def test_bce_logits_1000_are_exact(pos_weight: float | None) -> None:
     """Logits ±1000 give the closed form exactly: softplus(±1000) and σ(z) − y in {−P, 0, 1}."""
@@ -73,11 +56,12 @@ def test_bce_logits_1000_are_exact(pos_weight: float | None) -> None:
     out = evaluate(BCE, pred, targ, None, {"from_logits": True, "pos_weight": pos_weight},
                    reduction="none", gradient=True, hessian=True)  # fmt: skip
     # l = (1 − y)·softplus(z) + P·y·softplus(−z); softplus(1000) = 1000, softplus(−1000) = e^−1000 = 0
-    np.testing.assert_array_equal(out["per_sample"], [1000.0, 0.0, 0.0, 1000.0 * big_p])
-    np.testing.assert_array_equal(out["gradient"], [1.0, 0.0, 0.0, -big_p])
-    np.testing.assert_array_equal(out["hessian"], [0.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(out.per_sample, [1000.0, 0.0, 0.0, 1000.0 * big_p])
+    np.testing.assert_array_equal(out.gradient, [1.0, 0.0, 0.0, -big_p])
+    np.testing.assert_array_equal(out.hessian, [0.0, 0.0, 0.0, 0.0])
 
 
+@pytest.mark.loss(BCE.name)
 @pytest.mark.parametrize("params", [{}, {"label_smoothing": 0.2, "pos_weight": 3.0}])
 def test_bce_logits_1e300_are_finite(params: dict[str, Any]) -> None:
     """Logits ±1e300 give a finite loss, gradient and Hessian (log-sigmoid, no overflow)."""
@@ -85,13 +69,14 @@ def test_bce_logits_1e300_are_finite(params: dict[str, Any]) -> None:
     targ = np.array([[0.0, 1.0], [0.0, 1.0]])
     out = evaluate(BCE, pred, targ, None, {"from_logits": True, **params}, reduction="sum",
                    gradient=True, hessian=True)  # fmt: skip
-    assert np.isfinite(out["value"])
-    assert np.isfinite(out["gradient"]).all() and np.isfinite(out["hessian"]).all()
+    assert np.isfinite(out.value)
+    assert np.isfinite(out.gradient).all() and np.isfinite(out.hessian).all()
     if not params:  # row 0 is wrong twice: softplus(1e300) = 1e300 per element, mean over D
-        np.testing.assert_array_equal(out["per_sample"], [1e300, 0.0])
-        np.testing.assert_array_equal(out["gradient"], [[0.5, -0.5], [0.0, 0.0]])
+        np.testing.assert_array_equal(out.per_sample, [1e300, 0.0])
+        np.testing.assert_array_equal(out.gradient, [[0.5, -0.5], [0.0, 0.0]])
 
 
+@pytest.mark.loss(FOCAL.name)
 @pytest.mark.parametrize("logit", [1e300, -1e300, 1000.0, -1000.0, 40.0])
 @pytest.mark.parametrize("params", [{}, {"gamma": 0.5, "alpha": 0.25, "label_smoothing": 0.1}])
 def test_focal_extreme_logits_are_finite(logit: float, params: dict[str, Any]) -> None:
@@ -101,146 +86,144 @@ def test_focal_extreme_logits_are_finite(logit: float, params: dict[str, Any]) -
     out = evaluate(FOCAL, pred, targ, None, {"from_logits": True, **params}, reduction="none",
                    gradient=True, hessian=True)  # fmt: skip
     for key in ("per_sample", "gradient", "hessian"):
-        assert np.isfinite(out[key]).all()
-    expected = _ref("binary_focal")(pred[:, None], targ[:, None], from_logits=True, **params)
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+        assert np.isfinite(getattr(out, key)).all()
+    expected = binary.binary_focal(pred[:, None], targ[:, None], from_logits=True, **params)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.loss(FOCAL.name)
 def test_focal_logit_1000_is_exact() -> None:
     """A hard label wrong by a logit of 1000 costs 1000 with gradient −1 (focal factor 1)."""
     out = evaluate(FOCAL, np.array([-1000.0, 1000.0]), np.array([1.0, 1.0]), None,
                    {"from_logits": True}, reduction="none", gradient=True)  # fmt: skip
-    np.testing.assert_array_equal(out["per_sample"], [1000.0, 0.0])
-    np.testing.assert_array_equal(out["gradient"], [-1.0, 0.0])
+    np.testing.assert_array_equal(out.per_sample, [1000.0, 0.0])
+    np.testing.assert_array_equal(out.gradient, [-1.0, 0.0])
 
 
 # --- domains and labels ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_focal"])
-def test_probabilities_outside_unit_interval_suggest_from_logits(name: str) -> None:
+@pytest.mark.parametrize("spec", CROSS_ENTROPIES, ids=spec_id)
+def test_probabilities_outside_unit_interval_suggest_from_logits(spec: LossSpec) -> None:
     """Logits sent without from_logits are a 422 whose detail suggests from_logits: true."""
-    problem = _problem(name, {"predictions": [0.2, 2.5, -1.0], "targets": [0, 1, 1]})
+    problem = _problem(spec, {"predictions": [0.2, 2.5, -1.0], "targets": [0, 1, 1]})
     assert problem.status == 422 and problem.code == "out_of_domain"
     assert "from_logits: true" in problem.detail
 
 
-@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_focal"])
-def test_targets_outside_unit_interval_are_422(name: str) -> None:
+@pytest.mark.parametrize("spec", CROSS_ENTROPIES, ids=spec_id)
+def test_targets_outside_unit_interval_are_422(spec: LossSpec) -> None:
     """Targets of the cross-entropies must be in [0, 1]."""
-    problem = _problem(name, {"predictions": [0.2, 0.5], "targets": [1, -1]})
+    problem = _problem(spec, {"predictions": [0.2, 0.5], "targets": [1, -1]})
     assert problem.status == 422 and problem.code == "invalid_array"
     assert "[0, 1]" in problem.detail
 
 
-@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
-def test_hinge_with_both_0_and_minus_1_is_ambiguous(name: str) -> None:
+@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+def test_hinge_with_both_0_and_minus_1_is_ambiguous(spec: LossSpec) -> None:
     """A hinge batch with 0 and −1 labels is a 422 saying to use {0, 1} or {−1, 1}."""
-    problem = _problem(name, {"predictions": [0.5, -0.2, 1.5], "targets": [1, 0, -1]})
+    problem = _problem(spec, {"predictions": [0.5, -0.2, 1.5], "targets": [1, 0, -1]})
     assert problem.status == 422 and problem.code == "invalid_array"
     assert "ambiguous" in problem.detail
     assert "{0, 1}" in problem.detail and "{-1, 1}" in problem.detail
     assert problem.errors[0] == (["targets", 1], problem.errors[0][1])
 
 
-@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
 @pytest.mark.parametrize("bad", [0.5, 2.0, -3.0])
-def test_hinge_rejects_other_labels(name: str, bad: float) -> None:
+def test_hinge_rejects_other_labels(spec: LossSpec, bad: float) -> None:
     """Hinge labels other than −1, 0 and 1 are a 422 locating the first one."""
-    problem = _problem(name, {"predictions": [[0.5, 1.0], [0.1, 0.2]],
+    problem = _problem(spec, {"predictions": [[0.5, 1.0], [0.1, 0.2]],
                               "targets": [[1, -1], [bad, 1]]})  # fmt: skip
     assert problem.status == 422 and problem.code == "invalid_array"
     assert "[1, 0]" in problem.detail
 
 
-@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
 @pytest.mark.parametrize("shape", [(8,), (4, 3)])
-def test_hinge_zero_one_labels_equal_sign_labels(name: str, shape: tuple[int, ...]) -> None:
+def test_hinge_zero_one_labels_equal_sign_labels(spec: LossSpec, shape: tuple[int, ...]) -> None:
     """{0, 1} labels give the same response as the {−1, 1} labels they stand for."""
     rng = np.random.default_rng(31)
     pred = rng.uniform(-3, 3, size=shape)
     signs = rng.choice([-1.0, 1.0], size=shape)
     common = {"gradient": True, "hessian": True, "reduction": "sum"}
-    binary = {"predictions": pred.tolist(), "targets": ((signs + 1) / 2).astype(int).tolist()}
+    zero_one = {"predictions": pred.tolist(), "targets": ((signs + 1) / 2).astype(int).tolist()}
     plus_minus = {"predictions": pred.tolist(), "targets": signs.tolist()}
-    one = engine.evaluate(name, orjson.dumps({**binary, **common}), 1000).tobytes()
-    two = engine.evaluate(name, orjson.dumps({**plus_minus, **common}), 1000).tobytes()
+    one = evaluate_one(spec.name, orjson.dumps({**zero_one, **common}), 1000).body.tobytes()
+    two = evaluate_one(spec.name, orjson.dumps({**plus_minus, **common}), 1000).body.tobytes()
     assert one == two
-    fn = _ref(name)
+    fn = getattr(binary, spec.name)
     expected = fn(pred.reshape(shape[0], -1), ((signs + 1) / 2).reshape(shape[0], -1))
     assert orjson.loads(one)["per_sample"] == pytest.approx(expected.tolist(), rel=RTOL)
 
 
-def test_hinge_at_the_margin_takes_gradient_zero() -> None:
+@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+def test_hinge_at_the_margin_takes_gradient_zero(spec: LossSpec) -> None:
     """Exactly at the margin 1 − tŷ = 0 the hinge gradients and Hessians are 0."""
-    for name in ("hinge", "squared_hinge"):
-        out = evaluate(resolve(name), np.array([1.0, -1.0]), np.array([1.0, -1.0]), None,
-                       reduction="none", gradient=True, hessian=True)  # fmt: skip
-        np.testing.assert_array_equal(out["per_sample"], [0.0, 0.0])
-        np.testing.assert_array_equal(out["gradient"], [0.0, 0.0])
-        np.testing.assert_array_equal(out["hessian"], [0.0, 0.0])
+    out = evaluate(spec, np.array([1.0, -1.0]), np.array([1.0, -1.0]), None,
+                   reduction="none", gradient=True, hessian=True)  # fmt: skip
+    np.testing.assert_array_equal(out.per_sample, [0.0, 0.0])
+    np.testing.assert_array_equal(out.gradient, [0.0, 0.0])
+    np.testing.assert_array_equal(out.hessian, [0.0, 0.0])
 
 
-@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_focal"])
+@pytest.mark.parametrize("spec", CROSS_ENTROPIES, ids=spec_id)
 @pytest.mark.parametrize("pred", [0.0, 1e-7, 1.0 - 1e-7, 1.0])
-def test_clipped_probabilities_have_zero_cross_entropy_gradient(name: str, pred: float) -> None:
+def test_clipped_probabilities_have_zero_cross_entropy_gradient(
+    spec: LossSpec, pred: float
+) -> None:
     """At and beyond the clip points [ε, 1−ε] the cross-entropy's gradient is 0 (gamma 0)."""
     targ = np.array([0.0, 1.0])
-    out = evaluate(resolve(name), np.full(2, pred), targ, None,
-                   {} if name == "binary_cross_entropy" else {"gamma": 0.0},
+    out = evaluate(spec, np.full(2, pred), targ, None,
+                   {"gamma": 0.0} if "gamma" in spec.params.model_fields else {},
                    reduction="none", gradient=True, hessian=True)  # fmt: skip
-    np.testing.assert_array_equal(out["gradient"], [0.0, 0.0])
-    np.testing.assert_array_equal(out["hessian"], [0.0, 0.0])
+    np.testing.assert_array_equal(out.gradient, [0.0, 0.0])
+    np.testing.assert_array_equal(out.hessian, [0.0, 0.0])
     clipped = min(max(pred, 1e-7), 1 - 1e-7)
     expected = [-np.log1p(-clipped), -np.log(clipped)]
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL)
 
 
+@pytest.mark.loss(FOCAL.name)
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
 def test_focal_on_a_certain_correct_probability_is_finite(gamma: float) -> None:
     """p exactly equal to a hard label (1 − p_t = 0) gives finite derivatives, also for γ < 1."""
     out = evaluate(FOCAL, np.array([1.0, 0.0]), np.array([1.0, 0.0]), None, {"gamma": gamma},
                    reduction="none", gradient=True, hessian=True)  # fmt: skip
     for key in ("per_sample", "gradient", "hessian"):
-        assert np.isfinite(out[key]).all()
-    np.testing.assert_array_equal(out["per_sample"], [0.0, 0.0])  # keras: (1 − p_t)^γ = 0
+        assert np.isfinite(getattr(out, key)).all()
+    np.testing.assert_array_equal(out.per_sample, [0.0, 0.0])  # keras: (1 − p_t)^γ = 0
 
 
 # --- soft labels and pos_weight lists --------------------------------------------------------
 
 
 SOFT_VARIANTS = [
-    ("binary_cross_entropy", {}),
-    ("binary_cross_entropy", {"label_smoothing": 0.2, "pos_weight": 1.5}),
-    ("binary_cross_entropy", {"from_logits": True, "pos_weight": 0.5}),
-    ("binary_focal", {}),
-    ("binary_focal", {"gamma": 0.5, "alpha": 0.3, "label_smoothing": 0.1}),
-    ("binary_focal", {"from_logits": True, "gamma": 2.5, "alpha": 0.8}),
-    ("binary_focal", {"from_logits": True, "gamma": 0.7, "label_smoothing": 0.3}),
+    (BCE, {}),
+    (BCE, {"label_smoothing": 0.2, "pos_weight": 1.5}),
+    (BCE, {"from_logits": True, "pos_weight": 0.5}),
+    (FOCAL, {}),
+    (FOCAL, {"gamma": 0.5, "alpha": 0.3, "label_smoothing": 0.1}),
+    (FOCAL, {"from_logits": True, "gamma": 2.5, "alpha": 0.8}),
+    (FOCAL, {"from_logits": True, "gamma": 0.7, "label_smoothing": 0.3}),
 ]
 
 
-@pytest.mark.parametrize(("name", "params"), SOFT_VARIANTS)
-def test_soft_labels_match_the_reference(name: str, params: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("spec", "params"), SOFT_VARIANTS, ids=spec_id)
+def test_soft_labels_match_the_reference(spec: LossSpec, params: dict[str, Any]) -> None:
     """Soft targets in [0, 1]: values equal the reference, derivatives its finite differences."""
     pred, targ = _soft_batch((5, 3), seed=32)
     if params.get("from_logits"):
         pred = np.random.default_rng(33).uniform(-3, 3, size=pred.shape)
-    fn = _ref(name)
-    out = evaluate(resolve(name), pred, targ, None, params, reduction="sum", gradient=True,
-                   hessian=True)  # fmt: skip
-    np.testing.assert_allclose(out["per_sample"], fn(pred, targ, **params), rtol=RTOL, atol=ATOL)
-    grad = _fd(lambda p: float(np.sum(fn(p, targ, **params))), pred)
-    np.testing.assert_allclose(out["gradient"], grad, rtol=1e-6, atol=1e-8)
-
-    def gradient(p: np.ndarray) -> np.ndarray:
-        g = evaluate(resolve(name), p, targ, None, params, reduction="sum", gradient=True)
-        return np.asarray(g["gradient"])
-
-    hess = _fd_diagonal(gradient, pred)
-    np.testing.assert_allclose(out["hessian"], hess, rtol=1e-5, atol=1e-6)
+    fn = getattr(binary, spec.name)
+    out = evaluate(spec, pred, targ, None, params, reduction="sum")
+    np.testing.assert_allclose(out.per_sample, fn(pred, targ, **params), rtol=RTOL, atol=ATOL)
+    assert_gradient_matches_finite_differences(spec, pred, targ, None, params, rtol=1e-6,
+                                               atol=1e-8)  # fmt: skip
+    assert_hessian_matches_finite_differences(spec, pred, targ, None, params)
 
 
+@pytest.mark.loss(FOCAL.name)
 def test_focal_hard_labels_equal_the_catalogue_formula() -> None:
     """With hard labels the focal loss is −α_t (1 − p_t)^γ log p_t (LOSSES.md)."""
     rng = np.random.default_rng(34)
@@ -249,17 +232,19 @@ def test_focal_hard_labels_equal_the_catalogue_formula() -> None:
     p_t = targ * pred + (1 - targ) * (1 - pred)
     alpha_t = targ * 0.3 + (1 - targ) * 0.7
     expected = (-alpha_t * (1 - p_t) ** 2.5 * np.log(p_t)).mean(axis=1)
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.loss(FOCAL.name)
 def test_focal_hessian_is_negative_on_badly_misclassified_points() -> None:
     """The focal Hessian goes negative for a confident wrong logit (the catalogue says so)."""
     out = evaluate(FOCAL, np.array([-4.0]), np.array([1.0]), None, {"from_logits": True},
                    reduction="none", gradient=True, hessian=True)  # fmt: skip
-    assert out["hessian"][0] < 0
+    assert out.hessian[0] < 0
     assert "negative" in (FOCAL.hessian_note or "")
 
 
+@pytest.mark.loss(BCE.name)
 @pytest.mark.parametrize("from_logits", [False, True])
 def test_pos_weight_list_matches_the_reference(from_logits: bool) -> None:
     """A pos_weight list weighs each column's positive term; rank 1 takes a list of one."""
@@ -267,19 +252,19 @@ def test_pos_weight_list_matches_the_reference(from_logits: bool) -> None:
     if from_logits:
         pred = np.random.default_rng(36).uniform(-3, 3, size=pred.shape)
     params = {"from_logits": from_logits, "pos_weight": [0.5, 1.0, 4.0], "label_smoothing": 0.1}
-    out = evaluate(BCE, pred, targ, None, params, reduction="none", gradient=True)
-    expected = _ref("binary_cross_entropy")(pred, targ, **params)
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
-    assert out["params"]["pos_weight"] == [0.5, 1.0, 4.0]
-    grad = _fd(lambda p: float(np.sum(_ref("binary_cross_entropy")(p, targ, **params))),
-               pred)  # fmt: skip
-    np.testing.assert_allclose(out["gradient"], grad, rtol=1e-6, atol=1e-8)
+    out = evaluate(BCE, pred, targ, None, params, reduction="none")
+    expected = binary.binary_cross_entropy(pred, targ, **params)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
+    assert out.params["pos_weight"] == [0.5, 1.0, 4.0]
+    assert_gradient_matches_finite_differences(BCE, pred, targ, None, params, reduction="none",
+                                               rtol=1e-6, atol=1e-8)  # fmt: skip
     single = {**params, "pos_weight": [4.0]}
     one = evaluate(BCE, pred[:, 2], targ[:, 2], None, single, reduction="none")
-    expected = _ref("binary_cross_entropy")(pred[:, 2:], targ[:, 2:], **single)
-    np.testing.assert_allclose(one["per_sample"], expected, rtol=RTOL, atol=ATOL)
+    expected = binary.binary_cross_entropy(pred[:, 2:], targ[:, 2:], **single)
+    np.testing.assert_allclose(one.per_sample, expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.loss(BCE.name)
 @pytest.mark.parametrize(("shape", "weights"), [((4, 3), [1.0, 2.0]), ((4,), [1.0, 2.0, 3.0])])
 def test_pos_weight_list_of_the_wrong_length_is_422(
     shape: tuple[int, ...], weights: list[float]
@@ -287,25 +272,27 @@ def test_pos_weight_list_of_the_wrong_length_is_422(
     """A pos_weight list whose length is not D is an invalid_params 422 naming the field."""
     body = {"predictions": np.full(shape, 0.5).tolist(), "targets": np.ones(shape).tolist(),
             "params": {"pos_weight": weights}}  # fmt: skip
-    problem = _problem("binary_cross_entropy", body)
+    problem = _problem(BCE, body)
     assert problem.status == 422 and problem.code == "invalid_params"
     assert problem.errors[0][0] == ["params", "pos_weight"]
     assert "pos_weight" in problem.detail
 
 
+@pytest.mark.loss(BCE.name)
 def test_negative_pos_weight_is_rejected() -> None:
     """pos_weight values must be non-negative, as a number and in a list."""
     for value in (-1.0, [1.0, -0.5, 2.0]):
         body = {"predictions": [[0.5, 0.5, 0.5]], "targets": [[1, 0, 1]],
                 "params": {"pos_weight": value}}  # fmt: skip
-        assert _problem("binary_cross_entropy", body).code == "invalid_params"
+        assert _problem(BCE, body).code == "invalid_params"
 
 
+@pytest.mark.loss(FOCAL.name)
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, "0.5"])
 def test_focal_alpha_outside_unit_interval_is_rejected(alpha: object) -> None:
     """alpha is null or a number in [0, 1] (its bounds sit inside the schema's anyOf)."""
     body = {"predictions": [0.5], "targets": [1], "params": {"alpha": alpha}}
-    assert _problem("binary_focal", body).code == "invalid_params"
+    assert _problem(FOCAL, body).code == "invalid_params"
 
 
 # --- PyTorch and Keras, when installed -------------------------------------------------------
@@ -324,6 +311,7 @@ def _diag_hessian(torch: Any, loss_fn: Any, x: Any) -> tuple[Any, Any, Any]:
     return value.detach(), grad.detach(), hess
 
 
+@pytest.mark.loss(BCE.name)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 def test_bce_with_logits_matches_torch(label_smoothing: float) -> None:
     """binary_cross_entropy_with_logits(pos_weight) on y': values, autograd gradient, Hessian."""
@@ -348,10 +336,10 @@ def test_bce_with_logits_matches_torch(label_smoothing: float) -> None:
         ),
         torch.tensor(z),
     )
-    np.testing.assert_allclose(out["per_sample"], per_row.numpy(), rtol=RTOL, atol=ATOL)
-    assert out["value"] == pytest.approx(float(value), rel=RTOL)
-    np.testing.assert_allclose(out["gradient"], grad.numpy(), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(out["hessian"], hess.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, per_row.numpy(), rtol=RTOL, atol=ATOL)
+    assert out.value == pytest.approx(float(value), rel=RTOL)
+    np.testing.assert_allclose(out.gradient, grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.hessian, hess.numpy(), rtol=RTOL, atol=ATOL)
 
 
 def _optax_focal(torch: Any, z: Any, y: Any, alpha: float | None, gamma: float) -> Any:
@@ -367,6 +355,7 @@ def _optax_focal(torch: Any, z: Any, y: Any, alpha: float | None, gamma: float) 
     return (alpha * y + (1 - alpha) * (1 - y)) * loss
 
 
+@pytest.mark.loss(FOCAL.name)
 @pytest.mark.parametrize(
     "params",
     [{}, {"alpha": 0.25, "gamma": 0.5, "label_smoothing": 0.1}, {"gamma": 3.0, "alpha": 0.9}],
@@ -386,10 +375,10 @@ def test_sigmoid_focal_matches_optax_formula_in_torch(params: dict[str, Any]) ->
         torch, lambda x: _optax_focal(torch, x, y, alpha, gamma).mean(-1).sum(), torch.tensor(z)
     )
     per_row = _optax_focal(torch, torch.tensor(z), y, alpha, gamma).mean(-1)
-    np.testing.assert_allclose(out["per_sample"], per_row.numpy(), rtol=RTOL, atol=ATOL)
-    assert out["value"] == pytest.approx(float(value), rel=RTOL)
-    np.testing.assert_allclose(out["gradient"], grad.numpy(), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(out["hessian"], hess.numpy(), rtol=1e-8, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, per_row.numpy(), rtol=RTOL, atol=ATOL)
+    assert out.value == pytest.approx(float(value), rel=RTOL)
+    np.testing.assert_allclose(out.gradient, grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.hessian, hess.numpy(), rtol=1e-8, atol=ATOL)
 
 
 def _keras() -> Any:
@@ -406,6 +395,7 @@ def _keras() -> Any:
 KERAS_TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
+@pytest.mark.loss(BCE.name, FOCAL.name)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
 def test_probabilities_match_keras(label_smoothing: float) -> None:
     """BCE and focal on probabilities (soft labels, smoothing, class balancing) follow Keras."""
@@ -414,7 +404,7 @@ def test_probabilities_match_keras(label_smoothing: float) -> None:
     pred[0, 0], pred[1, 1] = 1e-9, 1.0  # inside the clip regions
     bce = evaluate(BCE, pred, targ, None, {"label_smoothing": label_smoothing}, reduction="none")
     expected = keras.losses.binary_crossentropy(targ, pred, label_smoothing=label_smoothing)
-    np.testing.assert_allclose(bce["per_sample"], np.asarray(expected), **KERAS_TOL)
+    np.testing.assert_allclose(bce.per_sample, np.asarray(expected), **KERAS_TOL)
     for alpha in (None, 0.3):
         params = {"gamma": 1.5, "alpha": alpha, "label_smoothing": label_smoothing}
         focal = evaluate(FOCAL, pred, targ, None, params, reduction="none")
@@ -422,16 +412,16 @@ def test_probabilities_match_keras(label_smoothing: float) -> None:
             targ, pred, apply_class_balancing=alpha is not None, alpha=alpha or 0.25,
             gamma=1.5, label_smoothing=label_smoothing,
         )  # fmt: skip
-        np.testing.assert_allclose(focal["per_sample"], np.asarray(expected), **KERAS_TOL)
+        np.testing.assert_allclose(focal.per_sample, np.asarray(expected), **KERAS_TOL)
 
 
-def test_hinges_match_keras() -> None:
+@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+def test_hinges_match_keras(spec: LossSpec) -> None:
     """hinge and squared_hinge equal Keras, which also converts a {0, 1} batch to ±1."""
     keras = _keras()
     rng = np.random.default_rng(44)
     pred = rng.uniform(-3, 3, size=(6, 3))
     for targ in (rng.choice([-1.0, 1.0], size=(6, 3)), rng.integers(0, 2, size=(6, 3)) * 1.0):
-        for name in ("hinge", "squared_hinge"):
-            out = evaluate(resolve(name), pred, targ, None, reduction="none")
-            expected = getattr(keras.losses, name)(targ, pred)
-            np.testing.assert_allclose(out["per_sample"], np.asarray(expected), **KERAS_TOL)
+        out = evaluate(spec, pred, targ, None, reduction="none")
+        expected = getattr(keras.losses, spec.name)(targ, pred)
+        np.testing.assert_allclose(out.per_sample, np.asarray(expected), **KERAS_TOL)

@@ -1,4 +1,4 @@
-"""The long-string scan that cuts packed data out of a body (service/body.py) against a plain
+"""The long-string scan that cuts packed data out of a body (service/codecs/jsontext.py) against a plain
 reading of JSON string literals, on bodies built to put quotes and escapes at every offset of
 the 8-byte words the scan skips through."""
 
@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.body import lift, long_strings
+from service.codecs.jsontext import lift, long_strings
 
 
 def _reference(body: bytes, min_len: int) -> list[tuple[int, int, int]]:

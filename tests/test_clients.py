@@ -19,8 +19,7 @@ import httpx
 import pytest
 
 from service.losses import REGISTRY
-
-from .conftest import ROOT, Server
+from tests.support.servers import ROOT, Server
 
 SPEC_PATH = ROOT / "openapi" / "openapi.json"
 TS_PROJECT = ROOT / "tests" / "clients" / "ts"

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.servers import ROOT
 
 BIN = Path(sys.executable).parent
 K8S = ROOT / "deploy" / "k8s"

@@ -11,20 +11,16 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from service.errors import LossdError
-from service.losses import resolve
-from tests.test_losses import ATOL, RTOL, evaluate
+from service.losses import REGISTRY, LossSpec, resolve
+from tests.support.harness import (
+    ATOL,
+    RTOL,
+    assert_gradient_matches_finite_differences,
+    evaluate,
+    spec_id,
+)
 
-
-def _fd_gradient(fn: Any, x: np.ndarray) -> np.ndarray:
-    """Central differences of the scalar ``fn`` at ``x``, one element at a time."""
-    grad = np.zeros_like(x)
-    for k in range(x.size):
-        h = 1e-6 * max(1.0, abs(x.flat[k]))
-        up, down = x.copy(), x.copy()
-        up.flat[k] += h
-        down.flat[k] -= h
-        grad.flat[k] = (fn(up) - fn(down)) / (2 * h)
-    return grad
+OVERLAP_LOSSES = [spec for spec in REGISTRY if spec.family == "overlap"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -35,6 +31,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 # --- js_divergence ---------------------------------------------------------------------------
 
 
+@pytest.mark.loss("js_divergence")
 def test_js_divergence_is_scipy_jensenshannon_squared() -> None:
     """Per-sample JS equals scipy's jensenshannon(P, Q)**2, rows of either unnormalised."""
     rng = np.random.default_rng(31)
@@ -44,19 +41,22 @@ def test_js_divergence_is_scipy_jensenshannon_squared() -> None:
     q[1, 3] = 0.0
     out = evaluate(resolve("js_divergence"), q, p, reduction="none")
     expected = jensenshannon(p, q, axis=1) ** 2
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.loss("js_divergence")
 def test_js_divergence_gradient_follows_scipy_through_the_renormalisation() -> None:
     """The gradient w.r.t. unnormalised probabilities is that of scipy's renormalising formula."""
     rng = np.random.default_rng(32)
     q = rng.uniform(0.05, 0.6, size=(5, 3))
     p = rng.uniform(0.1, 2.0, size=(5, 3))
-    out = evaluate(resolve("js_divergence"), q, p, reduction="sum", gradient=True)
-    expected = _fd_gradient(lambda x: float(np.sum(jensenshannon(p, x, axis=1) ** 2)), q)
-    np.testing.assert_allclose(out["gradient"], expected, rtol=1e-6, atol=1e-8)
+    assert_gradient_matches_finite_differences(
+        resolve("js_divergence"), q, p, None, {}, loss=lambda x: jensenshannon(p, x, axis=1) ** 2,
+        rtol=1e-6, atol=1e-8,
+    )  # fmt: skip
 
 
+@pytest.mark.loss("js_divergence")
 def test_js_divergence_from_logits_is_scipy_of_the_softmax() -> None:
     """From logits, JS is scipy's jensenshannon(P, softmax(z))**2, with index targets one-hot."""
     rng = np.random.default_rng(33)
@@ -64,20 +64,22 @@ def test_js_divergence_from_logits_is_scipy_of_the_softmax() -> None:
     index = np.array([0, 1, 2, 2, 1, 0])
     out = evaluate(resolve("jsd"), z, index, None, {"from_logits": True}, reduction="none")
     expected = jensenshannon(np.eye(3)[index], _softmax(z), axis=1) ** 2
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.loss("js_divergence")
 @pytest.mark.parametrize("logit", [1e300, -1e300, 1000.0])
 def test_js_divergence_is_finite_for_extreme_logits(logit: float) -> None:
     """Any finite logit gives a finite JS, gradient and Hessian; a certain miss costs log 2."""
     pred = np.array([[logit, 0.0, -logit], [0.0, logit, 1.0]])
     out = evaluate(resolve("js_divergence"), pred, np.array([2, 0]), None,
                    {"from_logits": True}, gradient=True, hessian=True)  # fmt: skip
-    assert np.isfinite(out["gradient"]).all() and np.isfinite(out["hessian"]).all()
+    assert np.isfinite(out.gradient).all() and np.isfinite(out.hessian).all()
     if logit > 0:  # softmax puts all mass on class 0, the target is class 2: disjoint, JS = log 2
-        assert out["per_sample"][0] == pytest.approx(np.log(2.0), rel=1e-12)
+        assert out.per_sample[0] == pytest.approx(np.log(2.0), rel=1e-12)
 
 
+@pytest.mark.loss("js_divergence")
 @pytest.mark.parametrize(
     ("pred", "targ", "code", "fragment"),
     [
@@ -99,18 +101,20 @@ def test_js_divergence_rejects_rows_it_cannot_renormalise(
 # --- kl_divergence ---------------------------------------------------------------------------
 
 
+@pytest.mark.loss("kl_divergence")
 @pytest.mark.parametrize("logit", [1e300, -1e300, 1000.0, -1000.0])
 def test_kl_divergence_is_finite_for_extreme_logits(logit: float) -> None:
     """Any finite logit gives a finite loss, gradient and Hessian (log-sum-exp)."""
     pred = np.array([[logit, 0.0, -logit], [0.0, logit, 1.0]])
     out = evaluate(resolve("kl_divergence"), pred, np.array([2, 0]), None,
                    {"from_logits": True}, gradient=True, hessian=True)  # fmt: skip
-    assert np.isfinite(out["value"]) and np.isfinite(out["gradient"]).all()
-    assert np.isfinite(out["hessian"]).all()
+    assert np.isfinite(out.value) and np.isfinite(out.gradient).all()
+    assert np.isfinite(out.hessian).all()
     # one-hot P: KL = -log_softmax(z)_2 = 2·logit when logit > 0, ≈ 0 otherwise
-    assert out["per_sample"][0] == pytest.approx(2 * logit if logit > 0 else 0.0, rel=1e-12)
+    assert out.per_sample[0] == pytest.approx(2 * logit if logit > 0 else 0.0, rel=1e-12)
 
 
+@pytest.mark.loss("kl_divergence")
 def test_kl_divergence_clips_both_distributions_like_keras() -> None:
     """Probabilities: P and Q clipped to [ε, 1] (keras.losses.kl_divergence), zero derivative where clipped."""
     eps = 0.05
@@ -119,15 +123,16 @@ def test_kl_divergence_clips_both_distributions_like_keras() -> None:
     out = evaluate(resolve("kld"), pred, targ, None, {"epsilon": eps}, reduction="none",
                    gradient=True, hessian=True)  # fmt: skip
     y, q = np.clip(targ, eps, 1), np.clip(pred, eps, 1)
-    np.testing.assert_allclose(out["per_sample"], (y * np.log(y / q)).sum(axis=1), rtol=RTOL)
+    np.testing.assert_allclose(out.per_sample, (y * np.log(y / q)).sum(axis=1), rtol=RTOL)
     active = (pred > eps) & (pred < 1)
     want_g = np.where(active, -y / np.where(active, pred, 1.0), 0.0)
     want_h = np.where(active, y / np.where(active, pred, 1.0) ** 2, 0.0)
-    np.testing.assert_allclose(out["gradient"], want_g, rtol=RTOL)
-    np.testing.assert_allclose(out["hessian"], want_h, rtol=RTOL)
-    assert out["gradient"][0, 0] == 0.0 and out["gradient"][0, 2] == 0.0
+    np.testing.assert_allclose(out.gradient, want_g, rtol=RTOL)
+    np.testing.assert_allclose(out.hessian, want_h, rtol=RTOL)
+    assert out.gradient[0, 0] == 0.0 and out.gradient[0, 2] == 0.0
 
 
+@pytest.mark.loss("kl_divergence")
 def test_kl_divergence_matches_keras() -> None:
     """keras.losses.kl_divergence (torch backend, float64 tensors) and its autograd gradient."""
     torch = pytest.importorskip("torch")
@@ -143,11 +148,12 @@ def test_kl_divergence_matches_keras() -> None:
     per_row.sum().backward()
     assert q.grad is not None
     out = evaluate(resolve("kl_divergence"), pred, targ, reduction="sum", gradient=True)
-    np.testing.assert_allclose(out["per_sample"], per_row.detach().numpy(), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(out["gradient"], q.grad.numpy(), rtol=RTOL, atol=ATOL)
-    assert out["gradient"][1, 0] == 0.0
+    np.testing.assert_allclose(out.per_sample, per_row.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.gradient, q.grad.numpy(), rtol=RTOL, atol=ATOL)
+    assert out.gradient[1, 0] == 0.0
 
 
+@pytest.mark.loss("kl_divergence")
 def test_kl_divergence_probabilities_outside_unit_interval_suggest_from_logits() -> None:
     """Logits sent without from_logits get a 422 that suggests from_logits: true."""
     with pytest.raises(LossdError) as info:
@@ -155,6 +161,7 @@ def test_kl_divergence_probabilities_outside_unit_interval_suggest_from_logits()
     assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail
 
 
+@pytest.mark.loss("kl_divergence")
 def test_kl_divergence_from_logits_matches_torch_kl_div() -> None:
     """Per-row torch kl_div(log_softmax(z), P), its batchmean, autograd gradient and Hessian."""
     torch = pytest.importorskip("torch")
@@ -182,85 +189,88 @@ def test_kl_divergence_from_logits_matches_torch_kl_div() -> None:
     out = evaluate(spec, z, p, None, {"from_logits": True}, reduction="sum", gradient=True,
                    hessian=True)  # fmt: skip
     mean = evaluate(spec, z, p, None, {"from_logits": True})
-    np.testing.assert_allclose(out["per_sample"], per_row.detach().numpy(), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(out["gradient"], zt.grad.numpy(), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(out["hessian"], diagonal, rtol=RTOL, atol=ATOL)
-    assert mean["value"] == pytest.approx(float(batchmean), rel=RTOL)
+    np.testing.assert_allclose(out.per_sample, per_row.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.gradient, zt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.hessian, diagonal, rtol=RTOL, atol=ATOL)
+    assert mean.value == pytest.approx(float(batchmean), rel=RTOL)
 
 
 # --- dice and tversky ------------------------------------------------------------------------
 
-OVERLAP = [
-    ("dice", {"smooth": 0.0}),
-    ("tversky", {"smooth": 0.0}),
-    ("tversky", {"smooth": 0.0, "alpha": 0.3, "beta": 0.9}),
+EMPTY_MASKS = [
+    (resolve("dice"), {"smooth": 0.0}),
+    (resolve("tversky"), {"smooth": 0.0}),
+    (resolve("tversky"), {"smooth": 0.0, "alpha": 0.3, "beta": 0.9}),
 ]
 
 
-@pytest.mark.parametrize(("name", "params"), OVERLAP)
-def test_two_empty_masks_overlap_perfectly(name: str, params: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("spec", "params"), EMPTY_MASKS, ids=spec_id)
+def test_two_empty_masks_overlap_perfectly(spec: LossSpec, params: dict[str, Any]) -> None:
     """A row with both masks empty and smooth 0 (0/0) has loss 0, gradient 0 and Hessian 0."""
     pred = np.array([[0.0, 0.0, 0.0], [0.2, 0.9, 0.0]])
     targ = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
-    out = evaluate(resolve(name), pred, targ, None, params, reduction="none", gradient=True,
+    out = evaluate(spec, pred, targ, None, params, reduction="none", gradient=True,
                    hessian=True)  # fmt: skip
-    assert out["per_sample"][0] == 0.0
-    assert (out["gradient"][0] == 0.0).all() and (out["hessian"][0] == 0.0).all()
-    assert 0.0 < out["per_sample"][1] < 1.0  # the other row is unaffected
+    assert out.per_sample[0] == 0.0
+    assert (out.gradient[0] == 0.0).all() and (out.hessian[0] == 0.0).all()
+    assert 0.0 < out.per_sample[1] < 1.0  # the other row is unaffected
 
 
+@pytest.mark.loss("tversky")
 def test_tversky_without_false_positive_weight_forgives_an_empty_target() -> None:
     """alpha 0, smooth 0, empty target: the denominator is 0 for any prediction, so the loss is 0."""
     out = evaluate(resolve("tversky"), np.array([[0.3, 0.8]]), np.zeros((1, 2)), None,
                    {"alpha": 0.0, "smooth": 0.0}, gradient=True)  # fmt: skip
-    assert out["per_sample"][0] == 0.0 and (out["gradient"] == 0.0).all()
+    assert out.per_sample[0] == 0.0 and (out.gradient == 0.0).all()
 
 
+@pytest.mark.loss("dice")
 def test_empty_target_with_smooth_is_the_limit_of_the_formula() -> None:
     """With smooth > 0 two empty masks give (0 + s)/(0 + s) = 1, loss 0, without a special case."""
     out = evaluate(resolve("dice"), np.zeros((1, 3)), np.zeros((1, 3)), gradient=True)
-    assert out["per_sample"][0] == 0.0
-    np.testing.assert_array_equal(out["gradient"], np.ones((1, 3)))  # (A − 2tB)/B² = 1/s
+    assert out.per_sample[0] == 0.0
+    np.testing.assert_array_equal(out.gradient, np.ones((1, 3)))  # (A − 2tB)/B² = 1/s
 
 
+@pytest.mark.loss("dice")
 def test_dice_rank_one_is_one_element_rows() -> None:
     """Rank-1 inputs are N one-element masks: l_i = 1 − (2pt + s)/(p + t + s)."""
     p = np.array([0.2, 0.7, 0.0])
     t = np.array([1.0, 0.0, 0.0])
     out = evaluate(resolve("dice_loss"), p, t, None, {"smooth": 0.5}, reduction="none")
-    np.testing.assert_allclose(out["per_sample"], 1 - (2 * p * t + 0.5) / (p + t + 0.5))
+    np.testing.assert_allclose(out.per_sample, 1 - (2 * p * t + 0.5) / (p + t + 0.5))
 
 
-@pytest.mark.parametrize("name", ["dice", "tversky"])
+@pytest.mark.parametrize("spec", OVERLAP_LOSSES, ids=spec_id)
 @pytest.mark.parametrize("logit", [1e300, -1e300, 800.0, -800.0])
-def test_overlap_losses_are_finite_for_extreme_logits(name: str, logit: float) -> None:
+def test_overlap_losses_are_finite_for_extreme_logits(spec: LossSpec, logit: float) -> None:
     """From logits the sigmoid is taken as exp(log σ): any finite logit stays finite."""
     pred = np.array([[logit, -logit, 0.0], [logit, logit, logit]])
     targ = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
-    out = evaluate(resolve(name), pred, targ, None, {"from_logits": True}, gradient=True,
+    out = evaluate(spec, pred, targ, None, {"from_logits": True}, gradient=True,
                    hessian=True)  # fmt: skip
-    assert np.isfinite(out["per_sample"]).all() and np.isfinite(out["gradient"]).all()
-    assert np.isfinite(out["hessian"]).all()
+    assert np.isfinite(out.per_sample).all() and np.isfinite(out.gradient).all()
+    assert np.isfinite(out.hessian).all()
 
 
-@pytest.mark.parametrize("name", ["dice", "tversky"])
-def test_tiny_sigmoids_against_an_empty_target(name: str) -> None:
+@pytest.mark.parametrize("spec", OVERLAP_LOSSES, ids=spec_id)
+def test_tiny_sigmoids_against_an_empty_target(spec: LossSpec) -> None:
     """σ(−700) ≈ 1e-304 is a non-empty mask (loss 1, no B² underflow); σ(−800) = 0 is empty."""
     params = {"from_logits": True, "smooth": 0.0}
-    tiny = evaluate(resolve(name), np.full((1, 2), -700.0), np.zeros((1, 2)), None, params,
+    tiny = evaluate(spec, np.full((1, 2), -700.0), np.zeros((1, 2)), None, params,
                     gradient=True, hessian=True)  # fmt: skip
-    assert tiny["per_sample"][0] == 1.0
-    assert (tiny["gradient"] == 0.0).all() and (tiny["hessian"] == 0.0).all()
-    empty = evaluate(resolve(name), np.full((1, 2), -800.0), np.zeros((1, 2)), None, params)
-    assert empty["per_sample"][0] == 0.0
+    assert tiny.per_sample[0] == 1.0
+    assert (tiny.gradient == 0.0).all() and (tiny.hessian == 0.0).all()
+    empty = evaluate(spec, np.full((1, 2), -800.0), np.zeros((1, 2)), None, params)
+    assert empty.per_sample[0] == 0.0
 
 
-@pytest.mark.parametrize("name", ["dice", "tversky"])
-def test_overlap_losses_check_their_inputs(name: str) -> None:
+@pytest.mark.parametrize("spec", OVERLAP_LOSSES, ids=spec_id)
+def test_overlap_losses_check_their_inputs(spec: LossSpec) -> None:
     """Targets outside [0, 1] are invalid; probabilities outside [0, 1] suggest from_logits."""
     with pytest.raises(LossdError) as info:
-        evaluate(resolve(name), np.array([[0.5, 0.5]]), np.array([[0.5, 1.5]]))
+        evaluate(spec, np.array([[0.5, 0.5]]), np.array([[0.5, 1.5]]))
     assert info.value.code == "invalid_array"
     with pytest.raises(LossdError) as info:
-        evaluate(resolve(name), np.array([[0.5, 2.0]]), np.array([[0.5, 1.0]]))
+        evaluate(spec, np.array([[0.5, 2.0]]), np.array([[0.5, 1.0]]))
     assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail

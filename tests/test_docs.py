@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .conftest import Server
+from tests.support.servers import Server
 
 CHROMIUM = "/usr/bin/chromium"
 SETUP_HINT = "run the test set-up first: `make test` installs Debian's chromium"

@@ -1,7 +1,7 @@
 """Faults: SIGTERM with requests in flight, a worker killed with SIGKILL, clients that hang up.
 
 SPEC section 6: SIGTERM drains in-flight requests, then the process exits 0; with several
-workers, a worker that dies is replaced. Each test starts a server of its own (conftest.py).
+workers, a worker that dies is replaced. Each test starts a server of its own (tests/support/servers.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.conftest import Server, served, start_server
+from tests.support.servers import Server, served, start_server
 
 JSON = {"content-type": "application/json"}
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a RST at once

@@ -1,8 +1,8 @@
 """Fuzzing: schemathesis against the committed spec, hypothesis against the request decoder.
 
 A request gets a 200 with a well-formed result or a documented 4xx (SPEC section 5), never a 500,
-a traceback or a response the spec does not describe. In-process, ``engine.evaluate`` and
-``engine.evaluate_many`` take the raw body exactly as the route hands it over, so hundreds of
+a traceback or a response the spec does not describe. In-process, ``evaluate_one`` and
+``evaluate_many`` take the raw body exactly as the route hands it over, so hundreds of
 examples run in seconds; a smaller number goes over HTTP to a live server.
 """
 
@@ -23,12 +23,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from service import engine
-from service.body import Encoded
+from service.codecs import Reply
+from service.codecs.loss import evaluate_many, evaluate_one
 from service.errors import LossdError
 from service.losses import REGISTRY
-from tests.conftest import ROOT, Server
-from tests.reference import CASES
+from tests.support.problems import MAX_ERROR_BYTES
+from tests.support.references import CASES
+from tests.support.servers import ROOT, Server
 
 SPEC = ROOT / "openapi" / "openapi.json"
 LIMIT = 1 << 20  # LOSSD_MAX_ELEMENTS of the in-process runs (the service's default is larger)
@@ -40,7 +41,6 @@ DOCUMENTED = {
     422: {"invalid_request", "invalid_array", "shape_mismatch", "invalid_params", "out_of_domain"},
 }
 JSON = {"content-type": "application/json"}
-MAX_ERROR_BYTES = 2048  # as tests/test_bad_inputs.py: an error never echoes its input
 IN_PROCESS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 OVER_HTTP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = sorted({name for spec in REGISTRY for name in (spec.name, *spec.aliases)})
@@ -238,22 +238,22 @@ OPTIONS = {
 def near_valid(draw: st.DrawFn, many: bool = False) -> tuple[str, dict[str, Any], str | None]:
     """A loss name (any alias), a request for it that is valid or has one thing wrong, the fault.
 
-    The arrays come from the reference's own sampler (tests/reference.py), so a request without
-    a fault is inside the loss's domain and must succeed unless the options ask for what the
-    loss has not (a Hessian) or the values overflow.
+    The arrays come from the reference's own sampler (tests/support/references), so a request
+    without a fault is inside the loss's domain and must succeed unless the options ask for what
+    the loss has not (a Hessian) or the values overflow.
     """
     name = draw(st.sampled_from(NAMES))
     spec = BY_NAME[name]
     case = CASES[spec.name]
     fault = draw(st.one_of(st.just(None), st.sampled_from(FAULTS)))
-    rank = 2 if case.min_rank == 2 else draw(st.sampled_from([1, 2]))
+    rank = 2 if spec.params.min_rank == 2 else draw(st.sampled_from([1, 2]))
     params = dict(draw(st.sampled_from(case.params)))
     # class weights and similarity matrices fix the number of classes
     sized = [len(v) for v in params.values() if isinstance(v, list)]
     n, c = draw(st.integers(0, 6)), sized[0] if sized else draw(st.integers(1, 4))
     shape = (n, c) if rank == 2 else (n,)
     pred, targ = case.sample(shape, draw(st.integers(0, 2**16)), params)
-    if case.targ == "index" and targ.ndim == 2 and draw(st.booleans()):
+    if "class_index" in spec.targets and targ.ndim == 2 and draw(st.booleans()):
         targ = np.argmax(targ, axis=1).astype(np.float64)  # one-hot rows as class indices
     which = draw(st.sampled_from(["predictions", "targets"]))
     array_fault = draw(st.sampled_from(PACKED_FAULTS)) if fault == "packed" else fault
@@ -353,8 +353,8 @@ def assert_result(result: dict[str, Any], doc: dict[str, Any] | None) -> None:
 def check_in_process(body: bytes) -> None:
     """Both evaluation entry points answer ``body`` with a result or a documented LossdError."""
     routes = {
-        "one": lambda b: engine.evaluate("mse", b, LIMIT),
-        "many": lambda b: engine.evaluate_many(b, LIMIT),
+        "one": lambda b: evaluate_one("mse", b, LIMIT),
+        "many": lambda b: evaluate_many(b, LIMIT),
     }
     for route, evaluate in routes.items():
         try:
@@ -362,8 +362,8 @@ def check_in_process(body: bytes) -> None:
         except LossdError as exc:
             assert_documented_error(exc)
             continue
-        assert isinstance(out, Encoded)
-        response = orjson.loads(out.tobytes())
+        assert isinstance(out, Reply)
+        response = orjson.loads(out.body.tobytes())
         results = response["results"] if route == "many" else [response]
         assert results
         for result in results:
@@ -421,7 +421,7 @@ def test_near_valid_requests_in_process(
     """
     name, doc, fault = one
     try:
-        result = orjson.loads(engine.evaluate(name, bytearray(dumps(doc)), LIMIT).tobytes())
+        result = orjson.loads(evaluate_one(name, bytearray(dumps(doc)), LIMIT).body.tobytes())
     except LossdError as exc:
         assert not must_succeed([name], doc, fault), (exc.code, exc.detail)
         assert_documented_error(exc)
@@ -430,7 +430,7 @@ def test_near_valid_requests_in_process(
     _, doc, fault = many
     names = [entry["name"] for entry in doc.get("losses", [])]
     try:
-        response = orjson.loads(engine.evaluate_many(bytearray(dumps(doc)), LIMIT).tobytes())
+        response = orjson.loads(evaluate_many(bytearray(dumps(doc)), LIMIT).body.tobytes())
     except LossdError as exc:
         assert not must_succeed(names, doc, fault), (exc.code, exc.detail)
         assert_documented_error(exc)
@@ -443,7 +443,7 @@ def test_near_valid_requests_in_process(
 def test_deep_nesting_in_process(body: bytes) -> None:
     """Arrays and objects nested up to 2000 deep: a 422, never a recursion error."""
     with pytest.raises(LossdError) as caught:
-        engine.evaluate("mse", bytearray(body), LIMIT)
+        evaluate_one("mse", bytearray(body), LIMIT)
     assert caught.value.status == 422
     assert_documented_error(caught.value)
 

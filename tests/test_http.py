@@ -19,9 +19,10 @@ import orjson
 import pytest
 
 from service.app import create_app
+from service.losses import REGISTRY
 from service.settings import Settings
-from tests import reference
-from tests.conftest import ROOT, Server, start_server
+from tests.support.references import CASES
+from tests.support.servers import ROOT, Server, start_server
 
 
 def packed(array: np.ndarray) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def test_readme_curl_example(server: Server) -> None:
 def test_catalogue_lists_every_loss(client: httpx.Client) -> None:
     """GET /losses lists the twelve regression losses; an alias finds its entry."""
     names = [entry["name"] for entry in client.get("/losses").json()["losses"]]
-    assert set(names) == set(reference.CASES)
+    assert set(names) == {spec.name for spec in REGISTRY}
     assert client.get("/losses/MSELoss").json()["name"] == "mse"
     assert client.get("/losses/reg:pseudohubererror").json()["name"] == "pseudo_huber"
 
@@ -86,7 +87,7 @@ def _one_client(url: str, seed: int) -> int:
             response = http.post(f"/loss/{name}", content=orjson.dumps(body),
                                  headers={"content-type": "application/json"})  # fmt: skip
             assert response.status_code == 200, response.text
-            fn = reference.CASES[name].fn
+            fn = CASES[name].fn
             expected = fn(pred.reshape(pred.shape[0], -1), targ.reshape(targ.shape[0], -1))  # type: ignore[operator]
             out = response.json()
             np.testing.assert_allclose(out["per_sample"], expected, rtol=1e-9, atol=1e-12)

@@ -23,9 +23,9 @@ import numpy as np
 import orjson
 import pytest
 
-from tests import reference
-from tests.conftest import Server, http_client, served
-from tests.test_bad_inputs import assert_problem
+from tests.support.problems import assert_problem
+from tests.support.references import multiclass, one_hot, regression
+from tests.support.servers import Server, http_client, served
 
 MAX_BODY = 256 * 1024  # LOSSD_MAX_BODY_BYTES of the limits server
 BODY_TIMEOUT = 1.0  # LOSSD_BODY_TIMEOUT of the limits server, seconds
@@ -324,8 +324,8 @@ def test_class_index_targets_count_as_their_one_hot_rows(limited: httpx.Client) 
     }
     response = limited.post("/loss/cross_entropy", json=body)
     assert response.status_code == 200, response.text
-    rows = reference.one_hot(classes, 30)
-    expected = reference.cross_entropy(logits.astype(np.float64), rows, from_logits=True).mean()
+    rows = one_hot(classes, 30)
+    expected = multiclass.cross_entropy(logits.astype(np.float64), rows, from_logits=True).mean()
     assert response.json()["value"] == pytest.approx(expected, rel=1e-12)
     wide = {"predictions": declared([1000, 60], "float32"), "targets": declared([1000], "int64")}
     needed = assert_over_budget(limited.post("/loss/cross_entropy", json=wide))
@@ -374,8 +374,8 @@ def test_a_full_queue_answers_503_and_the_rest_are_right(queue_server: Server) -
     doc = {"predictions": packed(pred), "targets": packed(targ), "losses": losses}
     body = orjson.dumps({**doc, "per_sample": False})
     expected = {
-        "log_cosh": reference.log_cosh(pred, targ).mean(),
-        "huber": reference.huber(pred, targ).mean(),
+        "log_cosh": regression.log_cosh(pred, targ).mean(),
+        "huber": regression.huber(pred, targ).mean(),
     }
 
     def assert_right(response: httpx.Response) -> None:

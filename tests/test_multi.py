@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from service import engine
+from service.codecs.loss import evaluate_many, evaluate_one
 from service.errors import LossdError
 
 PRED = [[0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]
@@ -22,7 +22,7 @@ LOSSES = [
 
 def _many(**fields: Any) -> dict[str, Any]:
     doc = {"predictions": PRED, "targets": [[0, 1, 0], [1, 0, 0], [0, 0, 1]], "losses": LOSSES}
-    return orjson.loads(engine.evaluate_many(orjson.dumps({**doc, **fields}), 10**6).tobytes())
+    return orjson.loads(evaluate_many(orjson.dumps({**doc, **fields}), 10**6).body.tobytes())
 
 
 def test_results_equal_single_calls_in_order() -> None:
@@ -33,7 +33,7 @@ def test_results_equal_single_calls_in_order() -> None:
     for selection, result in zip(LOSSES, results, strict=True):
         single = {"predictions": PRED, "targets": [[0, 1, 0], [1, 0, 0], [0, 0, 1]],
                   "params": selection.get("params", {}), **common}  # fmt: skip
-        alone = engine.evaluate(str(selection["name"]), orjson.dumps(single), 10**6).tobytes()
+        alone = evaluate_one(str(selection["name"]), orjson.dumps(single), 10**6).body.tobytes()
         assert orjson.loads(alone) == result
 
 
@@ -100,6 +100,6 @@ def test_losses_sharing_converted_targets_keep_their_own_rules() -> None:
     for selection, result in zip(losses, results, strict=True):
         single = {"predictions": PRED, "targets": [0, 1, 2], "dtype": "float32",
                   "gradient": True, "params": selection.get("params", {})}  # fmt: skip
-        alone = engine.evaluate(str(selection["name"]), orjson.dumps(single), 10**6).tobytes()
+        alone = evaluate_one(str(selection["name"]), orjson.dumps(single), 10**6).body.tobytes()
         assert orjson.loads(alone) == result
     assert results[0]["per_sample"][0] == 0.0 and results[1]["per_sample"][0] > 0

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from service.errors import InvalidParams, LossdError
-from service.losses import resolve
-from tests.test_losses import evaluate
+from service.losses import REGISTRY, LossSpec, resolve
+from tests.support.harness import ATOL, RTOL, evaluate, spec_id
 
-RTOL, ATOL = 1e-9, 1e-12
 LOGITS = np.array([[2.0, -1.0, 0.5], [0.1, 0.3, -2.5], [-1.5, 1.5, 0.0], [3.0, 2.5, -3.0]])
 INDEX = np.array([0, 2, 1, 1])
 SIMILARITY = [[1.0, 0.3, 0.1], [0.3, 1.0, 0.6], [0.1, 0.6, 1.0]]
@@ -26,18 +25,21 @@ def _invalid(name: str, params: dict[str, Any], pred: np.ndarray = LOGITS) -> In
     return info.value
 
 
+@pytest.mark.loss("simloss")
 def test_simloss_with_both_similarity_and_ordinal_base_is_a_422() -> None:
     """Giving both a similarity matrix and ordinal_base is a 422 that says to remove one."""
     error = _invalid("simloss", {"similarity": SIMILARITY, "ordinal_base": 0.5})
     assert "not both" in error.detail and "remove one" in error.detail
 
 
+@pytest.mark.loss("simloss")
 def test_simloss_with_neither_is_a_422() -> None:
     """simloss without similarity or ordinal_base is a 422 that says which to give."""
     error = _invalid("simloss", {})
     assert "similarity" in error.detail and "ordinal_base" in error.detail
 
 
+@pytest.mark.loss("simloss")
 @pytest.mark.parametrize(
     ("similarity", "fragment"),
     [
@@ -56,6 +58,7 @@ def test_simloss_rejects_a_matrix_that_does_not_fit(
     assert fragment in error.detail
 
 
+@pytest.mark.loss("multi_margin")
 @pytest.mark.parametrize("p", [3, 0, 1.5, "2"])
 def test_multi_margin_accepts_only_p_1_or_2(p: object) -> None:
     """multi_margin's exponent p is the integer 1 or 2; anything else is a 422."""
@@ -64,60 +67,64 @@ def test_multi_margin_accepts_only_p_1_or_2(p: object) -> None:
 
 
 FROM_LOGITS = [
-    ("focal", {"from_logits": True}),
-    ("focal", {"from_logits": True, "gamma": 0.5, "label_smoothing": 0.1}),
-    ("focal", {"from_logits": True, "gamma": 0.0, "class_weight": [0.5, 1.0, 2.0]}),
-    ("generalized_cross_entropy", {"from_logits": True}),
-    ("generalized_cross_entropy", {"from_logits": True, "q": 0.2}),
-    ("poly1_cross_entropy", {}),
-    ("poly1_cross_entropy", {"epsilon_poly": -1.0, "label_smoothing": 0.2}),
-    ("simloss", {"from_logits": True, "ordinal_base": 0.5}),
+    (resolve("focal"), {"from_logits": True}),
+    (resolve("focal"), {"from_logits": True, "gamma": 0.5, "label_smoothing": 0.1}),
+    (resolve("focal"), {"from_logits": True, "gamma": 0.0, "class_weight": [0.5, 1.0, 2.0]}),
+    (resolve("generalized_cross_entropy"), {"from_logits": True}),
+    (resolve("generalized_cross_entropy"), {"from_logits": True, "q": 0.2}),
+    (resolve("poly1_cross_entropy"), {}),
+    (resolve("poly1_cross_entropy"), {"epsilon_poly": -1.0, "label_smoothing": 0.2}),
+    (resolve("simloss"), {"from_logits": True, "ordinal_base": 0.5}),
 ]
 
 
-@pytest.mark.parametrize(("name", "params"), FROM_LOGITS)
+@pytest.mark.parametrize(("spec", "params"), FROM_LOGITS, ids=spec_id)
 @pytest.mark.parametrize("logit", [1e300, -1e300, 1000.0])
 def test_extreme_logits_give_finite_results(
-    name: str, params: dict[str, Any], logit: float
+    spec: LossSpec, params: dict[str, Any], logit: float
 ) -> None:
     """Any finite logits, up to ±1e300, give a finite loss, gradient and Hessian."""
     pred = np.array([[logit, 0.0, -logit], [0.0, logit, 1.0], [logit, logit, 0.0]])
     for index in ([2, 0, 1], [0, 1, 2]):
-        out = evaluate(resolve(name), pred, np.array(index, dtype=float), None, params,
+        out = evaluate(spec, pred, np.array(index, dtype=float), None, params,
                        gradient=True, hessian=True)  # fmt: skip
-        assert np.isfinite(out["value"]) and np.isfinite(out["per_sample"]).all()
-        assert np.isfinite(out["gradient"]).all() and np.isfinite(out["hessian"]).all()
+        assert np.isfinite(out.value) and np.isfinite(out.per_sample).all()
+        assert np.isfinite(out.gradient).all() and np.isfinite(out.hessian).all()
 
 
+@pytest.mark.loss("focal")
 def test_focal_confidently_wrong_logits_lose_twice_the_logit() -> None:
     """Far wrong, (1 - p)^γ → 1 and log p = -2·1e300: the loss is 2e300, not clipped."""
     pred = np.array([[1e300, 0.0, -1e300]])
     out = evaluate(resolve("focal"), pred, np.array([2.0]), None, {"from_logits": True})
-    assert out["value"] == pytest.approx(2e300, rel=1e-12)
+    assert out.value == pytest.approx(2e300, rel=1e-12)
 
 
+@pytest.mark.loss("focal")
 def test_focal_alpha_null_is_one_and_shown_as_null() -> None:
     """alpha: null weighs every class by 1 and the response shows it as sent."""
     spec = resolve("focal")
     probs = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
     none = evaluate(spec, probs, INDEX.astype(float), None, {}, gradient=True)
     one = evaluate(spec, probs, INDEX.astype(float), None, {"alpha": 1.0}, gradient=True)
-    assert none["params"]["alpha"] is None
-    np.testing.assert_array_equal(none["per_sample"], one["per_sample"])
-    np.testing.assert_array_equal(none["gradient"], one["gradient"])
+    assert none.params["alpha"] is None
+    np.testing.assert_array_equal(none.per_sample, one.per_sample)
+    np.testing.assert_array_equal(none.gradient, one.gradient)
 
 
+@pytest.mark.loss("generalized_cross_entropy")
 def test_generalized_cross_entropy_floors_zero_probabilities() -> None:
     """A zero probability is floored at ε: finite loss, and zero gradient where the floor acts."""
     pred = np.array([[0.0, 0.3, 0.7], [0.5, 0.5, 0.0]])
     out = evaluate(resolve("gce"), pred, np.array([0.0, 2.0]), None, {}, reduction="none",
                    gradient=True, hessian=True)  # fmt: skip
     q = 0.7
-    np.testing.assert_allclose(out["per_sample"], [(1 - 1e-7**q) / q] * 2, rtol=RTOL)
-    np.testing.assert_array_equal(out["gradient"], np.zeros((2, 3)))
-    np.testing.assert_array_equal(out["hessian"], np.zeros((2, 3)))
+    np.testing.assert_allclose(out.per_sample, [(1 - 1e-7**q) / q] * 2, rtol=RTOL)
+    np.testing.assert_array_equal(out.gradient, np.zeros((2, 3)))
+    np.testing.assert_array_equal(out.hessian, np.zeros((2, 3)))
 
 
+@pytest.mark.loss("categorical_hinge")
 @pytest.mark.parametrize(
     ("pred", "targ", "grad"),
     [
@@ -135,34 +142,37 @@ def test_categorical_hinge_takes_the_smallest_subgradient(
     """At a tied maximum or at the kink the gradient is the subgradient of smallest norm."""
     out = evaluate(resolve("categorical_hinge"), np.array([pred]), np.array([targ]), None, {},
                    reduction="sum", gradient=True, hessian=True)  # fmt: skip
-    np.testing.assert_allclose(out["gradient"][0], grad, rtol=RTOL, atol=ATOL)
-    np.testing.assert_array_equal(out["hessian"], np.zeros((1, len(pred))))
+    np.testing.assert_allclose(out.gradient[0], grad, rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(out.hessian, np.zeros((1, len(pred))))
 
 
+@pytest.mark.loss("categorical_hinge")
 def test_categorical_hinge_soft_tie_is_the_minimum_norm_point() -> None:
     """A three-way soft tie: no point of the subdifferential has a smaller norm."""
     targ = np.array([0.2, 0.1, 0.3, 0.4])
     pred = 1.0 / (1.0 - targ)  # every (1 - y_c) ŷ_c is 1: all four tie
     out = evaluate(resolve("categorical_hinge"), pred[None], targ[None], None, {},
                    reduction="sum", gradient=True)  # fmt: skip
-    best = np.linalg.norm(out["gradient"][0])
+    best = np.linalg.norm(out.gradient[0])
     rng = np.random.default_rng(0)
     lam = rng.dirichlet(np.ones(4), size=20_000)
     norms = np.linalg.norm(-targ + (1 - targ) * lam, axis=1)
     assert best <= norms.min() + 1e-12
 
 
+@pytest.mark.loss("multi_margin")
 @pytest.mark.parametrize("p", [1, 2])
 def test_multi_margin_terms_at_the_margin_contribute_nothing(p: int) -> None:
     """A term exactly at its margin (m − ŷ_y + ŷ_c = 0) adds 0 to loss, gradient and Hessian."""
     pred = np.array([[2.0, 1.0, -5.0]])  # class 1 sits exactly at margin 1 below class 0
     out = evaluate(resolve("multi_margin"), pred, np.array([0.0]), None, {"p": p},
                    reduction="sum", gradient=True, hessian=True)  # fmt: skip
-    assert out["value"] == 0.0
-    np.testing.assert_array_equal(out["gradient"], np.zeros((1, 3)))
-    np.testing.assert_array_equal(out["hessian"], np.zeros((1, 3)))
+    assert out.value == 0.0
+    np.testing.assert_array_equal(out.gradient, np.zeros((1, 3)))
+    np.testing.assert_array_equal(out.hessian, np.zeros((1, 3)))
 
 
+@pytest.mark.loss("multi_margin")
 @pytest.mark.parametrize(
     "params",
     [
@@ -193,12 +203,12 @@ def test_multi_margin_matches_torch(params: dict[str, Any]) -> None:
     (per_sample * torch.tensor(w)).sum().backward()
     spec = resolve("multi_margin")
     out = evaluate(spec, scores, index.astype(float), w, params, reduction="sum", gradient=True)
-    np.testing.assert_allclose(out["per_sample"], per_sample.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, per_sample.detach().numpy(), rtol=RTOL, atol=ATOL)
     assert z.grad is not None
-    np.testing.assert_allclose(out["gradient"], z.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.gradient, z.grad.numpy(), rtol=RTOL, atol=ATOL)
     mean = evaluate(spec, scores, index.astype(float), w, params)
     kappa = np.ones(4)[index] if weight is None else np.asarray(weight)[index]
-    assert mean["weight_sum"] == pytest.approx(float(np.sum(w * kappa)), rel=RTOL)
+    assert mean.weight_sum == pytest.approx(float(np.sum(w * kappa)), rel=RTOL)
 
 
 def _torch_focal(z: Any, y: Any, gamma: float, alpha: float, from_logits: bool, eps: float) -> Any:
@@ -224,31 +234,31 @@ def _torch_poly1(z: Any, y: Any, epsilon_poly: float, from_logits: bool, eps: fl
 
 
 TORCH_FORMULAS = [
-    ("focal", {"from_logits": True}),
-    ("focal", {"from_logits": True, "gamma": 0.5, "alpha": 0.25}),
-    ("focal", {"gamma": 3.0}),
-    ("focal", {"gamma": 1.0, "alpha": 2.0}),
-    ("poly1_cross_entropy", {}),
-    ("poly1_cross_entropy", {"epsilon_poly": -1.0}),
-    ("poly1_cross_entropy", {"from_logits": False, "epsilon_poly": 1.0}),
+    (resolve("focal"), {"from_logits": True}),
+    (resolve("focal"), {"from_logits": True, "gamma": 0.5, "alpha": 0.25}),
+    (resolve("focal"), {"gamma": 3.0}),
+    (resolve("focal"), {"gamma": 1.0, "alpha": 2.0}),
+    (resolve("poly1_cross_entropy"), {}),
+    (resolve("poly1_cross_entropy"), {"epsilon_poly": -1.0}),
+    (resolve("poly1_cross_entropy"), {"from_logits": False, "epsilon_poly": 1.0}),
 ]
 
 
-@pytest.mark.parametrize(("name", "params"), TORCH_FORMULAS)
-def test_focal_and_poly1_match_torch_autograd(name: str, params: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("spec", "params"), TORCH_FORMULAS, ids=spec_id)
+def test_focal_and_poly1_match_torch_autograd(spec: LossSpec, params: dict[str, Any]) -> None:
     """Values, gradients and Hessian diagonals agree with the formulas written in torch and
     differentiated by its autograd (one-hot targets)."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(32)
     logits = rng.normal(scale=2, size=(12, 4))
-    from_logits = params.get("from_logits", name == "poly1_cross_entropy")
+    from_logits = params.get("from_logits", spec.params.model_fields["from_logits"].default)
     pred = logits if from_logits else np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     index = rng.integers(0, 4, size=12)
     w = rng.uniform(0.5, 2, size=12)
     y = torch.tensor(np.eye(4)[index])
 
     def total(z: Any) -> Any:
-        if name == "focal":
+        if spec.name == "focal":
             per = _torch_focal(z, y, params.get("gamma", 2.0), params.get("alpha", 1.0),
                                from_logits, 1e-7)  # fmt: skip
         else:
@@ -261,13 +271,14 @@ def test_focal_and_poly1_match_torch_autograd(name: str, params: dict[str, Any])
     for k in range(pred.shape[1]):  # the diagonal of each row's Hessian, one class at a time
         (second,) = torch.autograd.grad(grad[:, k].sum(), z, retain_graph=True)
         diag[:, k] = second[:, k].numpy()
-    out = evaluate(resolve(name), pred, index.astype(float), w, params, reduction="sum",
-                   gradient=True, hessian=True)  # fmt: skip
-    assert out["value"] == pytest.approx(total(z).item(), rel=RTOL)
-    np.testing.assert_allclose(out["gradient"], grad.detach().numpy(), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(out["hessian"], diag, rtol=1e-8, atol=1e-10)
+    out = evaluate(spec, pred, index.astype(float), w, params, reduction="sum", gradient=True,
+                   hessian=True)  # fmt: skip
+    assert out.value == pytest.approx(total(z).item(), rel=RTOL)
+    np.testing.assert_allclose(out.gradient, grad.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.hessian, diag, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.loss("focal")
 @pytest.mark.parametrize(
     "params",
     [{}, {"gamma": 0.5, "alpha": 0.25, "label_smoothing": 0.2}, {"from_logits": True}],
@@ -292,9 +303,10 @@ def test_focal_matches_keras(params: dict[str, Any]) -> None:
     )
     expected = np.asarray(loss(np.eye(4)[index], pred))
     out = evaluate(resolve("focal"), pred, index.astype(float), None, params, reduction="none")
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.loss("generalized_cross_entropy")
 @pytest.mark.parametrize("q", [0.7, 0.3, 1.0])
 def test_generalized_cross_entropy_matches_keras(q: float) -> None:
     """Index targets and probabilities: keras.losses.categorical_generalized_cross_entropy(q)."""
@@ -308,19 +320,22 @@ def test_generalized_cross_entropy_matches_keras(q: float) -> None:
     gce = keras.losses.categorical_generalized_cross_entropy
     expected = gce(torch.tensor(index), torch.tensor(probs), q=q).detach().numpy()
     out = evaluate(resolve("gce"), probs, index.astype(float), None, {"q": q}, reduction="none")
-    np.testing.assert_allclose(out["per_sample"], expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
 
 
-def test_probabilities_outside_the_unit_interval_suggest_from_logits() -> None:
-    """Each multiclass loss that takes probabilities answers logits with a 422 naming from_logits."""
-    for name, params in (
-        ("focal", {}),
-        ("generalized_cross_entropy", {}),
-        ("simloss", {"ordinal_base": 0.5}),
-    ):
-        with pytest.raises(LossdError) as info:
-            evaluate(resolve(name), LOGITS, INDEX.astype(float), None, params)
-        assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail
+# the multiclass losses that take probabilities, or logits with from_logits
+PROBABILITIES = [
+    spec
+    for spec in REGISTRY
+    if spec.family == "multiclass" and "from_logits" in spec.params.model_fields
+]
+
+
+@pytest.mark.parametrize("spec", PROBABILITIES, ids=spec_id)
+def test_probabilities_outside_the_unit_interval_suggest_from_logits(spec: LossSpec) -> None:
+    """Each multiclass loss that takes probabilities answers logits with a 422 naming from_logits
+    (with its usable default parameters, ``warm_up``, and from_logits false)."""
+    params = {**spec.params.warm_up, "from_logits": False}
     with pytest.raises(LossdError) as info:
-        evaluate(resolve("poly1"), LOGITS, INDEX.astype(float), None, {"from_logits": False})
-    assert info.value.code == "out_of_domain"
+        evaluate(spec, LOGITS, INDEX.astype(float), None, params)
+    assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import Server, start_server
+from tests.support.servers import Server, start_server
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -15,8 +15,8 @@ from tritonclient.utils import InferenceServerException
 from service.app import create_app
 from service.losses import REGISTRY
 from service.settings import Settings
-from tests import reference
-from tests.conftest import Server
+from tests.support.references import multiclass, one_hot, regression
+from tests.support.servers import Server
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -161,13 +161,13 @@ def test_infer_equals_the_loss_route(
         hessian=True,
         dtype="float64" if datatype == "FP64" else "float32",
     )
-    assert doc["parameters"] == {"reduction": "sum", "weight_sum": expected["weight_sum"], "n": 6}
+    assert doc["parameters"] == {"reduction": "sum", "reduce_over": "samples", "weight_sum": expected["weight_sum"], "n": 6}
     assert result.as_numpy("value").dtype == dtype
     assert result.as_numpy("value")[0] == dtype(expected["value"])
     for name in ("per_sample", "gradient", "hessian"):
         assert np.array_equal(result.as_numpy(name), np.asarray(expected[name], dtype=dtype))
     # and the numbers are right: the reference's per-sample losses, weighted and summed
-    per_sample = reference.huber(p.astype(np.float64), t.astype(np.float64), delta=0.5)
+    per_sample = regression.huber(p.astype(np.float64), t.astype(np.float64), delta=0.5)
     close = {"rtol": 1e-12} if datatype == "FP64" else {"rtol": 1e-5, "atol": 1e-6}
     np.testing.assert_allclose(result.as_numpy("per_sample"), per_sample, **close)
     np.testing.assert_allclose(result.as_numpy("value")[0], w @ per_sample, **close)
@@ -181,7 +181,7 @@ def test_default_outputs_are_value_and_per_sample(tc: triton.InferenceServerClie
         "mse", [tensor("predictions", p, "FP64", False), tensor("targets", t, "FP64", False)]
     )
     assert [o["name"] for o in result.get_response()["outputs"]] == ["value", "per_sample"]
-    per_sample = reference.mse(p, t)  # [2.125, 2.0]
+    per_sample = regression.mse(p, t)  # [2.125, 2.0]
     np.testing.assert_allclose(result.as_numpy("per_sample"), per_sample, rtol=1e-12)
     np.testing.assert_allclose(result.as_numpy("value"), [per_sample.mean()], rtol=1e-12)
     assert result.as_numpy("gradient") is None
@@ -206,8 +206,8 @@ def test_cross_entropy_with_class_index_targets(
         outputs=wanted("value", "gradient", binary=binary),
         parameters={"from_logits": True, "label_smoothing": 0.1},
     )
-    onehot = reference.one_hot(index.astype(np.float64), 4)
-    per_sample = reference.cross_entropy(logits, onehot, from_logits=True, label_smoothing=0.1)
+    onehot = one_hot(index.astype(np.float64), 4)
+    per_sample = multiclass.cross_entropy(logits, onehot, from_logits=True, label_smoothing=0.1)
     np.testing.assert_allclose(result.as_numpy("value"), [per_sample.mean()], rtol=1e-12)
     expected = loss_route(
         client,
@@ -235,8 +235,8 @@ def test_list_parameters_as_json_text(tc: triton.InferenceServerClient) -> None:
         ).as_numpy("per_sample")
         for weights in ("[1.0, 2.0, 0.5]", [1.0, 2.0, 0.5])
     ]
-    expected = reference.cross_entropy(
-        logits, reference.one_hot(index, 3), from_logits=True, class_weight=[1.0, 2.0, 0.5]
+    expected = multiclass.cross_entropy(
+        logits, one_hot(index, 3), from_logits=True, class_weight=[1.0, 2.0, 0.5]
     )
     np.testing.assert_allclose(answers[0], expected, rtol=1e-12)
     assert np.array_equal(answers[0], answers[1])

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.losses import resolve
-from tests.test_losses import evaluate, sample
-from tests.test_reference_libraries import ATOL, RTOL, variants
+from service.losses import LossSpec, resolve
+from tests.support.harness import ATOL, RTOL, evaluate, sample, variant_id, variants
 
 torch = pytest.importorskip("torch", reason="PyTorch is the optional second opinion")
 F = torch.nn.functional
@@ -48,38 +47,46 @@ def _torch_refs(params: dict[str, Any]) -> dict[str, TorchLoss]:
     }
 
 
+# the losses these libraries have (PyTorch's F.*, or Keras on the torch backend)
 TORCH_NAMES = ("mse", "mae", "huber", "smooth_l1", "poisson", "log_cosh", "cosine_similarity")
 KERAS_DEFAULT_ONLY = ("mape", "msle")  # keras fixes epsilon to backend.epsilon() = 1e-7
 # Keras 3.15 on the torch backend rounds its inputs to float32 inside these losses even with
 # floatx float64 (2.0000001 arrives as 2.0), so it can only confirm them to float32 precision; the
-# float64 agreement is with the same formulas written out in tests/reference.py.
+# float64 agreement is with the same formulas written out in tests/support/references.
 KERAS_NAMES = ("log_cosh", "cosine_similarity", "mape", "msle")
 
 
-@pytest.mark.parametrize(
-    ("name", "params"),
+LIBRARY_VARIANTS = [
+    (spec, p)
+    for spec, p in variants(*map(resolve, TORCH_NAMES))
     # keras.losses.cosine_similarity has no epsilon argument: only its default variant
-    [(n, p) for n, p in variants(*TORCH_NAMES) if not (n == "cosine_similarity" and p)]
-    + [(name, {}) for name in KERAS_DEFAULT_ONLY],
+    if not (spec.name == "cosine_similarity" and p)
+] + [(resolve(name), {}) for name in KERAS_DEFAULT_ONLY]
+
+
+@pytest.mark.parametrize(
+    ("spec", "params"), LIBRARY_VARIANTS, ids=[variant_id(v) for v in LIBRARY_VARIANTS]
 )
 @pytest.mark.parametrize("shape", [(8, 1), (6, 4)])
 def test_torch_and_keras_values_and_gradients(
-    name: str, params: dict[str, Any], shape: tuple[int, int]
+    spec: LossSpec, params: dict[str, Any], shape: tuple[int, int]
 ) -> None:
     """Per-sample values and the weighted-sum gradient match the reference and its autograd."""
-    pred, targ = sample(name, shape, seed=23)
+    name = spec.name
+    pred, targ = sample(spec, shape, seed=23)
     w = np.random.default_rng(24).uniform(0.5, 2, size=shape[0])
     p = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
     t = torch.tensor(targ, dtype=torch.float64)
     per_sample = _torch_refs(params)[name](p, t)
     (per_sample * torch.tensor(w)).sum().backward()
-    out = evaluate(resolve(name), pred, targ, w, params, reduction="sum", gradient=True)
+    out = evaluate(spec, pred, targ, w, params, reduction="sum", gradient=True)
     rtol, atol = (1e-6, 1e-7) if name in KERAS_NAMES else (RTOL, ATOL)
-    np.testing.assert_allclose(out["per_sample"], per_sample.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(out.per_sample, per_sample.detach().numpy(), rtol=rtol, atol=atol)
     assert p.grad is not None
-    np.testing.assert_allclose(out["gradient"], p.grad.numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(out.gradient, p.grad.numpy(), rtol=rtol, atol=atol)
 
 
+@pytest.mark.loss("cross_entropy")
 @pytest.mark.parametrize(
     "params",
     [
@@ -110,7 +117,7 @@ def test_cross_entropy_matches_torch_including_its_mean(params: dict[str, Any]) 
     spec = resolve("cross_entropy")
     out = evaluate(spec, logits, index.astype(float), None, {"from_logits": True, **params},
                    gradient=True)  # fmt: skip
-    np.testing.assert_allclose(out["per_sample"], per_sample.detach().numpy(), rtol=RTOL, atol=ATOL)
-    assert out["value"] == pytest.approx(mean.item(), rel=RTOL, abs=ATOL)
+    np.testing.assert_allclose(out.per_sample, per_sample.detach().numpy(), rtol=RTOL, atol=ATOL)
+    assert out.value == pytest.approx(mean.item(), rel=RTOL, abs=ATOL)
     assert z.grad is not None
-    np.testing.assert_allclose(out["gradient"], z.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.gradient, z.grad.numpy(), rtol=RTOL, atol=ATOL)

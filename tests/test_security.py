@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from service import security
-from tests.conftest import ROOT, Server, http_client, served
-from tests.test_bad_inputs import CASES
+from tests.support.problems import BAD_REQUESTS
+from tests.support.servers import ROOT, Server, http_client, served
 
 KEYS = ("key-one", "a-second-key-of-another-length")
 ORIGIN = "https://app.example"
@@ -373,7 +373,7 @@ def test_no_response_reveals_a_traceback_or_a_path(
     and malformed HTTP: no answer contains a traceback, a source path or a file name."""
     answers: list[tuple[str, bytes]] = []
     key = {"x-api-key": KEYS[0]}
-    for case_id, method, path, headers, content, _, _ in CASES:
+    for case_id, method, path, headers, content, _, _ in BAD_REQUESTS:
         for http, extra in ((client, {}), (guarded, key), (guarded, {})):
             response = http.request(method, path, headers={**headers, **extra}, content=content)
             answers.append((case_id, response.content + str(response.headers).encode()))
@@ -393,7 +393,7 @@ def test_no_response_reveals_a_traceback_or_a_path(
     for srv in (server, secured):
         for raw in RAW_REQUESTS:
             answers.append((raw[:40].decode(errors="replace"), _raw(srv, raw)))
-    assert len(answers) > 3 * len(CASES)
+    assert len(answers) > 3 * len(BAD_REQUESTS)
     for where, text in answers:
         for leak in LEAKS:
             assert leak.encode() not in text, (where, leak, text[:500])

@@ -1,14 +1,35 @@
-"""Slow NumPy references of the multiclass losses, and how each is exercised (see tests/reference.py)."""
+"""References of the multiclass losses (``spec.family == "multiclass"``) and their cases."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from tests.reference import Array, Case, _class_weights, _log_softmax, one_hot  # noqa: F401
+from tests.support.references import Array, Case, class_weights, log_softmax
 
 W3 = [0.5, 1.0, 2.0]  # class weights for the harness's (6, 3) batches
 SIMILARITY = [[1.0, 0.3, 0.1], [0.3, 1.0, 0.6], [0.1, 0.6, 1.0]]
 ASYMMETRIC = [[1.0, 0.8, 0.0], [0.2, 1.0, 0.5], [0.0, 0.9, 1.0]]
+
+
+def cross_entropy(
+    p: Array,
+    t: Array,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    class_weight: object = None,
+    ignore_index: object = None,
+    epsilon: float = 1e-7,
+) -> Array:
+    # torch.nn.functional.cross_entropy (logits) / keras categorical_crossentropy (probabilities);
+    # ignored samples arrive as all-zero rows, and smoothing scales with the row's target mass
+    c = p.shape[1]
+    cw = class_weights(t, class_weight)
+    y = (1 - label_smoothing) * t + label_smoothing * t.sum(axis=1, keepdims=True) / c
+    if from_logits:
+        logp = log_softmax(p)
+    else:
+        logp = np.log(np.clip(p / p.sum(axis=1, keepdims=True), epsilon, 1 - epsilon))
+    return np.asarray(-(cw * y * logp).sum(axis=1))
 
 
 def _smooth(t: Array, s: float) -> Array:
@@ -33,10 +54,10 @@ def focal(
     epsilon: float = 1e-7,
 ) -> Array:
     # keras.losses.categorical_focal_crossentropy; logits through an unclipped log-softmax
-    cw = _class_weights(t, class_weight)
+    cw = class_weights(t, class_weight)
     y = _smooth(t, label_smoothing)
     if from_logits:
-        logp = _log_softmax(p)
+        logp = log_softmax(p)
         prob = np.exp(logp)
     else:
         prob = _clipped(p, epsilon)
@@ -56,8 +77,8 @@ def generalized_cross_entropy(
 ) -> Array:
     # keras.losses.categorical_generalized_cross_entropy: (1 - p_y^q) / q on the probabilities as
     # given (no renormalisation); lossd floors them at ε, where p^q has an infinite slope
-    cw = _class_weights(t, class_weight)
-    prob = np.exp(_log_softmax(p)) if from_logits else np.maximum(p, epsilon)
+    cw = class_weights(t, class_weight)
+    prob = np.exp(log_softmax(p)) if from_logits else np.maximum(p, epsilon)
     return np.asarray((cw * t * (1 - prob**q) / q).sum(axis=1))
 
 
@@ -72,7 +93,7 @@ def poly1_cross_entropy(
     # optax.poly_loss_cross_entropy: CE + ε Σ_c y_c (1 − p_c), on the smoothed labels
     y = _smooth(t, label_smoothing)
     if from_logits:
-        logp = _log_softmax(p)
+        logp = log_softmax(p)
         prob = np.exp(logp)
     else:
         prob = _clipped(p, epsilon)
@@ -98,7 +119,7 @@ def simloss(
 ) -> Array:
     # Kobs et al. 2020: -log(Σ_c S[y, c] p_c + ε), probabilities as given; soft rows Σ_k y_k (…)
     s = _similarity(p.shape[1], similarity, ordinal_base)
-    prob = np.exp(_log_softmax(p)) if from_logits else p
+    prob = np.exp(log_softmax(p)) if from_logits else p
     return np.asarray(-(t * np.log(prob @ s.T + epsilon)).sum(axis=1))
 
 
@@ -115,7 +136,7 @@ def multi_margin(
     # torch.nn.functional.multi_margin_loss(p, margin, weight), reduction="none"; soft rows are
     # the target-weighted sum over classes k of the loss with y = k
     n, c = pred.shape
-    cw = _class_weights(targ, class_weight)
+    cw = class_weights(targ, class_weight)
     out = np.zeros(n)
     for i in range(n):
         for k in range(c):
@@ -127,11 +148,24 @@ def multi_margin(
 
 
 CASES: dict[str, Case] = {
+    "cross_entropy": Case(
+        cross_entropy,
+        pred="simplex",
+        targ="index",
+        soft=True,
+        params=(
+            {},
+            {"label_smoothing": 0.2, "class_weight": [0.5, 1.0, 2.0]},
+            {"from_logits": True},
+            {"from_logits": True, "label_smoothing": 0.1, "class_weight": [0.5, 1.0, 2.0]},
+            {"from_logits": True, "ignore_index": 1, "class_weight": "balanced"},
+            {"from_logits": True, "class_weight": "balanced", "label_smoothing": 0.3},
+        ),
+    ),
     "focal": Case(
         focal,
         pred="simplex",
         targ="index",
-        min_rank=2,
         soft=True,
         params=(
             {},
@@ -148,7 +182,6 @@ CASES: dict[str, Case] = {
         generalized_cross_entropy,
         pred="simplex",
         targ="index",
-        min_rank=2,
         soft=True,
         params=(
             {},
@@ -164,7 +197,6 @@ CASES: dict[str, Case] = {
         poly1_cross_entropy,
         pred="simplex",
         targ="index",
-        min_rank=2,
         soft=True,
         params=(
             {},
@@ -179,7 +211,6 @@ CASES: dict[str, Case] = {
         simloss,
         pred="simplex",
         targ="index",
-        min_rank=2,
         soft=True,
         params=(
             {"ordinal_base": 0.5},
@@ -189,14 +220,11 @@ CASES: dict[str, Case] = {
             {"from_logits": True, "similarity": ASYMMETRIC, "epsilon": 1e-3},
         ),
     ),
-    "categorical_hinge": Case(
-        categorical_hinge, pred=(-3.0, 3.0), targ="index", min_rank=2, soft=True
-    ),
+    "categorical_hinge": Case(categorical_hinge, pred=(-3.0, 3.0), targ="index", soft=True),
     "multi_margin": Case(
         multi_margin,
         pred=(-3.0, 3.0),
         targ="index",
-        min_rank=2,
         soft=True,
         params=(
             {},

@@ -1,19 +1,10 @@
-"""Slow NumPy references of the binary losses, and how each is exercised (see tests/reference.py)."""
+"""References of the binary losses (``spec.family == "binary"``) and their cases."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from tests.reference import Array, Case, one_hot  # noqa: F401
-
-
-def _rowmean(values: Array) -> Array:
-    return np.asarray(values.mean(axis=1))
-
-
-def _log_sigmoid(z: Array) -> Array:
-    # log σ(z) = −log(1 + e^−z); logaddexp never overflows
-    return np.asarray(-np.logaddexp(0.0, -z))
+from tests.support.references import Array, Case, log_sigmoid, rowmean
 
 
 def _smooth(t: Array, label_smoothing: float) -> Array:
@@ -32,11 +23,11 @@ def binary_cross_entropy(
     y = _smooth(t, label_smoothing)
     weight = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
     if from_logits:
-        log_p, log_not_p = _log_sigmoid(p), _log_sigmoid(-p)
+        log_p, log_not_p = log_sigmoid(p), log_sigmoid(-p)
     else:
         c = np.clip(p, epsilon, 1 - epsilon)
         log_p, log_not_p = np.log(c), np.log(1 - c)
-    return _rowmean(-(weight * y * log_p + (1 - y) * log_not_p))
+    return rowmean(-(weight * y * log_p + (1 - y) * log_not_p))
 
 
 def binary_focal(
@@ -53,15 +44,15 @@ def binary_focal(
     # cross-entropy, the focal factor sees the probability as sent
     y = _smooth(t, label_smoothing)
     if from_logits:
-        prob = np.exp(_log_sigmoid(p))
-        bce = -(y * _log_sigmoid(p) + (1 - y) * _log_sigmoid(-p))
+        prob = np.exp(log_sigmoid(p))
+        bce = -(y * log_sigmoid(p) + (1 - y) * log_sigmoid(-p))
     else:
         prob = p
         c = np.clip(p, epsilon, 1 - epsilon)
         bce = -(y * np.log(c) + (1 - y) * np.log(1 - c))
     p_t = y * prob + (1 - y) * (1 - prob)
     alpha_t = 1.0 if alpha is None else y * alpha + (1 - y) * (1 - alpha)
-    return _rowmean(alpha_t * (1 - p_t) ** gamma * bce)
+    return rowmean(alpha_t * (1 - p_t) ** gamma * bce)
 
 
 def _hinge_labels(t: Array) -> Array:
@@ -70,11 +61,11 @@ def _hinge_labels(t: Array) -> Array:
 
 
 def hinge(p: Array, t: Array) -> Array:
-    return _rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p))
+    return rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p))
 
 
 def squared_hinge(p: Array, t: Array) -> Array:
-    return _rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p) ** 2)
+    return rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p) ** 2)
 
 
 # A pos_weight list has D entries, and the harness runs D = 1 and D = 3: lists are tested in

@@ -1,0 +1,51 @@
+"""References of the distribution losses (``spec.family == "distribution"``) and their cases."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.support.references import Array, Case, log_softmax
+
+
+def _xlogy_ratio(x: Array, y: Array) -> Array:
+    """x·log(x/y) with 0·log(0/y) = 0 (scipy.special.rel_entr for x, y >= 0 and y > 0 where x > 0)."""
+    safe_x = np.where(x > 0, x, 1.0)
+    safe_y = np.where(x > 0, y, 1.0)
+    return np.asarray(np.where(x > 0, x * np.log(safe_x / safe_y), 0.0))
+
+
+def kl_divergence(p: Array, t: Array, from_logits: bool = False, epsilon: float = 1e-7) -> Array:
+    if from_logits:
+        # torch.nn.functional.kl_div(log_softmax(z), t): xlogy(t, t) - t * log_softmax(z)
+        log_q = log_softmax(p)
+        return np.asarray((_xlogy_ratio(t, np.ones_like(t)) - t * log_q).sum(axis=1))
+    # keras.losses.kl_divergence: both clipped to [ε, 1], then Σ y log(y / q)
+    y = np.clip(t, epsilon, 1.0)
+    q = np.clip(p, epsilon, 1.0)
+    return np.asarray((y * np.log(y / q)).sum(axis=1))
+
+
+def js_divergence(p: Array, t: Array, from_logits: bool = False) -> Array:
+    # scipy.spatial.distance.jensenshannon(t, p, axis=1) ** 2: both rows renormalised first
+    q = np.exp(log_softmax(p)) if from_logits else p / p.sum(axis=1, keepdims=True)
+    pt = t / t.sum(axis=1, keepdims=True)
+    m = (pt + q) / 2.0
+    return np.asarray(0.5 * (_xlogy_ratio(pt, m).sum(axis=1) + _xlogy_ratio(q, m).sum(axis=1)))
+
+
+CASES: dict[str, Case] = {
+    "kl_divergence": Case(
+        kl_divergence,
+        pred="simplex",
+        targ="index",
+        soft=True,
+        params=({}, {"epsilon": 0.1}, {"from_logits": True}, {"from_logits": True, "epsilon": 0.1}),
+    ),
+    "js_divergence": Case(
+        js_divergence,
+        pred="simplex",
+        targ="index",
+        soft=True,
+        params=({}, {"from_logits": True}),
+    ),
+}
