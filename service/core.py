@@ -33,6 +33,7 @@ from .losses._spec import Memo, as_compute, readonly
 from .reductions import plan, weighted_sum
 
 Reduction = Literal["mean", "sum", "none"]
+ReduceOver = Literal["samples", "elements"]
 DtypeName = Literal["float64", "float32"]
 DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 EMPTY_WEIGHTS = {name: readonly(np.empty(0, dtype=dt)) for name, dt in DTYPES.items()}
@@ -54,6 +55,9 @@ class Options:
     """What to compute: the reduction, which outputs, and the compute dtype."""
 
     reduction: Reduction = "mean"
+    # "elements": an elementwise loss on (N, D) rows sums and averages over all N·D elements,
+    # as PyTorch reduces; "samples": over the N per-sample losses (row means), as Keras does
+    reduce_over: ReduceOver = "samples"
     per_sample: bool = True
     gradient: bool = False
     hessian: bool = False
@@ -67,6 +71,7 @@ class Result:
 
     loss: str
     reduction: Reduction
+    reduce_over: ReduceOver
     value: float | None
     weight_sum: float
     n: int
@@ -84,15 +89,16 @@ def validate_params(spec: LossSpec, raw: dict[str, Any]) -> LossParams:
     try:
         return spec.params.model_validate(raw)
     except ValidationError as exc:
-        error = from_validation(InvalidParams, f"invalid params for {spec.name}", exc, ("params",))
         unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
         known = list(spec.params.model_fields)
         close = difflib.get_close_matches(unknown[0][:100], known, n=1) if unknown else []
+        hint = ""
         if close:
-            error.detail += f"; did you mean {close[0]!r}?"
+            hint = f" (did you mean {close[0]!r}?)"
         elif unknown:
-            error.detail += f"; {spec.name} takes {', '.join(known) or 'no parameters'}"
-        raise error from None
+            hint = f" (it takes {', '.join(known) or 'no parameters'})"
+        headline = f"invalid params for {spec.name}{hint}"
+        raise from_validation(InvalidParams, headline, exc, ("params",)) from None
 
 
 def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options) -> Result:
@@ -115,6 +121,14 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
 
     n = pred.shape[0]
     reduction = plan(options.reduction, n, weight, prepared.kappa, empty_w)
+    # over elements, each row's loss counts D times: the sum (and its gradient) grows by D, the
+    # normaliser too, so the mean is the row means' mean as before
+    per_row = pred.shape[1] if options.reduce_over == "elements" and is_elementwise(spec) else 1
+    if per_row > 1:
+        scale = reduction.scale * (per_row if options.reduction == "sum" else 1)
+        reduction = dataclasses.replace(
+            reduction, weight_sum=reduction.weight_sum * per_row, scale=scale
+        )
     if not np.isfinite(reduction.weight_sum):
         # weights of 1e308 are finite, their sum is not: a null weight_sum is no answer
         detail, errors = _weight_sum_overflow(options.dtype, weight is not None, prepared.kappa)
@@ -127,7 +141,7 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     spec.run(pred, prepared.targets, reduction.kernel_weights, reduction.scale, loss, grad, hess,
              prepared)  # fmt: skip
     seconds = perf_counter() - started
-    total = weighted_sum(loss, empty_w if weight is None else weight)
+    total = weighted_sum(loss, empty_w if weight is None else weight) * per_row
     derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
     if not np.isfinite(total) or not all(np.isfinite(a).all() for a in derivatives):
         advice = " or use dtype float64" if options.dtype == "float32" else ""
@@ -143,6 +157,7 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     return Result(
         loss=spec.name,
         reduction=options.reduction,
+        reduce_over=options.reduce_over,
         value=value,
         weight_sum=reduction.weight_sum,
         n=n,
@@ -153,6 +168,13 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
         kernel_seconds=seconds,
         elements=pred.size,
     )
+
+
+def is_elementwise(spec: LossSpec) -> bool:
+    """Whether a loss's per-sample value is the mean of one term per element of the row (the
+    regression and binary losses that take rank-1 predictions), so that it can be reduced over
+    elements as well as over samples."""
+    return spec.family in ("regression", "binary") and spec.params.min_rank == 1
 
 
 def _weight_sum_overflow(

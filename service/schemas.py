@@ -32,6 +32,7 @@ ArrayOut = Annotated[
 ]
 
 Reduction = Literal["mean", "sum", "none"]
+ReduceOver = Literal["samples", "elements"]
 ComputeDtype = Literal["float64", "float32"]
 ArrayFormat = Literal["list", "packed"]
 
@@ -42,6 +43,14 @@ class EvaluationOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     reduction: Reduction = Field("mean", description="how per-sample losses become one value")
+    reduce_over: ReduceOver = Field(
+        "samples",
+        description=(
+            "`samples`: sum and mean over the N per-sample losses (row means, as Keras); "
+            "`elements`: over all N·D elements of an elementwise loss (as PyTorch); "
+            "per_sample stays one value per row either way"
+        ),
+    )
     per_sample: bool = Field(True, description="include the per-sample losses")
     gradient: bool = Field(False, description="include the gradient of the reduced value")
     hessian: bool = Field(False, description="include the diagonal of the Hessian")
@@ -100,6 +109,7 @@ class LossResult(BaseModel):
 
     loss: str = Field(description="canonical name")
     reduction: Reduction
+    reduce_over: ReduceOver
     value: float | None = Field(description="the reduced loss; null for reduction `none`")
     weight_sum: float = Field(description="the normaliser of the mean")
     n: int = Field(description="the batch size N")

@@ -73,6 +73,7 @@ def options_of(fields: EvaluationOptions) -> core.Options:
     """The core's options from a request's validated fields."""
     return core.Options(
         reduction=fields.reduction,
+        reduce_over=fields.reduce_over,
         per_sample=fields.per_sample,
         gradient=fields.gradient,
         hessian=fields.hessian,
@@ -165,6 +166,7 @@ def _document(result: core.Result, array_format: str) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "loss": result.loss,
         "reduction": result.reduction,
+        "reduce_over": result.reduce_over,
         "value": result.value,
         "weight_sum": result.weight_sum,
         "n": result.n,

@@ -45,7 +45,7 @@ FLOATS = ("FP64", "FP32")
 INDICES = ("INT64", "INT32")
 OUTPUTS = ("value", "per_sample", "gradient", "hessian")
 # The section-3 fields a request's parameters may carry besides the loss's own parameters.
-OPTIONS = ("reduction", "per_sample", "gradient", "hessian", "dtype")
+OPTIONS = ("reduction", "reduce_over", "per_sample", "gradient", "hessian", "dtype")
 # Request parameters of the protocol and its clients that say nothing about a loss.
 IGNORED = frozenset(
     {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "headers"}
@@ -129,7 +129,9 @@ class InferResponse(BaseModel):
     model_name: str
     model_version: str
     id: str | None = None
-    parameters: dict[str, Any] = Field(description="`reduction`, `weight_sum` and `n`")
+    parameters: dict[str, Any] = Field(
+        description="`reduction`, `reduce_over`, `weight_sum` and `n`"
+    )
     outputs: list[ResponseOutput]
 
 
@@ -516,6 +518,7 @@ def _respond(
         doc["id"] = request.id
     doc["parameters"] = {
         "reduction": options.reduction,
+        "reduce_over": options.reduce_over,
         "weight_sum": result.weight_sum,
         "n": result.n,
     }
