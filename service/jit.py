@@ -14,16 +14,25 @@ for the math helpers of loops that must vectorise; ``batch`` is for the drivers 
 requested output in one pass.
 
 Every driver has one shape (tests/test_kernel_shape.py holds them to it): ``<name>_batch(pred,
-targ, w, scale, loss, grad, hess, *params)`` cuts the batch into blocks of ``block_rows`` rows
-and hands each to the loss's ``@scalar`` row function ``<name>_rows(k, rows, pred, ..., hess,
-*params)`` (block ``k`` of ``rows`` rows), on the calling thread up to ``SERIAL_ELEMENTS``
-elements and in ``prange`` beyond. A parallel launch costs microseconds back to back, tens of
-them once the pool has gone idle and milliseconds when another process holds a core: more than a
-small batch's whole work (docs/benchmarks.md, Threads). A block of ``BLOCK_ELEMENTS`` elements
-stays in L2 while its row function works on it. Row functions loop over ``block_range``, unsigned
-indices: numba wraps a negative signed index around, and that select on every element keeps LLVM
-from vectorising the loop. Numba freezes these globals at compile time and its cache does not see
-an edit here: delete the ``*.nbi`` index files under ``service/`` after changing them.
+targ, w, scale, loss, grad, hess, <the loss's parameters>)`` packs the loss's parameters into one
+tuple ``params`` on its first line, cuts the batch into blocks of ``block_rows`` rows and hands
+each to the loss's ``@scalar`` row function ``<name>_rows(k, rows, pred, ..., hess, params)``
+(block ``k`` of ``rows`` rows), on the calling thread up to ``SERIAL_ELEMENTS`` elements and in
+``prange`` beyond. A parallel launch costs microseconds back to back, tens of them once the pool
+has gone idle and milliseconds when another process holds a core: more than a small batch's whole
+work (docs/benchmarks.md, Threads). A block of ``BLOCK_ELEMENTS`` elements stays in L2 while its
+row function works on it. Row functions loop over ``block_range``, unsigned indices: numba wraps a
+negative signed index around, and that select on every element keeps LLVM from vectorising the
+loop.
+
+A loss's parameters appear by name only in its driver's signature, which ``LossSpec.kernel_args``
+binds them to; past it every loss has the same calling convention whatever its number of
+parameters: row functions take ``params``, elementwise point functions ``<name>_point(p, t,
+params)``, and each unpacks the tuple where it uses it.
+
+Numba freezes this module's globals at compile time; the kernel cache is keyed by the kernel
+sources, this module included (``service/kernel_cache.py``), so an edit here recompiles every
+kernel at the next start.
 """
 
 from __future__ import annotations

@@ -114,87 +114,95 @@ def test_reversing_the_fields_of_a_params_class_changes_no_result(
 
 # --- one driver shape -------------------------------------------------------------------------
 
-# The shape of every driver, up to names: the loss's parameters are the ``*params`` here.
+# The shape of every driver, up to names: it takes the loss's parameters by name (here one,
+# ``quantile``), packs them into ``params`` on its first line, and from there on every driver is
+# the same: the row function takes ``params`` as one tuple, whatever the loss's arity.
 CANONICAL = '''
 @batch
-def loss_batch(pred, targ, w, scale, loss, grad, hess, *params):
+def loss_batch(pred, targ, w, scale, loss, grad, hess, quantile):
     """The formula, its derivatives and the reference."""
+    params = (quantile,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            loss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, *params)
+            loss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        loss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, *params)
+        loss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 '''
-# Names that mean the same in every driver: the house helpers and builtins it calls.
-GLOBALS = frozenset({"batch", "block_rows", "SERIAL_ELEMENTS", "prange", "range"})
+# Names that mean the same in every driver: the house helpers and builtins it calls, and the
+# packed tuple.
+GLOBALS = frozenset({"batch", "block_rows", "SERIAL_ELEMENTS", "prange", "range", "params"})
+# Every row function's parameters: block ``k`` of ``rows`` rows, the arrays, the packed tuple.
+ROW_PARAMETERS = ("k", "rows", *DRIVER_ARRAYS, "params")
 
 
 class _Canonical(ast.NodeTransformer):
-    """Names replaced by their order of first appearance, the row function by ``ROWS``, the
-    loss's parameters by one ``*PARAMS`` where they are passed on in the driver's order;
-    docstring and annotations dropped."""
+    """Names replaced by their order of first appearance and the row function by ``ROWS``; a use
+    of one of the loss's own parameters (which past the packing line no driver needs) is kept
+    apart as ``param <name>``."""
 
-    def __init__(self, rows: str, params: list[str], vararg: str | None) -> None:
+    def __init__(self, rows: str, params: list[str]) -> None:
         self.rows = rows
         self.params = params
-        self.vararg = vararg
         self.names: dict[str, str] = {}
 
     def rename(self, name: str) -> str:
-        if name in GLOBALS or name == "PARAMS":
+        if name in GLOBALS:
             return name
         if name == self.rows:
             return "ROWS"
-        if name == self.vararg:
-            return "PARAMS"
         if name in self.params:
-            return f"param {name}"  # a parameter used other than passed on, in order
+            return f"param {name}"
         return self.names.setdefault(name, f"v{len(self.names)}")
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-        body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-            body = body[1:]  # the docstring
-        arrays = [ast.arg(self.rename(a.arg)) for a in node.args.args[: len(DRIVER_ARRAYS)]]
-        args = ast.arguments(
-            posonlyargs=[], args=arrays, vararg=ast.arg("PARAMS"), kwonlyargs=[],
-            kw_defaults=[], defaults=[],
-        )  # fmt: skip
-        decorators = [self.visit(d) for d in node.decorator_list]
-        new = ast.FunctionDef("DRIVER", args, [self.visit(s) for s in body], decorators, None)
-        return ast.fix_missing_locations(new)
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        if isinstance(node.func, ast.Name) and node.func.id == self.rows and not self.vararg:
-            passed = node.args[len(DRIVER_ARRAYS) + 2 :]
-            if [a.id if isinstance(a, ast.Name) else None for a in passed] == self.params:
-                node.args[len(DRIVER_ARRAYS) + 2 :] = [
-                    ast.Starred(ast.Name("PARAMS", ast.Load()), ast.Load())
-                ]
-        return self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         return ast.Name(self.rename(node.id), node.ctx)
 
 
+def packs(statement: ast.stmt, params: list[str]) -> bool:
+    """Whether ``statement`` is ``params = (<the driver's parameters, in its order>)``."""
+    return (
+        isinstance(statement, ast.Assign)
+        and [ast.unparse(t) for t in statement.targets] == ["params"]
+        and isinstance(statement.value, ast.Tuple)
+        and [ast.unparse(e) for e in statement.value.elts] == params
+    )
+
+
 def canonical(source: str) -> str:
-    """``ast.dump`` of a driver's source with its names made canonical (see ``_Canonical``)."""
+    """A driver's source made canonical: its parameters must be the arrays and then the loss's
+    own, plainly, and its first statement after the docstring must pack the loss's into
+    ``params``; the statements after that are dumped with canonical names (``_Canonical``),
+    the docstring and annotations dropped. A driver that breaks one of the first two rules comes
+    out as a line that says so."""
     (node,) = ast.parse(textwrap.dedent(source)).body
     assert isinstance(node, ast.FunctionDef) and node.name.endswith("_batch")
-    params = [a.arg for a in node.args.args[len(DRIVER_ARRAYS) :]]
-    vararg = node.args.vararg.arg if node.args.vararg else None
-    rows = node.name.removesuffix("_batch") + "_rows"
-    return ast.dump(_Canonical(rows, params, vararg).visit(node))
+    args = node.args
+    names = [a.arg for a in args.args]
+    params = names[len(DRIVER_ARRAYS) :]
+    odd = args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg or args.defaults
+    if tuple(names[: len(DRIVER_ARRAYS)]) != DRIVER_ARRAYS or odd:
+        return f"signature ({ast.unparse(args)})"
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    if not body or not packs(body[0], params):
+        first = ast.unparse(body[0]) if body else None
+        return f"first statement {first!r} does not pack {params}"
+    visitor = _Canonical(node.name.removesuffix("_batch") + "_rows", params)
+    decorators = [visitor.visit(d) for d in node.decorator_list]
+    rest = [visitor.visit(s) for s in body[1:]]
+    return ast.dump(ast.Module([*decorators, *rest], []))
 
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
 def test_every_driver_has_the_one_canonical_shape(spec: LossSpec) -> None:
-    """Each driver is ``<name>_batch``, written out in the shape of ``CANONICAL`` up to names:
-    blocks of ``block_rows`` rows, on the calling thread up to ``SERIAL_ELEMENTS`` elements and
-    in ``prange`` beyond, each handed to ``<name>_rows`` with the driver's own parameters."""
+    """Each driver is ``<name>_batch``, written out in the shape of ``CANONICAL`` up to names: its
+    parameters packed into ``params``, then blocks of ``block_rows`` rows, on the calling thread
+    up to ``SERIAL_ELEMENTS`` elements and in ``prange`` beyond, each handed to ``<name>_rows``
+    with ``params``."""
     python = spec.driver.py_func
     assert python.__name__ == f"{spec.name}_batch"
     assert canonical(inspect.getsource(python)) == canonical(CANONICAL)
@@ -203,16 +211,40 @@ def test_every_driver_has_the_one_canonical_shape(spec: LossSpec) -> None:
     assert not rows.targetoptions.get("parallel") and spec.driver.targetoptions["parallel"]
 
 
+@pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
+def test_every_row_function_takes_the_one_canonical_signature(spec: LossSpec) -> None:
+    """``<name>_rows`` takes the block, the arrays and the packed ``params``, plainly, and an
+    elementwise loss's ``<name>_point`` takes one element of each input and ``params``: a loss's
+    arity shows only in its driver's signature."""
+    module = spec.driver.py_func.__globals__
+    rows = inspect.signature(module[f"{spec.name}_rows"].py_func).parameters.values()
+    assert tuple(p.name for p in rows) == ROW_PARAMETERS
+    assert all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in rows)
+    point = module.get(f"{spec.name}_point")
+    if point is not None:
+        parameters = list(inspect.signature(point.py_func).parameters)
+        assert len(parameters) == 3 and parameters[-1] == "params"
+
+
 def test_the_canonical_check_sees_a_drifted_driver() -> None:
-    """Parameters passed on in another order, a changed threshold or a missing serial path make
-    a driver differ from the canonical shape; other names for the same driver do not."""
+    """Parameters packed in another order or not at all, a parameter passed beside the tuple, a
+    changed threshold or a missing serial path make a driver differ from the canonical shape;
+    other names for the same driver, and another number of parameters, do not."""
+    two = CANONICAL.replace("quantile):", "a, b):")
     drifted = [
-        CANONICAL.replace("*params):", "a, b):").replace("*params)", "b, a)"),
+        two.replace("params = (quantile,)", "params = (b, a)"),
+        two.replace("params = (quantile,)", "params = (a,)"),
+        CANONICAL.replace("    params = (quantile,)\n", ""),
+        CANONICAL.replace("hess, params)\n        return", "hess, (quantile,))\n        return"),
+        CANONICAL.replace("quantile):", "*quantile):"),
         CANONICAL.replace("<= SERIAL_ELEMENTS", "< SERIAL_ELEMENTS"),
         CANONICAL.replace("for k in range(", "for k in prange("),
     ]
     for source in drifted:
-        assert canonical(source) != canonical(CANONICAL)
+        assert source != CANONICAL
+        assert canonical(source) != canonical(CANONICAL), source
     renamed = re.sub(r"\bd\b", "c", re.sub(r"\bn\b", "m", CANONICAL.replace("loss_", "huber_")))
-    with_delta = renamed.replace("*params):", "delta):").replace("*params)", "delta)")
-    assert canonical(with_delta) == canonical(CANONICAL)
+    assert canonical(renamed.replace("quantile", "delta")) == canonical(CANONICAL)
+    none = CANONICAL.replace(", quantile):", "):").replace("(quantile,)", "()")
+    three = two.replace("a, b):", "a, b, c):").replace("(quantile,)", "(a, b, c)")
+    assert canonical(none) == canonical(three) == canonical(CANONICAL)

@@ -1,7 +1,7 @@
 """THE REGISTRY: every loss lossd serves, in catalogue order.
 
-Adding a loss is one file in this folder, one line here and one reference function in
-``tests/reference.py``; the registry-wide tests then cover it.
+Adding a loss is one file in this folder, one line here and one reference function (with its
+case) in ``tests/support/references/<family>.py``; the registry-wide tests then cover it.
 """
 
 from __future__ import annotations

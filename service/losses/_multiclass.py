@@ -67,7 +67,7 @@ def one_hot(targets: Array, classes: int, ignore_index: int | None, dtype: Compu
 
 
 def _kappa(rows: Array, weights: Array, dtype: ComputeDtype) -> Array:
-    """κ_i = Σ_c cw_c·y_ic, the normaliser of a class-weighted mean (SPEC section 4)."""
+    """κ_i = Σ_c cw_c·y_ic, the normaliser of a class-weighted mean: Σ_i w_i·κ_i divides its sum."""
     return readonly((rows.astype(np.float64) @ weights).astype(dtype))
 
 

@@ -64,7 +64,8 @@ class Prepared:
     targets: Array  # (N, D), compute dtype, read-only, C-contiguous
     # the driver's parameters by their names in its signature (``LossSpec.kernel_args``)
     kernel_params: Mapping[str, Any]
-    kappa: Array | None = None  # κ_i of SPEC section 4, (N,) compute dtype, read-only; None: 1
+    # κ_i, the normaliser of a class-weighted mean, (N,) compute dtype, read-only; None: all 1
+    kappa: Array | None = None
     shown: dict[str, Any] | None = None  # params in force, when they differ from model_dump()
 
 

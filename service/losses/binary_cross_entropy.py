@@ -101,9 +101,10 @@ def bce_prob_point(p: float, y: float, pw: float, epsilon: float) -> tuple[float
 def binary_cross_entropy_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool, label_smoothing: float, pos_weight: Array, epsilon: float,
+    params: tuple[bool, float, Array, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``binary_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    from_logits, label_smoothing, pos_weight, epsilon = params
     n, d = pred.shape
     block = block_range(k, rows, n)
     inv_d = 1.0 / d
@@ -154,20 +155,15 @@ def binary_cross_entropy_batch(
     ``torch.nn.functional.binary_cross_entropy_with_logits(pos_weight)`` on $y'$ (logits),
     ``keras.losses.binary_crossentropy(label_smoothing)`` (probabilities).
     """
+    params = (from_logits, label_smoothing, pos_weight, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            binary_cross_entropy_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                from_logits, label_smoothing, pos_weight, epsilon,
-            )  # fmt: skip
+            binary_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        binary_cross_entropy_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            from_logits, label_smoothing, pos_weight, epsilon,
-        )  # fmt: skip
+        binary_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

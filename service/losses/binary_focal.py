@@ -64,7 +64,7 @@ def focal_logit_point(z: float, y: float, a: float, gamma: float) -> tuple[float
 
     which stays finite for any finite logit. $u = 0$ (a hard label met exactly; then $B = 0$ too)
     gives 0 for all three when $\gamma > 0$, and plain cross-entropy when $\gamma = 0$.
-    For hard labels $u^\gamma B = -(1 - p_t)^\gamma \log p_t$, the formula of LOSSES.md; for soft
+    For hard labels $u^\gamma B = -(1 - p_t)^\gamma \log p_t$, the textbook focal loss; for soft
     labels the reference's form is the one computed. The Hessian is negative where the focal
     factor falls faster than the cross-entropy grows (badly misclassified elements, γ > 0).
     """
@@ -100,7 +100,7 @@ def focal_prob_point(
 
     At $u = 0$ (a probability of exactly 0 or 1 on a hard label) with $\gamma < 1$ ($\gamma < 2$
     for the Hessian) the one-sided derivative is infinite; the loss is at its minimum there and
-    the term is taken as 0, the smallest subgradient (SPEC section 4, kinks).
+    the term is taken as 0, the smallest subgradient (lossd's rule at every kink).
     """
     c = min(max(p, epsilon), 1.0 - epsilon)
     b = -(y * math.log(c) + (1.0 - y) * math.log1p(-c))
@@ -126,9 +126,10 @@ def focal_prob_point(
 def binary_focal_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, epsilon: float,
+    params: tuple[float, float, bool, float, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``binary_focal_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    gamma, alpha, from_logits, label_smoothing, epsilon = params
     n, d = pred.shape
     inv_d = 1.0 / d
     want_g = grad.shape[0] > 0
@@ -168,20 +169,15 @@ def binary_focal_batch(
     ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing = alpha is not None)``
     (probabilities).
     """
+    params = (gamma, alpha, from_logits, label_smoothing, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            binary_focal_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                gamma, alpha, from_logits, label_smoothing, epsilon,
-            )  # fmt: skip
+            binary_focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        binary_focal_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            gamma, alpha, from_logits, label_smoothing, epsilon,
-        )  # fmt: skip
+        binary_focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

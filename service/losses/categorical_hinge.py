@@ -80,6 +80,7 @@ def tie_weights(targ: Array, pred: Array, i: int, neg: float) -> Array:
 def categorical_hinge_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    params: tuple[()],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``categorical_hinge_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, c = pred.shape
@@ -130,14 +131,15 @@ def categorical_hinge_batch(
     included) 0. The Hessian is 0 wherever $l$ is differentiable. Reference:
     ``keras.losses.categorical_hinge``.
     """
+    params = ()
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+            categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -22,9 +22,10 @@ class CosineSimilarityParams(LossParams):
 def cosine_similarity_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    epsilon: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``cosine_similarity_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    (epsilon,) = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -71,14 +72,15 @@ def cosine_similarity_batch(
     the floor the normaliser is constant, so the gradient is $-v_j/\varepsilon$ and the Hessian 0.
     Reference ``keras.losses.cosine_similarity``.
     """
+    params = (epsilon,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+            cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+        cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

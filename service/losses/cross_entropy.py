@@ -27,9 +27,10 @@ class CrossEntropyParams(MulticlassParams):
 def cross_entropy_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool, label_smoothing: float, class_weight: Array, epsilon: float,
+    params: tuple[bool, float, Array, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    from_logits, label_smoothing, class_weight, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -109,20 +110,15 @@ def cross_entropy_batch(
     $A = \sum_c a_c q_c$, $S = \sum_c p_c$. Reference: ``torch.nn.functional.cross_entropy``
     (logits), ``keras.losses.categorical_crossentropy`` (probabilities).
     """
+    params = (from_logits, label_smoothing, class_weight, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            cross_entropy_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                from_logits, label_smoothing, class_weight, epsilon,
-            )  # fmt: skip
+            cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        cross_entropy_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            from_logits, label_smoothing, class_weight, epsilon,
-        )  # fmt: skip
+        cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -23,9 +23,10 @@ class DiceParams(LossParams):
 def dice_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    smooth: float, from_logits: bool,
+    params: tuple[float, bool],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``dice_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    smooth, from_logits = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -61,8 +62,8 @@ def dice_batch(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     smooth: float, from_logits: bool,
 ) -> None:  # fmt: skip
-    r"""$l_i = 1 - A/B$, $A = 2\sum_j p_j t_j + s$, $B = \sum_j p_j + \sum_j t_j + s$ (the formula
-    of LOSSES.md is the reference).
+    r"""$l_i = 1 - A/B$, $A = 2\sum_j p_j t_j + s$, $B = \sum_j p_j + \sum_j t_j + s$; the formula
+    itself is the reference.
 
     $\partial l/\partial p_j = g_j = (A - 2t_jB)/B^2$ and $\partial^2 l/\partial p_j^2 =
     -2g_j/B$ (the numerator's derivative $2t_j - 2t_j$ vanishes). From logits $p = \sigma(z)$
@@ -72,14 +73,15 @@ def dice_batch(
     logits only when every $\sigma(z_j)$ underflows) is $0/0$: it has loss 0, the perfect overlap
     of two empty masks and the limit $s \to 0^+$, and gradient and Hessian 0.
     """
+    params = (smooth, from_logits)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, smooth, from_logits)
+            dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, smooth, from_logits)
+        dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(
@@ -93,6 +95,6 @@ SPEC = LossSpec(
     ),
     params=DiceParams,
     driver=dice_batch,
-    reference="the formula (LOSSES.md); a row with denominator 0 has loss 0",
+    reference="the formula; a row with denominator 0 has loss 0",
     hessian_note="can be negative (-2 g_j / B in the probabilities; the sigmoid adds g σ'')",
 )

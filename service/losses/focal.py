@@ -69,10 +69,10 @@ def focal_terms(
 def focal_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, class_weight: Array,
-    epsilon: float,
+    params: tuple[float, float, bool, float, Array, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``focal_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    gamma, alpha, from_logits, label_smoothing, class_weight, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -162,20 +162,15 @@ def focal_batch(
     $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
     $B = \sum_c Q_c$. Reference: ``keras.losses.CategoricalFocalCrossentropy(alpha, gamma)``.
     """
+    params = (gamma, alpha, from_logits, label_smoothing, class_weight, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            focal_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                gamma, alpha, from_logits, label_smoothing, class_weight, epsilon,
-            )  # fmt: skip
+            focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        focal_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            gamma, alpha, from_logits, label_smoothing, class_weight, epsilon,
-        )  # fmt: skip
+        focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

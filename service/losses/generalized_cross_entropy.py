@@ -39,9 +39,10 @@ def gce_terms(a: float, logp: float, q: float) -> tuple[float, float, float]:
 def generalized_cross_entropy_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    q: float, from_logits: bool, class_weight: Array, epsilon: float,
+    params: tuple[float, bool, Array, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``generalized_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    q, from_logits, class_weight, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -97,20 +98,15 @@ def generalized_cross_entropy_batch(
     $\partial^2 l/\partial p_j^2 = cw_j y_j (1 - q) p_j^{q-2}$.
     Reference: ``keras.losses.categorical_generalized_cross_entropy(q)``.
     """
+    params = (q, from_logits, class_weight, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            generalized_cross_entropy_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                q, from_logits, class_weight, epsilon,
-            )  # fmt: skip
+            generalized_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        generalized_cross_entropy_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            q, from_logits, class_weight, epsilon,
-        )  # fmt: skip
+        generalized_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -13,7 +13,7 @@ class HingeParams(SignTargetParams):
 
 
 @scalar
-def hinge_point(p: float, t: float) -> tuple[float, float, float]:
+def hinge_point(p: float, t: float, params: tuple[()]) -> tuple[float, float, float]:
     r"""$l = \max(0, 1 - t\hat y)$, $l' = -t$ where $1 - t\hat y > 0$ else 0 (0 at the margin), $l'' = 0$."""
     m = 1.0 - t * p
     if m > 0:
@@ -25,6 +25,7 @@ def hinge_point(p: float, t: float) -> tuple[float, float, float]:
 def hinge_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    params: tuple[()],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``hinge_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -35,7 +36,7 @@ def hinge_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = hinge_point(pred[i, j], targ[i, j])
+            v, g, h = hinge_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -49,14 +50,15 @@ def hinge_batch(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j \max(0, 1 - t_{ij}\hat y_{ij})$, $t = \pm 1$; reference ``keras.losses.hinge``."""
+    params = ()
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+            hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

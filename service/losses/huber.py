@@ -14,8 +14,9 @@ class HuberParams(LossParams):
 
 
 @scalar
-def huber_point(p: float, t: float, delta: float) -> tuple[float, float, float]:
+def huber_point(p: float, t: float, params: tuple[float]) -> tuple[float, float, float]:
     r"""$\tfrac12 r^2$ if $|r| \le \delta$ else $\delta(|r| - \tfrac12\delta)$; $l'' = 1[|r| \le \delta]$."""
+    (delta,) = params
     r = p - t
     a = abs(r)
     if a <= delta:
@@ -27,7 +28,7 @@ def huber_point(p: float, t: float, delta: float) -> tuple[float, float, float]:
 def huber_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    delta: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``huber_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -42,22 +43,22 @@ def huber_rows(
         p, t = pred.reshape(-1), targ.reshape(-1)
         for i in block:
             # 0.0 +: the bits of the row mean below (never −0.0)
-            loss[i] = 0.0 + huber_point(p[i], t[i], delta)[0]
+            loss[i] = 0.0 + huber_point(p[i], t[i], params)[0]
         if want_g:
             g1 = grad.reshape(-1)
             for i in block:
-                g1[i] = huber_point(p[i], t[i], delta)[1] * scale
+                g1[i] = huber_point(p[i], t[i], params)[1] * scale
         if want_h:
             h1 = hess.reshape(-1)
             for i in block:
-                h1[i] = huber_point(p[i], t[i], delta)[2] * scale
+                h1[i] = huber_point(p[i], t[i], params)[2] * scale
         return
     inv_d = 1.0 / d
     for i in block:
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = huber_point(pred[i, j], targ[i, j], delta)
+            v, g, h = huber_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -72,14 +73,15 @@ def huber_batch(
     delta: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j\, \mathrm{huber}_\delta(r_{ij})$; reference ``torch.nn.functional.huber_loss``."""
+    params = (delta,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, delta)
+            huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, delta)
+        huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

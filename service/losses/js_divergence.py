@@ -48,9 +48,10 @@ def js_terms(p: float, q: float, log_q: float) -> tuple[float, float]:
 def js_divergence_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool,
+    params: tuple[bool],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``js_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    (from_logits,) = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -114,14 +115,15 @@ def js_divergence_batch(
     $\partial^2 l/\partial z_j^2 = q_j(1 - 2q_j)(g_j - \bar G) + (1 - 2q_j)h_jq_j^2 + q_j^2 H_2$.
     A probability $Q_j = 0$ where $p_j > 0$ has slope $-\infty$: its gradient is not finite.
     """
+    params = (from_logits,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, from_logits)
+            js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, from_logits)
+        js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

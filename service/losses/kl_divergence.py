@@ -27,9 +27,10 @@ class KlDivergenceParams(MulticlassParams):
 def kl_divergence_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool, epsilon: float,
+    params: tuple[bool, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``kl_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    from_logits, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -88,17 +89,15 @@ def kl_divergence_batch(
     $\varepsilon < Q_j < 1$, and 0 where clipping is active (the derivative of the clipped
     expression; at $Q_j = \varepsilon$ or $1$ the subgradient of smallest magnitude).
     """
+    params = (from_logits, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            kl_divergence_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                from_logits, epsilon,
-            )  # fmt: skip
+            kl_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        kl_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, from_logits, epsilon)
+        kl_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

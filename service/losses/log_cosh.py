@@ -12,7 +12,7 @@ class LogCoshParams(LossParams):
 
 
 @inline
-def log_cosh_point(p: float, t: float) -> tuple[float, float, float]:
+def log_cosh_point(p: float, t: float, params: tuple[()]) -> tuple[float, float, float]:
     r"""$\log\cosh r$, $\tanh r$, $1 - \tanh^2 r$ (``log_cosh_terms``: accurate for any finite $r$)."""
     return log_cosh_terms(p - t)
 
@@ -21,6 +21,7 @@ def log_cosh_point(p: float, t: float) -> tuple[float, float, float]:
 def log_cosh_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    params: tuple[()],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``log_cosh_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -33,7 +34,7 @@ def log_cosh_rows(
         p, t = pred.reshape(n), targ.reshape(n)
         g1, h1 = grad.reshape(grad.shape[0]), hess.reshape(hess.shape[0])
         for i in block:
-            v, g, h = log_cosh_point(p[i], t[i])
+            v, g, h = log_cosh_point(p[i], t[i], params)
             f = row_factor(w, i, scale)
             loss[i] = v
             if want_g:
@@ -46,7 +47,7 @@ def log_cosh_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = log_cosh_point(pred[i, j], targ[i, j])
+            v, g, h = log_cosh_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -60,14 +61,15 @@ def log_cosh_batch(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j \log\cosh(\hat y_{ij} - y_{ij})$; reference ``keras.losses.log_cosh``."""
+    params = ()
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            log_cosh_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+            log_cosh_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        log_cosh_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        log_cosh_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -12,7 +12,7 @@ class MaeParams(LossParams):
 
 
 @scalar
-def mae_point(p: float, t: float) -> tuple[float, float, float]:
+def mae_point(p: float, t: float, params: tuple[()]) -> tuple[float, float, float]:
     r"""$l = |r|$, $l' = \mathrm{sign}(r)$ (0 at the kink), $l'' = 0$."""
     r = p - t
     return abs(r), sign(r), 0.0
@@ -22,6 +22,7 @@ def mae_point(p: float, t: float) -> tuple[float, float, float]:
 def mae_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    params: tuple[()],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``mae_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -32,7 +33,7 @@ def mae_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = mae_point(pred[i, j], targ[i, j])
+            v, g, h = mae_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -46,14 +47,15 @@ def mae_batch(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j |\hat y_{ij} - y_{ij}|$; reference ``torch.nn.functional.l1_loss``."""
+    params = ()
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            mae_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+            mae_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        mae_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        mae_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -14,8 +14,9 @@ class MapeParams(LossParams):
 
 
 @scalar
-def mape_point(p: float, t: float, epsilon: float) -> tuple[float, float, float]:
+def mape_point(p: float, t: float, params: tuple[float]) -> tuple[float, float, float]:
     r"""$100|r|/\max(|y|, \varepsilon)$, its sign times $100/\max(|y|, \varepsilon)$, 0."""
+    (epsilon,) = params
     r = p - t
     c = 100.0 / max(abs(t), epsilon)
     return abs(r) * c, sign(r) * c, 0.0
@@ -25,7 +26,7 @@ def mape_point(p: float, t: float, epsilon: float) -> tuple[float, float, float]
 def mape_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    epsilon: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``mape_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -36,7 +37,7 @@ def mape_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = mape_point(pred[i, j], targ[i, j], epsilon)
+            v, g, h = mape_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -51,14 +52,15 @@ def mape_batch(
     epsilon: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j 100|r_{ij}|/\max(|y_{ij}|, \varepsilon)$; reference ``keras.losses.mean_absolute_percentage_error``."""
+    params = (epsilon,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            mape_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+            mape_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        mape_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+        mape_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

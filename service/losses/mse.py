@@ -12,7 +12,7 @@ class MseParams(LossParams):
 
 
 @scalar
-def mse_point(p: float, t: float) -> tuple[float, float, float]:
+def mse_point(p: float, t: float, params: tuple[()]) -> tuple[float, float, float]:
     r"""$l = r^2$, $l' = 2r$, $l'' = 2$ with $r = \hat y - y$."""
     r = p - t
     return r * r, 2.0 * r, 2.0
@@ -22,6 +22,7 @@ def mse_point(p: float, t: float) -> tuple[float, float, float]:
 def mse_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    params: tuple[()],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``mse_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -36,22 +37,22 @@ def mse_rows(
         p, t = pred.reshape(-1), targ.reshape(-1)
         for i in block:
             # 0.0 +: the bits of the row mean below (never −0.0)
-            loss[i] = 0.0 + mse_point(p[i], t[i])[0]
+            loss[i] = 0.0 + mse_point(p[i], t[i], params)[0]
         if want_g:
             g1 = grad.reshape(-1)
             for i in block:
-                g1[i] = mse_point(p[i], t[i])[1] * scale
+                g1[i] = mse_point(p[i], t[i], params)[1] * scale
         if want_h:
             h1 = hess.reshape(-1)
             for i in block:
-                h1[i] = mse_point(p[i], t[i])[2] * scale
+                h1[i] = mse_point(p[i], t[i], params)[2] * scale
         return
     inv_d = 1.0 / d
     for i in block:
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = mse_point(pred[i, j], targ[i, j])
+            v, g, h = mse_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -65,14 +66,15 @@ def mse_batch(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j (\hat y_{ij} - y_{ij})^2$; reference ``torch.nn.functional.mse_loss``."""
+    params = ()
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            mse_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+            mse_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        mse_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        mse_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

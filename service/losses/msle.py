@@ -18,12 +18,13 @@ class MsleParams(LossParams):
 
 
 @scalar
-def msle_point(p: float, t: float, epsilon: float) -> tuple[float, float, float]:
+def msle_point(p: float, t: float, params: tuple[float]) -> tuple[float, float, float]:
     r"""$(\log(\max(\hat y, \varepsilon) + 1) - \log(\max(y, \varepsilon) + 1))^2$.
 
     Where the floor is active ($\hat y \le \varepsilon$) the gradient and Hessian are 0, the
     derivative of the clipped expression (and the smallest subgradient at the kink).
     """
+    (epsilon,) = params
     pc = max(p, epsilon)
     diff = math.log1p(pc) - math.log1p(max(t, epsilon))
     if p > epsilon:
@@ -36,7 +37,7 @@ def msle_point(p: float, t: float, epsilon: float) -> tuple[float, float, float]
 def msle_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    epsilon: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``msle_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -47,7 +48,7 @@ def msle_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = msle_point(pred[i, j], targ[i, j], epsilon)
+            v, g, h = msle_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -62,14 +63,15 @@ def msle_batch(
     epsilon: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j$ squared log error; reference ``keras.losses.mean_squared_logarithmic_error``."""
+    params = (epsilon,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+            msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, epsilon)
+        msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -22,9 +22,10 @@ class MultiMarginParams(MulticlassParams):
 def multi_margin_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    p: float, margin: float, class_weight: Array,
+    params: tuple[float, float, Array],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``multi_margin_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    p, margin, class_weight = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -82,17 +83,15 @@ def multi_margin_batch(
     $2 cw_k y_k/C$ to both diagonal entries. Reference:
     ``torch.nn.functional.multi_margin_loss(p, margin, weight)``.
     """
+    params = (p, margin, class_weight)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            multi_margin_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                p, margin, class_weight,
-            )  # fmt: skip
+            multi_margin_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        multi_margin_rows(k, rows, pred, targ, w, scale, loss, grad, hess, p, margin, class_weight)
+        multi_margin_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(
@@ -105,7 +104,7 @@ SPEC = LossSpec(
     driver=multi_margin_batch,
     reference=(
         "torch.nn.functional.multi_margin_loss(p, margin, weight) per sample; the mean divides "
-        "by sum of the targets' class weights (SPEC section 4)"
+        "by the sum of the targets' class weights, as for every class-weighted loss"
     ),
     targets=("same_shape", "class_index"),
     hessian_note="p = 1: zero almost everywhere; p = 2: the exact diagonal, >= 0",

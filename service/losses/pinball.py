@@ -14,8 +14,9 @@ class PinballParams(LossParams):
 
 
 @scalar
-def pinball_point(p: float, t: float, quantile: float) -> tuple[float, float, float]:
+def pinball_point(p: float, t: float, params: tuple[float]) -> tuple[float, float, float]:
     r"""$\alpha\max(y - \hat y, 0) + (1 - \alpha)\max(\hat y - y, 0)$; gradient 0 at $r = 0$."""
+    (quantile,) = params
     r = p - t
     if r > 0:
         return (1.0 - quantile) * r, 1.0 - quantile, 0.0
@@ -28,7 +29,7 @@ def pinball_point(p: float, t: float, quantile: float) -> tuple[float, float, fl
 def pinball_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    quantile: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``pinball_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -39,7 +40,7 @@ def pinball_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = pinball_point(pred[i, j], targ[i, j], quantile)
+            v, g, h = pinball_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -54,14 +55,15 @@ def pinball_batch(
     quantile: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j$ pinball; reference ``sklearn.metrics.mean_pinball_loss`` per sample."""
+    params = (quantile,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            pinball_rows(k, rows, pred, targ, w, scale, loss, grad, hess, quantile)
+            pinball_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        pinball_rows(k, rows, pred, targ, w, scale, loss, grad, hess, quantile)
+        pinball_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -37,13 +37,14 @@ class PoissonParams(LossParams):
 
 @scalar
 def poisson_point(
-    p: float, t: float, log_input: bool, full: bool, epsilon: float
+    p: float, t: float, params: tuple[bool, bool, float]
 ) -> tuple[float, float, float]:
     r"""$\hat y - y\log(\hat y + \varepsilon)$, or $e^{\hat y} - y\hat y$ with ``log_input``.
 
     ``full`` adds the Stirling term $y\log y - y + \tfrac12\log(2\pi y)$ where $y > 1$; it does
     not depend on $\hat y$, so the derivatives are unchanged.
     """
+    log_input, full, epsilon = params
     if log_input:
         e = math.exp(p)
         v, g, h = e - t * p, e - t, e
@@ -59,7 +60,7 @@ def poisson_point(
 def poisson_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    log_input: bool, full: bool, epsilon: float,
+    params: tuple[bool, bool, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``poisson_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -70,7 +71,7 @@ def poisson_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = poisson_point(pred[i, j], targ[i, j], log_input, full, epsilon)
+            v, g, h = poisson_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -85,14 +86,15 @@ def poisson_batch(
     log_input: bool, full: bool, epsilon: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j$ Poisson NLL; reference ``torch.nn.functional.poisson_nll_loss``."""
+    params = (log_input, full, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, log_input, full, epsilon)
+            poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, log_input, full, epsilon)
+        poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

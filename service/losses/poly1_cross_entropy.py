@@ -50,9 +50,10 @@ def poly1_terms(
 def poly1_cross_entropy_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    epsilon_poly: float, from_logits: bool, label_smoothing: float, epsilon: float,
+    params: tuple[float, bool, float, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``poly1_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    epsilon_poly, from_logits, label_smoothing, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -129,20 +130,15 @@ def poly1_cross_entropy_batch(
     $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
     $B = \sum_c Q_c$ over unclipped classes. Reference: ``optax.poly_loss_cross_entropy``.
     """
+    params = (epsilon_poly, from_logits, label_smoothing, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            poly1_cross_entropy_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                epsilon_poly, from_logits, label_smoothing, epsilon,
-            )  # fmt: skip
+            poly1_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        poly1_cross_entropy_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            epsilon_poly, from_logits, label_smoothing, epsilon,
-        )  # fmt: skip
+        poly1_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -16,12 +16,13 @@ class PseudoHuberParams(LossParams):
 
 
 @scalar
-def pseudo_huber_point(p: float, t: float, delta: float) -> tuple[float, float, float]:
+def pseudo_huber_point(p: float, t: float, params: tuple[float]) -> tuple[float, float, float]:
     r"""$\delta^2(s - 1)$, $r/s$, $s^{-3}$ with $s = \sqrt{1 + (r/\delta)^2}$.
 
     $\delta^2(s - 1)$ is computed as $|r| \cdot |r|/(1 + s)$ and $s$ with ``hypot``: no cancellation
     for small $r$ and no overflow of $r^2$ for large $r$.
     """
+    (delta,) = params
     r = p - t
     a = abs(r)
     s = math.hypot(1.0, r / delta)
@@ -32,7 +33,7 @@ def pseudo_huber_point(p: float, t: float, delta: float) -> tuple[float, float, 
 def pseudo_huber_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    delta: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``pseudo_huber_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -43,7 +44,7 @@ def pseudo_huber_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = pseudo_huber_point(pred[i, j], targ[i, j], delta)
+            v, g, h = pseudo_huber_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -58,14 +59,15 @@ def pseudo_huber_batch(
     delta: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j \delta^2(\sqrt{1 + (r_{ij}/\delta)^2} - 1)$; XGBoost's gradient and Hessian."""
+    params = (delta,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            pseudo_huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, delta)
+            pseudo_huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        pseudo_huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, delta)
+        pseudo_huber_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

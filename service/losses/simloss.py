@@ -104,9 +104,10 @@ class SimlossParams(MulticlassParams):
 def simloss_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    similarity: Array, from_logits: bool, epsilon: float,
+    params: tuple[Array, bool, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``simloss_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    similarity, from_logits, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -176,20 +177,15 @@ def simloss_batch(
     (the span of the row's non-zero targets) are visited, so index targets cost O(C) per row.
     Reference: SimLoss by Kobs et al. 2020 (their ``SimLoss.forward``).
     """
+    params = (similarity, from_logits, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            simloss_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                similarity, from_logits, epsilon,
-            )  # fmt: skip
+            simloss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        simloss_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            similarity, from_logits, epsilon,
-        )  # fmt: skip
+        simloss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -14,8 +14,9 @@ class SmoothL1Params(LossParams):
 
 
 @scalar
-def smooth_l1_point(p: float, t: float, beta: float) -> tuple[float, float, float]:
+def smooth_l1_point(p: float, t: float, params: tuple[float]) -> tuple[float, float, float]:
     r"""$\tfrac12 r^2/\beta$ if $|r| < \beta$ else $|r| - \tfrac12\beta$ ($|r|$ at $\beta = 0$)."""
+    (beta,) = params
     r = p - t
     a = abs(r)
     if a < beta:
@@ -27,7 +28,7 @@ def smooth_l1_point(p: float, t: float, beta: float) -> tuple[float, float, floa
 def smooth_l1_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    beta: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``smooth_l1_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -38,7 +39,7 @@ def smooth_l1_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = smooth_l1_point(pred[i, j], targ[i, j], beta)
+            v, g, h = smooth_l1_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -53,14 +54,15 @@ def smooth_l1_batch(
     beta: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j$ smooth-L1; reference ``torch.nn.functional.smooth_l1_loss``."""
+    params = (beta,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, beta)
+            smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, beta)
+        smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

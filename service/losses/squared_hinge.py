@@ -13,7 +13,7 @@ class SquaredHingeParams(SignTargetParams):
 
 
 @scalar
-def squared_hinge_point(p: float, t: float) -> tuple[float, float, float]:
+def squared_hinge_point(p: float, t: float, params: tuple[()]) -> tuple[float, float, float]:
     r"""$l = m^2$, $l' = -2tm$, $l'' = 2t^2$ where $m = 1 - t\hat y > 0$; all 0 otherwise."""
     m = 1.0 - t * p
     if m > 0:
@@ -25,6 +25,7 @@ def squared_hinge_point(p: float, t: float) -> tuple[float, float, float]:
 def squared_hinge_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    params: tuple[()],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``squared_hinge_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -35,7 +36,7 @@ def squared_hinge_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = squared_hinge_point(pred[i, j], targ[i, j])
+            v, g, h = squared_hinge_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -49,14 +50,15 @@ def squared_hinge_batch(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j \max(0, 1 - t_{ij}\hat y_{ij})^2$, $t = \pm 1$; reference ``keras.losses.squared_hinge``."""
+    params = ()
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            squared_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+            squared_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        squared_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess)
+        squared_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(

@@ -27,9 +27,10 @@ class TverskyParams(LossParams):
 def tversky_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    alpha: float, beta: float, smooth: float, from_logits: bool,
+    params: tuple[float, float, float, bool],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``tversky_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    alpha, beta, smooth, from_logits = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
@@ -71,8 +72,8 @@ def tversky_batch(
     alpha: float, beta: float, smooth: float, from_logits: bool,
 ) -> None:  # fmt: skip
     r"""$l_i = 1 - A/B$, $A = I + s$, $B = I + \alpha\,FP + \beta\,FN + s$ with $I = \sum_j p_jt_j$,
-    $FP = \sum_j p_j(1 - t_j)$, $FN = \sum_j (1 - p_j)t_j$ (the formula of LOSSES.md is the
-    reference).
+    $FP = \sum_j p_j(1 - t_j)$, $FN = \sum_j (1 - p_j)t_j$; the formula itself is the
+    reference.
 
     With $c_j = \partial B/\partial p_j = t_j + \alpha(1 - t_j) - \beta t_j$:
     $\partial l/\partial p_j = g_j = (Ac_j - t_jB)/B^2$ and $\partial^2 l/\partial p_j^2 =
@@ -83,20 +84,15 @@ def tversky_batch(
     underflows, below $z \approx -745$, counts as 0) is $0/0$: it has loss 0, the limit
     $s \to 0^+$, and gradient and Hessian 0.
     """
+    params = (alpha, beta, smooth, from_logits)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            tversky_rows(
-                k, rows, pred, targ, w, scale, loss, grad, hess,
-                alpha, beta, smooth, from_logits,
-            )  # fmt: skip
+            tversky_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        tversky_rows(
-            k, rows, pred, targ, w, scale, loss, grad, hess,
-            alpha, beta, smooth, from_logits,
-        )  # fmt: skip
+        tversky_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(
@@ -110,6 +106,6 @@ SPEC = LossSpec(
     ),
     params=TverskyParams,
     driver=tversky_batch,
-    reference="the formula (LOSSES.md); a row with denominator 0 has loss 0",
+    reference="the formula; a row with denominator 0 has loss 0",
     hessian_note="can be negative (-2 c_j g_j / B in the probabilities; the sigmoid adds g σ'')",
 )

@@ -48,13 +48,14 @@ class TweedieParams(LossParams):
 
 
 @scalar
-def tweedie_point(mu: float, y: float, power: float) -> tuple[float, float, float]:
+def tweedie_point(mu: float, y: float, params: tuple[float]) -> tuple[float, float, float]:
     r"""Unit deviance $d(y, \mu)$ and its first two derivatives in $\mu$.
 
     General $p$: $2\left(\frac{\max(y,0)^{2-p}}{(1-p)(2-p)} - \frac{y\mu^{1-p}}{1-p}
     + \frac{\mu^{2-p}}{2-p}\right)$, $d' = 2\mu^{-p}(\mu - y)$,
     $d'' = 2((1-p)\mu^{-p} + p\,y\,\mu^{-p-1})$; $p \in \{0, 1, 2\}$ use their limits.
     """
+    (power,) = params
     if power == 0.0:
         r = mu - y
         return r * r, 2.0 * r, 2.0
@@ -78,7 +79,7 @@ def tweedie_point(mu: float, y: float, power: float) -> tuple[float, float, floa
 def tweedie_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    power: float,
+    params: tuple[float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``tweedie_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
     n, d = pred.shape
@@ -89,7 +90,7 @@ def tweedie_rows(
         f = row_factor(w, i, scale) * inv_d
         acc = 0.0
         for j in range(d):
-            v, g, h = tweedie_point(pred[i, j], targ[i, j], power)
+            v, g, h = tweedie_point(pred[i, j], targ[i, j], params)
             acc += v
             if want_g:
                 grad[i, j] = g * f
@@ -104,14 +105,15 @@ def tweedie_batch(
     power: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \mathrm{mean}_j d_p(y_{ij}, \hat y_{ij})$; reference ``sklearn.metrics.mean_tweedie_deviance``."""
+    params = (power,)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, power)
+            tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
         return
     for k in prange(-(-n // rows)):
-        tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, power)
+        tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
 SPEC = LossSpec(
