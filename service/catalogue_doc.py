@@ -11,7 +11,10 @@ import json
 import re
 from typing import Any, get_args
 
+import orjson
+
 from .losses import REGISTRY, LossSpec
+from .losses._aliases import alias_conventions
 from .losses._spec import Family
 
 # What each family's losses take and how their derivatives read; the headings are the anchors
@@ -236,7 +239,13 @@ against −1e200) is a 422 `out_of_domain`, never a null or `Infinity` in the re
 
 A loss is named by its canonical name or any alias, case-insensitively, with `-` and `_`
 interchangeable (`MSELoss`, `mean-squared-error` and `mse` are one loss); an unknown name is a 404
-that suggests the closest ones. `GET /losses` serves the same entries as this page, with each
+that suggests the closest ones. An alias taken from a library carries that library's conventions,
+listed beside it below: its parameter defaults (`CrossEntropyLoss` reads logits), PyTorch's
+reduction over every element (`reduce_over: "elements"`: `MSELoss` with `sum` on an (N, D) batch
+adds N·D squares, `mse` adds N row means; the mean is the same), PyTorch's parameter names
+(`weight` for `class_weight`), and scikit-learn's `log_loss`, binary on (N,) predictions and
+multiclass on (N, C). Any request can set `reduce_over` itself; parameters and options a request
+sends always win, and the response's `params` and `reduce_over` say what was used. `GET /losses` serves the same entries as this page, with each
 parameter's JSON schema.
 
 Computation is in float64 unless the request asks for `dtype: float32`. Each entry's
@@ -390,9 +399,24 @@ def _params(spec: LossSpec) -> list[str]:
     return [*lines, ""]
 
 
+def _alias(name: str, spec: LossSpec) -> str:
+    """An alias, with the library conventions it carries (``losses._aliases``)."""
+    alias = alias_conventions(name)
+    if alias is None:
+        return f"`{name}`"
+    brings = [f"`{key}: {orjson.dumps(value).decode()}`" for key, value in alias.params.items()]
+    if alias.reduce_over == "elements":
+        brings.append('`reduce_over: "elements"`')
+    names = alias.names_for(spec.params.model_fields)
+    brings += [f"`{theirs}` for `{ours}`" for theirs, ours in names.items()]
+    if alias.rows_loss:
+        brings.append(f"(N, C) predictions go to `{alias.rows_loss}`")
+    return f"`{name}` ({alias.library}: {', '.join(brings)})"
+
+
 def _entry(spec: LossSpec) -> list[str]:
     """One loss: summary, formula, parameters, targets, derivatives and reference."""
-    aliases = ", ".join(f"`{alias}`" for alias in spec.aliases) or "none"
+    aliases = ", ".join(_alias(name, spec) for name in spec.aliases) or "none"
     forms = " or ".join(_TARGET_FORMS[form] for form in spec.targets)
     rank = "of rank 2 only" if spec.params.min_rank == 2 else "of rank 1 or 2"
     if not spec.hessian:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Literal
@@ -28,7 +28,8 @@ from .errors import (
     from_validation,
 )
 from .jit import Array
-from .losses import REGISTRY, LossParams, LossSpec
+from .losses import REGISTRY, LossParams, LossSpec, resolve
+from .losses._aliases import alias_conventions
 from .losses._spec import Memo, as_compute, readonly
 from .reductions import plan, weighted_sum
 
@@ -83,7 +84,31 @@ class Result:
     elements: int  # prediction elements the kernel went over
 
 
-def validate_params(spec: LossSpec, raw: dict[str, Any]) -> LossParams:
+def select(
+    name: str,
+    sent: dict[str, Any],
+    options: Options,
+    explicit: Collection[str],
+    rank: int,
+    where: str = "params",
+) -> tuple[LossSpec, LossParams, Options]:
+    """The loss a name stands for, its parameters and the options in force: an alias brings its
+    library's defaults, parameter names and reduction (``losses._aliases``) under what the
+    request sent (``explicit``: the options it set), and scikit-learn's ``log_loss`` goes to
+    the multiclass loss for rank-2 predictions."""
+    spec = resolve(name)
+    alias = alias_conventions(name)
+    if alias is None:
+        return spec, validate_params(spec, sent, where), options
+    if alias.rows_loss is not None and rank == 2:
+        spec = resolve(alias.rows_loss)
+    params = validate_params(spec, alias.params_for(sent, spec.params.model_fields), where)
+    if "reduce_over" not in explicit:
+        options = dataclasses.replace(options, reduce_over=alias.reduce_over)
+    return spec, params, options
+
+
+def validate_params(spec: LossSpec, raw: dict[str, Any], where: str = "params") -> LossParams:
     """The loss's own parameters, defaults filled in; 422 ``invalid_params`` otherwise, with the
     closest known name suggested for an unknown one."""
     try:
@@ -98,7 +123,7 @@ def validate_params(spec: LossSpec, raw: dict[str, Any]) -> LossParams:
         elif unknown:
             hint = f" (it takes {', '.join(known) or 'no parameters'})"
         headline = f"invalid params for {spec.name}{hint}"
-        raise from_validation(InvalidParams, headline, exc, ("params",)) from None
+        raise from_validation(InvalidParams, headline, exc, (where,)) from None
 
 
 def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options) -> Result:
@@ -123,11 +148,15 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     reduction = plan(options.reduction, n, weight, prepared.kappa, empty_w)
     # over elements, each row's loss counts D times: the sum (and its gradient) grows by D, the
     # normaliser too, so the mean is the row means' mean as before
-    per_row = pred.shape[1] if options.reduce_over == "elements" and is_elementwise(spec) else 1
-    if per_row > 1:
-        scale = reduction.scale * (per_row if options.reduction == "sum" else 1)
+    # over elements, the normaliser counts every element of a row; a loss whose per-sample value
+    # is the row's mean also counts its sum (and the sum's gradient) D times, one whose value is
+    # the row's sum already holds every term
+    terms = elements_per_row(spec, pred.shape[1]) if options.reduce_over == "elements" else 1
+    per_row = terms if spec.family in ("regression", "binary") else 1
+    if terms > 1:
+        scale = reduction.scale * (per_row if options.reduction == "sum" else per_row / terms)
         reduction = dataclasses.replace(
-            reduction, weight_sum=reduction.weight_sum * per_row, scale=scale
+            reduction, weight_sum=reduction.weight_sum * terms, scale=scale
         )
     if not np.isfinite(reduction.weight_sum):
         # weights of 1e308 are finite, their sum is not: a null weight_sum is no answer
@@ -170,11 +199,13 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     )
 
 
-def is_elementwise(spec: LossSpec) -> bool:
-    """Whether a loss's per-sample value is the mean of one term per element of the row (the
-    regression and binary losses that take rank-1 predictions), so that it can be reduced over
-    elements as well as over samples."""
-    return spec.family in ("regression", "binary") and spec.params.min_rank == 1
+def elements_per_row(spec: LossSpec, columns: int) -> int:
+    """How many elementwise terms make one sample's loss: D for the regression and binary losses
+    on rank-1 predictions (their per-sample value is the mean of D terms) and for the
+    distribution losses (a sum of D terms, as torch's ``kl_div`` is pointwise); 1 for a loss of
+    the whole row (softmax, margins, cosine, overlap), which only reduces over samples."""
+    pointwise = spec.family in ("regression", "binary") and spec.params.min_rank == 1
+    return columns if pointwise or spec.family == "distribution" else 1
 
 
 def _weight_sum_overflow(
@@ -276,4 +307,14 @@ def check_memory_budget(demand: Demand, max_request_bytes: int) -> None:
 
 def catalogue() -> list[dict[str, Any]]:
     """Every catalogue entry (``GET /losses``), in registry order."""
-    return [spec.catalogue_entry() for spec in REGISTRY]
+    return [catalogue_entry(spec) for spec in REGISTRY]
+
+
+def catalogue_entry(spec: LossSpec) -> dict[str, Any]:
+    """One loss's catalogue entry, with the library conventions its aliases carry."""
+    conventions = {
+        name: alias.entry(spec.params.model_fields)
+        for name in spec.aliases
+        if (alias := alias_conventions(name)) is not None
+    }
+    return {**spec.catalogue_entry(), "alias_conventions": conventions}

@@ -22,9 +22,19 @@ class PackedArray(BaseModel):
     data: str = Field(description="standard base64 of the little-endian, C-ordered bytes")
 
 
+class PackedVector(PackedArray):
+    """A packed array of rank 1."""
+
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1)]
+
+
+Row = Annotated[list[float], Field(min_length=1)]
 ArrayIn = Annotated[
-    list[float] | list[list[float]] | PackedArray,
-    Field(description="a JSON list (nested for rank 2) or a packed array"),
+    list[float] | list[Row] | PackedArray,
+    Field(description="a JSON list (nested for rank 2, rows of at least one number) or packed"),
+]
+VectorIn = Annotated[
+    list[float] | PackedVector, Field(description="(N,): a JSON list or a packed array of rank 1")
 ]
 ArrayOut = Annotated[
     list[float] | list[list[float]] | PackedArray,
@@ -91,7 +101,7 @@ class BatchArrays(BaseModel):
 
     predictions: ArrayIn
     targets: ArrayIn
-    sample_weight: ArrayIn | None = Field(
+    sample_weight: VectorIn | None = Field(
         None, description="(N,) finite non-negative weights; they enter only the reductions"
     )
 
@@ -125,6 +135,17 @@ class MultiLossResult(BaseModel):
     results: list[LossResult]
 
 
+class AliasConventions(BaseModel):
+    """What an alias brings from its library: parameter defaults, the reduction, its names for
+    lossd's parameters, and the loss (N, C) predictions go to instead (scikit-learn's log_loss)."""
+
+    library: str
+    params: dict[str, Any] = Field(description="defaults under the parameters a request sends")
+    reduce_over: ReduceOver
+    param_names: dict[str, str] | None = Field(None, description="the library's name -> lossd's")
+    rows_loss: str | None = None
+
+
 class LossInfo(BaseModel):
     """One catalogue entry."""
 
@@ -139,6 +160,9 @@ class LossInfo(BaseModel):
     hessian: bool
     hessian_note: str | None = None
     reference: str
+    alias_conventions: dict[str, AliasConventions] = Field(
+        description="the aliases that carry their library's conventions"
+    )
 
 
 class Catalogue(BaseModel):

@@ -70,4 +70,4 @@ async def list_losses() -> Response:
 )
 async def get_loss(name: str) -> Response:
     """One catalogue entry; aliases resolve."""
-    return Response(orjson.dumps(resolve(name).catalogue_entry()), media_type=JSON)
+    return Response(orjson.dumps(core.catalogue_entry(resolve(name))), media_type=JSON)

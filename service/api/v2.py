@@ -151,7 +151,7 @@ async def _infer(name: str, version: str | None, request: Request, state: State)
     body = await read_body_aligned(
         request, settings.max_body_bytes, settings.body_timeout, header_length or 0
     )
-    return send(await run(state, oip.infer, body, spec.name, header_length))
+    return send(await run(state, oip.infer, body, name, header_length))
 
 
 def _header_length(request: Request) -> int | None:

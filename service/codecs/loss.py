@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .. import core
 from ..errors import LossdError, Unprocessable, from_validation, shown
-from ..losses import LossParams, LossSpec, resolve
+from ..losses import LossParams, LossSpec
 from ..schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
 from . import Reply
 from .arrays import PACKED_DTYPES, decode_array, encode_array
@@ -37,10 +37,10 @@ def evaluate_one(
 ) -> Reply:
     """``POST /loss/{name}``: one loss on one batch. A ``bytearray`` body is emptied once its
     arrays are decoded."""
-    spec = resolve(name)
     fields, batch, encoding = _read(body, LossOptions, max_elements, max_request_bytes)
-    params = core.validate_params(spec, fields.params)
-    result = core.evaluate(spec, params, batch, options_of(fields))
+    explicit, rank = fields.model_fields_set, batch.predictions.ndim
+    spec, params, options = core.select(name, fields.params, options_of(fields), explicit, rank)
+    result = core.evaluate(spec, params, batch, options)
     del batch  # the inputs are freed before the response is encoded
     return Reply(dumps(_document(result, fields.array_format)), (result,), encoding=encoding)
 
@@ -54,14 +54,14 @@ def evaluate_many(
     position of the loss it belongs to.
     """
     fields, batch, encoding = _read(body, MultiLossOptions, max_elements, max_request_bytes)
-    chosen: list[tuple[LossSpec, LossParams]] = []
+    chosen: list[tuple[LossSpec, LossParams, core.Options]] = []
+    explicit, rank = fields.model_fields_set, batch.predictions.ndim
     for k, selection in enumerate(fields.losses):
         with _at_position(k, selection.name):
-            spec = resolve(selection.name)
-            chosen.append((spec, core.validate_params(spec, selection.params)))
-    options = options_of(fields)
+            options = options_of(fields)
+            chosen.append(core.select(selection.name, selection.params, options, explicit, rank))
     results = []
-    for k, (spec, params) in enumerate(chosen):
+    for k, (spec, params, options) in enumerate(chosen):
         with _at_position(k, spec.name):
             results.append(core.evaluate(spec, params, batch, options))
     del batch

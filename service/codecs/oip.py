@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import __version__, core
 from ..errors import (
     InvalidArray,
-    InvalidParams,
     NotFound,
     ShapeMismatch,
     TooManyElements,
@@ -244,7 +243,6 @@ def infer(
     the binary tensor data follows. The reply's JSON length is None when every output is JSON.
     With ``max_request_bytes`` the core's memory budget is checked before any tensor is decoded.
     """
-    spec = resolve(name)
     size = body.shape[0]
     end = size if header_length is None else header_length
     if end > size:
@@ -252,7 +250,7 @@ def infer(
             f"Inference-Header-Content-Length is {end} but the body has only {size} bytes"
         )
     request = _parse(body[:end])
-    options, params, outputs = _plan(spec, request)
+    spec, options, params, outputs = _plan(name, request)
     if max_request_bytes is not None:
         demand = _demand(request, options, outputs, max_elements)
         if demand is not None:
@@ -284,9 +282,10 @@ def _parse(header: Array) -> InferRequest:
 
 
 def _plan(
-    spec: LossSpec, request: InferRequest
-) -> tuple[core.Options, LossParams, dict[str, bool]]:
-    """Options, the loss's parameters and the outputs (name -> binary), before any tensor."""
+    name: str, request: InferRequest
+) -> tuple[LossSpec, core.Options, LossParams, dict[str, bool]]:
+    """The loss (an alias brings its library's defaults), the options, its parameters and the
+    outputs (name -> binary), before any tensor is decoded."""
     flags: Parameters = {}
     loss: Parameters = {}
     binary = request.parameters.get("binary_data_output", False)
@@ -301,18 +300,15 @@ def _plan(
         options = EvaluationOptions.model_validate(flags)
     except ValidationError as exc:
         raise from_validation(Unprocessable, "invalid parameters", exc, ("parameters",)) from None
-    try:
-        params = spec.params.model_validate(loss)
-    except ValidationError as exc:
-        raise from_validation(
-            InvalidParams, f"invalid parameters for {spec.name}", exc, ("parameters",)
-        ) from None
+    rank = next((len(t.shape) for t in request.inputs if t.name == "predictions"), 1)
     outputs = _outputs(request, options, flags, binary)
     chosen: Parameters = {flag: flag in outputs for flag in ("per_sample", "gradient", "hessian")}
     if "dtype" not in flags:  # FP32 when every floating-point input is FP32
         floats = [t.datatype for t in request.inputs if t.datatype in FLOATS]
         chosen["dtype"] = "float32" if all(d == "FP32" for d in floats) else "float64"
-    return options_of(options.model_copy(update=chosen)), params, outputs
+    wanted = options_of(options.model_copy(update=chosen))
+    spec, params, wanted = core.select(name, loss, wanted, set(flags), rank, "parameters")
+    return spec, wanted, params, outputs
 
 
 def _demand(
