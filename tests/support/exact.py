@@ -1,0 +1,531 @@
+"""Exact references for the edge suite (``tests/test_edges.py``): every loss in mpmath at 400
+significant digits, with exact first and second derivatives.
+
+Terms, each defined once:
+
+jet
+    ``Jet(v, d, h)``: a number with its first and second derivative in one seeded input.
+    Arithmetic and the elementary functions below carry them along exactly (a truncated Taylor
+    series), so a loss written once over jets gives l_i, ∂l_i/∂x_j and ∂²l_i/∂x_j² with no
+    finite differences. 400 digits hold 1e300 + log 2 exactly enough, and mpmath's exponent is
+    unbounded, so exp(−2e300) and (1e300)² are numbers, not 0 and inf: the float64 rounding of
+    an exact result says whether the true answer is representable at all.
+kink
+    Where a loss is not differentiable (a clip boundary, max at a tie, |x| at 0), the jet takes
+    the branch of smallest-magnitude slope, as SPEC section 4 asks: a clipped or constant branch
+    at a tie, slope 0 for |x| and max(0, x) at 0.
+exact row function
+    ``ROWS[name](xs, t, params) -> Jet``: the per-sample loss of LOSSES.md of one row, ``xs`` the
+    predictions as jets, ``t`` the targets as exact numbers (one-hot rows for class indices,
+    hinge labels already in {−1, 1}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import mpmath
+import numpy as np
+from mpmath import mp, mpf
+
+from tests.support.references import Array, one_hot
+
+DIGITS = 400
+CLASS_WEIGHTED = ("cross_entropy", "focal", "generalized_cross_entropy", "multi_margin")
+Num = Any  # an mpf
+
+
+class Jet:
+    """A value with its first and second derivative in one seeded input (module docstring)."""
+
+    __slots__ = ("d", "h", "v")
+
+    def __init__(self, v: Any, d: Any = 0, h: Any = 0) -> None:
+        self.v, self.d, self.h = mpf(v), mpf(d), mpf(h)
+
+    @property
+    def constant(self) -> bool:
+        return not self.d and not self.h
+
+    def __add__(self, o: Any) -> Jet:
+        o = lift(o)
+        return Jet(self.v + o.v, self.d + o.d, self.h + o.h)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> Jet:
+        return Jet(-self.v, -self.d, -self.h)
+
+    def __sub__(self, o: Any) -> Jet:
+        return self + (-lift(o))
+
+    def __rsub__(self, o: Any) -> Jet:
+        return lift(o) + (-self)
+
+    def __mul__(self, o: Any) -> Jet:
+        o = lift(o)
+        return Jet(
+            self.v * o.v,
+            self.v * o.d + self.d * o.v,
+            self.v * o.h + 2 * self.d * o.d + self.h * o.v,
+        )
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o: Any) -> Jet:
+        o = lift(o)
+        return self * chain(o, lambda v: 1 / v, lambda v: -1 / v**2, lambda v: 2 / v**3)
+
+    def __rtruediv__(self, o: Any) -> Jet:
+        return lift(o) / self
+
+    def __pow__(self, q: Any) -> Jet:
+        """x**q for a constant exponent q (x > 0, or x = 0 with q ≥ 2, or q a small integer)."""
+        q = mpf(q)
+        if q == 0:
+            return Jet(1)
+        return chain(
+            self,
+            lambda v: mpmath.power(v, q),
+            lambda v: q * mpmath.power(v, q - 1),
+            lambda v: q * (q - 1) * mpmath.power(v, q - 2) if q != 1 else mpf(0),
+        )
+
+
+def lift(x: Any) -> Jet:
+    return x if isinstance(x, Jet) else Jet(x)
+
+
+def chain(
+    a: Jet, f0: Callable[[Num], Num], f1: Callable[[Num], Num], f2: Callable[[Num], Num]
+) -> Jet:
+    """g(a) for g with value f0, slope f1 and curvature f2 at a.v."""
+    if a.constant:
+        return Jet(f0(a.v))
+    s = f1(a.v)
+    return Jet(f0(a.v), s * a.d, s * a.h + (f2(a.v) * a.d**2 if a.d else 0))
+
+
+@lru_cache(maxsize=4096)
+def _exp(v: Num) -> Num:
+    """mpmath's exp, remembered: exp(±1e300) costs milliseconds at this precision, and the
+    jets of one row ask for the same few values many times."""
+    return mpmath.exp(v)
+
+
+def exp(a: Jet) -> Jet:
+    return chain(a, _exp, _exp, _exp)
+
+
+def log(a: Jet) -> Jet:
+    return chain(a, mpmath.log, lambda v: 1 / v, lambda v: -1 / v**2)
+
+
+def sqrt(a: Jet) -> Jet:
+    return chain(a, mpmath.sqrt, lambda v: 1 / (2 * mpmath.sqrt(v)), lambda v: -1 / (4 * v**1.5))
+
+
+@lru_cache(maxsize=4096)
+def sigmoid_pair(v: Num) -> tuple[Num, Num]:
+    """σ(v) and σ(−v) = 1 − σ(v), each computed directly (no cancellation)."""
+    return 1 / (1 + _exp(-v)), 1 / (1 + _exp(v))
+
+
+def sigmoid(a: Jet) -> Jet:
+    def f1(v: Num) -> Num:
+        s, c = sigmoid_pair(v)
+        return s * c
+
+    def f2(v: Num) -> Num:
+        s, c = sigmoid_pair(v)
+        return s * c * (c - s)
+
+    return chain(a, lambda v: sigmoid_pair(v)[0], f1, f2)
+
+
+def log_sigmoid(a: Jet) -> Jet:
+    """log σ(a) = −log(1 + e^−a)."""
+
+    def f2(v: Num) -> Num:
+        s, c = sigmoid_pair(v)
+        return -s * c
+
+    return chain(a, lambda v: -mpmath.log1p(_exp(-v)), lambda v: sigmoid_pair(v)[1], f2)
+
+
+def log_cosh(a: Jet) -> Jet:
+    return chain(
+        a, lambda v: mpmath.log(mpmath.cosh(v)), mpmath.tanh, lambda v: mpmath.sech(v) ** 2
+    )
+
+
+def absolute(a: Jet) -> Jet:
+    if a.v > 0:
+        return a
+    return -a if a.v < 0 else Jet(0)
+
+
+def relu(a: Jet) -> Jet:
+    return a if a.v > 0 else Jet(0)
+
+
+def maximum(a: Jet, c: Any) -> Jet:
+    """max(a, c) for a constant c: the constant at a tie."""
+    return a if a.v > c else Jet(c)
+
+
+def minimum(a: Jet, c: Any) -> Jet:
+    return a if a.v < c else Jet(c)
+
+
+def clip(a: Jet, lo: Any, hi: Any) -> Jet:
+    return maximum(minimum(a, hi), lo)
+
+
+def total(xs: Sequence[Jet]) -> Jet:
+    out = Jet(0)
+    for x in xs:
+        out = out + x
+    return out
+
+
+def mean(xs: Sequence[Jet]) -> Jet:
+    return total(xs) / len(xs)
+
+
+def log_softmax(xs: Sequence[Jet]) -> list[Jet]:
+    top = max(x.v for x in xs)
+    lse = log(total([exp(x - top) for x in xs])) + top
+    return [x - lse for x in xs]
+
+
+# --- the losses, one exact row function each ----------------------------------------------------
+
+Row = Callable[[list[Jet], list[Num], dict[str, Any]], Jet]
+
+
+def _elementwise(term: Callable[[Jet, Num, dict[str, Any]], Jet]) -> Row:
+    return lambda xs, t, prm: mean([term(x, y, prm) for x, y in zip(xs, t, strict=True)])
+
+
+def _huber(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    d = mpf(prm.get("delta", 1.0))
+    r = x - y
+    a = absolute(r)
+    return r * r * 0.5 if a.v <= d else d * (a - d / 2)
+
+
+def _smooth_l1(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    b = mpf(prm.get("beta", 1.0))
+    a = absolute(x - y)
+    if b == 0:
+        return a
+    return a * a * 0.5 / b if a.v < b else a - b / 2
+
+
+def _pseudo_huber(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    d = mpf(prm.get("delta", 1.0))
+    r = (x - y) / d
+    return d**2 * (sqrt(1 + r * r) - 1)
+
+
+def _msle(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    e = mpf(prm.get("epsilon", 1e-7))
+    diff = log(maximum(x, e) + 1) - mpmath.log(max(y, e) + 1)
+    return diff * diff
+
+
+def _poisson(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    if prm.get("log_input", False):
+        out = exp(x) - y * x
+    else:
+        out = x - y * log(x + mpf(prm.get("epsilon", 1e-7)))
+    if prm.get("full", False) and y > 1:
+        out = out + (y * mpmath.log(y) - y + mpmath.log(2 * mpmath.pi * y) / 2)
+    return out
+
+
+def _tweedie(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    pw = mpf(prm.get("power", 1.5))
+    if pw == 0:
+        return (x - y) ** 2
+    if pw == 1:
+        return 2 * ((y * (mpmath.log(y) - log(x)) if y > 0 else Jet(0)) - y + x)
+    if pw == 2:
+        return 2 * (log(x) - mpmath.log(y) + y / x - 1)
+    first = mpmath.power(max(y, 0), 2 - pw) / ((1 - pw) * (2 - pw))
+    return 2 * (first - y * x ** (1 - pw) / (1 - pw) + x ** (2 - pw) / (2 - pw))
+
+
+def _cosine(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    e = mpf(prm.get("epsilon", 1e-7))
+    nx = maximum(sqrt(total([x * x for x in xs])), e)
+    nt = max(mpmath.sqrt(mpmath.fsum(y * y for y in t)), e)
+    return -total([x * y for x, y in zip(xs, t, strict=True)]) / (nx * nt)
+
+
+def _smoothed_binary(y: Num, prm: dict[str, Any]) -> Num:
+    s = mpf(prm.get("label_smoothing", 0.0))
+    return y * (1 - s) + s / 2
+
+
+def _bce(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    y = _smoothed_binary(y, prm)
+    pw = prm.get("pos_weight")
+    weight = mpf(1) if pw is None else mpf(pw)
+    if prm.get("from_logits", False):
+        return -(weight * y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
+    e = mpf(prm.get("epsilon", 1e-7))
+    c = clip(x, e, 1 - e)
+    return -(weight * y * log(c) + (1 - y) * log(1 - c))
+
+
+def _binary_focal(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
+    y = _smoothed_binary(y, prm)
+    gamma, alpha = mpf(prm.get("gamma", 2.0)), prm.get("alpha")
+    if prm.get("from_logits", False):
+        ce = -(y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
+        one_minus_p_t = y * sigmoid(-x) + (1 - y) * sigmoid(x)  # optax, exactly
+    else:
+        e = mpf(prm.get("epsilon", 1e-7))
+        c = clip(x, e, 1 - e)
+        ce = -(y * log(c) + (1 - y) * log(1 - c))
+        one_minus_p_t = 1 - (y * x + (1 - y) * (1 - x))  # keras: the probability as sent
+    out = ce * one_minus_p_t**gamma
+    if alpha is not None:
+        out = (y * alpha + (1 - y) * (1 - mpf(alpha))) * out
+    return out
+
+
+def _smoothed_rows(t: list[Num], prm: dict[str, Any], ignored: bool) -> list[Num]:
+    if ignored:
+        return [mpf(0)] * len(t)
+    s = mpf(prm.get("label_smoothing", 0.0))
+    return [(1 - s) * y + s / len(t) for y in t]
+
+
+def _probabilities(xs: list[Jet], prm: dict[str, Any]) -> tuple[list[Jet], list[Jet]]:
+    """(p, log p) of a row: from logits by log-softmax; from probabilities renormalised and
+    clipped to [ε, 1 − ε] as Keras does."""
+    if prm.get("from_logits", False):
+        logp = log_softmax(xs)
+        return [exp(v) for v in logp], logp
+    e = mpf(prm.get("epsilon", 1e-7))
+    s = total(xs)
+    p = [clip(x / s, e, 1 - e) for x in xs]
+    return p, [log(v) for v in p]
+
+
+def _cross_entropy(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    y = _smoothed_rows(t, prm, prm.get("_ignored", False))
+    _, logp = _probabilities(xs, prm)
+    return -total([c * v for c, v in zip(y, logp, strict=True) if c])
+
+
+def _focal(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    y = _smoothed_rows(t, prm, prm.get("_ignored", False))
+    gamma = mpf(prm.get("gamma", 2.0))
+    a = mpf(1.0 if prm.get("alpha") is None else prm["alpha"])
+    p, logp = _probabilities(xs, prm)
+    terms = [c * (1 - q) ** gamma * lq for c, q, lq in zip(y, p, logp, strict=True) if c]
+    return -a * total(terms)
+
+
+def _gce(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    q = mpf(prm.get("q", 0.7))
+    if prm.get("from_logits", False):
+        p = [exp(v) for v in log_softmax(xs)]
+    else:
+        p = [maximum(x, mpf(prm.get("epsilon", 1e-7))) for x in xs]
+    return total([y * (1 - v**q) / q for y, v in zip(t, p, strict=True) if y])
+
+
+def _poly1(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    prm = {"from_logits": True, **prm}
+    y = _smoothed_rows(t, prm, False)
+    p, logp = _probabilities(xs, prm)
+    ep = mpf(prm.get("epsilon_poly", 2.0))
+    ce = -total([c * v for c, v in zip(y, logp, strict=True) if c])
+    return ce + ep * total([c * (1 - v) for c, v in zip(y, p, strict=True) if c])
+
+
+def _simloss(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    c = len(xs)
+    if prm.get("similarity") is not None:
+        sim = [[mpf(v) for v in row] for row in prm["similarity"]]
+    else:
+        r = mpf(prm["ordinal_base"])
+        sim = [[r ** abs(i - j) for j in range(c)] for i in range(c)]
+    p = [exp(v) for v in log_softmax(xs)] if prm.get("from_logits", False) else xs
+    e = mpf(prm.get("epsilon", 1e-8))
+    return total(
+        [-y * log(total([sim[k][j] * p[j] for j in range(c)]) + e) for k, y in enumerate(t) if y]
+    )
+
+
+def _categorical_hinge(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    negatives = [(1 - y) * x for x, y in zip(xs, t, strict=True)]
+    neg = max(negatives, key=lambda j: j.v)
+    return relu(neg - total([y * x for x, y in zip(xs, t, strict=True)]) + 1)
+
+
+def _multi_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    p, m, c = prm.get("p", 1), mpf(prm.get("margin", 1.0)), len(xs)
+    out = Jet(0)
+    for k, y in enumerate(t):
+        if y:
+            for j in range(c):
+                if j != k:
+                    out = out + y * relu(m - xs[k] + xs[j]) ** p / c
+    return out
+
+
+def _kl(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    if prm.get("log_target", False):
+        t = [mpmath.exp(y) for y in t]
+    if prm.get("from_logits", False) or prm.get("log_input", False):
+        logq = log_softmax(xs) if prm.get("from_logits", False) else xs
+        return total([y * (mpmath.log(y) - lq) for y, lq in zip(t, logq, strict=True) if y > 0])
+    e = mpf(prm.get("epsilon", 1e-7))
+    yc = [min(max(y, e), 1) for y in t]
+    return total([y * (mpmath.log(y) - log(clip(x, e, 1))) for y, x in zip(yc, xs, strict=True)])
+
+
+def _js(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    mass = mpmath.fsum(t)
+    pt = [y / mass for y in t]
+    if prm.get("from_logits", False):
+        q = [exp(v) for v in log_softmax(xs)]
+    else:
+        s = total(xs)
+        q = [x / s for x in xs]
+    m = [(a + b) / 2 for a, b in zip(pt, q, strict=True)]
+    first = total([a * (mpmath.log(a) - log(c)) for a, c in zip(pt, m, strict=True) if a > 0])
+    second = total([_q_log_q_over_m(b, c, a) for a, b, c in zip(pt, q, m, strict=True)])
+    return (first + second) / 2
+
+
+def _q_log_q_over_m(q: Jet, m: Jet, p: Num) -> Jet:
+    """q·log(q/m) with m = (p + q)/2: 0 at q = 0, where its slope is −∞ if p > 0 (the exact
+    derivative is not a number: only a 422 can answer it) and log 2 if p = 0 (q·log 2)."""
+    if q.v > 0:
+        return q * (log(q) - log(m))
+    if p == 0:
+        return q * mpmath.log(2)
+    return Jet(0, -mpmath.inf * mpmath.sign(q.d) if q.d else 0, mpmath.nan if q.d else 0)
+
+
+def _masks(xs: list[Jet], prm: dict[str, Any]) -> list[Jet]:
+    return [sigmoid(x) for x in xs] if prm.get("from_logits", False) else xs
+
+
+def _dice(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    s = mpf(prm.get("smooth", 1.0))
+    p = _masks(xs, prm)
+    inter = total([a * b for a, b in zip(p, t, strict=True)])
+    den = total(p) + mpmath.fsum(t) + s
+    return Jet(0) if den.v == 0 else 1 - (2 * inter + s) / den
+
+
+def _tversky(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    s, a, b = (mpf(prm.get(k, v)) for k, v in (("smooth", 1.0), ("alpha", 0.5), ("beta", 0.5)))
+    p = _masks(xs, prm)
+    inter = total([u * y for u, y in zip(p, t, strict=True)])
+    fp = total([u * (1 - y) for u, y in zip(p, t, strict=True)])
+    fn = total([(1 - u) * y for u, y in zip(p, t, strict=True)])
+    den = inter + a * fp + b * fn + s
+    return Jet(0) if den.v == 0 else 1 - (inter + s) / den
+
+
+ROWS: dict[str, Row] = {
+    "mse": _elementwise(lambda x, y, _: (x - y) * (x - y)),
+    "mae": _elementwise(lambda x, y, _: absolute(x - y)),
+    "huber": _elementwise(_huber),
+    "smooth_l1": _elementwise(_smooth_l1),
+    "pseudo_huber": _elementwise(_pseudo_huber),
+    "log_cosh": _elementwise(lambda x, y, _: log_cosh(x - y)),
+    "mape": _elementwise(
+        lambda x, y, prm: 100 * absolute(x - y) / max(abs(y), mpf(prm.get("epsilon", 1e-7)))
+    ),
+    "msle": _elementwise(_msle),
+    "pinball": _elementwise(
+        lambda x, y, prm: (
+            mpf(prm.get("quantile", 0.5)) * relu(y - x)
+            + (1 - mpf(prm.get("quantile", 0.5))) * relu(x - y)
+        )
+    ),
+    "poisson": _elementwise(_poisson),
+    "tweedie": _elementwise(_tweedie),
+    "cosine_similarity": _cosine,
+    "binary_cross_entropy": _elementwise(_bce),
+    "binary_focal": _elementwise(_binary_focal),
+    "hinge": _elementwise(lambda x, y, _: relu(1 - y * x)),
+    "squared_hinge": _elementwise(lambda x, y, _: relu(1 - y * x) ** 2),
+    "cross_entropy": _cross_entropy,
+    "focal": _focal,
+    "generalized_cross_entropy": _gce,
+    "poly1_cross_entropy": _poly1,
+    "simloss": _simloss,
+    "categorical_hinge": _categorical_hinge,
+    "multi_margin": _multi_margin,
+    "kl_divergence": _kl,
+    "js_divergence": _js,
+    "dice": _dice,
+    "tversky": _tversky,
+}
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Exact per-sample losses and derivatives of Σ_i l_i (no weights), as mpf lists."""
+
+    per_sample: list[Any]
+    gradient: list[list[Any]]
+    hessian: list[list[Any]]
+    kappa: list[Any]
+
+
+def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) -> Exact:
+    """The exact per-sample losses, gradient and Hessian diagonal of one batch."""
+    n = pred.shape[0]
+    p2 = pred.reshape(n, -1).astype(np.float64)  # float32 inputs are exact in float64
+    ignored = np.zeros(n, dtype=bool)
+    if targ.ndim == 1 and pred.ndim == 2:
+        ignore = params.get("ignore_index")
+        t2 = one_hot(targ, pred.shape[1], ignore)
+        ignored = targ == ignore if ignore is not None else ignored
+    else:
+        t2 = targ.reshape(n, -1).astype(np.float64)
+    if name in ("hinge", "squared_hinge") and np.isin(t2, (0.0, 1.0)).all():
+        t2 = 2 * t2 - 1  # keras: a batch of {0, 1} labels means {−1, 1}
+    fn = ROWS[name]
+    values, grads, hessians, kappas = [], [], [], []
+    with mp.workdps(DIGITS):
+        for i in range(n):
+            t = [mpf(float(v)) for v in t2[i]]
+            prm = {**params, "_ignored": bool(ignored[i])}
+            g, h = [], []
+            value = mpf(0)
+            for j in range(p2.shape[1]):
+                xs = [Jet(float(v), 1 if k == j else 0) for k, v in enumerate(p2[i])]
+                out = fn(xs, t, prm)
+                value, g, h = out.v, [*g, out.d], [*h, out.h]
+            values.append(value)
+            grads.append(g)
+            hessians.append(h)
+            weighted = name in CLASS_WEIGHTED and not ignored[i]
+            kappas.append(mpmath.fsum(t) if weighted else mpf(0) if ignored[i] else mpf(1))
+    return Exact(values, grads, hessians, kappas)
+
+
+def rounded(values: Any, dtype: type[np.floating[Any]]) -> Array:
+    """Exact numbers rounded to the compute dtype (inf where they are past its range)."""
+    with mp.workdps(DIGITS), np.errstate(over="ignore"):
+        return np.asarray(
+            np.vectorize(lambda v: dtype(float(v)), otypes=[dtype])(
+                np.asarray(values, dtype=object)
+            )
+        )

@@ -1,0 +1,753 @@
+"""The reference libraries of LOSSES.md as float64 torch functions with autograd, for
+``tests/test_differential.py``.
+
+Terms, each defined once:
+
+library reference
+    ``reference(name, params, pred, targ)``: the per-sample losses ``l_i`` of the library call
+    LOSSES.md names for one loss and parameter set, as a torch function of the (N, D)
+    predictions (float64, differentiable), with the κ_i of SPEC section 4 and the label of the
+    call. Where the library has a float64 torch implementation it is called
+    (``torch.nn.functional``); where it has none, its formula is written out in torch float64
+    following the library's source line by line:
+
+    - Keras 3 (``keras.losses``): on the torch backend it cannot compute in float64.
+      ``keras.src.backend.common.dtypes`` maps every 64-bit result type to 32 bits on any backend
+      but TensorFlow (``BIT64_TO_BIT32_DTYPE``), so ``ops.mean`` casts its input to float32 even
+      with ``floatx`` float64 (``log_cosh`` of float64 inputs is off by 2e-8 relative). Keras
+      itself is called by ``keras_reference`` and compared at 1e-6; the 1e-9 comparison is with
+      the same formula in torch float64.
+    - optax (``sigmoid_focal_loss``, ``poly_loss_cross_entropy``, ``softmax_cross_entropy``,
+      ``sigmoid_binary_cross_entropy``; JAX is not installed): the formulas of
+      ``optax/losses/_classification.py`` (google-deepmind/optax at 2edbcbe), including the
+      log-space ``log(1 − p_t)`` of ``sigmoid_focal_loss``.
+    - scikit-learn (``mean_pinball_loss``, ``mean_tweedie_deviance``, ``log_loss``) and scipy
+      (``jensenshannon``) have no autograd: ``direct_values`` calls them for the values, and the
+      gradients are those of their formulas in torch (``sklearn.metrics._regression`` and
+      ``scipy.spatial.distance``).
+    - XGBoost's objectives are their gradient and Hessian formulas (``xgboost_derivatives``).
+κ
+    The normaliser of one sample in a mean: Σ_c cw_c·y_ic for the class-weighted losses (y
+    unsmoothed; 0 for an ignored sample), 1 otherwise. ``mean = Σ w_i l_i / Σ w_i κ_i``.
+index targets
+    (N,) class indices for (N, C) predictions: ``rows`` holds them as one-hot rows (an ignored
+    sample as an all-zero row), ``index`` as sent, for torch's index-target calls.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.spatial.distance
+import sklearn.metrics
+import torch
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+import keras  # the backend is chosen before the import
+
+from tests.support.references import Array, class_weights, one_hot
+
+keras.config.set_floatx("float64")
+F = torch.nn.functional
+Tensor = torch.Tensor
+PerSample = Callable[[Tensor], Tensor]
+
+CLASS_WEIGHTED = ("cross_entropy", "focal", "generalized_cross_entropy", "multi_margin")
+KERAS_RTOL, KERAS_ATOL = 1e-6, 1e-8  # Keras computes its means in float32 (module docstring)
+OPTAX_SOURCE = "google-deepmind/optax@2edbcbe optax/losses/_classification.py"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The targets of one batch as the references take them (module docstring)."""
+
+    rows: Array  # (N, D): one-hot rows for index targets, ignored samples all zero
+    index: Array | None  # (N,) class indices as sent; None for same-shape targets
+    ignored: Array  # (N,) bool
+
+    @property
+    def tensor(self) -> Tensor:
+        return torch.tensor(self.rows, dtype=torch.float64)
+
+
+def targets_of(pred: Array, targ: Array, params: dict[str, Any]) -> Targets:
+    n = pred.shape[0]
+    if targ.ndim == 1 and pred.ndim == 2:
+        ignore = params.get("ignore_index")
+        rows = one_hot(targ, pred.shape[1], ignore)
+        ignored = targ == ignore if ignore is not None else np.zeros(n, dtype=bool)
+        return Targets(rows, targ, ignored)
+    return Targets(targ.reshape(n, -1).astype(np.float64), None, np.zeros(n, dtype=bool))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One loss's library reference on one batch (module docstring)."""
+
+    label: str
+    per_sample: PerSample  # (N, D) float64 tensor -> (N,)
+    kappa: Array  # (N,)
+
+
+def rows_of(pred: Array) -> Tensor:
+    """The predictions as an (N, D) float64 leaf tensor that records gradients."""
+    return torch.tensor(pred.reshape(pred.shape[0], -1), dtype=torch.float64, requires_grad=True)
+
+
+# --- building blocks -----------------------------------------------------------------------------
+
+
+def _cw(targets: Targets, class_weight: object) -> Tensor:
+    return torch.tensor(class_weights(targets.rows, class_weight), dtype=torch.float64)
+
+
+def _kappa(name: str, targets: Targets, params: dict[str, Any]) -> Array:
+    if name not in CLASS_WEIGHTED:
+        return np.ones(targets.rows.shape[0])
+    return np.asarray(targets.rows @ class_weights(targets.rows, params.get("class_weight")))
+
+
+def _smoothed(targets: Targets, s: float) -> Tensor:
+    """y' = (1 − s)·y + s/C for every sample that is not ignored, whatever its row sums to
+    (torch's ``cross_entropy``, Keras' ``categorical_crossentropy``, optax); ignored samples
+    stay all-zero rows."""
+    y = targets.tensor
+    c = y.shape[1]
+    kept = torch.tensor(~targets.ignored, dtype=torch.float64)[:, None]
+    return ((1 - s) * y + s / c) * kept
+
+
+def _keras_probabilities(p: Tensor, epsilon: float) -> Tensor:
+    """Keras' categorical probabilities: rows renormalised, then clipped to [ε, 1 − ε]."""
+    return torch.clamp(p / p.sum(-1, keepdim=True), epsilon, 1 - epsilon)
+
+
+def _softmax_log(z: Tensor) -> tuple[Tensor, Tensor]:
+    logp = F.log_softmax(z, dim=-1)
+    return logp, logp.exp()
+
+
+def _hinge_labels(t: Tensor) -> Tensor:
+    """keras ``convert_binary_labels_to_hinge``: a batch of {0, 1} labels becomes 2y − 1."""
+    binary = bool(((t == 0) | (t == 1)).all())
+    return 2 * t - 1 if binary else t
+
+
+def _rel_entr(x: Tensor, m: Tensor) -> Tensor:
+    """scipy.special.rel_entr(x, m) = x·log(x/m), 0 where x = 0, with a gradient that is 0 there."""
+    positive = x > 0
+    safe_x = torch.where(positive, x, torch.ones_like(x))
+    safe_m = torch.where(positive, m, torch.ones_like(m))
+    return torch.where(positive, safe_x * (torch.log(safe_x) - torch.log(safe_m)), 0.0)
+
+
+def optax_log_one_minus_p_t(z: Tensor, y: Tensor) -> Tensor:
+    """log(1 − p_t) of ``optax.sigmoid_focal_loss``, in log space as optax computes it."""
+    y_prime = torch.where(y >= 0.5, y, 1.0 - y)
+    x_prime = torch.where(y >= 0.5, -z, z)
+    return (
+        F.logsigmoid(x_prime)
+        + torch.log(y_prime)
+        + F.softplus(-x_prime + torch.log1p(-y_prime) - torch.log(y_prime))
+    )
+
+
+def optax_sigmoid_focal(z: Tensor, y: Tensor, alpha: float | None, gamma: float) -> Tensor:
+    """``optax.sigmoid_focal_loss(z, y, alpha=alpha, gamma=gamma)``, elementwise."""
+    ce = -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))
+    loss = ce * torch.exp(gamma * optax_log_one_minus_p_t(z, y))
+    if alpha is None:
+        return loss
+    return (alpha * y + (1 - alpha) * (1 - y)) * loss
+
+
+def optax_poly1(z: Tensor, y: Tensor, epsilon: float) -> Tensor:
+    """``optax.poly_loss_cross_entropy(z, y, epsilon=epsilon)``, per row."""
+    logp, p = _softmax_log(z)
+    return -(y * logp).sum(-1) + epsilon * (y * (1 - p)).sum(-1)
+
+
+def tweedie_deviance(mu: Tensor, y: Tensor, power: float) -> Tensor:
+    """``sklearn.metrics._regression._mean_tweedie_deviance``, elementwise."""
+    if power == 0:
+        return (y - mu) ** 2
+    if power == 1:
+        safe = torch.where(y > 0, y, torch.ones_like(y))
+        return 2 * (torch.where(y > 0, safe * torch.log(safe / mu), 0.0) - y + mu)
+    if power == 2:
+        return 2 * (torch.log(mu / y) + y / mu - 1)
+    return 2 * (
+        torch.clamp(y, min=0) ** (2 - power) / ((1 - power) * (2 - power))
+        - y * mu ** (1 - power) / (1 - power)
+        + mu ** (2 - power) / (2 - power)
+    )
+
+
+def multi_margin_formula(x: Tensor, y: Tensor, cw: Tensor, power: int, margin: float) -> Tensor:
+    """``torch.nn.functional.multi_margin_loss(x, k, p, margin, weight)`` per row, written out
+    (torch has no double backward for it), target-weighted over the classes k of a soft row:
+    Σ_k y_k·cw_k·Σ_{c≠k} max(0, margin − x_k + x_c)^p / C."""
+    n, c = x.shape
+    total = torch.zeros(n, dtype=torch.float64)
+    for k in range(c):
+        terms = torch.relu(margin - x[:, k : k + 1] + x) ** power
+        others = torch.cat([terms[:, :k], terms[:, k + 1 :]], dim=1).sum(-1)
+        total = total + y[:, k] * cw[k] * others / c
+    return total
+
+
+def _sigmoid_if(p: Tensor, from_logits: bool) -> Tensor:
+    return torch.sigmoid(p) if from_logits else p
+
+
+def _one_minus_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """1 − num/den, and 0 for a row whose denominator is 0 (the empty-mask rule)."""
+    safe = torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, 1 - num / safe, 0.0)
+
+
+# --- the references, one per loss ---------------------------------------------------------------
+
+Builder = Callable[[Targets, dict[str, Any]], tuple[str, PerSample]]
+
+
+def _regression(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        t = tg.tensor
+        if name == "mse":
+            return "torch F.mse_loss", lambda p: F.mse_loss(p, t, reduction="none").mean(-1)
+        if name == "mae":
+            return "torch F.l1_loss", lambda p: F.l1_loss(p, t, reduction="none").mean(-1)
+        if name == "huber":
+            d = prm.get("delta", 1.0)
+            return "torch F.huber_loss", lambda p: F.huber_loss(
+                p, t, reduction="none", delta=d
+            ).mean(-1)
+        if name == "smooth_l1":
+            b = prm.get("beta", 1.0)
+            return "torch F.smooth_l1_loss", lambda p: F.smooth_l1_loss(
+                p, t, reduction="none", beta=b
+            ).mean(-1)
+        if name == "pseudo_huber":
+            d = prm.get("delta", 1.0)
+            return "closed form (XGBoost reg:pseudohubererror)", lambda p: (
+                d**2 * (torch.sqrt(1 + ((p - t) / d) ** 2) - 1)
+            ).mean(-1)
+        if name == "log_cosh":
+            # keras.losses.log_cosh: x + softplus(−2x) − log 2
+            return "keras log_cosh in torch float64", lambda p: (
+                (p - t) + F.softplus(-2.0 * (p - t)) - math.log(2.0)
+            ).mean(-1)
+        if name == "mape":
+            eps = torch.tensor(prm.get("epsilon", 1e-7), dtype=torch.float64)
+            return "keras mean_absolute_percentage_error in torch float64", lambda p: (
+                100.0 * torch.abs((t - p) / torch.maximum(torch.abs(t), eps))
+            ).mean(-1)
+        if name == "msle":
+            eps = prm.get("epsilon", 1e-7)
+            return "keras mean_squared_logarithmic_error in torch float64", lambda p: (
+                (
+                    torch.log(torch.clamp(p, min=eps) + 1.0)
+                    - torch.log(torch.clamp(t, min=eps) + 1.0)
+                )
+                ** 2
+            ).mean(-1)
+        if name == "pinball":
+            a = prm.get("quantile", 0.5)
+            return "sklearn mean_pinball_loss's formula in torch", lambda p: (
+                a * torch.relu(t - p) + (1 - a) * torch.relu(p - t)
+            ).mean(-1)
+        if name == "poisson":
+            kw = {
+                "log_input": prm.get("log_input", False),
+                "full": prm.get("full", False),
+                "eps": prm.get("epsilon", 1e-7),
+            }
+            return "torch F.poisson_nll_loss", lambda p: F.poisson_nll_loss(
+                p, t, reduction="none", **kw
+            ).mean(-1)
+        if name == "tweedie":
+            pw = prm.get("power", 1.5)
+            return "sklearn mean_tweedie_deviance's formula in torch", lambda p: tweedie_deviance(
+                p, t, pw
+            ).mean(-1)
+        if name == "cosine_similarity":
+            eps = prm.get("epsilon", 1e-7)
+
+            def cosine(p: Tensor) -> Tensor:
+                u = p / torch.clamp(torch.linalg.vector_norm(p, dim=-1, keepdim=True), min=eps)
+                v = t / torch.clamp(torch.linalg.vector_norm(t, dim=-1, keepdim=True), min=eps)
+                return -(u * v).sum(-1)
+
+            return "keras cosine_similarity in torch float64", cosine
+        raise KeyError(name)
+
+    return build
+
+
+def _binary(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        t = tg.tensor
+        logits = prm.get("from_logits", False)
+        s = prm.get("label_smoothing", 0.0)
+        y = t * (1 - s) + s / 2
+        eps = prm.get("epsilon", 1e-7)
+        if name == "binary_cross_entropy":
+            pw = prm.get("pos_weight")
+            pos = None if pw is None else torch.tensor(pw, dtype=torch.float64)
+            if logits:
+                return "torch F.binary_cross_entropy_with_logits", lambda z: (
+                    F.binary_cross_entropy_with_logits(z, y, pos_weight=pos, reduction="none")
+                ).mean(-1)
+            weight = 1.0 if pos is None else pos
+
+            def bce(p: Tensor) -> Tensor:
+                c = torch.clamp(p, eps, 1 - eps)
+                return (-(weight * y * torch.log(c) + (1 - y) * torch.log(1 - c))).mean(-1)
+
+            return "keras binary_crossentropy in torch float64", bce
+        if name == "binary_focal":
+            gamma, alpha = prm.get("gamma", 2.0), prm.get("alpha")
+            if logits:
+                return "optax sigmoid_focal_loss in torch float64", lambda z: optax_sigmoid_focal(
+                    z, y, alpha, gamma
+                ).mean(-1)
+
+            def focal(p: Tensor) -> Tensor:
+                # keras binary_focal_crossentropy: bce of the clipped p, focal factor of p
+                c = torch.clamp(p, eps, 1 - eps)
+                bce = -(y * torch.log(c) + (1 - y) * torch.log(1 - c))
+                p_t = y * p + (1 - y) * (1 - p)
+                out = (1 - p_t) ** gamma * bce
+                if alpha is not None:
+                    out = (y * alpha + (1 - y) * (1 - alpha)) * out
+                return out.mean(-1)
+
+            return "keras binary_focal_crossentropy in torch float64", focal
+        labels = _hinge_labels(t)
+        if name == "hinge":
+            return "keras hinge in torch float64", lambda p: torch.relu(1 - labels * p).mean(-1)
+        if name == "squared_hinge":
+            return "keras squared_hinge in torch float64", lambda p: (
+                torch.relu(1 - labels * p) ** 2
+            ).mean(-1)
+        raise KeyError(name)
+
+    return build
+
+
+def _multiclass(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        logits = prm.get("from_logits", name == "poly1_cross_entropy")
+        eps = prm.get("epsilon", 1e-7)
+        cw = _cw(tg, prm.get("class_weight"))
+        s = prm.get("label_smoothing", 0.0)
+        y = tg.tensor
+        if name == "cross_entropy":
+            if logits and tg.index is not None:
+                kw = {
+                    "weight": cw if prm.get("class_weight") is not None else None,
+                    "ignore_index": prm.get("ignore_index")
+                    if prm.get("ignore_index") is not None
+                    else -100,
+                    "label_smoothing": s,
+                    "reduction": "none",
+                }
+                idx = torch.tensor(tg.index, dtype=torch.long)
+                return "torch F.cross_entropy (index targets)", lambda z: F.cross_entropy(
+                    z, idx, **kw
+                )
+            if logits:
+                weight = cw if prm.get("class_weight") is not None else None
+                return "torch F.cross_entropy (probability targets)", lambda z: F.cross_entropy(
+                    z, y, weight=weight, label_smoothing=s, reduction="none"
+                )
+            ys = _smoothed(tg, s)
+            return (
+                "keras categorical_crossentropy in torch float64",
+                lambda p: -(cw * ys * torch.log(_keras_probabilities(p, eps))).sum(-1),
+            )
+        if name == "focal":
+            gamma, alpha = prm.get("gamma", 2.0), prm.get("alpha")
+            a = 1.0 if alpha is None else alpha
+            ys = _smoothed(tg, s)
+
+            def focal(p: Tensor) -> Tensor:
+                if logits:
+                    logq, q = _softmax_log(p)
+                else:
+                    q = _keras_probabilities(p, eps)
+                    logq = torch.log(q)
+                return -(a * cw * ys * (1 - q) ** gamma * logq).sum(-1)
+
+            return "keras categorical_focal_crossentropy in torch float64", focal
+        if name == "generalized_cross_entropy":
+            q = prm.get("q", 0.7)
+
+            def gce(p: Tensor) -> Tensor:
+                prob = torch.softmax(p, -1) if logits else torch.clamp(p, min=eps)
+                return (cw * y * (1 - prob**q) / q).sum(-1)
+
+            return "keras categorical_generalized_cross_entropy in torch float64", gce
+        if name == "poly1_cross_entropy":
+            ep = prm.get("epsilon_poly", 2.0)
+            ys = _smoothed(tg, s)
+            if logits:
+                return "optax poly_loss_cross_entropy in torch float64", lambda z: optax_poly1(
+                    z, ys, ep
+                )
+
+            def poly(p: Tensor) -> Tensor:
+                c = _keras_probabilities(p, eps)
+                return -(ys * torch.log(c)).sum(-1) + ep * (ys * (1 - c)).sum(-1)
+
+            return "optax poly_loss_cross_entropy's formula on probabilities", poly
+        if name == "simloss":
+            c = tg.rows.shape[1]
+            if prm.get("similarity") is not None:
+                sim = torch.tensor(prm["similarity"], dtype=torch.float64)
+            else:
+                r = prm["ordinal_base"]
+                sim = torch.tensor(
+                    [[r ** abs(i - j) for j in range(c)] for i in range(c)], dtype=torch.float64
+                )
+            e = prm.get("epsilon", 1e-8)
+
+            def simloss(p: Tensor) -> Tensor:
+                prob = torch.softmax(p, -1) if logits else p
+                return -(y * torch.log(prob @ sim.T + e)).sum(-1)
+
+            return "SimLoss (Kobs et al. 2020) in torch float64", simloss
+        if name == "categorical_hinge":
+            return "keras categorical_hinge in torch float64", lambda p: torch.relu(
+                ((1 - y) * p).max(-1).values - (y * p).sum(-1) + 1
+            )
+        if name == "multi_margin":
+            power, margin = prm.get("p", 1), prm.get("margin", 1.0)
+            return "torch F.multi_margin_loss's formula", lambda x: multi_margin_formula(
+                x, y, cw, power, margin
+            )
+        raise KeyError(name)
+
+    return build
+
+
+def _distribution(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        logits = prm.get("from_logits", False)
+        y = tg.tensor
+        if name == "kl_divergence":
+            if prm.get("log_target", False):
+                y = torch.exp(y)  # torch's log_target: the targets are log P
+            if prm.get("log_input", False):
+                return "torch F.kl_div(x, P) (log-probabilities as given)", lambda x: F.kl_div(
+                    x, y, reduction="none"
+                ).sum(-1)
+            if logits:
+                return "torch F.kl_div(log_softmax(z), P)", lambda z: F.kl_div(
+                    F.log_softmax(z, -1), y, reduction="none"
+                ).sum(-1)
+            eps = prm.get("epsilon", 1e-7)
+            yc = torch.clamp(y, eps, 1.0)
+            return "keras kl_divergence in torch float64", lambda p: (
+                yc * torch.log(yc / torch.clamp(p, eps, 1.0))
+            ).sum(-1)
+        if name == "js_divergence":
+            pt = y / y.sum(-1, keepdim=True)
+
+            def js(p: Tensor) -> Tensor:
+                q = torch.softmax(p, -1) if logits else p / p.sum(-1, keepdim=True)
+                m = (pt + q) / 2
+                return 0.5 * (_rel_entr(pt, m).sum(-1) + _rel_entr(q, m).sum(-1))
+
+            return "scipy jensenshannon(P, Q)**2's formula in torch", js
+        raise KeyError(name)
+
+    return build
+
+
+def _overlap(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        t = tg.tensor
+        smooth, logits = prm.get("smooth", 1.0), prm.get("from_logits", False)
+        if name == "dice":
+
+            def dice(p: Tensor) -> Tensor:
+                q = _sigmoid_if(p, logits)
+                inter = (q * t).sum(-1)
+                return _one_minus_ratio(2 * inter + smooth, q.sum(-1) + t.sum(-1) + smooth)
+
+            return "the dice formula in torch", dice
+        if name == "tversky":
+            a, b = prm.get("alpha", 0.5), prm.get("beta", 0.5)
+
+            def tversky(p: Tensor) -> Tensor:
+                q = _sigmoid_if(p, logits)
+                inter = (q * t).sum(-1)
+                fp = (q * (1 - t)).sum(-1)
+                fn = ((1 - q) * t).sum(-1)
+                return _one_minus_ratio(inter + smooth, inter + a * fp + b * fn + smooth)
+
+            return "the tversky formula in torch", tversky
+        raise KeyError(name)
+
+    return build
+
+
+_FAMILY_BUILDERS = {
+    "regression": _regression,
+    "binary": _binary,
+    "multiclass": _multiclass,
+    "distribution": _distribution,
+    "overlap": _overlap,
+}
+
+
+_SOFTMAX = {"from_logits", "epsilon", "normalize"}
+# The parameters each reference reads: one it does not read would be ignored silently.
+HANDLED: dict[str, set[str]] = {
+    "mse": set(),
+    "mae": set(),
+    "huber": {"delta"},
+    "smooth_l1": {"beta"},
+    "pseudo_huber": {"delta"},
+    "log_cosh": set(),
+    "mape": {"epsilon"},
+    "msle": {"epsilon"},
+    "pinball": {"quantile"},
+    "poisson": {"log_input", "full", "epsilon"},
+    "tweedie": {"power"},
+    "cosine_similarity": {"epsilon"},
+    "binary_cross_entropy": {"from_logits", "label_smoothing", "pos_weight", "epsilon"},
+    "binary_focal": {"gamma", "alpha", "from_logits", "label_smoothing", "epsilon"},
+    "hinge": set(),
+    "squared_hinge": set(),
+    "cross_entropy": _SOFTMAX | {"label_smoothing", "class_weight", "ignore_index"},
+    "focal": _SOFTMAX | {"gamma", "alpha", "label_smoothing", "class_weight", "ignore_index"},
+    "generalized_cross_entropy": _SOFTMAX | {"q", "class_weight", "ignore_index"},
+    "poly1_cross_entropy": _SOFTMAX | {"epsilon_poly", "label_smoothing"},
+    "simloss": _SOFTMAX | {"similarity", "ordinal_base"},
+    "categorical_hinge": set(),
+    "multi_margin": {"p", "margin", "class_weight"},
+    "kl_divergence": _SOFTMAX | {"log_input", "log_target"},
+    "js_divergence": {"from_logits", "normalize"},
+    "dice": {"smooth", "from_logits"},
+    "tversky": {"alpha", "beta", "smooth", "from_logits"},
+}
+
+
+def reference(
+    name: str, family: str, params: dict[str, Any], pred: Array, targ: Array
+) -> Reference:
+    """The library reference of one loss and parameter set on one batch."""
+    unread = set(params) - HANDLED[name]
+    if unread:
+        raise KeyError(f"the library reference of {name} does not read {sorted(unread)}")
+    tg = targets_of(pred, targ, params)
+    label, fn = _FAMILY_BUILDERS[family](name)(tg, params)
+    if params.get("normalize") and not params.get("from_logits") and not params.get("log_input"):
+        # ``normalize: true``: each probability row divided by its sum first (Keras' silent
+        # renormalisation, opted into)
+        inner = fn
+
+        def fn(p: Tensor) -> Tensor:
+            return inner(p / p.sum(-1, keepdim=True))
+
+        label += " on rows divided by their sums"
+    return Reference(label, fn, _kappa(name, tg, params))
+
+
+# --- reductions and derivatives of a reference ---------------------------------------------------
+
+
+def reduced(
+    per_sample: Tensor,
+    weight: Array,
+    kappa: Array,
+    reduction: str,
+    sum_factor: float = 1.0,
+    count_factor: float = 1.0,
+) -> Tensor:
+    """SPEC section 4's reduction of a reference's per-sample losses: ``sum = Σ w_i l_i`` and
+    ``mean = sum / Σ w_i κ_i`` (0 when that is 0). Over elements (``reduce_over``) the sum
+    counts ``sum_factor`` terms per row and the normaliser ``count_factor``."""
+    w = torch.tensor(weight, dtype=torch.float64)
+    total = (w * per_sample).sum() * sum_factor
+    if reduction == "sum":
+        return total
+    norm = float(np.sum(weight * kappa)) * count_factor
+    return total / norm if norm > 0 else total * 0.0
+
+
+def gradient_and_hessian(scalar: Callable[[Tensor], Tensor], p0: Tensor) -> tuple[Array, Array]:
+    """The gradient of a scalar function of the (N, D) predictions and the diagonal of its
+    Hessian, by autograd and double backward. Rows are independent (every loss's l_i depends on
+    row i alone), so column j of the Hessian diagonal is the derivative of Σ_i g_ij in p_ij."""
+    p = p0.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(scalar(p), p, create_graph=True)
+    h = torch.zeros_like(p)
+    if g.requires_grad:
+        for j in range(p.shape[1]):
+            (col,) = torch.autograd.grad(g[:, j].sum(), p, retain_graph=True, allow_unused=True)
+            if col is not None:
+                h[:, j] = col[:, j]
+    return g.detach().numpy(), h.detach().numpy()
+
+
+# --- the libraries themselves ------------------------------------------------------------------
+
+
+def direct_values(name: str, params: dict[str, Any], pred: Array, targ: Array) -> Array | None:
+    """The per-sample losses of the library's own call, where the reference is its formula
+    (no autograd, or no double backward): scikit-learn's ``mean_pinball_loss`` and
+    ``mean_tweedie_deviance`` on each row, scipy's ``jensenshannon(P, Q) ** 2``, torch's
+    ``multi_margin_loss`` (target-weighted over the classes of a soft row)."""
+    n = pred.shape[0]
+    p2 = pred.reshape(n, -1)
+    if name == "pinball":
+        q = params.get("quantile", 0.5)
+        return np.array(
+            [
+                sklearn.metrics.mean_pinball_loss(t, p, alpha=q)
+                for p, t in zip(p2, targ.reshape(n, -1), strict=True)
+            ]
+        )
+    if name == "tweedie":
+        pw = params.get("power", 1.5)
+        return np.array(
+            [
+                sklearn.metrics.mean_tweedie_deviance(t, p, power=pw)
+                for p, t in zip(p2, targ.reshape(n, -1), strict=True)
+            ]
+        )
+    if name == "multi_margin":
+        tg = targets_of(pred, targ, params)
+        x = torch.tensor(pred, dtype=torch.float64)
+        cw = params.get("class_weight")
+        weight = None if cw is None else _cw(tg, cw)
+        kw = {"p": params.get("p", 1), "margin": params.get("margin", 1.0), "weight": weight}
+        out = torch.zeros(pred.shape[0], dtype=torch.float64)
+        for k in range(pred.shape[1]):
+            at_k = torch.full((pred.shape[0],), k, dtype=torch.long)
+            out += torch.tensor(tg.rows[:, k]) * F.multi_margin_loss(
+                x, at_k, reduction="none", **kw
+            )
+        return out.numpy()
+    if name == "js_divergence":
+        rows = targets_of(pred, targ, params).rows
+        q = pred
+        if params.get("from_logits"):
+            q = np.exp(pred - pred.max(axis=1, keepdims=True))
+        return np.asarray(scipy.spatial.distance.jensenshannon(rows, q, axis=1)) ** 2
+    return None
+
+
+def keras_reference(
+    name: str, params: dict[str, Any], pred: Array, targ: Array
+) -> PerSample | None:
+    """Keras itself on the torch backend, for the losses LOSSES.md refers to Keras, with the
+    parameters Keras has (None where it has no equivalent: class weights, ``ignore_index``,
+    ``pos_weight``, a non-default ``epsilon``); compared at ``KERAS_RTOL`` (module docstring)."""
+    losses = keras.losses
+    tg = targets_of(pred, targ, params)
+    t = tg.tensor
+    logits = bool(params.get("from_logits", False))
+    s = params.get("label_smoothing", 0.0)
+    keras_free = {
+        "class_weight",
+        "ignore_index",
+        "pos_weight",
+        "epsilon",
+        "log_input",
+        "log_target",
+        "normalize",
+    }
+    if keras_free & {k for k, v in params.items() if v is not None}:
+        return None
+    if name == "log_cosh":
+        return lambda p: losses.log_cosh(t, p)
+    if name == "mape":
+        return lambda p: losses.mean_absolute_percentage_error(t, p)
+    if name == "msle":
+        return lambda p: losses.mean_squared_logarithmic_error(t, p)
+    if name == "cosine_similarity":
+        return lambda p: losses.cosine_similarity(t, p)
+    if name == "hinge":
+        return lambda p: losses.hinge(t, p)
+    if name == "squared_hinge":
+        return lambda p: losses.squared_hinge(t, p)
+    if name == "binary_cross_entropy" and not logits:
+        return lambda p: losses.binary_crossentropy(t, p, label_smoothing=s)
+    if name == "binary_focal" and not logits:
+        alpha = params.get("alpha")
+        return lambda p: losses.binary_focal_crossentropy(
+            t,
+            p,
+            apply_class_balancing=alpha is not None,
+            alpha=0.25 if alpha is None else alpha,
+            gamma=params.get("gamma", 2.0),
+            label_smoothing=s,
+        )
+    if name == "cross_entropy" and not logits:
+        return lambda p: losses.categorical_crossentropy(t, p, label_smoothing=s)
+    if name == "focal" and not logits:
+        alpha = params.get("alpha")
+        return lambda p: losses.categorical_focal_crossentropy(
+            t,
+            p,
+            alpha=1.0 if alpha is None else alpha,
+            gamma=params.get("gamma", 2.0),
+            label_smoothing=s,
+        )
+    if name == "generalized_cross_entropy" and not logits and tg.index is not None:
+        idx = torch.tensor(tg.index, dtype=torch.long)
+        q = params.get("q", 0.7)
+        return lambda p: losses.categorical_generalized_cross_entropy(idx, p, q=q)
+    if name == "categorical_hinge":
+        return lambda p: losses.categorical_hinge(t, p)
+    if name == "kl_divergence" and not logits:
+        return lambda p: losses.kl_divergence(t, p)
+    return None
+
+
+def keras_result_dtype() -> str:
+    """The dtype Keras promotes a float64 tensor to in its reductions (``ops.mean``)."""
+    from keras.src.backend.common import dtypes
+
+    return str(dtypes.result_type("float64", "float32"))
+
+
+def xgboost_derivatives(
+    name: str, params: dict[str, Any], pred: Array, targ: Array
+) -> tuple[Array | None, Array | None] | None:
+    """Gradient and Hessian of XGBoost's objective for the loss, per element, unweighted:
+    ``reg:pseudohubererror`` (src/objective/regression_loss.h: z = ŷ − y,
+    g = z/√(1 + (z/δ)²), h = δ²/((δ² + z²)·√(1 + (z/δ)²))), ``binary:logistic``
+    (g = σ(z) − y, h = σ(1 − σ)) and ``multi:softprob`` (g = p − y; its Hessian 2p(1 − p) is
+    XGBoost's approximation, not the loss's, and is not compared)."""
+    if name == "pseudo_huber":
+        d = params.get("delta", 1.0)
+        z = pred - targ
+        root = np.sqrt(1 + (z / d) ** 2)
+        return z / root, d**2 / ((d**2 + z**2) * root)
+    if name == "binary_cross_entropy" and params == {"from_logits": True}:
+        sig = 1 / (1 + np.exp(-pred))
+        return sig - targ, sig * (1 - sig)
+    if name == "cross_entropy" and params == {"from_logits": True}:
+        e = np.exp(pred - pred.max(axis=1, keepdims=True))
+        prob = e / e.sum(axis=1, keepdims=True)
+        return prob - targets_of(pred, targ, params).rows, None
+    return None
+
+
+def quiet_torch_mean(fn: Callable[[], Tensor]) -> Tensor:
+    """Call a torch loss whose ``reduction="mean"`` warns (``kl_div``: it divides by N·C)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fn()

@@ -1,0 +1,604 @@
+"""The edge suite: every loss at the edges of its inputs, against an exact reference.
+
+Edges, per family: logits of ±1e300 and ±1e15 for every loss that takes logits
+(``from_logits: true``); residuals of 1e154 and 1e300 in float64 and 1e19 in float32 for the
+regression losses; rows of tiny (1e-300) and huge (1e300) norm for cosine, dice, tversky, KL and
+JS; probabilities at exactly 0 and 1. The exact reference is ``tests/support/exact.py``: each
+loss in mpmath at 400 digits with exact derivatives, rounded to the compute dtype at the end.
+
+An answer is either finite and right (per-sample losses, the ``sum`` and ``mean`` values, the
+gradient and the Hessian diagonal within 1e-9 relative or 1e-12 absolute of the exact result;
+float32 within 2e-6 relative), or a 422 whose detail says why. Never a finite wrong value, and
+never a finite answer where the exact one is past the dtype's range (or, like JS's slope at a
+zero probability, not a number at all). Where the contract promises an answer (any finite logit;
+``log_cosh`` for any finite r; cosine of any non-zero rows; probabilities at 0 and 1, which are
+in the domain) and the exact one is representable, a 422 fails too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+import pytest
+
+from service.errors import Unprocessable
+from service.losses import REGISTRY, LossSpec, resolve
+from tests.support import libraries as lib
+from tests.support.exact import DIGITS, Exact, evaluate_exact, rounded
+from tests.support.harness import (
+    ATOL,
+    RTOL,
+    VARIANTS,
+    evaluate,
+    sample,
+    shapes_for,
+    spec_id,
+    variant_id,
+)
+from tests.support.references import Array
+
+FLOAT32_RTOL = 2e-6
+# what a 422's detail must mention for it to say why
+REASONS = (
+    "overflow",
+    "underflow",
+    "finite",
+    "range",
+    "outside",
+    "from_logits",
+    "domain",
+    "must",
+    "normali",
+    "needs",
+    "ambiguous",
+    "positive",
+    "scale",
+)
+
+R = resolve
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One loss on one edge batch (module docstring)."""
+
+    spec: LossSpec
+    params: dict[str, Any]
+    pred: Array
+    targ: Array
+    label: str
+    dtype: str = "float64"
+    must_answer: bool = False
+
+    @property
+    def id(self) -> str:
+        params = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.spec.name}-{self.label}-{self.dtype}" + (f"-{params}" if params else "")
+
+
+def _a(values: Any, dtype: str = "float64") -> Array:
+    return np.asarray(values, dtype=np.float32 if dtype == "float32" else np.float64)
+
+
+REGRESSION = ("mse", "mae", "huber", "smooth_l1", "pseudo_huber", "log_cosh", "pinball")
+RESIDUALS: list[tuple[str, list[Any], list[Any], str]] = [
+    ("residuals-1e154", [1e154, -7e153, 0.5], [0.0, 0.0, -1.0], "float64"),
+    ("residual-1.5e154", [1.5e154, 0.5], [0.0, 0.0], "float64"),
+    ("residuals-1e300", [1e300, -1e300, 2.0], [0.0, 0.0, 0.5], "float64"),
+    ("residuals-1e-300", [1e-300, -3e-300, 0.0], [0.0, 0.0, 1e-300], "float64"),
+    ("rows-1e154", [[1e154, 1e154, 1e154], [0.5, -0.5, 1.0]], [[0.0] * 3, [0.0] * 3], "float64"),
+    ("residuals-1e19", [1e19, -1.2e19, 0.5], [0.0, 0.0, 0.0], "float32"),
+    ("residual-2e19", [2e19, 0.5], [0.0, 0.0], "float32"),
+    ("rows-1e19", [[1e19, 1e19, 1e19], [0.5, -0.5, 1.0]], [[0.0] * 3, [0.0] * 3], "float32"),
+]
+LOGIT_ROWS = [
+    [1e300, 1e300, -1e300],
+    [-1e300, 1e300, 0.0],
+    [1e15, -1e15, 0.5],
+    [1e300, 0.5, -3.0],
+    [0.2, -0.1, 0.3],
+]
+LOGIT_INDEX = [0.0, 0.0, 2.0, 0.0, 1.0]
+SOFT_ROWS = [[0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.1, 0.1, 0.8], [0.25, 0.25, 0.5]]
+PROBABILITY_ROWS = [
+    [1.0, 0.0, 0.0],
+    [0.0, 1.0, 0.0],
+    [0.5, 0.5, 0.0],
+    [0.25, 0.75, 0.0],
+    [1e-300, 1.0, 0.0],
+    [0.2, 0.3, 0.5005],
+]
+PROBABILITY_INDEX = [0.0, 0.0, 2.0, 1.0, 0.0, 2.0]
+BINARY_LOGITS = (
+    [1e300, -1e300, 1e15, -1e15, 0.3, -1e300, 1e300],
+    [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+)
+BINARY_PROBABILITIES = (
+    [0.0, 1.0, 1e-300, 1 - 1e-16, 0.5, 1.0, 0.0],
+    [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0],
+)
+SOFTMAX_LOSSES: dict[str, dict[str, Any]] = {
+    "cross_entropy": {},
+    "focal": {},
+    "generalized_cross_entropy": {},
+    "poly1_cross_entropy": {},
+    "simloss": {"ordinal_base": 0.5},
+    "kl_divergence": {},
+    "js_divergence": {},
+}
+
+
+def _edges() -> list[Edge]:
+    edges: list[Edge] = []
+    for name in REGRESSION:
+        for label, pred, targ, dtype in RESIDUALS:
+            edges.append(
+                Edge(
+                    R(name),
+                    {},
+                    _a(pred, dtype),
+                    _a(targ, dtype),
+                    label,
+                    dtype,
+                    must_answer=name == "log_cosh",
+                )
+            )
+    edges += [
+        Edge(R("mape"), {}, _a([1e154, -1e154, 3.0]), _a([2.0, 1e-300, 0.0]), "residuals-1e154"),
+        Edge(R("mape"), {}, _a([1e300, 0.5]), _a([0.0, 1.0]), "residual-1e300-over-epsilon"),
+        Edge(
+            R("mape"),
+            {},
+            _a([1e19, 0.5], "float32"),
+            _a([1.0, 0.0], "float32"),
+            "residual-1e19",
+            "float32",
+        ),
+        Edge(
+            R("msle"),
+            {},
+            _a([1e300, -1e300, 0.0, 1e-300]),
+            _a([0.0, 1e300, 1e154, 5.0]),
+            "values-1e300",
+        ),
+        Edge(
+            R("msle"),
+            {},
+            _a([1e38, -1e38], "float32"),
+            _a([0.0, 3e38], "float32"),
+            "values-1e38",
+            "float32",
+        ),
+        Edge(R("poisson"), {}, _a([0.0, 1e154, 1e-300]), _a([3.0, 0.0, 2.0]), "rates-0-and-1e154"),
+        Edge(
+            R("poisson"),
+            {"log_input": True},
+            _a([-1e300, 700.0, 0.5]),
+            _a([2.0, 0.0, 1.0]),
+            "log-rates-1e300",
+        ),
+        Edge(
+            R("poisson"), {"log_input": True}, _a([710.0, 0.5]), _a([2.0, 1.0]), "log-rate-past-exp"
+        ),
+        Edge(R("poisson"), {"full": True}, _a([1e154, 2.0]), _a([1e5, 3.0]), "rates-1e154"),
+        Edge(R("tweedie"), {}, _a([1e154, 1e-300, 2.0]), _a([1.0, 0.0, 3.0]), "means-1e154"),
+        Edge(R("tweedie"), {"power": 0.0}, _a([1e154, -7e153]), _a([0.0, 1.0]), "means-1e154"),
+        Edge(R("tweedie"), {"power": 1.0}, _a([1e154, 1e-300]), _a([1.0, 0.0]), "means-1e154"),
+        Edge(R("tweedie"), {"power": 2.0}, _a([1e154, 1e-300]), _a([1.0, 2.0]), "means-1e154"),
+        Edge(R("tweedie"), {"power": 3.0}, _a([1e-300, 2.0]), _a([1.0, 1.0]), "mean-1e-300"),
+        Edge(R("tweedie"), {"power": 2.0}, _a([1.0, 2.0]), _a([0.0, 1.0]), "target-0"),
+        Edge(R("tweedie"), {"power": -0.5}, _a([1e154, 1e-300]), _a([-3.0, 2.0]), "means-1e154"),
+    ]
+    cosine = [
+        ("row-2e154", [[2e154, 1.0]], [[1.0, 1.0]], "float64"),
+        (
+            "rows-1e300-1e-300",
+            [[1e300, -1e300], [1e-300, 2e-300]],
+            [[1.0, 2.0], [1.0, 1.0]],
+            "float64",
+        ),
+        ("target-1e-300", [[1.0, 1.0], [3.0, -1.0]], [[1e-300, 0.0], [1e300, 1e300]], "float64"),
+        ("row-2e19", [[2e19, 1.0]], [[1.0, 1.0]], "float32"),
+        ("rows-1e-30", [[1e-30, 2e-30], [3e38, -3e38]], [[1.0, 1.0], [1.0, 2.0]], "float32"),
+    ]
+    for label, pred, targ, dtype in cosine:
+        for params in ({}, {"epsilon": 1e-3}):
+            edges.append(
+                Edge(
+                    R("cosine_similarity"),
+                    params,
+                    _a(pred, dtype),
+                    _a(targ, dtype),
+                    label,
+                    dtype,
+                    must_answer=True,
+                )
+            )
+    for name in ("hinge", "squared_hinge"):
+        edges.append(
+            Edge(
+                R(name),
+                {},
+                _a([1e154, -1e154, 0.5, 3.0]),
+                _a([1.0, 1.0, -1.0, 1.0]),
+                "scores-1e154",
+            )
+        )
+        edges.append(
+            Edge(R(name), {}, _a([1e300, -1e300, 0.5]), _a([-1.0, 1.0, -1.0]), "scores-1e300")
+        )
+    for name, variants in {
+        "binary_cross_entropy": ({}, {"label_smoothing": 0.1, "pos_weight": 2.5}),
+        "binary_focal": ({}, {"alpha": 0.25, "gamma": 2.5, "label_smoothing": 0.1}),
+    }.items():
+        for params in variants:
+            logits = {"from_logits": True, **params}
+            edges.append(
+                Edge(
+                    R(name),
+                    logits,
+                    _a(BINARY_LOGITS[0]),
+                    _a(BINARY_LOGITS[1]),
+                    "logits-1e300",
+                    must_answer=True,
+                )
+            )
+            edges.append(
+                Edge(
+                    R(name),
+                    logits,
+                    _a([[1e300, -1e300, 1e15]]),
+                    _a([[0.0, 1.0, 1.0]]),
+                    "logit-rows-1e300",
+                    must_answer=True,
+                )
+            )
+            edges.append(
+                Edge(
+                    R(name),
+                    params,
+                    _a(BINARY_PROBABILITIES[0]),
+                    _a(BINARY_PROBABILITIES[1]),
+                    "probabilities-0-and-1",
+                    must_answer=True,
+                )
+            )
+    for name, base in SOFTMAX_LOSSES.items():
+        logits = {**base, "from_logits": True}
+        edges.append(
+            Edge(
+                R(name),
+                logits,
+                _a(LOGIT_ROWS),
+                _a(LOGIT_INDEX),
+                "logits-1e300-index",
+                must_answer=True,
+            )
+        )
+        edges.append(
+            Edge(
+                R(name),
+                logits,
+                _a(LOGIT_ROWS),
+                _a(SOFT_ROWS),
+                "logits-1e300-soft",
+                must_answer=True,
+            )
+        )
+        probabilities = {**base, "from_logits": False}
+        edges.append(
+            Edge(
+                R(name),
+                probabilities,
+                _a(PROBABILITY_ROWS),
+                _a(PROBABILITY_INDEX),
+                "probabilities-0-and-1",
+                must_answer=True,
+            )
+        )
+    edges.append(
+        Edge(
+            R("cross_entropy"),
+            {"from_logits": True, "label_smoothing": 0.1},
+            _a(LOGIT_ROWS),
+            _a(SOFT_ROWS),
+            "logits-1e300-soft",
+            must_answer=True,
+        )
+    )
+    edges.append(
+        Edge(
+            R("poly1_cross_entropy"),
+            {"label_smoothing": 0.2},
+            _a(LOGIT_ROWS),
+            _a(LOGIT_INDEX),
+            "logits-1e300-index",
+            must_answer=True,
+        )
+    )
+    for name, params in (
+        ("categorical_hinge", {}),
+        ("multi_margin", {}),
+        ("multi_margin", {"p": 2}),
+    ):
+        edges.append(
+            Edge(
+                R(name),
+                params,
+                _a([[1e300, -1e300, 0.0], [1e154, -1e154, 0.5]]),
+                _a([1.0, 0.0]),
+                "scores-1e300",
+            )
+        )
+        edges.append(
+            Edge(
+                R(name),
+                params,
+                _a([[1e153, -1e153, 0.0], [0.5, 2.0, -1.0]]),
+                _a([1.0, 0.0]),
+                "scores-1e153",
+            )
+        )
+    for name in ("dice", "tversky"):
+        for params in ({}, {"smooth": 0.0}):
+            edges.append(
+                Edge(
+                    R(name),
+                    params,
+                    _a([1e-300, 1e-300, 0.5]),
+                    _a([1e-300, 0.0, 1.0]),
+                    "masks-1e-300",
+                )
+            )
+            edges.append(
+                Edge(
+                    R(name),
+                    params,
+                    _a([[1e-300, 2e-300, 0.0], [1.0, 1.0, 1e-300]]),
+                    _a([[1e-300, 0.0, 1.0], [1.0, 0.0, 1e-300]]),
+                    "rows-1e-300",
+                )
+            )
+            edges.append(
+                Edge(
+                    R(name),
+                    {**params, "from_logits": True},
+                    _a([[1e300, -1e300, 1e15], [0.5, -1e15, 1e300]]),
+                    _a([[1.0, 0.0, 1.0], [0.3, 1.0, 0.0]]),
+                    "logits-1e300",
+                    must_answer=True,
+                )
+            )
+            edges.append(
+                Edge(
+                    R(name),
+                    params,
+                    _a([[1e300, 0.5]]),
+                    _a([[1.0, 0.0]]),
+                    "row-1e300-as-probabilities",
+                )
+            )
+    for name in ("kl_divergence", "js_divergence"):
+        edges.append(
+            Edge(
+                R(name),
+                {},
+                _a([[1e-300, 1.0, 0.0], [0.5, 0.5, 0.0]]),
+                _a([[1.0, 1e-300, 0.0], [1e-300, 0.0, 1.0]]),
+                "entries-1e-300",
+                must_answer=True,
+            )
+        )
+    return edges
+
+
+EDGES = _edges()
+
+
+def _explains(detail: str) -> bool:
+    return any(word in detail for word in REASONS)
+
+
+def _exact_outputs(edge: Edge, ex: Exact, reduction: str) -> dict[str, Any]:
+    """The exact outputs of a request without sample weights: per-sample losses, the value,
+    and the derivatives of the value."""
+    with mpmath.workdps(DIGITS):
+        norm = mpmath.fsum(ex.kappa)
+        total = mpmath.fsum(ex.per_sample)
+        scale = 1 if reduction == "sum" else (1 / norm if norm else 0)
+        return {
+            "per_sample": ex.per_sample,
+            "value": total * scale,
+            "gradient": [[g * scale for g in row] for row in ex.gradient],
+            "hessian": [[h * scale for h in row] for row in ex.hessian],
+        }
+
+
+_EXACT: dict[str, Exact] = {}
+
+
+def _exact(edge: Edge) -> Exact:
+    """The exact reference of an edge, computed once (mpmath at 400 digits is slow)."""
+    if edge.id not in _EXACT:
+        _EXACT[edge.id] = evaluate_exact(edge.spec.name, edge.pred, edge.targ, edge.params)
+    return _EXACT[edge.id]
+
+
+def _check(edge: Edge, reduction: str, derivatives: tuple[str, ...]) -> None:
+    asked = {key: key in derivatives for key in ("gradient", "hessian")}
+    dtype = np.float32 if edge.dtype == "float32" else np.float64
+    try:
+        out = evaluate(
+            edge.spec,
+            edge.pred,
+            edge.targ,
+            None,
+            edge.params,
+            reduction=reduction,
+            dtype=edge.dtype,
+            **asked,
+        )
+    except Unprocessable as exc:
+        assert exc.status == 422
+        assert _explains(exc.detail), f"{edge.id}: a 422 that does not say why: {exc.detail!r}"
+        if edge.must_answer:
+            exact = _exact_outputs(edge, _exact(edge), reduction)
+            keys = ("per_sample", "value", *derivatives)
+            finite = all(np.isfinite(rounded(exact[k], dtype)).all() for k in keys)
+            assert not finite, f"{edge.id}: the contract promises an answer; got 422 {exc}"
+        return
+    rtol, atol = (FLOAT32_RTOL, 1e-30) if edge.dtype == "float32" else (RTOL, ATOL)
+    exact = _exact_outputs(edge, _exact(edge), reduction)
+    got = {
+        "per_sample": out.per_sample,
+        "value": out.value,
+        "gradient": out.gradient,
+        "hessian": out.hessian,
+    }
+    for key, value in got.items():
+        if value is None:
+            continue
+        want = rounded(exact[key], dtype)
+        want = want.reshape(edge.pred.shape) if key in ("gradient", "hessian") else want
+        where = f"{edge.id}: {reduction} {key} (asked for {', '.join(derivatives) or 'values'})"
+        assert np.isfinite(want).all(), (
+            f"{where}: answered {value} where the exact value is not a finite {edge.dtype} "
+            f"({want}): a finite wrong value; it must be a 422"
+        )
+        np.testing.assert_allclose(
+            np.asarray(value, dtype=np.float64),
+            want.astype(np.float64),
+            rtol=rtol,
+            atol=atol,
+            err_msg=where,
+        )
+
+
+EDGE_PARAMS = [pytest.param(e.spec, e, id=e.id) for e in EDGES]
+
+
+@pytest.mark.parametrize(("spec", "edge"), EDGE_PARAMS)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_an_edge_is_answered_right_or_refused(spec: LossSpec, edge: Edge, reduction: str) -> None:
+    """Three requests, each either answered right (exact reference) or refused with a 422 that
+    says why: the values alone, with the gradient, and with the gradient and Hessian."""
+    _check(edge, reduction, ())
+    _check(edge, reduction, ("gradient",))
+    if spec.hessian:
+        _check(edge, reduction, ("gradient", "hessian"))
+
+
+LOG_COSH_RESIDUALS = [
+    1e-8,
+    -0.5,
+    3.0,
+    10.0,
+    -10.0,
+    20.0,
+    -25.0,
+    50.0,
+    100.0,
+    -300.0,
+    345.0,
+    700.0,
+    -700.0,
+]
+
+
+@pytest.mark.loss("log_cosh")
+def test_log_cosh_hessian_is_exact_to_1e_9_relative_up_to_700() -> None:
+    """log_cosh's Hessian sech² r within 1e-9 *relative* of the exact value for |r| ≤ 700 (down to
+    1e-300, where float64 keeps full precision): 1 − tanh² r loses it already at |r| = 10
+    (3e-8) and is 0 from |r| ≈ 19 on. Values and gradients too."""
+    r = _a(LOG_COSH_RESIDUALS)
+    out = evaluate(
+        R("log_cosh"), r, np.zeros_like(r), None, {}, reduction="sum", gradient=True, hessian=True
+    )
+    ex = evaluate_exact("log_cosh", r, np.zeros_like(r), {})
+    for key, got, want in (
+        ("per_sample", out.per_sample, ex.per_sample),
+        ("gradient", out.gradient, ex.gradient),
+        ("hessian", out.hessian, ex.hessian),
+    ):
+        want_f = rounded(want, np.float64).reshape(r.shape)
+        rel = np.abs(np.asarray(got) - want_f) / np.maximum(np.abs(want_f), 1e-300)
+        worst = int(np.argmax(rel))
+        assert np.all((rel <= 1e-9) | (np.abs(want_f) < 1e-300)), (
+            f"log_cosh {key}: relative error {rel.flat[worst]:.3g} at r = {r.flat[worst]:g} "
+            f"(got {np.asarray(got).flat[worst]!r}, exact {want_f.flat[worst]!r})"
+        )
+
+
+NOT_DISTRIBUTIONS = [
+    ("sum-0.8", [[0.5, 0.2, 0.1], [0.2, 0.3, 0.5]]),
+    ("sum-1.5", [[0.5, 0.5, 0.5], [0.2, 0.3, 0.5]]),
+    ("norm-1e-300", [[1e-300, 1e-300, 0.0], [0.2, 0.3, 0.5]]),
+    ("sum-1.002", [[0.2, 0.3, 0.502], [0.2, 0.3, 0.5]]),
+]
+DISTRIBUTION_RULE = [
+    pytest.param(R(name), {**base, "from_logits": False}, rows, id=f"{name}-{label}")
+    for name, base in SOFTMAX_LOSSES.items()
+    for label, rows in NOT_DISTRIBUTIONS
+]
+
+
+@pytest.mark.parametrize(("spec", "params", "rows"), DISTRIBUTION_RULE)
+def test_probability_rows_that_are_not_distributions_are_refused(
+    spec: LossSpec, params: dict[str, Any], rows: list[list[float]]
+) -> None:
+    """Probability rows whose sums are off by more than 1e-3 are a 422 that names
+    ``from_logits: true`` and ``normalize: true`` (LOSSES.md, target rules)."""
+    with pytest.raises(Unprocessable) as caught:
+        evaluate(spec, _a(rows), _a([0.0, 2.0]), None, params, reduction="sum")
+    detail = caught.value.detail
+    assert "from_logits: true" in detail and "normalize: true" in detail, detail
+
+
+RENORMALISING = ("cross_entropy", "focal")
+
+
+@pytest.mark.parametrize("spec", [R(n) for n in RENORMALISING], ids=spec_id)
+def test_normalize_true_renormalises_as_keras_does(spec: LossSpec) -> None:
+    """With ``normalize: true`` rows off by more than 1e-3 are renormalised, as Keras does
+    silently: the answer is Keras' formula on the rows as sent (value and gradient)."""
+    pred, targ = _a([[0.5, 0.2, 0.1], [0.2, 0.3, 0.9]]), _a([0.0, 2.0])
+    out = evaluate(spec, pred, targ, None, {"normalize": True}, reduction="sum", gradient=True)
+    ex = evaluate_exact(spec.name, pred, targ, {})
+    np.testing.assert_allclose(out.per_sample, rounded(ex.per_sample, np.float64), RTOL, ATOL)
+    np.testing.assert_allclose(out.gradient, rounded(ex.gradient, np.float64), RTOL, ATOL)
+
+
+SELF_CHECK = [
+    pytest.param(
+        spec, params, shape, id=f"{variant_id((spec, params))}-{'x'.join(map(str, shape))}"
+    )
+    for spec, params in VARIANTS
+    for shape in shapes_for(spec)
+    if "class_weight" not in params  # the exact rows take no class weights (the edges use none)
+]
+
+
+@pytest.mark.parametrize(("spec", "params", "shape"), SELF_CHECK)
+def test_the_exact_reference_agrees_with_the_libraries(
+    spec: LossSpec, params: dict[str, Any], shape: tuple[int, ...]
+) -> None:
+    """The suite's own check: on ordinary inputs the exact reference (mpmath) equals the
+    library reference (torch float64) in per-sample losses, gradient and Hessian of Σ l_i."""
+    pred, targ = sample(spec, shape, 11, params)
+    ex = evaluate_exact(spec.name, pred, targ, params)
+    ref = lib.reference(spec.name, spec.family, params, pred, targ)
+    p = lib.rows_of(pred)
+    grad, hess = lib.gradient_and_hessian(lambda q: ref.per_sample(q).sum(), p)
+    np.testing.assert_allclose(
+        rounded(ex.per_sample, np.float64), ref.per_sample(p).detach().numpy(), RTOL, ATOL
+    )
+    np.testing.assert_allclose(rounded(ex.gradient, np.float64), grad, RTOL, ATOL)
+    np.testing.assert_allclose(rounded(ex.hessian, np.float64), hess, RTOL, ATOL)
+
+
+def test_every_registered_loss_has_edges() -> None:
+    """The edge suite covers every loss of the registry."""
+    assert {e.spec.name for e in EDGES} == {spec.name for spec in REGISTRY}
