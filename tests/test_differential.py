@@ -475,6 +475,7 @@ def _alias_cases() -> list[AliasCase]:
             rows,
             _simplex_and_index,
             _sklearn_multiclass_formula,
+            derivative=_renormalised_multiclass_formula,
             note="-multiclass",
         )
     )
@@ -513,6 +514,17 @@ def _sklearn_multiclass_formula(p: torch.Tensor, y: torch.Tensor, reduction: str
     (clipped to [eps, 1 − eps], not renormalised)."""
     c = torch.clamp(p, SKLEARN_EPS, 1 - SKLEARN_EPS)
     return _samples(-torch.log(c.gather(1, y[:, None].long()))[:, 0], reduction)
+
+
+def _renormalised_multiclass_formula(
+    p: torch.Tensor, y: torch.Tensor, reduction: str
+) -> torch.Tensor:
+    """The same value read as lossd's cross_entropy reads probability rows (Keras: renormalised,
+    then clipped): equal to scikit-learn's on rows that sum to 1, and the function lossd's
+    gradient is the derivative of (scikit-learn defines no gradient). It differs from the
+    unrenormalised formula's gradient by Σ_c y_c per element, a direction off the simplex."""
+    q = p / p.sum(dim=1, keepdim=True)
+    return _sklearn_multiclass_formula(q, y, reduction)
 
 
 def _sklearn_value(case: AliasCase, pred: Array, targ: Array, reduction: str) -> float | None:
@@ -587,9 +599,9 @@ def test_alias_gradient_and_hessian_are_its_library_autograd(
     library's reduced value. Where LOSSES.md says how the alias reads its inputs the derivative
     is of that reading: NLLLoss's log-probabilities are logits to a softmax, so its gradient is
     ``cross_entropy``'s (torch's own ``nll_loss`` gradient, −1/N at the target, differs by
-    p/N, which back-propagation through log_softmax removes). KLDivLoss and scikit-learn's
-    ``log_loss`` are differentiated as the library computes them (``kl_div`` pointwise in the
-    log-probabilities; ``log_loss`` without renormalising the rows)."""
+    p/N, which back-propagation through log_softmax removes). KLDivLoss is differentiated as torch computes it (``kl_div``
+    pointwise in the log-probabilities); multiclass ``log_loss``, which scikit-learn defines no
+    gradient for, as lossd's cross_entropy reads probability rows (renormalised, then clipped)."""
     pred, targ, p, t = _alias_inputs(case)
     got = _lossd_alias(case, pred, targ, reduction)
     fn = case.derivative or case.value

@@ -33,13 +33,14 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 @pytest.mark.loss("js_divergence")
 def test_js_divergence_is_scipy_jensenshannon_squared() -> None:
-    """Per-sample JS equals scipy's jensenshannon(P, Q)**2, rows of either unnormalised."""
+    """Per-sample JS equals scipy's jensenshannon(P, Q)**2, rows of either unnormalised when
+    ``normalize: true`` asks for scipy's renormalisation."""
     rng = np.random.default_rng(31)
     q = rng.uniform(0.05, 0.6, size=(8, 4))  # rows do not sum to 1: scipy renormalises them
     p = rng.uniform(0.0, 2.0, size=(8, 4))
     p[0, 2] = 0.0  # 0·log 0 = 0
     q[1, 3] = 0.0
-    out = evaluate(resolve("js_divergence"), q, p, reduction="none")
+    out = evaluate(resolve("js_divergence"), q, p, None, {"normalize": True}, reduction="none")
     expected = jensenshannon(p, q, axis=1) ** 2
     np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
 
@@ -51,7 +52,8 @@ def test_js_divergence_gradient_follows_scipy_through_the_renormalisation() -> N
     q = rng.uniform(0.05, 0.6, size=(5, 3))
     p = rng.uniform(0.1, 2.0, size=(5, 3))
     assert_gradient_matches_finite_differences(
-        resolve("js_divergence"), q, p, None, {}, loss=lambda x: jensenshannon(p, x, axis=1) ** 2,
+        resolve("js_divergence"), q, p, None, {"normalize": True},
+        loss=lambda x: jensenshannon(p, x, axis=1) ** 2,
         rtol=1e-6, atol=1e-8,
     )  # fmt: skip
 
@@ -120,7 +122,8 @@ def test_kl_divergence_clips_both_distributions_like_keras() -> None:
     eps = 0.05
     pred = np.array([[0.0, 0.3, 1.0], [0.02, 0.5, 0.48]])
     targ = np.array([[0.0, 0.4, 0.6], [0.5, 0.5, 0.0]])
-    out = evaluate(resolve("kld"), pred, targ, None, {"epsilon": eps}, reduction="none",
+    # rows that are not distributions (0.3 + 1.0): normalize: true takes them as Keras does
+    out = evaluate(resolve("kld"), pred, targ, None, {"epsilon": eps, "normalize": True}, reduction="none",
                    gradient=True, hessian=True)  # fmt: skip
     y, q = np.clip(targ, eps, 1), np.clip(pred, eps, 1)
     np.testing.assert_allclose(out.per_sample, (y * np.log(y / q)).sum(axis=1), rtol=RTOL)
@@ -170,7 +173,7 @@ def test_kl_divergence_from_logits_matches_torch_kl_div() -> None:
     z = rng.uniform(-4, 4, size=(5, 4))
     p = rng.dirichlet(np.ones(4), size=5)
     p[0] = [0.0, 0.7, 0.3, 0.0]  # xlogy(0, 0) = 0
-    p[1] *= 0.6  # a row of mass 0.6: the gradient is (ΣP) q − P
+    p[1] *= 0.6  # a row of mass 0.6 (normalize: true): the gradient is (ΣP) q − P
 
     def rows(x: Any) -> Any:
         log_q = functional.log_softmax(x, dim=-1)
@@ -186,9 +189,10 @@ def test_kl_divergence_from_logits_matches_torch_kl_div() -> None:
         functional.log_softmax(torch.tensor(z), -1), torch.tensor(p), reduction="batchmean"
     )
     spec = resolve("KLDivLoss")
-    out = evaluate(spec, z, p, None, {"from_logits": True}, reduction="sum", gradient=True,
+    params = {"from_logits": True, "normalize": True}
+    out = evaluate(spec, z, p, None, params, reduction="sum", gradient=True,
                    hessian=True)  # fmt: skip
-    mean = evaluate(spec, z, p, None, {"from_logits": True})
+    mean = evaluate(spec, z, p, None, params)
     np.testing.assert_allclose(out.per_sample, per_row.detach().numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(out.gradient, zt.grad.numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(out.hessian, diagonal, rtol=RTOL, atol=ATOL)
@@ -274,3 +278,57 @@ def test_overlap_losses_check_their_inputs(spec: LossSpec) -> None:
     with pytest.raises(LossdError) as info:
         evaluate(spec, np.array([[0.5, 2.0]]), np.array([[0.5, 1.0]]))
     assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail
+
+
+@pytest.mark.loss("kl_divergence")
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_divergence_log_input_is_torch_kl_div_as_given(log_target: bool) -> None:
+    """``log_input``: predictions are log-probabilities used as given (torch's KLDivLoss), per
+    row torch ``kl_div(x, P, reduction="sum", log_target)``, gradient −P, Hessian 0."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(36)
+    x = np.log(rng.dirichlet(np.ones(4), size=5)) + rng.normal(
+        0, 0.3, size=(5, 4)
+    )  # not renormalised
+    p = rng.dirichlet(np.ones(4), size=5)
+    p[0] = [0.0, 0.7, 0.3, 0.0]  # xlogy(0, 0) = 0
+    t = np.log(np.where(p > 0, p, 1e-300)) if log_target else p
+    xt = torch.tensor(x, requires_grad=True)
+    per_row = torch.nn.functional.kl_div(
+        xt, torch.tensor(t), reduction="none", log_target=log_target
+    ).sum(-1)
+    per_row.sum().backward()
+    assert xt.grad is not None
+    params = {"log_input": True, "log_target": log_target}
+    out = evaluate(resolve("KLDivLoss"), x, t, None, params, reduction="sum", gradient=True,
+                   hessian=True)  # fmt: skip
+    np.testing.assert_allclose(out.per_sample, per_row.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.gradient, xt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(out.hessian, np.zeros_like(x))
+
+
+@pytest.mark.loss("kl_divergence")
+def test_kl_divergence_log_input_and_from_logits_are_exclusive() -> None:
+    """Two readings of the predictions at once are a 422 (invalid params)."""
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve("kl_divergence"), np.zeros((1, 2)), np.array([[0.5, 0.5]]), None,
+                 {"log_input": True, "from_logits": True})  # fmt: skip
+    assert info.value.status == 422 and "log_input" in info.value.detail
+
+
+@pytest.mark.parametrize("name", ["kl_divergence", "js_divergence"])
+@pytest.mark.parametrize("field", ["predictions", "targets"])
+def test_rows_that_are_not_distributions_are_refused_unless_normalize(
+    name: str, field: str
+) -> None:
+    """Probability and target rows off 1 by more than 1e-3 are a 422 naming the field at fault,
+    ``from_logits: true`` and ``normalize: true``; ``normalize: true`` answers."""
+    good = np.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]])
+    bad = np.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.3]])
+    pred, targ = (bad, good) if field == "predictions" else (good, bad)
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve(name), pred, targ)
+    assert info.value.status == 422 and info.value.code == "out_of_domain"
+    detail = info.value.detail
+    assert field in detail and "from_logits: true" in detail and "normalize: true" in detail
+    assert np.isfinite(evaluate(resolve(name), pred, targ, None, {"normalize": True}).value)

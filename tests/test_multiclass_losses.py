@@ -339,3 +339,66 @@ def test_probabilities_outside_the_unit_interval_suggest_from_logits(spec: LossS
     with pytest.raises(LossdError) as info:
         evaluate(spec, LOGITS, INDEX.astype(float), None, params)
     assert info.value.code == "out_of_domain" and "from_logits: true" in info.value.detail
+
+
+# --- issue 11: label smoothing s/C, ignored samples masked, torch's names ---------------------
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "focal", "poly1_cross_entropy"])
+def test_an_all_zero_soft_row_is_smoothed_like_any_other(name: str) -> None:
+    """y' = (1 − s)y + s/C whatever the row sums to: an all-zero soft row that is not an ignored
+    index has the smoothing's loss (LOSSES.md, target rules)."""
+    z = np.array([[0.3, -1.0, 2.0]])
+    out = evaluate(resolve(name), z, np.zeros((1, 3)), None,
+                   {"from_logits": True, "label_smoothing": 0.3}, reduction="sum")  # fmt: skip
+    uniform = evaluate(resolve(name), z, np.full((1, 3), 1 / 3), None,
+                       {"from_logits": True, "label_smoothing": 0.3}, reduction="sum")  # fmt: skip
+    assert out.value > 0
+    # y' of the zero row is s/C = 0.1 everywhere; of the uniform row 0.7/3 + 0.1: a factor 10/3
+    np.testing.assert_allclose(out.value * (0.7 / 3 + 0.1) / 0.1, uniform.value, rtol=RTOL)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "focal"])
+def test_ignored_samples_are_masked_not_smoothed(name: str) -> None:
+    """An ignored index has loss 0, gradient 0 and no weight in the mean, with label smoothing
+    as without (torch's ignore_index)."""
+    z = np.array([[0.3, -1.0, 2.0], [1.0, 0.5, -0.5]])
+    params = {"from_logits": True, "label_smoothing": 0.2, "ignore_index": -100}
+    out = evaluate(resolve(name), z, np.array([-100.0, 1.0]), None, params, reduction="mean",
+                   gradient=True)  # fmt: skip
+    alone = evaluate(resolve(name), z[1:], np.array([1.0]), None, params, reduction="mean",
+                     gradient=True)  # fmt: skip
+    assert out.per_sample is None or out.per_sample[0] == 0.0
+    np.testing.assert_array_equal(out.gradient[0], 0.0)
+    assert out.value == pytest.approx(alone.value, rel=RTOL)
+    np.testing.assert_allclose(out.gradient[1], alone.gradient[0], rtol=RTOL, atol=ATOL)
+
+
+def test_cross_entropy_from_logits_keeps_the_log_term_at_1e300() -> None:
+    """log p = (z − max) − log Σ e^(z − max): [[1e300, 1e300, −1e300]], class 0 is log 2
+    (max + log Σ, then z − that, gave 0)."""
+    out = evaluate(resolve("cross_entropy"), np.array([[1e300, 1e300, -1e300]]), np.array([0.0]),
+                   None, {"from_logits": True}, reduction="sum")  # fmt: skip
+    assert out.value == pytest.approx(np.log(2.0), rel=1e-15)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "focal", "generalized_cross_entropy"])
+def test_torch_weight_is_another_name_for_class_weight(name: str) -> None:
+    """``weight`` (torch's name) is accepted for ``class_weight``; the schema and the params in
+    force say ``class_weight``; sending both is a 422."""
+    spec = resolve(name)
+    z, t = np.array([[0.3, -1.0, 2.0], [1.0, 0.5, -0.5]]), np.array([2.0, 0.0])
+    base = {"from_logits": True}
+    by_torch = evaluate(spec, z, t, None, {**base, "weight": [0.5, 1.0, 2.0]})
+    by_lossd = evaluate(spec, z, t, None, {**base, "class_weight": [0.5, 1.0, 2.0]})
+    assert by_torch.value == by_lossd.value
+    assert "class_weight" in spec.params.model_json_schema()["properties"]
+    with pytest.raises(InvalidParams):
+        evaluate(spec, z, t, None, {**base, "weight": [1.0] * 3, "class_weight": [1.0] * 3})
+
+
+def test_library_names_resolve() -> None:
+    """NLLLoss and softmax_cross_entropy name cross_entropy; sigmoid_binary_cross_entropy names
+    binary_cross_entropy."""
+    assert resolve("NLLLoss").name == resolve("softmax_cross_entropy").name == "cross_entropy"
+    assert resolve("sigmoid_binary_cross_entropy").name == "binary_cross_entropy"

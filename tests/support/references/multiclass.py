@@ -19,12 +19,12 @@ def cross_entropy(
     class_weight: object = None,
     ignore_index: object = None,
     epsilon: float = 1e-7,
+    normalize: bool = False,
 ) -> Array:
     # torch.nn.functional.cross_entropy (logits) / keras categorical_crossentropy (probabilities);
-    # ignored samples arrive as all-zero rows, and smoothing scales with the row's target mass
-    c = p.shape[1]
+    # y' = (1 − s) y + s/C on every sample but the ignored ones, which are masked
     cw = class_weights(t, class_weight)
-    y = (1 - label_smoothing) * t + label_smoothing * t.sum(axis=1, keepdims=True) / c
+    y = _smooth(t, label_smoothing, ignore_index)
     if from_logits:
         logp = log_softmax(p)
     else:
@@ -32,9 +32,14 @@ def cross_entropy(
     return np.asarray(-(cw * y * logp).sum(axis=1))
 
 
-def _smooth(t: Array, s: float) -> Array:
-    # y' = (1 - s) y + s (Σ_k y_k) / C: all-zero (ignored) rows stay all zero
-    return np.asarray((1 - s) * t + s * t.sum(axis=1, keepdims=True) / t.shape[1])
+def _smooth(t: Array, s: float, ignore_index: object = None) -> Array:
+    # LOSSES.md: y' = (1 − s) y + s/C whatever the row sums to; an ignored sample is masked (all
+    # zero), not smoothed. Ignored samples arrive as all-zero one-hot rows, and only they: soft
+    # targets are not run with ignore_index, and a class index is never an all-zero row.
+    y = (1 - s) * t + s / t.shape[1]
+    if ignore_index is not None:
+        y[t.sum(axis=1) == 0] = 0.0
+    return np.asarray(y)
 
 
 def _clipped(p: Array, epsilon: float) -> Array:
@@ -52,10 +57,11 @@ def focal(
     class_weight: object = None,
     ignore_index: object = None,
     epsilon: float = 1e-7,
+    normalize: bool = False,
 ) -> Array:
     # keras.losses.categorical_focal_crossentropy; logits through an unclipped log-softmax
     cw = class_weights(t, class_weight)
-    y = _smooth(t, label_smoothing)
+    y = _smooth(t, label_smoothing, ignore_index)
     if from_logits:
         logp = log_softmax(p)
         prob = np.exp(logp)
@@ -74,6 +80,7 @@ def generalized_cross_entropy(
     class_weight: object = None,
     ignore_index: object = None,
     epsilon: float = 1e-7,
+    normalize: bool = False,
 ) -> Array:
     # keras.losses.categorical_generalized_cross_entropy: (1 - p_y^q) / q on the probabilities as
     # given (no renormalisation); lossd floors them at ε, where p^q has an infinite slope
@@ -89,8 +96,10 @@ def poly1_cross_entropy(
     from_logits: bool = True,
     label_smoothing: float = 0.0,
     epsilon: float = 1e-7,
+    normalize: bool = False,
 ) -> Array:
-    # optax.poly_loss_cross_entropy: CE + ε Σ_c y_c (1 − p_c), on the smoothed labels
+    # optax.poly_loss_cross_entropy: CE + ε Σ_c y'_c (1 − p_c), on the smoothed labels
+    # y' = (1 − s) y + s/C (no ignore_index)
     y = _smooth(t, label_smoothing)
     if from_logits:
         logp = log_softmax(p)
@@ -116,6 +125,7 @@ def simloss(
     ordinal_base: float | None = None,
     from_logits: bool = False,
     epsilon: float = 1e-8,
+    normalize: bool = False,
 ) -> Array:
     # Kobs et al. 2020: -log(Σ_c S[y, c] p_c + ε), probabilities as given; soft rows Σ_k y_k (…)
     s = _similarity(p.shape[1], similarity, ordinal_base)
