@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -111,6 +112,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def _stop_if_failed(task: asyncio.Task[None]) -> None:
+    """A warm-up that raised would leave the process answering 503 not_ready for ever: log why
+    and exit, so that a supervisor sees the failure and restarts or reports it."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical("warm-up failed; exiting", exc_info=task.exception())
+    logging.shutdown()
+    os._exit(3)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the lossd application from ``settings`` (read from the environment when omitted)."""
     settings = settings if settings is not None else Settings()
@@ -143,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.threading_layer = check_threading_layer()
         run_serially_here()  # the small batches evaluated on the event loop
         task = asyncio.create_task(finish_warm_up())
+        task.add_done_callback(_stop_if_failed)
         if settings.workers > 1:
             # One of several workers, maybe the replacement of one that died: it takes
             # connections only once it can answer them (uvicorn accepts after the start-up),

@@ -24,11 +24,11 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
     evaluate_one(REGISTRY[0].name, body, big.size)  # the body scan and the base64 kernels
     for spec in specs:
         params = spec.params.model_validate(spec.params.warm_up)
-        shape = (2, 2)
-        # predictions 0.5 and targets 1 are in every loss's domain (probabilities, counts,
-        # hinge labels, distributions, masks)
+        # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and
+        # target rows that are distributions, counts, hinge labels (0 stands for -1), masks
+        predictions, targets = np.full((2, 2), 0.5), np.eye(2)
         for weight in (None, np.ones(2)):
-            batch = core.Batch(np.full(shape, 0.5), np.full(shape, 1.0), weight)
+            batch = core.Batch(predictions, targets, weight)
             for dtype in core.DTYPES:
                 options = core.Options(dtype=dtype, gradient=True, hessian=spec.hessian)  # type: ignore[arg-type]
                 core.evaluate(spec, params, batch, options)
