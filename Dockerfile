@@ -47,7 +47,7 @@ ENV PATH=/opt/lossd/bin:$PATH \
     LOSSD_WORKERS=1
 
 # Compile every kernel now, into the image; the entry point copies this cache to NUMBA_CACHE_DIR.
-RUN NUMBA_CACHE_DIR=/opt/lossd/numba-cache python -c 'from service.engine import warm_up; warm_up()'
+RUN NUMBA_CACHE_DIR=/opt/lossd/numba-cache python -c 'from service.warmup import warm_up; warm_up()'
 
 USER 10001:10001
 EXPOSE 8000
