@@ -316,6 +316,7 @@ def test_kl_divergence_log_input_and_from_logits_are_exclusive() -> None:
     assert info.value.status == 422 and "log_input" in info.value.detail
 
 
+@pytest.mark.loss("kl_divergence", "js_divergence")
 @pytest.mark.parametrize("name", ["kl_divergence", "js_divergence"])
 @pytest.mark.parametrize("field", ["predictions", "targets"])
 def test_rows_that_are_not_distributions_are_refused_unless_normalize(

@@ -344,6 +344,7 @@ def test_probabilities_outside_the_unit_interval_suggest_from_logits(spec: LossS
 # --- issue 11: label smoothing s/C, ignored samples masked, torch's names ---------------------
 
 
+@pytest.mark.loss("cross_entropy", "focal", "poly1_cross_entropy")
 @pytest.mark.parametrize("name", ["cross_entropy", "focal", "poly1_cross_entropy"])
 def test_an_all_zero_soft_row_is_smoothed_like_any_other(name: str) -> None:
     """y' = (1 − s)y + s/C whatever the row sums to: an all-zero soft row that is not an ignored
@@ -358,6 +359,7 @@ def test_an_all_zero_soft_row_is_smoothed_like_any_other(name: str) -> None:
     np.testing.assert_allclose(out.value * (0.7 / 3 + 0.1) / 0.1, uniform.value, rtol=RTOL)
 
 
+@pytest.mark.loss("cross_entropy", "focal")
 @pytest.mark.parametrize("name", ["cross_entropy", "focal"])
 def test_ignored_samples_are_masked_not_smoothed(name: str) -> None:
     """An ignored index has loss 0, gradient 0 and no weight in the mean, with label smoothing
@@ -382,6 +384,7 @@ def test_cross_entropy_from_logits_keeps_the_log_term_at_1e300() -> None:
     assert out.value == pytest.approx(np.log(2.0), rel=1e-15)
 
 
+@pytest.mark.loss("cross_entropy", "focal", "generalized_cross_entropy")
 @pytest.mark.parametrize("name", ["cross_entropy", "focal", "generalized_cross_entropy"])
 def test_torch_weight_is_another_name_for_class_weight(name: str) -> None:
     """``weight`` (torch's name) is accepted for ``class_weight``; the schema and the params in

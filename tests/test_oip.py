@@ -149,9 +149,10 @@ def test_infer_equals_the_loss_route(
     assert doc["id"] == "req-42" and doc["model_name"] == "huber"
     assert [o["datatype"] for o in doc["outputs"]] == [datatype] * 4
     assert all(("parameters" in o) == binary_out for o in doc["outputs"])
+    # HuberLoss carries torch's reduction over all elements on both routes
     expected = loss_route(
         client,
-        "huber",
+        "HuberLoss",
         predictions=p,
         targets=t,
         sample_weight=w,
@@ -161,7 +162,12 @@ def test_infer_equals_the_loss_route(
         hessian=True,
         dtype="float64" if datatype == "FP64" else "float32",
     )
-    assert doc["parameters"] == {"reduction": "sum", "reduce_over": "samples", "weight_sum": expected["weight_sum"], "n": 6}
+    assert doc["parameters"] == {
+        "reduction": "sum",
+        "reduce_over": "elements",
+        "weight_sum": expected["weight_sum"],
+        "n": 6,
+    }
     assert result.as_numpy("value").dtype == dtype
     assert result.as_numpy("value")[0] == dtype(expected["value"])
     for name in ("per_sample", "gradient", "hessian"):
@@ -170,7 +176,8 @@ def test_infer_equals_the_loss_route(
     per_sample = regression.huber(p.astype(np.float64), t.astype(np.float64), delta=0.5)
     close = {"rtol": 1e-12} if datatype == "FP64" else {"rtol": 1e-5, "atol": 1e-6}
     np.testing.assert_allclose(result.as_numpy("per_sample"), per_sample, **close)
-    np.testing.assert_allclose(result.as_numpy("value")[0], w @ per_sample, **close)
+    # over elements, each row's three terms count: three times the sum of the row means
+    np.testing.assert_allclose(result.as_numpy("value")[0], 3 * (w @ per_sample), **close)
 
 
 def test_default_outputs_are_value_and_per_sample(tc: triton.InferenceServerClient) -> None:

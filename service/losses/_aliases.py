@@ -18,6 +18,9 @@ ReduceOver = Literal["samples", "elements"]
 
 # torch.nn's names for lossd's parameters, where they mean the same thing
 _TORCH_NAMES = {"weight": "class_weight"}
+# How a loss reads its predictions (logits, log-probabilities, log-rates): a request that sets
+# one of them has said how to read its predictions, and the alias's default reading yields.
+_READINGS = frozenset({"from_logits", "log_input"})
 # scikit-learn clips probabilities to [eps, 1 - eps] with float64's machine epsilon
 _FLOAT64_EPS = 2.220446049250313e-16
 
@@ -44,6 +47,8 @@ class Alias:
             for key, value in sent.items()
         }
         defaults = {key: value for key, value in self.params.items() if key in fields}
+        if _READINGS.intersection(renamed):  # the request says how to read its predictions
+            defaults = {key: value for key, value in defaults.items() if key not in _READINGS}
         return {**defaults, **renamed}
 
     def entry(self, fields: Mapping[str, Any]) -> dict[str, Any]:
