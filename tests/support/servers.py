@@ -50,8 +50,12 @@ class Server:
         return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
-def start_server(env: dict[str, str] | None = None, timeout: float = 300.0) -> Server:
-    """Start ``python -m service serve`` on a free port and wait until /readyz is 200."""
+def start_server(env: dict[str, str] | None = None, timeout: float = 540.0) -> Server:
+    """Start ``python -m service serve`` on a free port and wait until /readyz is 200.
+
+    The first server of a fresh clone compiles every kernel signature (253) into the keyed
+    cache: one to five minutes on two cores, hence the generous wait; later ones load in seconds.
+    """
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once the server is up or failed
     process = subprocess.Popen(
