@@ -146,22 +146,16 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
 
     n = pred.shape[0]
     reduction = plan(options.reduction, n, weight, prepared.kappa, empty_w)
-    # over elements, each row's loss counts D times: the sum (and its gradient) grows by D, the
-    # normaliser too, so the mean is the row means' mean as before
-    # over elements, the normaliser counts every element of a row; a loss whose per-sample value
-    # is the row's mean also counts its sum (and the sum's gradient) D times, one whose value is
-    # the row's sum already holds every term
-    terms = elements_per_row(spec, pred.shape[1]) if options.reduce_over == "elements" else 1
-    per_row = terms if spec.family in ("regression", "binary") else 1
+    terms, repeats = (
+        _over_elements(spec, pred.shape[1]) if options.reduce_over == "elements" else (1, 1)
+    )
     if terms > 1:
-        scale = reduction.scale * (per_row if options.reduction == "sum" else per_row / terms)
+        # the normaliser counts every term; the sum (and its gradient) counts each row's value
+        # ``repeats`` times, so the kernel's scale for a mean becomes repeats / terms of itself
+        scale = reduction.scale * (repeats if options.reduction == "sum" else repeats / terms)
         reduction = dataclasses.replace(
             reduction, weight_sum=reduction.weight_sum * terms, scale=scale
         )
-    if not np.isfinite(reduction.weight_sum):
-        # weights of 1e308 are finite, their sum is not: a null weight_sum is no answer
-        detail, errors = _weight_sum_overflow(options.dtype, weight is not None, prepared.kappa)
-        raise OutOfDomain(detail, errors=errors)
     loss = np.empty(n, dtype=dtype)
     nothing = np.empty((0, 0), dtype=dtype)
     grad = np.empty_like(pred) if options.gradient else nothing
@@ -170,7 +164,7 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     spec.run(pred, prepared.targets, reduction.kernel_weights, reduction.scale, loss, grad, hess,
              prepared)  # fmt: skip
     seconds = perf_counter() - started
-    total = weighted_sum(loss, empty_w if weight is None else weight) * per_row
+    total = weighted_sum(loss, empty_w if weight is None else weight) * repeats
     derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
     if not np.isfinite(total) or not all(np.isfinite(a).all() for a in derivatives):
         advice = " or use dtype float64" if options.dtype == "float32" else ""
@@ -199,13 +193,15 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     )
 
 
-def elements_per_row(spec: LossSpec, columns: int) -> int:
-    """How many elementwise terms make one sample's loss: D for the regression and binary losses
-    on rank-1 predictions (their per-sample value is the mean of D terms) and for the
-    distribution losses (a sum of D terms, as torch's ``kl_div`` is pointwise); 1 for a loss of
-    the whole row (softmax, margins, cosine, overlap), which only reduces over samples."""
-    pointwise = spec.family in ("regression", "binary") and spec.params.min_rank == 1
-    return columns if pointwise or spec.family == "distribution" else 1
+def _over_elements(spec: LossSpec, columns: int) -> tuple[int, int]:
+    """(terms, repeats) of reducing over elements: how many elementwise terms one sample's loss
+    stands for, and how many times its value counts in the sum. A regression or binary loss on
+    rank-1 predictions is the mean of D terms: (D, D). A distribution loss is their sum, as
+    torch's ``kl_div`` is pointwise: (D, 1). A loss of the whole row (softmax, margins, cosine,
+    overlap) only reduces over samples: (1, 1)."""
+    if spec.family in ("regression", "binary") and spec.params.min_rank == 1:
+        return columns, columns
+    return (columns, 1) if spec.family == "distribution" else (1, 1)
 
 
 def _weight_sum_overflow(
