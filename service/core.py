@@ -156,6 +156,10 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
         reduction = dataclasses.replace(
             reduction, weight_sum=reduction.weight_sum * terms, scale=scale
         )
+    if not np.isfinite(reduction.weight_sum):
+        # weights of 1e308 are finite, their sum is not: a null weight_sum is no answer
+        detail, errors = _weight_sum_overflow(options.dtype, weight is not None, prepared.kappa)
+        raise OutOfDomain(detail, errors=errors)
     loss = np.empty(n, dtype=dtype)
     nothing = np.empty((0, 0), dtype=dtype)
     grad = np.empty_like(pred) if options.gradient else nothing

@@ -25,10 +25,7 @@ def cross_entropy(
     # y' = (1 − s) y + s/C on every sample but the ignored ones, which are masked
     cw = class_weights(t, class_weight)
     y = _smooth(t, label_smoothing, ignore_index)
-    if from_logits:
-        logp = log_softmax(p)
-    else:
-        logp = np.log(np.clip(p / p.sum(axis=1, keepdims=True), epsilon, 1 - epsilon))
+    logp = log_softmax(p) if from_logits else np.log(_clipped(p, epsilon))
     return np.asarray(-(cw * y * logp).sum(axis=1))
 
 
