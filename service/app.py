@@ -32,6 +32,7 @@ from .errors import PROBLEM_MEDIA_TYPE, LossdError, Unprocessable, from_validati
 from .heap import fix_mmap_threshold
 from .logs import RequestLog, configure
 from .losses import REGISTRY
+from .memory import MemoryAccount
 from .metrics import Metrics
 from .settings import Settings
 from .warmup import kernel_counts, warm_up
@@ -129,7 +130,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     configure_threading_layer()
     fix_mmap_threshold()  # a long run's RSS stays flat (service/heap.py)
-    state = ServiceState(settings, ComputeExecutor(settings.compute_threads, settings.queue_depth))
+    state = ServiceState(
+        settings,
+        ComputeExecutor(settings.compute_threads, settings.queue_depth),
+        MemoryAccount(settings.process_bytes(), settings.memory_wait),
+    )
 
     async def finish_warm_up() -> None:
         await state.compute.run(warm_up, REGISTRY[1:])

@@ -12,13 +12,14 @@ import asyncio
 import contextvars
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numba
 
-from .errors import Overloaded
+from .errors import ClientGone, Overloaded
 
 log = logging.getLogger("lossd.compute")
 
@@ -70,8 +71,14 @@ class ComputeExecutor:
             initargs=(self.threads,),
         )
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on a compute thread, or answer 503 when the queue is full."""
+    async def run(
+        self, fn: Callable[..., T], *args: Any, cancel: threading.Event | None = None
+    ) -> T:
+        """Run ``fn(*args)`` on a compute thread, or answer 503 when the queue is full.
+
+        Work whose ``cancel`` is set by the time a thread is free for it (its client hung up
+        while it queued) is dropped: ``ClientGone``, answered 499.
+        """
         if self.pending >= self.queue_depth:
             raise Overloaded(
                 f"the compute queue is full ({self.queue_depth} requests); retry shortly",
@@ -82,10 +89,17 @@ class ComputeExecutor:
             loop = asyncio.get_running_loop()
             # In a copy of the caller's context, as asyncio.to_thread does: the engine reports
             # kernel times to the request's observation (metrics.CURRENT) from the thread.
-            job = functools.partial(contextvars.copy_context().run, fn, *args)
+            job = functools.partial(contextvars.copy_context().run, _unless, cancel, fn, *args)
             return await loop.run_in_executor(self._pool, job)
         finally:
             self.pending -= 1
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _unless(cancel: threading.Event | None, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, unless ``cancel`` was set while the work queued."""
+    if cancel is not None and cancel.is_set():
+        raise ClientGone("the client closed the connection while its request queued")
+    return fn(*args)

@@ -2,15 +2,20 @@
 
 It knows no JSON, no HTTP and no metrics: the wire codecs (``service/codecs``) decode a request
 into a ``Batch`` and ``Options``, call ``evaluate`` once per loss, and encode its ``Result``; the
-routes record metrics from the ``Result``. The memory budget is checked here too, from a typed
-description of the declared shapes (``Demand``) that each codec fills in before decoding.
+routes record metrics from the ``Result``. The memory a request needs is reserved here too
+(``reserve``), from a typed description of the declared shapes (``Demand``) that each codec fills
+in before decoding; and a request whose client has gone stops between blocks of rows (``CANCEL``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import itertools
+import threading
 from collections.abc import Collection, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Literal
@@ -19,8 +24,10 @@ import numpy as np
 from pydantic import ValidationError
 
 from .errors import (
+    ClientGone,
     InvalidArray,
     InvalidParams,
+    LossdError,
     MemoryBudget,
     OutOfDomain,
     ShapeMismatch,
@@ -30,7 +37,8 @@ from .errors import (
 from .jit import Array
 from .losses import REGISTRY, LossParams, LossSpec, resolve
 from .losses._aliases import alias_conventions
-from .losses._spec import Memo, as_compute, readonly
+from .losses._spec import Memo, Prepared, as_compute, readonly
+from .memory import Lease, RunElsewhere
 from .reductions import plan, weighted_sum
 
 Reduction = Literal["mean", "sum", "none"]
@@ -38,6 +46,21 @@ ReduceOver = Literal["samples", "elements"]
 DtypeName = Literal["float64", "float32"]
 DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 EMPTY_WEIGHTS = {name: readonly(np.empty(0, dtype=dt)) for name, dt in DTYPES.items()}
+# The kernel runs over blocks of about this many elements, looking between two blocks whether
+# the request's client is still there (CANCEL): a few milliseconds of work each.
+BLOCK_ELEMENTS = 1 << 20
+# Kernel arguments that hold one value per row, cut into blocks with the rows (every other
+# array argument, such as class weights or a similarity matrix, is the loss's own).
+ROW_ARGS = frozenset({"ignored"})
+# Set by the route for the work it hands to a compute thread: once it is set the client has
+# gone, and the evaluation stops at the next block (ClientGone, answered 499).
+CANCEL: ContextVar[threading.Event | None] = ContextVar("lossd_cancel", default=None)
+# A small body is evaluated on the event loop only when its loss takes at most this many
+# elementary steps (a few milliseconds); else it goes to a compute thread (RunElsewhere).
+INLINE_OPERATIONS = 1 << 16
+# A loss's parameters are a handful of fields: past this many keys only the first are read,
+# so that a flood of unknown keys costs no more than a few (all of them are refused anyway).
+MAX_PARAM_KEYS = 32
 
 
 @dataclass(frozen=True)
@@ -96,16 +119,32 @@ def select(
     library's defaults, parameter names and reduction (``losses._aliases``) under what the
     request sent (``explicit``: the options it set), and scikit-learn's ``log_loss`` goes to
     the multiclass loss for rank-2 predictions."""
-    spec = resolve(name)
+    spec = spec_for(name, rank)
     alias = alias_conventions(name)
+    sent = first_keys(sent, MAX_PARAM_KEYS)
     if alias is None:
         return spec, validate_params(spec, sent, where), options
-    if alias.rows_loss is not None and rank == 2:
-        spec = resolve(alias.rows_loss)
     params = validate_params(spec, alias.params_for(sent, spec.params.model_fields), where)
     if "reduce_over" not in explicit:
         options = dataclasses.replace(options, reduce_over=alias.reduce_over)
     return spec, params, options
+
+
+def spec_for(name: str, rank: int) -> LossSpec:
+    """The loss a name stands for with predictions of ``rank`` (scikit-learn's ``log_loss``
+    takes rank-2 predictions to the multiclass loss)."""
+    alias = alias_conventions(name)
+    if alias is not None and alias.rows_loss is not None and rank == 2:
+        return resolve(alias.rows_loss)
+    return resolve(name)
+
+
+def first_keys(mapping: dict[str, Any], limit: int) -> dict[str, Any]:
+    """``mapping``, or its first ``limit`` keys when it has more: a model that takes fewer
+    fields refuses the rest by their first few names, without reading (and listing) them all."""
+    if len(mapping) <= limit:
+        return mapping
+    return dict(itertools.islice(mapping.items(), limit))
 
 
 def validate_params(spec: LossSpec, raw: dict[str, Any], where: str = "params") -> LossParams:
@@ -165,8 +204,7 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     grad = np.empty_like(pred) if options.gradient else nothing
     hess = np.empty_like(pred) if options.hessian else nothing
     started = perf_counter()
-    spec.run(pred, prepared.targets, reduction.kernel_weights, reduction.scale, loss, grad, hess,
-             prepared)  # fmt: skip
+    _run(spec, prepared, pred, reduction.kernel_weights, reduction.scale, loss, grad, hess)
     seconds = perf_counter() - started
     total = weighted_sum(loss, empty_w if weight is None else weight) * repeats
     derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
@@ -195,6 +233,39 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
         kernel_seconds=seconds,
         elements=pred.size,
     )
+
+
+def _run(
+    spec: LossSpec,
+    prepared: Prepared,
+    pred: Array,
+    w: Array,
+    scale: float,
+    loss: Array,
+    grad: Array,
+    hess: Array,
+) -> None:
+    """The driver over the batch; when the request can be cancelled (``CANCEL``), over blocks
+    of rows of about BLOCK_ELEMENTS elements, stopping with ``ClientGone`` once it is."""
+    n, columns = pred.shape
+    step = max(1, BLOCK_ELEMENTS // max(columns, 1))
+    cancel = CANCEL.get()
+    if cancel is None:
+        spec.run(pred, prepared.targets, w, scale, loss, grad, hess, prepared)
+        return
+    per_row = {k: v for k, v in prepared.kernel_params.items() if k in ROW_ARGS and v.shape[0] == n}
+    for start in range(0, max(n, 1), step):
+        if cancel.is_set():
+            raise ClientGone("the client closed the connection; the evaluation was stopped")
+        if n <= step:
+            spec.run(pred, prepared.targets, w, scale, loss, grad, hess, prepared)
+            return
+        rows = slice(start, start + step)
+        params = {**prepared.kernel_params, **{k: v[rows] for k, v in per_row.items()}}
+        block = dataclasses.replace(prepared, targets=prepared.targets[rows], kernel_params=params)
+        spec.run(pred[rows], block.targets, w[rows] if w.shape[0] else w, scale, loss[rows],
+                 grad[rows] if grad.shape[0] else grad, hess[rows] if hess.shape[0] else hess,
+                 block)  # fmt: skip
 
 
 def _over_elements(spec: LossSpec, columns: int) -> tuple[int, int]:
@@ -264,21 +335,27 @@ class Demand:
     """What a request will make the process hold, from its declared shapes and options.
 
     ``text_bytes`` is what one output element costs in the response as the codec writes it
-    (JSON text at its longest, base64, or raw bytes); ``losses`` is how many results are held
-    until the response is written (``POST /loss`` holds every loss's outputs).
+    (JSON text at its longest, base64, or raw bytes); ``specs`` are the losses whose results
+    are held until the response is written (``POST /loss`` holds every loss's outputs), each
+    with its own working memory (simloss's C × C matrix); unknown names are left out.
     """
 
     predictions: Declared
     inputs: Sequence[Declared]  # every declared input, predictions included
     options: Options
     text_bytes: float
-    losses: int = 1
+    specs: Sequence[LossSpec] = ()
+
+    @property
+    def losses(self) -> int:
+        return max(len(self.specs), 1)
 
     def bytes_needed(self) -> int:
         """The sum of what the request may hold at once: the decoded inputs in their own dtypes;
         the compute arrays (predictions and targets as (N, C) of the compute dtype: class-index
-        targets become one-hot rows; the weights and κ (N,)); per loss, the per-sample losses
-        and the asked-for derivatives, in the compute dtype and as response text."""
+        targets become one-hot rows; the weights and κ (N,)); per loss, its working memory, the
+        per-sample losses and the asked-for derivatives, in the compute dtype and as response
+        text."""
         rows, values = self.predictions.rows, self.predictions.elements
         size = 4 if self.options.dtype == "float32" else 8
         derivatives = self.options.gradient + self.options.hessian
@@ -286,7 +363,40 @@ class Demand:
         compute = (2 * values + 2 * rows) * size
         outputs = (rows + derivatives * values) * size
         outputs += int((self.options.per_sample * rows + derivatives * values) * self.text_bytes)
-        return inputs + compute + self.losses * outputs
+        columns = values // rows if rows else 0
+        own = sum(spec.params.working_bytes(rows, columns, size) for spec in self.specs)
+        return inputs + compute + self.losses * outputs + own
+
+    def operations(self) -> int:
+        """About how many elementary steps the losses take on the batch."""
+        rows, values = self.predictions.rows, self.predictions.elements
+        columns = values // rows if rows else 0
+        return sum(spec.params.operations(rows, columns) for spec in self.specs) or values
+
+
+def known_specs(names: Sequence[object], rank: int) -> tuple[LossSpec, ...]:
+    """The losses of a request's names for a ``Demand``; a name that is no loss is left out
+    (choosing the losses refuses it later, with its position)."""
+    specs = []
+    for name in names:
+        if isinstance(name, str):
+            with contextlib.suppress(LossdError):
+                specs.append(spec_for(name, rank))
+    return tuple(specs)
+
+
+def reserve(demand: Demand, max_request_bytes: int | None, lease: Lease | None) -> None:
+    """Before any array is decoded: 413 when the request needs more than LOSSD_MAX_REQUEST_BYTES
+    (``check_memory_budget``), then its memory held in the process-wide account (``lease``).
+    On the event loop (``lease.inline``) a loss whose work is not tiny goes to a compute thread
+    instead (``RunElsewhere``), as does a request that would have to wait for memory."""
+    if max_request_bytes is not None:
+        check_memory_budget(demand, max_request_bytes)
+    if lease is None:
+        return
+    if lease.inline and demand.operations() > INLINE_OPERATIONS:
+        raise RunElsewhere
+    lease.hold(demand.bytes_needed(), "its arrays, their compute copies and the outputs")
 
 
 def check_memory_budget(demand: Demand, max_request_bytes: int) -> None:

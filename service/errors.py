@@ -105,6 +105,10 @@ def from_validation(
     return error
 
 
+# Statuses outside the IANA registry that lossd answers with (nginx's).
+_TITLES = {499: "Client Closed Request"}
+
+
 def problem(
     status: int,
     code: str,
@@ -114,7 +118,7 @@ def problem(
     """A problem+json document with lossd's ``code`` and ``errors`` extension members."""
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         "code": code,
@@ -190,3 +194,8 @@ class NotReady(LossdError, status=503, code="not_ready"):
 
 class Overloaded(LossdError, status=503, code="overloaded"):
     """The compute queue is full (with Retry-After)."""
+
+
+class ClientGone(LossdError, status=499, code="client_closed_request"):
+    """The client closed the connection before its answer: the work for it was dropped.
+    Nobody reads the answer; 499 (nginx's "client closed request") is for logs and metrics."""

@@ -32,11 +32,24 @@ class Settings(BaseSettings):
     compute_threads: int = Field(default_factory=available_cpus, ge=1)
     max_body_bytes: int = Field(268_435_456, ge=1)
     max_elements: int = Field(33_554_432, ge=1)
-    # what one request may allocate, estimated from its declared shapes (engine.check_memory_budget)
+    # what one request may allocate, estimated from its declared shapes (core.check_memory_budget)
     max_request_bytes: int = Field(4 * 2**30, ge=1)
+    # what all requests together may make the process hold (service/memory.py); None: a share
+    # of the cgroup's memory limit, else of the machine's RAM (memory.default_budget)
+    max_process_bytes: int | None = Field(None, ge=1)
+    # how long a request waits for memory held by others before 503 overloaded
+    memory_wait: float = Field(1.0, ge=0)
     queue_depth: int = Field(64, ge=1)
     body_timeout: float = Field(60.0, gt=0)
     api_keys: list[APIKey] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "text"] = "json"
+
+    def process_bytes(self) -> int:
+        """The process-wide memory budget in force (``max_process_bytes`` or its default)."""
+        if self.max_process_bytes is not None:
+            return self.max_process_bytes
+        from .memory import default_budget
+
+        return default_budget(self.workers)

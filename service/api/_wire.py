@@ -1,18 +1,24 @@
 """What every evaluating route does around its codec: the readiness check, the media type and
-encoding checks, reading the body within its size and time limits, running the codec inline or on
-the compute executor, recording the results' metrics, and sending the answer (streamed when large).
+encoding checks, reading the body within its size and time limits, holding the request's memory in
+the process's account from its first byte to its answer's last, running the codec inline or on
+the compute executor (dropped or stopped when the client hangs up), recording the results'
+metrics, and sending the answer (streamed when large).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
+from .. import core
 from ..codecs import Reply
 from ..errors import (
     NotReady,
@@ -22,6 +28,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..jit import Array
+from ..memory import Lease, RunElsewhere
 from ..metrics import note, observe
 from .state import ServiceState
 
@@ -68,15 +75,21 @@ def _is_count(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
-async def read_json_body(request: Request, max_bytes: int, timeout: float) -> bytearray:
+async def read_json_body(
+    request: Request, max_bytes: int, timeout: float, lease: Lease | None = None
+) -> bytearray:
     """The raw JSON body; 415 for another media type, else as ``read_body``."""
     media_type(request)
-    return await read_body(request, max_bytes, timeout)
+    return await read_body(request, max_bytes, timeout, lease)
 
 
-async def read_body(request: Request, max_bytes: int, timeout: float) -> bytearray:
+async def read_body(
+    request: Request, max_bytes: int, timeout: float, lease: Lease | None = None
+) -> bytearray:
     """The raw body: 413 as soon as it passes ``max_bytes`` (a larger Content-Length before any
-    byte is read), 408 when it has not all arrived ``timeout`` seconds after reading began."""
+    byte is read), 408 when it has not all arrived ``timeout`` seconds after reading began.
+    Its bytes are held in ``lease`` before they are read: a declared length at once, a chunked
+    body a chunk at a time (503 overloaded when the process's memory stays taken)."""
     too_large = PayloadTooLarge(
         f"the body is larger than {max_bytes} bytes (LOSSD_MAX_BODY_BYTES); send a smaller batch",
         headers=_CLOSE,
@@ -84,10 +97,17 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytearr
     declared = request.headers.get("content-length", "")
     if _is_count(declared) and int(declared) > max_bytes:
         raise too_large
+    held = int(declared) if _is_count(declared) else 0
+    if lease is not None:
+        await lease.hold_async(held, "its body")
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.stream():
+                if lease is not None and len(body) + len(chunk) > held:
+                    more = len(body) + len(chunk) - held
+                    await lease.hold_async(more, "its body")
+                    held += more
                 body += chunk
                 if len(body) > max_bytes:
                     raise too_large
@@ -101,7 +121,11 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytearr
 
 
 async def read_body_aligned(
-    request: Request, max_bytes: int, timeout: float, aligned_at: int = 0
+    request: Request,
+    max_bytes: int,
+    timeout: float,
+    aligned_at: int = 0,
+    lease: Lease | None = None,
 ) -> Array:
     """The raw body as a numpy byte buffer whose byte ``aligned_at`` is 64-byte aligned, so that
     binary data there is viewed as arrays without a copy; limits as ``read_body``.
@@ -111,11 +135,17 @@ async def read_body_aligned(
     """
     declared = request.headers.get("content-length", "")
     if not _is_count(declared) or int(declared) > max_bytes:
-        body = await read_body(request, max_bytes, timeout)
+        body = await read_body(request, max_bytes, timeout, lease)
+        if lease is not None:
+            await lease.hold_async(len(body), "its body's aligned copy")
         buffer = _aligned_empty(len(body), aligned_at)
         buffer[:] = np.frombuffer(body, dtype=np.uint8)
+        if lease is not None:
+            lease.drop(len(body))
         return buffer
     size = int(declared)
+    if lease is not None:
+        await lease.hold_async(size, "its body")
     buffer = _aligned_empty(size, aligned_at)
     filled = 0
     try:
@@ -142,30 +172,83 @@ def _aligned_empty(size: int, aligned_at: int, alignment: int = 64) -> Array:
     return raw[shift : shift + size]
 
 
-async def run(state: ServiceState, codec: Callable[..., Reply], body: Any, *args: Any) -> Reply:
+async def evaluate(
+    request: Request,
+    state: ServiceState,
+    read: Callable[[Lease], Awaitable[Any]],
+    codec: Callable[..., Reply],
+    *args: Any,
+) -> Response:
+    """Read the body (``read``), run the codec on it and answer, the request's memory held in
+    the process's account from the body's first byte to the answer's last."""
+    lease = state.memory.lease()
+    try:
+        body = await read(lease)
+        return send(await run(request, state, codec, body, *args, lease=lease), lease)
+    except BaseException:
+        lease.close()
+        raise
+
+
+async def run(
+    request: Request,
+    state: ServiceState,
+    codec: Callable[..., Reply],
+    body: Any,
+    *args: Any,
+    lease: Lease | None = None,
+) -> Reply:
     """Run a codec on a body: small bodies here on the event loop (cheaper than a hop to a
-    compute thread), larger ones on the compute executor."""
+    compute thread) unless their work is not tiny or their memory not free at once
+    (``RunElsewhere``), others on the compute executor, dropped or stopped between blocks of
+    rows once the client hangs up."""
     limits = (state.settings.max_elements, state.settings.max_request_bytes)
-    if len(body) < INLINE_BELOW:
-        return codec(*args, body, *limits)
-    return await state.compute.run(codec, *args, body, *limits)
+    if len(body) < INLINE_BELOW and lease is not None:
+        lease.inline = True
+        try:
+            return codec(*args, body, *limits, lease=lease)
+        except RunElsewhere:
+            pass
+        finally:
+            lease.inline = False
+    cancel = threading.Event()
+    core.CANCEL.set(cancel)  # this request's task context, copied to the compute thread
+    watch = asyncio.create_task(_until_disconnected(request, cancel))
+    try:
+        job = partial(codec, *args, body, *limits, lease=lease)
+        return await state.compute.run(job, cancel=cancel)
+    finally:
+        watch.cancel()
 
 
-def send(reply: Reply) -> Response:
+async def _until_disconnected(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client hangs up (the body is read: the server's next message
+    for this request is its disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    cancel.set()
+
+
+def send(reply: Reply, lease: Lease | None = None) -> Response:
     """Record the reply's results in the request's metrics, then answer: JSON, or with the
-    binary extension the JSON header and the binary outputs; large bodies a chunk at a time."""
+    binary extension the JSON header and the binary outputs; large bodies a chunk at a time.
+    The ``lease`` keeps the answer's bytes until its last one is handed to the server."""
     observe(reply.results)
     if reply.encoding is not None:
         note(encoding=reply.encoding)
     body = reply.body
     media = JSON if reply.json_length is None else BINARY
     headers = {} if reply.json_length is None else {HEADER_LENGTH: str(reply.json_length)}
+    done = None
+    if lease is not None:
+        lease.keep(body.size)
+        done = BackgroundTask(lease.close)
     if body.size <= STREAM_ABOVE:
-        return Response(body.tobytes(), media_type=media, headers=headers)
+        return Response(body.tobytes(), media_type=media, headers=headers, background=done)
 
     async def chunks() -> AsyncIterator[bytes]:
         for chunk in body.chunks():
             yield chunk
 
     headers["Content-Length"] = str(body.size)
-    return StreamingResponse(chunks(), media_type=media, headers=headers)
+    return StreamingResponse(chunks(), media_type=media, headers=headers, background=done)

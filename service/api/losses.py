@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 import orjson
 from fastapi import APIRouter, Request, Response
 
 from .. import core
 from ..codecs import loss as codec
 from ..losses import resolve
+from ..memory import Lease
 from ..metrics import note
 from ..schemas import Catalogue, LossInfo, LossResult, MultiLossResult
 from ._docs import LOSS_NAME, json_body, problems
-from ._wire import JSON, check_ready, read_json_body, run, send
+from ._wire import JSON, check_ready, evaluate, media_type, read_body
 from .state import ServiceState
 
 router = APIRouter(tags=["losses"])
@@ -33,8 +37,8 @@ async def evaluate_loss(request: Request) -> Response:
     """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
     name: str = request.path_params["name"]
     note(loss=resolve(name).name)  # an unknown loss is a 404 before the body is read
-    state, body = await _body(request)
-    return send(await run(state, codec.evaluate_one, body, name))
+    state, read = _reader(request)
+    return await evaluate(request, state, read, codec.evaluate_one, name)
 
 
 @router.post(
@@ -46,17 +50,18 @@ async def evaluate_loss(request: Request) -> Response:
 )
 async def evaluate_losses(request: Request) -> Response:
     """Evaluate several losses on one batch; the arrays are decoded once, results in order."""
-    state, body = await _body(request)
-    return send(await run(state, codec.evaluate_many, body))
+    state, read = _reader(request)
+    return await evaluate(request, state, read, codec.evaluate_many)
 
 
-async def _body(request: Request) -> tuple[ServiceState, bytearray]:
+def _reader(request: Request) -> tuple[ServiceState, Callable[[Lease], Awaitable[bytearray]]]:
+    """The service state (503 until ready) and the reader of the request's JSON body."""
     state: ServiceState = request.app.state.lossd
     check_ready(state)
     settings = state.settings
-    body = await read_json_body(request, settings.max_body_bytes, settings.body_timeout)
+    media_type(request)
     note(encoding="json")  # the codec says "packed" when the body has a packed array
-    return state, body
+    return state, partial(read_body, request, settings.max_body_bytes, settings.body_timeout)
 
 
 @router.get("/losses", operation_id="list_losses", response_model=Catalogue)

@@ -1,4 +1,5 @@
-"""What the routes share: settings, the compute executor and the readiness flag."""
+"""What the routes share: settings, the compute executor, the memory account and the readiness
+flag."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from ..compute import ComputeExecutor
+from ..memory import MemoryAccount
 from ..settings import Settings
 from ..warmup import KernelCounts
 
@@ -15,6 +17,7 @@ from ..warmup import KernelCounts
 class ServiceState:
     settings: Settings
     compute: ComputeExecutor
+    memory: MemoryAccount
     ready: bool = False
     threading_layer: str = field(default="")
     kernels: KernelCounts | None = None  # how the warm-up got the kernels, once ready

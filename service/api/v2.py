@@ -6,6 +6,7 @@ Errors under ``/v2`` are the protocol's ``{"error": "..."}`` (``answer_errors_as
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from inspect import isawaitable
 from typing import Annotated, Any, TypeVar
 
@@ -22,10 +23,9 @@ from ._wire import (
     HEADER_LENGTH,
     JSON,
     check_ready,
+    evaluate,
     media_type,
     read_body_aligned,
-    run,
-    send,
 )
 from .state import ServiceState, service_state
 
@@ -148,10 +148,16 @@ async def _infer(name: str, version: str | None, request: Request, state: State)
     header_length = _header_length(request)
     note(encoding="v2-json" if header_length is None else "v2-binary")
     settings = state.settings
-    body = await read_body_aligned(
-        request, settings.max_body_bytes, settings.body_timeout, header_length or 0
+    read = partial(
+        read_body_aligned,
+        request,
+        settings.max_body_bytes,
+        settings.body_timeout,
+        header_length or 0,
     )
-    return send(await run(state, oip.infer, body, name, header_length))
+    return await evaluate(
+        request, state, lambda lease: read(lease=lease), oip.infer, name, header_length
+    )
 
 
 def _header_length(request: Request) -> int | None:

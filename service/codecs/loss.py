@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from .. import core
 from ..errors import LossdError, Unprocessable, from_validation, shown
 from ..losses import LossParams, LossSpec
+from ..memory import Lease
 from ..schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
 from . import Reply
 from .arrays import PACKED_DTYPES, decode_array, encode_array
@@ -33,11 +35,18 @@ _LIST_TEXT = {"float64": 25, "float32": 16}
 
 
 def evaluate_one(
-    name: str, body: bytes | bytearray, max_elements: int, max_request_bytes: int | None = None
+    name: str,
+    body: bytes | bytearray,
+    max_elements: int,
+    max_request_bytes: int | None = None,
+    *,
+    lease: Lease | None = None,
 ) -> Reply:
     """``POST /loss/{name}``: one loss on one batch. A ``bytearray`` body is emptied once its
-    arrays are decoded."""
-    fields, batch, encoding = _read(body, LossOptions, max_elements, max_request_bytes)
+    arrays are decoded. With a ``lease``, what the request holds is reserved in the process's
+    memory account as it goes (``service.memory``)."""
+    limits = _Limits(max_elements, max_request_bytes, lease, name)
+    fields, batch, encoding = _read(body, LossOptions, limits)
     explicit, rank = fields.model_fields_set, batch.predictions.ndim
     spec, params, options = core.select(name, fields.params, options_of(fields), explicit, rank)
     result = core.evaluate(spec, params, batch, options)
@@ -46,14 +55,19 @@ def evaluate_one(
 
 
 def evaluate_many(
-    body: bytes | bytearray, max_elements: int, max_request_bytes: int | None = None
+    body: bytes | bytearray,
+    max_elements: int,
+    max_request_bytes: int | None = None,
+    *,
+    lease: Lease | None = None,
 ) -> Reply:
     """``POST /loss``: several losses on one batch, decoded once; results in request order.
 
     Every name and parameter set is checked before any loss is computed; an error names the
     position of the loss it belongs to.
     """
-    fields, batch, encoding = _read(body, MultiLossOptions, max_elements, max_request_bytes)
+    limits = _Limits(max_elements, max_request_bytes, lease)
+    fields, batch, encoding = _read(body, MultiLossOptions, limits)
     chosen: list[tuple[LossSpec, LossParams, core.Options]] = []
     explicit, rank = fields.model_fields_set, batch.predictions.ndim
     for k, selection in enumerate(fields.losses):
@@ -81,21 +95,42 @@ def options_of(fields: EvaluationOptions) -> core.Options:
     )
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What bounds one request: its elements and memory, and the loss named by the route."""
+
+    max_elements: int
+    max_request_bytes: int | None
+    lease: Lease | None
+    name: str | None = None  # POST /loss/{name}; POST /loss names its losses in the body
+
+
 def _read(
-    body: bytes | bytearray, model: type[Fields], max_elements: int, max_request_bytes: int | None
+    body: bytes | bytearray, model: type[Fields], limits: _Limits
 ) -> tuple[Fields, core.Batch, str]:
     """The request's other fields, its decoded arrays and its encoding (``json`` or ``packed``);
-    the budget is checked before anything is decoded, and a ``bytearray`` body is freed once
-    the arrays own their memory."""
-    doc, blobs = parse_object(body, _FIELDS)
-    if max_request_bytes is not None:
-        demand = _demand(doc, max_elements)
-        if demand is not None:
-            core.check_memory_budget(demand, max_request_bytes)
+    the memory is reserved before anything is parsed or decoded, and a ``bytearray`` body is
+    freed (and given back) once the arrays own their memory."""
+    lease, parsing = limits.lease, 0
+
+    def before_parse(size: int) -> None:
+        nonlocal parsing
+        if lease is not None:
+            lease.hold(size, "parsing the JSON body")
+            parsing = size
+
+    doc, blobs = parse_object(body, _FIELDS, before_parse)
+    demand = _demand(doc, limits)
+    if demand is not None:
+        core.reserve(demand, limits.max_request_bytes, lease)
     encoding = "packed" if any(isinstance(doc.get(f), dict) for f in ARRAY_FIELDS) else "json"
-    batch = _decode_batch(doc, blobs, max_elements)
+    batch = _decode_batch(doc, blobs, limits.max_elements)
     del blobs  # the last views into the body
+    size = len(body)
     release(body)
+    if lease is not None:  # the parse's objects are gone with the arrays decoded
+        lease.drop(parsing + (size - len(body)))
+    doc = core.first_keys(doc, len(model.model_fields) + 5)
     try:
         fields = model.model_validate(doc)
     except ValidationError as exc:
@@ -140,12 +175,14 @@ def _declared(value: object) -> core.Declared | None:
     return core.Declared(shape[0], math.prod(shape), PACKED_DTYPES[dtype].itemsize)
 
 
-def _demand(doc: dict[str, Any], max_elements: int) -> core.Demand | None:
+def _demand(doc: dict[str, Any], limits: _Limits) -> core.Demand | None:
     """The request's memory demand from its declared shapes and raw options; None when the
     arrays are malformed or over LOSSD_MAX_ELEMENTS (``decode_array`` names those)."""
     declared = [_declared(doc.get(field)) for field in ARRAY_FIELDS]
     predictions = declared[0]
-    if predictions is None or any(d is not None and d.elements > max_elements for d in declared):
+    if predictions is None or any(
+        d is not None and d.elements > limits.max_elements for d in declared
+    ):
         return None
     dtype: core.DtypeName = "float32" if doc.get("dtype") == "float32" else "float64"
     options = core.Options(
@@ -156,9 +193,16 @@ def _demand(doc: dict[str, Any], max_elements: int) -> core.Demand | None:
     )
     packed = doc.get("array_format") == "packed"
     text = (4 if dtype == "float32" else 8) * 4 / 3 if packed else _LIST_TEXT[dtype]
-    losses = len(doc["losses"]) if isinstance(doc.get("losses"), list) else 1
+    rank = 2 if predictions.elements != predictions.rows else 1
+    if limits.name is not None:
+        names: list[object] = [limits.name]
+    else:
+        losses = doc.get("losses")
+        names = [s.get("name") if isinstance(s, dict) else s for s in losses or ()]
+        names = names if isinstance(losses, list) else []
+    specs = core.known_specs(names, rank)
     inputs = [d for d in declared if d is not None]
-    return core.Demand(predictions, inputs, options, text, losses)
+    return core.Demand(predictions, inputs, options, text, specs)
 
 
 def _document(result: core.Result, array_format: str) -> dict[str, Any]:

@@ -26,10 +26,11 @@ from ..errors import (
 )
 from ..jit import Array
 from ..losses import LossParams, LossSpec, resolve
+from ..memory import Lease
 from ..schemas import EvaluationOptions
 from . import Reply
 from .arrays import check_finite, decode_array
-from .jsontext import Encoded
+from .jsontext import PARSE_BYTES_PER_BYTE, Encoded
 from .loss import options_of
 
 VERSION = "1"
@@ -236,12 +237,15 @@ def infer(
     body: Array,
     max_elements: int,
     max_request_bytes: int | None = None,
+    *,
+    lease: Lease | None = None,
 ) -> Reply:
     """``POST /v2/models/{name}/infer``: the body (uint8) in; the response and its JSON length out.
 
     ``header_length`` is the request's Inference-Header-Content-Length: the JSON ends there and
     the binary tensor data follows. The reply's JSON length is None when every output is JSON.
-    With ``max_request_bytes`` the core's memory budget is checked before any tensor is decoded.
+    With ``max_request_bytes`` the core's memory budget is checked before any tensor is decoded;
+    with a ``lease`` the parse and the demand are reserved in the process's memory account.
     """
     size = body.shape[0]
     end = size if header_length is None else header_length
@@ -249,12 +253,13 @@ def infer(
         raise Unprocessable(
             f"Inference-Header-Content-Length is {end} but the body has only {size} bytes"
         )
+    if lease is not None:
+        lease.hold(end * PARSE_BYTES_PER_BYTE, "parsing the JSON header")
     request = _parse(body[:end])
     spec, options, params, outputs = _plan(name, request)
-    if max_request_bytes is not None:
-        demand = _demand(request, options, outputs, max_elements)
-        if demand is not None:
-            core.check_memory_budget(demand, max_request_bytes)
+    demand = _demand(request, spec, options, outputs, max_elements)
+    if demand is not None:
+        core.reserve(demand, max_request_bytes, lease)
     inputs = _decode_inputs(spec, request.inputs, body[end:], max_elements)
     weight = inputs.get("sample_weight")
     batch = core.Batch(
@@ -312,7 +317,11 @@ def _plan(
 
 
 def _demand(
-    request: InferRequest, options: core.Options, outputs: dict[str, bool], max_elements: int
+    request: InferRequest,
+    spec: LossSpec,
+    options: core.Options,
+    outputs: dict[str, bool],
+    max_elements: int,
 ) -> core.Demand | None:
     """The request's memory demand from its declared tensors (binary outputs cost their bytes,
     JSON ones their longest text); None when a tensor is over LOSSD_MAX_ELEMENTS or predictions
@@ -326,7 +335,7 @@ def _demand(
         return None
     size = 4 if options.dtype == "float32" else 8
     text = size if all(outputs.values()) else (16 if size == 4 else 25)
-    return core.Demand(predictions, list(declared.values()), options, text)
+    return core.Demand(predictions, list(declared.values()), options, text, (spec,))
 
 
 def _json_text(value: Any) -> Any:
