@@ -121,7 +121,6 @@ def select(
     the multiclass loss for rank-2 predictions."""
     spec = spec_for(name, rank)
     alias = alias_conventions(name)
-    sent = first_keys(sent, MAX_PARAM_KEYS)
     if alias is None:
         return spec, validate_params(spec, sent, where), options
     params = validate_params(spec, alias.params_for(sent, spec.params.model_fields), where)
@@ -149,9 +148,11 @@ def first_keys(mapping: dict[str, Any], limit: int) -> dict[str, Any]:
 
 def validate_params(spec: LossSpec, raw: dict[str, Any], where: str = "params") -> LossParams:
     """The loss's own parameters, defaults filled in; 422 ``invalid_params`` otherwise, with the
-    closest known name suggested for an unknown one."""
+    closest known name suggested for an unknown one. Past MAX_PARAM_KEYS keys only the first
+    are read (a loss takes a handful)."""
+    read = first_keys(raw, MAX_PARAM_KEYS)
     try:
-        return spec.params.model_validate(raw)
+        return spec.params.model_validate(read)
     except ValidationError as exc:
         unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
         known = list(spec.params.model_fields)
@@ -161,6 +162,8 @@ def validate_params(spec: LossSpec, raw: dict[str, Any], where: str = "params") 
             hint = f" (did you mean {close[0]!r}?)"
         elif unknown:
             hint = f" (it takes {', '.join(known) or 'no parameters'})"
+        if len(read) < len(raw):
+            hint += f"; {where} has {len(raw)} keys, of which the first {len(read)} were read"
         headline = f"invalid params for {spec.name}{hint}"
         raise from_validation(InvalidParams, headline, exc, (where,)) from None
 
