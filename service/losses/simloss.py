@@ -102,16 +102,16 @@ class SimlossParams(MulticlassParams):
     def matrix(self, classes: int, dtype: ComputeDtype = np.float64) -> Array:
         """S as a (C, C) array of ``dtype``: the given matrix or r^|i−j|; a 413 for a C whose
         matrix this process cannot hold (the memory account refuses it earlier)."""
+        if self.similarity is not None and len(self.similarity) != classes:
+            k = len(self.similarity)
+            raise InvalidParams(
+                f"similarity is {k}×{k} but the predictions have {classes} classes; send a "
+                f"{classes}×{classes} matrix",
+                errors=[(("params", "similarity"), f"needs {classes}×{classes} entries")],
+            )
         require_matrix_fits(classes, np.dtype(dtype).itemsize)
         try:
             if self.similarity is not None:
-                if len(self.similarity) != classes:
-                    k = len(self.similarity)
-                    raise InvalidParams(
-                        f"similarity is {k}×{k} but the predictions have {classes} classes; "
-                        f"send a {classes}×{classes} matrix",
-                        errors=[(("params", "similarity"), f"needs {classes}×{classes} entries")],
-                    )
                 return np.asarray(self.similarity, dtype=dtype)
             assert self.ordinal_base is not None  # _exactly_one: one of the two is given
             # r^|i−j| is a Toeplitz matrix: row i is a window of (r^(C−1), …, r, 1, r, …, r^(C−1))
