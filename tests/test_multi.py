@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -103,3 +105,41 @@ def test_losses_sharing_converted_targets_keep_their_own_rules() -> None:
         alone = evaluate_one(str(selection["name"]), orjson.dumps(single), 10**6).body.tobytes()
         assert orjson.loads(alone) == result
     assert results[0]["per_sample"][0] == 0.0 and results[1]["per_sample"][0] > 0
+
+
+def _packed(array: np.ndarray) -> dict[str, Any]:
+    return {"dtype": str(array.dtype), "shape": list(array.shape),
+            "data": base64.b64encode(array.tobytes()).decode()}  # fmt: skip
+
+
+@pytest.mark.loss("cross_entropy", "focal", "generalized_cross_entropy")
+def test_losses_differing_in_ignore_index_hold_one_one_hot_copy() -> None:
+    """Sixty-four losses differing only in ignore_index (issue 12: one (N, C) one-hot copy each,
+    4.3× the memory budget): POST /loss holds one shared copy, so its peak stays a few times
+    that copy where sixty-four copies were sixty-four times it; and each result is the loss's
+    single call, ignored classes inside [0, C) (masked, or zeroed for gce) included."""
+    rng = np.random.default_rng(12)
+    rows, classes = 1000, 256
+    logits = rng.normal(size=(rows, classes))
+    index = rng.integers(0, 8, rows).astype(np.int64)  # the first 8 classes: many samples each
+    losses = [{"name": "cross_entropy", "params": {"from_logits": True, "ignore_index": k}}
+              for k in range(-56, 8)]  # fmt: skip
+    body = orjson.dumps({"predictions": _packed(logits), "targets": _packed(index),
+                         "losses": losses, "per_sample": False})  # fmt: skip
+    tracemalloc.start()
+    try:
+        evaluate_many(body, 10**7)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_hot = rows * classes * 8
+    assert peak < 8 * one_hot  # 64 copies: 64×, on top of the inputs
+    chosen = [*losses[-10:], {"name": "focal", "params": {"from_logits": True, "ignore_index": 3}},
+              {"name": "gce", "params": {"from_logits": True, "ignore_index": 3,
+                                         "class_weight": "balanced"}}]  # fmt: skip
+    fields = {"predictions": logits.tolist(), "targets": index.tolist(), "gradient": True}
+    results = _many(**fields, losses=chosen)["results"]
+    for selection, result in zip(chosen, results, strict=True):
+        single = {**fields, "params": selection["params"]}
+        alone = evaluate_one(str(selection["name"]), orjson.dumps(single), 10**7).body.tobytes()
+        assert orjson.loads(alone) == result

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
+import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +24,13 @@ NonNegative = Annotated[float, Field(ge=0)]
 ClipEpsilon = Annotated[float, Field(gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")]
 # Per-batch conversions of the targets, shared by the losses of one POST /loss request.
 Memo = dict[tuple[Any, ...], Any]
+_numba_config: Any = numba.config  # numba's config attributes are created at import, untyped
+
+
+def kernel_threads() -> int:
+    """How many threads one kernel call may run on at most (numba's pool): the bound on the
+    row scratch of a driver's blocks alive at once."""
+    return max(1, int(_numba_config.NUMBA_NUM_THREADS))
 
 
 def memoized(memo: Memo, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
@@ -129,6 +137,44 @@ class LossParams(BaseModel):
 
         Both arrays are the (N, D) compute arrays the kernel will see.
         """
+
+    # What a domain check holds beyond the arrays it checks, per element: the boolean masks of
+    # ``_checks`` (``(x < 0) | (x > 1)`` holds three (N, D) masks at once).
+    check_bytes: ClassVar[int] = 3
+
+    @classmethod
+    def working_bytes(
+        cls,
+        rows: int,
+        columns: int,
+        itemsize: int,
+        losses_sharing: int = 1,
+        *,
+        sent: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Bytes this loss holds beyond the generic arrays (the decoded inputs, the (N, C)
+        compute copies of predictions and targets, weights, per-sample and derivative outputs),
+        at most, for predictions of shape (rows, columns) in a compute dtype of ``itemsize``
+        bytes. simloss: its C x C matrix (and anything else it allocates).
+
+        An upper bound from the shape alone: the parameters are not validated yet. ``sent``, the
+        loss's parameters as the request sent them (unvalidated, any types), may tighten it
+        where they decide what is allocated (simloss's ``ordinal_base`` needs no matrix); a
+        bound must hold for every value. ``losses_sharing`` is how many losses of the request
+        share its memo (``Memo``): what a loss memoizes is counted in full by each loss that
+        may make it, so the sum over a request's losses bounds the request whatever their
+        parameters, and no loss here divides by it. Default: the domain checks' masks.
+        """
+        return cls.check_bytes * rows * columns
+
+    @classmethod
+    def operations(cls, rows: int, columns: int, *, sent: Mapping[str, Any] | None = None) -> int:
+        """About how many elementary steps evaluating this loss takes: rows*columns for most;
+        simloss adds its matrix (C^2) and whatever else scales beyond N*C.
+
+        An upper bound from the shape alone, as ``working_bytes``; ``sent`` may tighten it.
+        """
+        return rows * columns
 
 
 Driver = Callable[..., None]
