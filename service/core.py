@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import itertools
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
@@ -347,7 +347,8 @@ class Demand:
     inputs: Sequence[Declared]  # every declared input, predictions included
     options: Options
     text_bytes: float
-    specs: Sequence[LossSpec] = ()
+    # each loss with its parameters as sent (unvalidated; None when not an object)
+    specs: Sequence[tuple[LossSpec, Mapping[str, Any] | None]] = ()
 
     @property
     def losses(self) -> int:
@@ -367,25 +368,31 @@ class Demand:
         outputs = (rows + derivatives * values) * size
         outputs += int((self.options.per_sample * rows + derivatives * values) * self.text_bytes)
         columns = values // rows if rows else 0
-        own = sum(spec.params.working_bytes(rows, columns, size) for spec in self.specs)
+        own = sum(
+            spec.params.working_bytes(rows, columns, size, len(self.specs), sent=sent)
+            for spec, sent in self.specs
+        )
         return inputs + compute + self.losses * outputs + own
 
     def operations(self) -> int:
         """About how many elementary steps the losses take on the batch."""
         rows, values = self.predictions.rows, self.predictions.elements
         columns = values // rows if rows else 0
-        return sum(spec.params.operations(rows, columns) for spec in self.specs) or values
+        steps = (spec.params.operations(rows, columns, sent=sent) for spec, sent in self.specs)
+        return sum(steps) or values
 
 
-def known_specs(names: Sequence[object], rank: int) -> tuple[LossSpec, ...]:
-    """The losses of a request's names for a ``Demand``; a name that is no loss is left out
-    (choosing the losses refuses it later, with its position)."""
-    specs = []
-    for name in names:
+def known_losses(
+    named: Sequence[tuple[object, object]], rank: int
+) -> tuple[tuple[LossSpec, Mapping[str, Any] | None], ...]:
+    """The losses of a request's (name, params as sent) pairs for a ``Demand``; a name that is
+    no loss is left out (choosing the losses refuses it later, with its position)."""
+    known = []
+    for name, sent in named:
         if isinstance(name, str):
             with contextlib.suppress(LossdError):
-                specs.append(spec_for(name, rank))
-    return tuple(specs)
+                known.append((spec_for(name, rank), sent if isinstance(sent, dict) else None))
+    return tuple(known)
 
 
 def reserve(demand: Demand, max_request_bytes: int | None, lease: Lease | None) -> None:

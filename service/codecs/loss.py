@@ -194,13 +194,12 @@ def _demand(doc: dict[str, Any], limits: _Limits) -> core.Demand | None:
     packed = doc.get("array_format") == "packed"
     text = (4 if dtype == "float32" else 8) * 4 / 3 if packed else _LIST_TEXT[dtype]
     rank = 2 if predictions.elements != predictions.rows else 1
+    named: list[tuple[object, object]] = []
     if limits.name is not None:
-        names: list[object] = [limits.name]
-    else:
-        losses = doc.get("losses")
-        names = [s.get("name") if isinstance(s, dict) else s for s in losses or ()]
-        names = names if isinstance(losses, list) else []
-    specs = core.known_specs(names, rank)
+        named = [(limits.name, doc.get("params"))]
+    elif isinstance(doc.get("losses"), list):
+        named = [(s.get("name"), s.get("params")) for s in doc["losses"] if isinstance(s, dict)]
+    specs = core.known_losses(named, rank)
     inputs = [d for d in declared if d is not None]
     return core.Demand(predictions, inputs, options, text, specs)
 

@@ -257,7 +257,7 @@ def infer(
         lease.hold(end * PARSE_BYTES_PER_BYTE, "parsing the JSON header")
     request = _parse(body[:end])
     spec, options, params, outputs = _plan(name, request)
-    demand = _demand(request, spec, options, outputs, max_elements)
+    demand = _demand(request, (spec, params.model_dump()), options, outputs, max_elements)
     if demand is not None:
         core.reserve(demand, max_request_bytes, lease)
     inputs = _decode_inputs(spec, request.inputs, body[end:], max_elements)
@@ -318,7 +318,7 @@ def _plan(
 
 def _demand(
     request: InferRequest,
-    spec: LossSpec,
+    loss: tuple[LossSpec, dict[str, Any]],
     options: core.Options,
     outputs: dict[str, bool],
     max_elements: int,
@@ -335,7 +335,7 @@ def _demand(
         return None
     size = 4 if options.dtype == "float32" else 8
     text = size if all(outputs.values()) else (16 if size == 4 else 25)
-    return core.Demand(predictions, list(declared.values()), options, text, (spec,))
+    return core.Demand(predictions, list(declared.values()), options, text, (loss,))
 
 
 def _json_text(value: Any) -> Any:

@@ -4,8 +4,9 @@ losses and hinge label rules."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
@@ -98,6 +99,20 @@ def sign_labels(targets: Array, name: str) -> Array:
 
 class SignTargetParams(LossParams):
     """Base of the hinge losses: targets in {−1, 1}, or {0, 1} converted with 2y − 1."""
+
+    @classmethod
+    def working_bytes(
+        cls,
+        rows: int,
+        columns: int,
+        itemsize: int,
+        losses_sharing: int = 1,
+        *,
+        sent: Mapping[str, Any] | None = None,
+    ) -> int:
+        """``sign_labels``' five boolean masks and 2y − 1 in float64 (with its temporary),
+        then the converted rows in the compute dtype."""
+        return (5 + 16 + itemsize) * rows * columns
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo

@@ -94,16 +94,6 @@ class LossParams(BaseModel):
     # of ``kernel_params`` (a null as a number).
     host_fields: ClassVar[frozenset[str]] = frozenset()
 
-    @classmethod
-    def working_bytes(cls, rows: int, columns: int, itemsize: int, losses_sharing: int = 1) -> int:
-        """Bytes this loss holds beyond the generic arrays, at most (default: none)."""
-        return 0
-
-    @classmethod
-    def operations(cls, rows: int, columns: int) -> int:
-        """About how many elementary steps evaluating this loss takes (default: rows·columns)."""
-        return rows * columns
-
     def kernel_params(self) -> dict[str, Any]:
         """The driver's parameters by name: every field but the ``host_fields``, as a plain float
         or bool, so that every call hits the one compiled (and cached) signature per dtype."""
