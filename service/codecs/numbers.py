@@ -42,20 +42,23 @@ _MANTISSA_MAX = 1 << 53
 
 @intrinsic
 def _strtod(typingctx: Any, address: Any) -> Any:
-    """glibc ``strtod(address, NULL)``, linked by name (a ctypes pointer would not be cached)."""
-    sig = types.float64(types.uintp)
+    """glibc ``strtod`` of the text at ``address``: the double and the address it stopped at
+    (linked by name: a ctypes function pointer would keep the kernel out of numba's cache)."""
+    sig = types.Tuple((types.float64, types.uintp))(types.uintp)  # type: ignore[no-untyped-call]
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         char_p = ir.IntType(8).as_pointer()
         fnty = ir.FunctionType(ir.DoubleType(), [char_p, char_p.as_pointer()])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "strtod")  # type: ignore[no-untyped-call]
-        text = builder.inttoptr(args[0], char_p)
-        return builder.call(fn, [text, ir.Constant(char_p.as_pointer(), None)])
+        stop = cgutils.alloca_once(builder, char_p)  # type: ignore[no-untyped-call]
+        value = builder.call(fn, [builder.inttoptr(args[0], char_p), stop])
+        end = builder.ptrtoint(builder.load(stop), context.get_value_type(types.uintp))
+        return context.make_tuple(builder, signature.return_type, (value, end))
 
     return sig, codegen
 
 
-strtod: Callable[[Any], float] = cast(Any, _strtod)  # numba adds the typing context
+strtod: Callable[[Any], tuple[float, int]] = cast(Any, _strtod)  # numba adds the typing context
 
 
 @scalar
@@ -245,7 +248,7 @@ def _parse_int(buf: Array, i: int, j: int) -> np.int64:
 def _parse_float(buf: Array, i: int, j: int) -> float:
     """The float token ``buf[i:j]``, correctly rounded: exactly ``m * 10**e`` or ``m / 10**-e``
     when the digits ``m`` fit in 53 bits and ``|e| <= 22`` (one rounding of exact operands, as
-    Clinger showed), else ``strtod``."""
+    Clinger showed), else ``strtod``; NaN when strtod does not read exactly the token."""
     k = i
     negative = buf[k] == 45
     if negative:
@@ -286,7 +289,11 @@ def _parse_float(buf: Array, i: int, j: int) -> float:
         power = float(_POWERS[abs(exponent)])
         value = value * power if exponent >= 0 else value / power
         return -value if negative else value
-    return strtod(buf.ctypes.data + np.uintp(i))
+    start = buf.ctypes.data + np.uintp(i)
+    value, stop = strtod(start)
+    if stop != start + np.uintp(j - i):
+        return np.nan  # strtod read another token (a locale with another decimal point): refused
+    return value
 
 
 @scalar
@@ -303,7 +310,7 @@ def _next_number(buf: Array, i: int, end: int) -> int:
 @scalar
 def fill_floats(buf: Array, start: int, end: int, out: Array) -> int:
     """Write the numbers of the list ``buf[start:end]`` (checked by ``list_shape``) into
-    ``out`` as float64; FLOAT_RANGE when one is beyond float64."""
+    ``out`` as float64; FLOAT_RANGE when one is beyond float64 (or strtod misread it)."""
     i = start
     for k in range(out.shape[0]):
         i = _next_number(buf, i, end)
