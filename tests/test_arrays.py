@@ -21,6 +21,7 @@ from hypothesis.extra import numpy as hnp
 
 from service.codecs.arrays import decode_array, encode_array
 from service.codecs.jsontext import dumps as response_dumps
+from service.codecs.numbers import NumberList, read_list
 from service.errors import InvalidArray, LossdError, TooManyElements
 
 DTYPES = ("float64", "float32", "int32", "int64")  # the packed dtypes of SPEC section 2
@@ -413,3 +414,157 @@ def test_huge_packed_shape_is_too_many_elements() -> None:
     """A shape whose element count has thousands of digits is 413, not a ValueError from str()."""
     with pytest.raises(TooManyElements):
         decode_array({"dtype": "float64", "shape": [10**2200, 10**2200], "data": ""}, "t", 10)
+
+
+# --- the nogil number parser (service/codecs/numbers.py) ------------------------------------------
+
+NUMBER_TEXT = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
+NUMBERS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda x: orjson.dumps(x).decode()),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.integers(-(2**63), 2**63 - 1).map(str),
+    st.integers(-(2**70), 2**70).map(str),
+    NUMBER_TEXT,
+    st.sampled_from(
+        [
+            "-0",
+            "-0.0",
+            "0e0",
+            "-0E-0",
+            "4.9e-324",
+            "2.4703282292062327e-324",
+            "2.2250738585072011e-308",
+            "1.7976931348623157e308",
+            "1.7976931348623159e308",
+            "9007199254740993",
+            "9007199254740993.0",
+            "1e23",
+            "8.98846567431158e307",
+        ]
+    ),
+)
+SPACE = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
+
+
+@st.composite
+def list_texts(draw: st.DrawFn) -> str:
+    """A JSON list of number tokens, rank 1 or 2, with random whitespace between tokens."""
+    rows = draw(st.integers(1, 6))
+    width = draw(st.integers(1, 5))
+    rank2 = draw(st.booleans())
+
+    def listed(items: list[str]) -> str:
+        parts = [draw(SPACE) + item + draw(SPACE) for item in items]
+        return "[" + ",".join(parts) + "]"
+
+    if not rank2:
+        return listed([draw(NUMBERS) for _ in range(rows * width)])
+    return listed([listed([draw(NUMBERS) for _ in range(width)]) for _ in range(rows)])
+
+
+def fast_read(text: bytes) -> Array | None:
+    buf = np.frombuffer(text, dtype=np.uint8)
+    buf.flags.writeable = False
+    return read_list(buf, 0, len(text))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(list_texts())
+def test_number_parser_matches_orjson_and_numpy_bit_for_bit(text: str) -> None:
+    """The nogil parser gives the array orjson + np.array give (dtype, shape, bits), or refuses
+    (None) exactly the lists that are not JSON (numbers beyond float64) or that numpy reads
+    other than as int64/float64 (integers beyond int64)."""
+    body = text.encode()
+    fast = fast_read(body)
+    try:
+        expected = np.array(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        assert fast is None
+        return
+    if expected.dtype not in (np.int64, np.float64):
+        assert fast is None  # uint64 or object: numpy's own reading (arrays.py) says what it is
+        return
+    tokens = body.decode().replace("[", " ").replace("]", " ").replace(",", " ").split()
+    if any(
+        "." not in t and "e" not in t.lower() and not -(2**63) <= int(t) < 2**63 for t in tokens
+    ):
+        assert fast is None  # numpy reads int64-overflowing integers through uint64 or object
+        return
+    assert fast is not None
+    assert fast.dtype == expected.dtype and fast.shape == expected.shape
+    assert fast.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[]",
+        b"[[]]",
+        b"[[], []]",
+        b"[1,]",
+        b"[01]",
+        b"[1.]",
+        b"[.5]",
+        b"[+1]",
+        b"[-]",
+        b"[1e]",
+        b"[null]",
+        b"[true, 1]",
+        b'[1, "2"]',
+        b"[1, [2]]",
+        b"[[1], 2]",
+        b"[[1], [2, 3]]",
+        b"[[[1]]]",
+        b"[NaN]",
+        b"[Infinity]",
+        b"[1e400]",
+        b"[-1e400]",
+        b"[9223372036854775808]",
+        b"[-9223372036854775809]",
+        b"[18446744073709551616, 1.5]",
+        b"[1] x",
+        b"[1 2]",
+        b"[0x10]",
+    ],
+)
+def test_number_parser_refuses_what_it_does_not_read_as_orjson_would(text: bytes) -> None:
+    """Other tokens, empty lists and rows, ragged rows, deeper nesting, bad grammar and numbers
+    out of range are left to orjson and ``decode_array`` (their errors stay as they were)."""
+    assert fast_read(text) is None
+
+
+def test_parsed_list_reads_like_the_list_it_stands_for() -> None:
+    """A ``NumberList`` has the length, rows and items of the JSON list it was parsed from."""
+    parsed = NumberList(np.array([[1.5, 2.0], [3.0, -0.0]]))
+    assert len(parsed) == 2 and bool(parsed) and isinstance(parsed, list)
+    assert isinstance(parsed[0], list) and len(parsed[0]) == 2
+    assert parsed == [[1.5, 2.0], [3.0, -0.0]] and parsed[1][0] == 3.0
+    ints = NumberList(np.array([7, 8]))
+    assert ints[1] == 8 and type(ints[1]) is int and list(ints) == [7, 8]
+
+
+@pytest.mark.parametrize("listed", [[1.5, 2.5, 3.5], [[1, 2], [3, 4]], [1, 2, 3]])
+def test_parsed_list_decodes_as_the_list(listed: list[Any]) -> None:
+    """``decode_array`` gives a parsed list's array, and the same 413 past the element limit."""
+    parsed = NumberList(np.array(listed))
+    expected = decode_array(listed, "targets", LIMIT)
+    decoded = decode_array(parsed, "targets", LIMIT)
+    assert decoded.dtype == expected.dtype and np.array_equal(decoded, expected)
+    with pytest.raises(TooManyElements) as caught:
+        decode_array(listed, "targets", 2)
+    with pytest.raises(TooManyElements) as parsed_caught:
+        decode_array(parsed, "targets", 2)
+    assert parsed_caught.value.detail == caught.value.detail
+
+
+def test_packed_unknown_keys_are_named_once_and_cut_short() -> None:
+    """A packed array's unexpected keys are named in the detail only, a few of them, cut short."""
+    value = {"dtype": "float64", "shape": [1], "data": "AAAAAAAA8D8="}
+    value |= {f"k{i}" + "x" * 100_000: 1 for i in range(20)}
+    with pytest.raises(InvalidArray) as caught:
+        decode_array(value, "predictions", LIMIT)
+    text = orjson.dumps({"detail": caught.value.detail, "errors": caught.value.errors})
+    assert len(text) < 1000
+    assert "17 more" in caught.value.detail

@@ -1,15 +1,26 @@
 """The long-string scan that cuts packed data out of a body (service/codecs/jsontext.py) against a plain
 reading of JSON string literals, on bodies built to put quotes and escapes at every offset of
-the 8-byte words the scan skips through."""
+the 8-byte words the scan skips through; the number lists cut out and parsed without the GIL, and
+the bounds on what orjson is handed."""
 
 from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.codecs.jsontext import lift, long_strings
+from service.codecs.arrays import decode_array
+from service.codecs.jsontext import (
+    FALLBACK_MAX,
+    PARSE_MAX,
+    lift,
+    long_strings,
+    parse_object,
+)
+from service.codecs.numbers import NumberList
+from service.errors import InvalidArray, PayloadTooLarge
 
 
 def _reference(body: bytes, min_len: int) -> list[tuple[int, int, int]]:
@@ -47,13 +58,65 @@ def test_scan_matches_a_plain_reading(pieces: list[bytes], shift: int, min_len: 
 
 def test_lift_cuts_out_long_strings_and_keeps_the_rest() -> None:
     data = "QUJD" * 40_000  # 160 000 bytes of base64
-    escaped = "x\\\"y" * 20_000
+    escaped = 'x\\"y' * 20_000
     for pad in range(9):
         doc = {"a": " " * pad, "data": data, "other": [1.5, 2], "s": escaped, "t": "short"}
         body = orjson.dumps(doc)
-        rest, blobs = lift(body)
+        lifted = lift(body)
+        rest, blobs = lifted.skeleton, lifted.blobs
         assert len(blobs) == 2
         parsed = orjson.loads(rest)
         assert parsed["other"] == [1.5, 2] and parsed["t"] == "short"
         by_raw = {bytes(b.raw): b.escaped for b in blobs.values()}
         assert by_raw == {data.encode(): False, orjson.dumps(escaped)[1:-1]: True}
+
+
+def test_parse_object_lifts_long_number_lists_as_parsed_arrays() -> None:
+    """Long top-level number lists of the array fields come parsed, bit for bit as orjson and
+    numpy read them; other fields, short lists and nested members stay as orjson gives them."""
+    rng = np.random.default_rng(0)
+    doc = {
+        "predictions": rng.standard_normal((5000, 3)).tolist(),
+        "targets": rng.integers(-(2**62), 2**62, 20_000).tolist(),
+        "sample_weight": [0.5, 1],
+        "params": {"predictions": list(range(20_000))},
+        "reduction": "mean",
+    }
+    parsed, _ = parse_object(orjson.dumps(doc))
+    assert isinstance(parsed["predictions"], NumberList)
+    assert isinstance(parsed["targets"], NumberList)
+    for field in ("predictions", "targets"):
+        expected = np.array(doc[field])
+        array = parsed[field].array
+        assert array.dtype == expected.dtype and array.tobytes() == expected.tobytes()
+    assert type(parsed["sample_weight"]) is list
+    assert type(parsed["params"]["predictions"]) is list
+    assert parsed["reduction"] == "mean"
+
+
+def test_a_list_the_parser_refuses_is_left_to_orjson_and_decode_array() -> None:
+    """A long list with a null is parsed by orjson, so ``decode_array`` names the bad element
+    as before; the last of duplicated keys still wins."""
+    values: list[float | None] = [0.5] * 50_000
+    values[-1] = None
+    body = orjson.dumps({"predictions": values}).replace(b"{", b'{"targets": [1,2],', 1)
+    parsed, _ = parse_object(body)
+    assert parsed["predictions"] == values
+    with pytest.raises(InvalidArray) as caught:
+        decode_array(parsed["predictions"], "predictions", 1 << 20)
+    assert list(caught.value.errors[0][0]) == ["predictions", 49_999]
+    twice = b'{"predictions": ' + orjson.dumps([0.5] * 50_000) + b', "predictions": [1]}'
+    assert parse_object(twice)[0]["predictions"] == [1]
+
+
+def test_orjson_is_never_handed_megabytes() -> None:
+    """A refused array list over FALLBACK_MAX and other JSON over PARSE_MAX are 413s."""
+    values: list[float | bool] = [0.5] * (FALLBACK_MAX // 4 + 1)
+    values[0] = True
+    with pytest.raises(PayloadTooLarge) as caught:
+        parse_object(orjson.dumps({"predictions": [1.0], "targets": values}))
+    assert "`targets`" in caught.value.detail and "packed" in caught.value.detail
+    with pytest.raises(PayloadTooLarge):
+        parse_object(orjson.dumps({"predictions": [1.0], "other": [0] * (PARSE_MAX // 2 + 1)}))
+    parsed, _ = parse_object(orjson.dumps({"predictions": [0] * (PARSE_MAX // 2 + 1)}))
+    assert parsed["predictions"].array.shape == (PARSE_MAX // 2 + 1,)

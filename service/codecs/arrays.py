@@ -1,7 +1,8 @@
 """JSON lists and packed base64 arrays <-> numpy, with the checks the contract sets on arrays.
 
-A decoded array is rank 1 or 2, finite, and numeric (float32, float64, int32 or int64). List input
-is turned into an array by numpy in C; the only extra pass is a type scan that catches booleans,
+A decoded array is rank 1 or 2, finite, and numeric (float32, float64, int32 or int64). A long
+list of numbers arrives already parsed (``numbers.NumberList``, read without the GIL); other list
+input is turned into an array by numpy in C, the only extra pass a type scan that catches booleans,
 which numpy would silently read as 0 and 1.
 """
 
@@ -12,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArray, TooManyElements
+from ..errors import InvalidArray, TooManyElements, shown
 from ..jit import Array
 from .base64 import Base64, b64decode
 from .jsontext import Blob
+from .numbers import NumberList
 
 PACKED_DTYPES: dict[str, np.dtype[Any]] = {
     "float32": np.dtype("<f4"),
@@ -25,10 +27,13 @@ PACKED_DTYPES: dict[str, np.dtype[Any]] = {
 }
 _PACKED_KEYS = frozenset({"dtype", "shape", "data"})
 _NUMBER_TYPES = frozenset({int, float})
+_SHOWN_KEYS = 3  # unexpected keys named in an error
 
 
 def decode_array(value: object, field: str, max_elements: int) -> Array:
     """Decode one request array (JSON list or packed object) into a numpy array of rank 1 or 2."""
+    if isinstance(value, NumberList):
+        return _decode_parsed(value, field, max_elements)
     if isinstance(value, list):
         return _decode_list(value, field, max_elements)
     if isinstance(value, dict):
@@ -64,6 +69,17 @@ def _decode_list(value: list[Any], field: str, max_elements: int) -> Array:
     if array.dtype.kind == "u":
         # Integers past int64 are read as float64, as orjson already reads those past uint64.
         array = array.astype(np.float64)
+    return array
+
+
+def _decode_parsed(value: NumberList, field: str, max_elements: int) -> Array:
+    """A list the number parser read (jsontext.lift): the array ``_decode_list`` would give."""
+    array = value.array
+    if array.size > max_elements:
+        raise TooManyElements(
+            f"`{field}` has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
+            errors=[((field,), "too many elements")],
+        )
     return array
 
 
@@ -116,9 +132,15 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
     if keys != _PACKED_KEYS:
         missing = sorted(_PACKED_KEYS - keys)
         extra = sorted(keys - _PACKED_KEYS)
-        what = f"missing {missing}" if missing else f"unexpected keys {extra}"
+        if missing:
+            what, named = "missing keys", missing
+        else:
+            # keys come from the client: a few of them, cut short, and only in the detail
+            what = "unexpected keys"
+            named = [shown(key) for key in extra[:_SHOWN_KEYS]]
+            named += [f"and {len(extra) - _SHOWN_KEYS} more"] if len(extra) > _SHOWN_KEYS else []
         raise InvalidArray(
-            f"packed `{field}` must have exactly dtype, shape and data: {what}",
+            f"packed `{field}` must have exactly dtype, shape and data: {what} {named}",
             errors=[((field,), what)],
         )
     dtype_name, shape, data = value["dtype"], value["shape"], value["data"]

@@ -10,7 +10,7 @@ buffers into orjson's text without joining them into one copy (``Encoded``).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -18,16 +18,24 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..errors import Unprocessable
+from ..errors import PayloadTooLarge, Unprocessable
 from ..jit import Array, scalar
+from ..schemas import ARRAY_FIELDS
 from .base64 import Base64
+from .numbers import NumberList, member_lists, read_list
 
-# Strings shorter than this stay in the body orjson parses.
+# Strings and number lists shorter than this stay in the body orjson parses.
 LIFT_MIN = 1 << 16
 # What orjson's objects cost per byte of the JSON text it parses, at most: measured with
 # tracemalloc at 16-38 for lists of numbers, nested lists, strings, keys and empty containers
 # (a float: 24 bytes, its list slot 8, the list's growth), so a skeleton is reserved at 40.
 PARSE_BYTES_PER_BYTE = 40
+# orjson holds the GIL for the whole parse (event loop included): about 50 ms a MiB of small
+# numbers on a loaded machine, and numpy's reading of the lists as long again. A large body's
+# own JSON (what is left once long strings and number lists are cut out) is bounded by
+# PARSE_MAX, and an array field's list the number parser refused by FALLBACK_MAX.
+PARSE_MAX = 4 << 20
+FALLBACK_MAX = 1 << 20
 
 _ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
@@ -163,27 +171,71 @@ class Blob:
         return self.raw
 
 
-def lift(body: bytes | bytearray) -> tuple[bytes | bytearray, dict[str, Blob]]:
-    """Cut long string literals out of ``body``: the rest to parse, and the strings by marker."""
+@dataclass(frozen=True)
+class Lifted:
+    """A body with its long string literals and number lists cut out (see ``lift``)."""
+
+    skeleton: bytes | bytearray  # the rest, for orjson: each cut-out value is a marker string
+    blobs: dict[str, Blob]  # the long strings by marker
+    lists: dict[str, NumberList]  # the parsed number lists by marker
+    refused: dict[str, tuple[int, int]]  # wanted lists the fast parser refused: key -> range
+
+
+def lift(
+    body: bytes | bytearray,
+    lists: Collection[str] = (),
+    depth: int = 1,
+    reserve: Callable[[int], None] | None = None,
+) -> Lifted:
+    """Cut long string literals, and the number lists of the members named in ``lists`` at
+    ``depth`` (1: members of the top-level object), out of ``body``; each becomes a marker
+    string in the rest, which orjson parses. Lists are cut only when at least ``LIFT_MIN``
+    bytes long, strings likewise. ``reserve`` is told each list's array size before it is
+    allocated."""
     if len(body) < LIFT_MIN:
-        return body, {}
+        return Lifted(body, {}, {}, {})
     buf = np.frombuffer(body, dtype=np.uint8)
     buf.flags.writeable = False  # one compiled signature: every byte buffer is read-only
+    cuts: list[tuple[int, int, Blob | NumberList]] = []
+    refused: dict[str, tuple[int, int]] = {}
+    if lists:
+        names = {name.encode() for name in lists}
+        for level, key_start, key_end, start, end in member_lists(buf, LIFT_MIN).tolist():
+            key = bytes(buf[key_start:key_end])
+            if level != depth or key not in names:
+                continue
+            array = read_list(buf, start, end, reserve)
+            if array is None:
+                refused[key.decode()] = (start, end)
+            else:
+                cuts.append((start, end, NumberList(array)))
     ranges = long_strings(buf, buf[: len(buf) // 8 * 8].view(np.uint64), LIFT_MIN)
-    if not len(ranges):
-        return body, {}
     view = memoryview(body)
+    # the contents of a string, without its quotes (the marker takes their place inside them)
+    cuts += [
+        (start, end, Blob(view[start:end], bool(escaped)))
+        for start, end, escaped in ranges.tolist()
+    ]
+    if not cuts:
+        return Lifted(body, {}, {}, refused)
+    cuts.sort(key=lambda cut: cut[0])
     nonce = secrets.token_hex(8)
     pieces: list[bytes | memoryview] = []
     blobs: dict[str, Blob] = {}
+    parsed: dict[str, NumberList] = {}
     last = 0
-    for k, (start, end, escaped) in enumerate(ranges.tolist()):
+    for k, (start, end, value) in enumerate(cuts):
         marker = f"\x00lossd:{nonce}:{k}"
-        blobs[marker] = Blob(view[start:end], bool(escaped))
-        pieces += [view[last:start], orjson.dumps(marker)[1:-1]]
+        text = orjson.dumps(marker)
+        if isinstance(value, Blob):
+            blobs[marker] = value
+            text = text[1:-1]
+        else:
+            parsed[marker] = value
+        pieces += [view[last:start], text]
         last = end
     pieces.append(view[last:])
-    return b"".join(pieces), blobs
+    return Lifted(b"".join(pieces), blobs, parsed, refused)
 
 
 def release(body: bytes | bytearray) -> None:
@@ -208,15 +260,38 @@ def resolve_blob(value: Any, blobs: dict[str, Blob]) -> Any:
 def parse_object(
     body: bytes | bytearray,
     fields: tuple[str, ...] = (),
-    before_parse: Callable[[int], None] | None = None,
+    lists: Collection[str] = ARRAY_FIELDS,
+    reserve: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Blob]]:
     """The body as a JSON object (orjson: strict JSON, no NaN or Infinity tokens), and its long
     string literals as ``Blob``s by marker (see ``lift``). A syntax error inside one of
-    ``fields`` names that field. ``before_parse`` is told what the parse will cost at most,
-    in bytes, before orjson builds anything (the memory account reserves it)."""
-    skeleton, blobs = lift(body)
-    if before_parse is not None:
-        before_parse(len(skeleton) * PARSE_BYTES_PER_BYTE + (len(skeleton) if blobs else 0))
+    ``fields`` names that field.
+
+    The top-level members named in ``lists`` that are long lists of numbers come parsed, as
+    ``NumberList``s. orjson holds the GIL, so it is given at most ``PARSE_MAX`` bytes, and a
+    long list of those members the number parser refused (nulls, ragged rows, ...) at most
+    ``FALLBACK_MAX`` bytes: beyond, 413. ``reserve`` is told what each parsed list and the
+    orjson parse will hold, in bytes, before they are allocated (the memory account).
+    """
+    lifted = lift(body, lists, reserve=reserve)
+    for name, (start, end) in lifted.refused.items():
+        if end - start > FALLBACK_MAX:
+            raise PayloadTooLarge(
+                f"`{name}` is a JSON list of {end - start} bytes but not a plain list of numbers "
+                "(rank 1 or 2, rows of equal length, integers within int64, numbers within "
+                f"float64); a JSON list over {FALLBACK_MAX} bytes must be one. Send such data as "
+                "a packed array {dtype, shape, data} (or to /v2 with binary tensor data)",
+                errors=[((name,), "a long JSON list must hold only numbers")],
+            )
+    skeleton = lifted.skeleton
+    if len(skeleton) > PARSE_MAX:
+        raise PayloadTooLarge(
+            f"the body holds {len(skeleton)} bytes of JSON besides its long strings and number "
+            f"lists (at most {PARSE_MAX}); send large arrays as packed arrays "
+            "{dtype, shape, data} or JSON lists of numbers",
+        )
+    if reserve is not None:
+        reserve(len(skeleton) * PARSE_BYTES_PER_BYTE)
     try:
         doc = orjson.loads(skeleton)
     except orjson.JSONDecodeError as exc:
@@ -231,7 +306,12 @@ def parse_object(
         raise Unprocessable(
             "the body must be a JSON object", errors=[(("body",), "expected an object")]
         )
-    return doc, blobs
+    if lifted.lists:
+        for name in lists:
+            value = doc.get(name)
+            if isinstance(value, str) and value in lifted.lists:
+                doc[name] = lifted.lists[value]
+    return doc, lifted.blobs
 
 
 def _field_at(body: bytes | bytearray, pos: int, fields: tuple[str, ...]) -> str | None:

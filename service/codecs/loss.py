@@ -113,13 +113,13 @@ def _read(
     freed (and given back) once the arrays own their memory."""
     lease, parsing = limits.lease, 0
 
-    def before_parse(size: int) -> None:
+    def reserve(size: int) -> None:
         nonlocal parsing
         if lease is not None:
             lease.hold(size, "parsing the JSON body")
-            parsing = size
+            parsing += size
 
-    doc, blobs = parse_object(body, _FIELDS, before_parse)
+    doc, blobs = parse_object(body, _FIELDS, reserve=reserve)
     demand = _demand(doc, limits)
     if demand is not None:
         core.reserve(demand, limits.max_request_bytes, lease)

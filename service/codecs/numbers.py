@@ -1,0 +1,398 @@
+"""JSON lists of numbers read into numpy arrays by ``nogil`` kernels, as orjson and numpy would.
+
+orjson builds a Python float or int for every number of a list (and numpy then reads them one by
+one), holding the GIL for seconds on a large body: the event loop stalls meanwhile. Here a scan
+finds the arrays that are object members (``member_lists``), ``list_shape`` checks that one is a
+rank 1 or 2 list of numbers in rows of equal length and counts it, and ``fill_floats`` or
+``fill_ints`` writes its numbers into an array, all without the GIL.
+
+The arrays are the ones the orjson + ``np.array`` path gives, bit for bit: a list of integer
+tokens (no ``.`` or exponent) is int64, anything else float64, each float token correctly rounded
+(Clinger's exact fast path, else glibc ``strtod``, which rounds correctly at any length) and each
+integer token converted as Python's ``float(int)`` does (round half to even). What the scan does
+not take (other tokens, ragged rows, deeper nesting, empty lists, integers beyond int64, numbers
+beyond float64, invalid JSON) is left to orjson, whose errors then stay as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, SupportsIndex, cast, overload
+
+import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from ..jit import Array, scalar
+
+# Statuses of ``list_shape`` and the fills: only OK lifts the list out of orjson's way.
+OK = 0
+OTHER = 1  # not a rectangular rank 1 or 2 list of JSON numbers (orjson and arrays.py say why)
+INT_RANGE = 2  # an integer token beyond int64 (numpy reads those as uint64 or float64)
+FLOAT_RANGE = 3  # a number beyond float64 (orjson refuses it)
+
+# The containers a scan tracks by position; members nested deeper are not lifted.
+MAX_DEPTH = 64
+
+# 10**k, exact in float64 for k <= 22 (Clinger's fast path).
+_POWERS = np.array([10.0**k for k in range(23)])
+_MANTISSA_MAX = 1 << 53
+
+
+@intrinsic
+def _strtod(typingctx: Any, address: Any) -> Any:
+    """glibc ``strtod`` of the text at ``address``: the double and the address it stopped at
+    (linked by name: a ctypes function pointer would keep the kernel out of numba's cache)."""
+    sig = types.Tuple((types.float64, types.uintp))(types.uintp)  # type: ignore[no-untyped-call]
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        char_p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.DoubleType(), [char_p, char_p.as_pointer()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "strtod")  # type: ignore[no-untyped-call]
+        stop = cgutils.alloca_once(builder, char_p)  # type: ignore[no-untyped-call]
+        value = builder.call(fn, [builder.inttoptr(args[0], char_p), stop])
+        end = builder.ptrtoint(builder.load(stop), context.get_value_type(types.uintp))
+        return context.make_tuple(builder, signature.return_type, (value, end))
+
+    return sig, codegen
+
+
+strtod: Callable[[Any], tuple[float, int]] = cast(Any, _strtod)  # numba adds the typing context
+
+
+@scalar
+def _is_space(c: int) -> bool:
+    return c == 32 or c == 10 or c == 13 or c == 9
+
+
+@scalar
+def _skip_space(buf: Array, i: int, end: int) -> int:
+    while i < end and _is_space(buf[i]):
+        i += 1
+    return i
+
+
+@scalar
+def member_lists(buf: Array, min_len: int) -> Array:
+    """(depth, key start, key end, start, end) of every array at least ``min_len`` bytes long
+    that is the value of an object member; ``depth`` counts the containers around it (1 for a
+    member of the top-level object) and the key is its raw bytes between the quotes.
+
+    One pass that skips strings (and their escapes) and tracks nesting; it assumes nothing of
+    the text's validity, which ``list_shape`` and orjson check.
+    """
+    n = buf.shape[0]
+    starts = np.full(MAX_DEPTH, -1, dtype=np.int64)
+    keys = np.zeros((MAX_DEPTH, 2), dtype=np.int64)
+    found = []
+    depth = 0
+    key_start = key_end = -1
+    after_string = False  # the last token was a string: a ':' makes it a key
+    after_key = False  # a ':' came: the next token is a member's value
+    i = 0
+    while i < n:
+        c = buf[i]
+        if c == 34:  # '"'
+            j = i + 1
+            while j < n and buf[j] != 34:
+                j += 2 if buf[j] == 92 else 1
+            key_start, key_end = i + 1, j
+            after_string, after_key = True, False
+            i = j + 1
+            continue
+        if _is_space(c):
+            i += 1
+            continue
+        if c == 58:  # ':'
+            after_key = after_string
+        elif c == 91 or c == 123:  # '[' '{'
+            if depth < MAX_DEPTH:
+                starts[depth] = i if (c == 91 and after_key) else -1
+                keys[depth, 0] = key_start
+                keys[depth, 1] = key_end
+            depth += 1
+            after_key = False
+        elif c == 93 or c == 125:  # ']' '}'
+            depth -= 1
+            if 0 <= depth < MAX_DEPTH and starts[depth] >= 0:
+                if c == 93 and i + 1 - starts[depth] >= min_len:
+                    found.append((depth, keys[depth, 0], keys[depth, 1], starts[depth], i + 1))
+                starts[depth] = -1
+        else:
+            after_key = False
+        after_string = False
+        i += 1
+    out = np.empty((len(found), 5), dtype=np.int64)
+    for k in range(len(found)):
+        for m in range(5):
+            out[k, m] = found[k][m]
+    return out
+
+
+@scalar
+def _number_end(buf: Array, i: int, end: int) -> tuple[int, int]:
+    """(end of the JSON number token at ``i`` or -1 if none is there, kind): kind 0 an integer
+    token within int64, 1 a float token, 2 an integer token beyond int64."""
+    j = i
+    negative = j < end and buf[j] == 45  # '-'
+    if negative:
+        j += 1
+    if j >= end or not 48 <= buf[j] <= 57:
+        return -1, 0
+    digits_start = j
+    if buf[j] == 48:  # a leading zero stands alone
+        j += 1
+    else:
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+    digits = j - digits_start
+    kind = 0
+    if j < end and buf[j] == 46:  # '.'
+        j += 1
+        if j >= end or not 48 <= buf[j] <= 57:
+            return -1, 0
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+        kind = 1
+    if j < end and (buf[j] == 101 or buf[j] == 69):  # 'e' 'E'
+        j += 1
+        if j < end and (buf[j] == 43 or buf[j] == 45):
+            j += 1
+        if j >= end or not 48 <= buf[j] <= 57:
+            return -1, 0
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+        kind = 1
+    if kind == 0 and digits >= 19:
+        # beyond 18 digits, compare with the int64 bounds (the magnitude fits in uint64 up to 19)
+        if digits > 19:
+            return j, 2
+        magnitude = np.uint64(0)
+        for k in range(digits_start, j):
+            magnitude = magnitude * np.uint64(10) + np.uint64(buf[k] - 48)
+        limit = np.uint64(9223372036854775808) if negative else np.uint64(9223372036854775807)
+        if magnitude > limit:
+            return j, 2
+    return j, kind
+
+
+@scalar
+def list_shape(buf: Array, start: int, end: int) -> tuple[int, int, int, int, bool]:
+    """(status, rank, rows, width, floats) of the JSON list ``buf[start:end]``: OK for a
+    non-empty rank 1 list of numbers or a rank 2 list of equally long non-empty rows of numbers;
+    ``floats`` when a token has a fraction or an exponent (the array is then float64)."""
+    floats = False
+    i = _skip_space(buf, start + 1, end)
+    rank = 2 if i < end and buf[i] == 91 else 1
+    rows = 0
+    width = 0
+    while True:
+        count = 0
+        if rank == 2:
+            if i >= end or buf[i] != 91:
+                return OTHER, rank, rows, width, floats
+            i = _skip_space(buf, i + 1, end)
+        while True:
+            j, kind = _number_end(buf, i, end)
+            if j < 0:
+                return OTHER, rank, rows, width, floats
+            if kind == 2:
+                return INT_RANGE, rank, rows, width, floats
+            floats = floats or kind == 1
+            count += 1
+            i = _skip_space(buf, j, end)
+            if i < end and buf[i] == 44:  # ','
+                i = _skip_space(buf, i + 1, end)
+                continue
+            if i < end and buf[i] == 93:  # ']'
+                i += 1
+                break
+            return OTHER, rank, rows, width, floats
+        if rank == 1:
+            rows = count
+            break
+        if rows == 0:
+            width = count
+        elif count != width:
+            return OTHER, rank, rows, width, floats
+        rows += 1
+        i = _skip_space(buf, i, end)
+        if i < end and buf[i] == 44:
+            i = _skip_space(buf, i + 1, end)
+            continue
+        if i < end and buf[i] == 93:
+            i += 1
+            break
+        return OTHER, rank, rows, width, floats
+    if i != end:
+        return OTHER, rank, rows, width, floats
+    return OK, rank, rows, width if rank == 2 else 1, floats
+
+
+@scalar
+def _parse_int(buf: Array, i: int, j: int) -> np.int64:
+    """The integer token ``buf[i:j]`` (within int64: ``_number_end`` checked)."""
+    negative = buf[i] == 45
+    if negative:
+        i += 1
+    value = np.uint64(0)
+    for k in range(i, j):
+        value = value * np.uint64(10) + np.uint64(buf[k] - 48)
+    if negative:
+        return -np.int64(value - np.uint64(1)) - 1  # -2**63 included
+    return np.int64(value)
+
+
+@scalar
+def _parse_float(buf: Array, i: int, j: int) -> float:
+    """The float token ``buf[i:j]``, correctly rounded: exactly ``m * 10**e`` or ``m / 10**-e``
+    when the digits ``m`` fit in 53 bits and ``|e| <= 22`` (one rounding of exact operands, as
+    Clinger showed), else ``strtod``; NaN when strtod does not read exactly the token."""
+    k = i
+    negative = buf[k] == 45
+    if negative:
+        k += 1
+    mantissa = np.uint64(0)
+    significant = 0
+    exponent = 0
+    fraction = False
+    while k < j and buf[k] != 101 and buf[k] != 69:
+        c = buf[k]
+        if c == 46:
+            fraction = True
+        else:
+            if significant < 19:
+                mantissa = mantissa * np.uint64(10) + np.uint64(c - 48)
+                if mantissa != 0:
+                    significant += 1
+            else:
+                significant = 99  # too many digits for the fast path
+            if fraction:
+                exponent -= 1
+        k += 1
+    if k < j:
+        k += 1
+        sign = 1
+        if buf[k] == 43 or buf[k] == 45:
+            sign = -1 if buf[k] == 45 else 1
+            k += 1
+        e = 0
+        while k < j and e < 100_000:
+            e = e * 10 + (buf[k] - 48)
+            k += 1
+        if k < j:
+            significant = 99  # an exponent of many digits: strtod
+        exponent += sign * e
+    if significant <= 19 and mantissa <= _MANTISSA_MAX and -22 <= exponent <= 22:
+        value = float(mantissa)
+        power = float(_POWERS[abs(exponent)])
+        value = value * power if exponent >= 0 else value / power
+        return -value if negative else value
+    start = buf.ctypes.data + np.uintp(i)
+    value, stop = strtod(start)
+    if stop != start + np.uintp(j - i):
+        return np.nan  # strtod read another token (a locale with another decimal point): refused
+    return value
+
+
+@scalar
+def _next_number(buf: Array, i: int, end: int) -> int:
+    """The start of the next number token at or after ``i`` (past brackets, commas, spaces)."""
+    while i < end:
+        c = buf[i]
+        if c == 45 or 48 <= c <= 57:
+            return i
+        i += 1
+    return end
+
+
+@scalar
+def fill_floats(buf: Array, start: int, end: int, out: Array) -> int:
+    """Write the numbers of the list ``buf[start:end]`` (checked by ``list_shape``) into
+    ``out`` as float64; FLOAT_RANGE when one is beyond float64 (or strtod misread it)."""
+    i = start
+    for k in range(out.shape[0]):
+        i = _next_number(buf, i, end)
+        j, kind = _number_end(buf, i, end)
+        if kind == 0:
+            out[k] = float(_parse_int(buf, i, j))
+        else:
+            value = _parse_float(buf, i, j)
+            if not np.isfinite(value):
+                return FLOAT_RANGE
+            out[k] = value
+        i = j
+    return OK
+
+
+@scalar
+def fill_ints(buf: Array, start: int, end: int, out: Array) -> int:
+    """Write the integer tokens of the list ``buf[start:end]`` (checked by ``list_shape``) into
+    ``out`` as int64."""
+    i = start
+    for k in range(out.shape[0]):
+        i = _next_number(buf, i, end)
+        j, _ = _number_end(buf, i, end)
+        out[k] = _parse_int(buf, i, j)
+        i = j
+    return OK
+
+
+def read_list(
+    buf: Array, start: int, end: int, reserve: Callable[[int], None] | None = None
+) -> Array | None:
+    """The JSON list ``buf[start:end]`` as the array orjson + ``np.array`` would make of it, or
+    None when it is anything but a rank 1 or 2 list of numbers this parser takes. ``reserve``
+    is told the array's bytes before it is allocated."""
+    status, rank, rows, width, floats = list_shape(buf, start, end)
+    if status != OK:
+        return None
+    if reserve is not None:
+        reserve(rows * width * 8)
+    out = np.empty(rows * width, dtype=np.float64 if floats else np.int64)
+    filled = fill_floats(buf, start, end, out) if floats else fill_ints(buf, start, end, out)
+    if filled != OK:
+        return None
+    return out.reshape((rows, width) if rank == 2 else (rows,))
+
+
+class NumberList(list[Any]):
+    """A JSON list of numbers already parsed: a read-only list view of the array it became.
+
+    It stands in the parsed document where orjson would have put a list of Python numbers, so
+    code that reads a list's length and first row still works, without the numbers ever being
+    Python objects. ``arrays.decode_array`` takes ``array`` itself; the list's own storage is
+    empty, so C code that reads lists directly (``np.array``, orjson) must not be handed one.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: Array) -> None:
+        super().__init__()
+        self.array = array
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> NumberList: ...
+    def __getitem__(self, index: SupportsIndex | slice) -> Any:
+        item = self.array[index]
+        if isinstance(index, slice) or item.ndim:
+            return NumberList(item)
+        return item.item()
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[k] for k in range(len(self)))
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == other
+
+    def __repr__(self) -> str:
+        return f"NumberList({self.array.dtype.name}, shape={self.array.shape})"
