@@ -120,3 +120,33 @@ def test_orjson_is_never_handed_megabytes() -> None:
         parse_object(orjson.dumps({"predictions": [1.0], "other": [0] * (PARSE_MAX // 2 + 1)}))
     parsed, _ = parse_object(orjson.dumps({"predictions": [0] * (PARSE_MAX // 2 + 1)}))
     assert parsed["predictions"].array.shape == (PARSE_MAX // 2 + 1,)
+
+
+def test_v2_json_tensors_are_lifted_and_reserved() -> None:
+    """/v2 JSON: long ``inputs[k].data`` lists (flat or nested) are parsed without orjson, a long
+    ``id`` string stays a string, the answer is the one of numpy, and what the parse and the
+    arrays hold is reserved in the lease before it is allocated."""
+    from service.codecs import oip
+    from service.memory import MemoryAccount
+
+    rng = np.random.default_rng(0)
+    pred, targ = rng.normal(size=(20_000, 3)), rng.normal(size=(20_000, 3))
+    doc = {
+        "id": "x" * 70_000,
+        "inputs": [
+            {"name": "predictions", "shape": [20_000, 3], "datatype": "FP64",
+             "data": pred.ravel().tolist()},
+            {"name": "targets", "shape": [20_000, 3], "datatype": "FP64", "data": targ.tolist()},
+        ],
+        "outputs": [{"name": "value"}, {"name": "gradient"}],
+    }  # fmt: skip
+    account = MemoryAccount(1 << 30)
+    lease = account.lease()
+    reply = oip.infer("mse", None, np.frombuffer(orjson.dumps(doc), dtype=np.uint8), 10**7,
+                      lease=lease)  # fmt: skip
+    out = orjson.loads(reply.body.tobytes())
+    assert out["id"] == doc["id"]
+    assert out["outputs"][0]["data"][0] == pytest.approx(((pred - targ) ** 2).mean(), rel=1e-12)
+    gradient = np.array(out["outputs"][1]["data"]).reshape(pred.shape)
+    np.testing.assert_allclose(gradient, 2 * (pred - targ) / pred.size, rtol=1e-12)
+    assert lease.held >= 2 * pred.size * 8  # both arrays, reserved before they were parsed

@@ -175,23 +175,26 @@ class Blob:
 class Lifted:
     """A body with its long string literals and number lists cut out (see ``lift``)."""
 
-    skeleton: bytes | bytearray  # the rest, for orjson: each cut-out value is a marker string
+    skeleton: (
+        bytes | bytearray | memoryview
+    )  # the rest, for orjson: each cut-out value is a marker string
     blobs: dict[str, Blob]  # the long strings by marker
     lists: dict[str, NumberList]  # the parsed number lists by marker
     refused: dict[str, tuple[int, int]]  # wanted lists the fast parser refused: key -> range
 
 
 def lift(
-    body: bytes | bytearray,
+    body: bytes | bytearray | memoryview,
     lists: Collection[str] = (),
     depth: int = 1,
     reserve: Callable[[int], None] | None = None,
+    strings: bool = True,
 ) -> Lifted:
     """Cut long string literals, and the number lists of the members named in ``lists`` at
     ``depth`` (1: members of the top-level object), out of ``body``; each becomes a marker
     string in the rest, which orjson parses. Lists are cut only when at least ``LIFT_MIN``
-    bytes long, strings likewise. ``reserve`` is told each list's array size before it is
-    allocated."""
+    bytes long, strings likewise (unless ``strings`` is false). ``reserve`` is told each list's
+    array size before it is allocated."""
     if len(body) < LIFT_MIN:
         return Lifted(body, {}, {}, {})
     buf = np.frombuffer(body, dtype=np.uint8)
@@ -210,6 +213,8 @@ def lift(
             else:
                 cuts.append((start, end, NumberList(array)))
     ranges = long_strings(buf, buf[: len(buf) // 8 * 8].view(np.uint64), LIFT_MIN)
+    if not strings:
+        ranges = ranges[:0]
     view = memoryview(body)
     # the contents of a string, without its quotes (the marker takes their place inside them)
     cuts += [
@@ -274,22 +279,8 @@ def parse_object(
     orjson parse will hold, in bytes, before they are allocated (the memory account).
     """
     lifted = lift(body, lists, reserve=reserve)
-    for name, (start, end) in lifted.refused.items():
-        if end - start > FALLBACK_MAX:
-            raise PayloadTooLarge(
-                f"`{name}` is a JSON list of {end - start} bytes but not a plain list of numbers "
-                "(rank 1 or 2, rows of equal length, integers within int64, numbers within "
-                f"float64); a JSON list over {FALLBACK_MAX} bytes must be one. Send such data as "
-                "a packed array {dtype, shape, data} (or to /v2 with binary tensor data)",
-                errors=[((name,), "a long JSON list must hold only numbers")],
-            )
+    check_lifted(lifted)
     skeleton = lifted.skeleton
-    if len(skeleton) > PARSE_MAX:
-        raise PayloadTooLarge(
-            f"the body holds {len(skeleton)} bytes of JSON besides its long strings and number "
-            f"lists (at most {PARSE_MAX}); send large arrays as packed arrays "
-            "{dtype, shape, data} or JSON lists of numbers",
-        )
     if reserve is not None:
         reserve(len(skeleton) * PARSE_BYTES_PER_BYTE)
     try:
@@ -314,7 +305,30 @@ def parse_object(
     return doc, lifted.blobs
 
 
-def _field_at(body: bytes | bytearray, pos: int, fields: tuple[str, ...]) -> str | None:
+def check_lifted(lifted: Lifted) -> None:
+    """413 for a long wanted list the number parser refused (over FALLBACK_MAX) or more than
+    PARSE_MAX bytes of JSON left for orjson, which holds the GIL while it parses."""
+    for name, (start, end) in lifted.refused.items():
+        if end - start > FALLBACK_MAX:
+            raise PayloadTooLarge(
+                f"`{name}` is a JSON list of {end - start} bytes but not a plain list of numbers "
+                "(rank 1 or 2, rows of equal length, integers within int64, numbers within "
+                f"float64); a JSON list over {FALLBACK_MAX} bytes must be one. Send such data as "
+                "a packed array {dtype, shape, data} (or to /v2 with binary tensor data)",
+                errors=[((name,), "a long JSON list must hold only numbers")],
+            )
+    skeleton = lifted.skeleton
+    if len(skeleton) > PARSE_MAX:
+        raise PayloadTooLarge(
+            f"the body holds {len(skeleton)} bytes of JSON besides its long strings and number "
+            f"lists (at most {PARSE_MAX}); send large arrays as packed arrays "
+            "{dtype, shape, data} or JSON lists of numbers",
+        )
+
+
+def _field_at(
+    body: bytes | bytearray | memoryview, pos: int, fields: tuple[str, ...]
+) -> str | None:
     """The field whose value holds byte ``pos`` of a body orjson refused, if any."""
     head = bytes(body[: max(pos, 0)])
     starts = {field: head.rfind(f'"{field}"'.encode()) for field in fields}

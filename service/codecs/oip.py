@@ -30,7 +30,7 @@ from ..memory import Lease
 from ..schemas import EvaluationOptions
 from . import Reply
 from .arrays import check_finite, decode_array
-from .jsontext import PARSE_BYTES_PER_BYTE, Encoded
+from .jsontext import PARSE_BYTES_PER_BYTE, Encoded, check_lifted, lift
 from .loss import options_of
 
 VERSION = "1"
@@ -253,9 +253,7 @@ def infer(
         raise Unprocessable(
             f"Inference-Header-Content-Length is {end} but the body has only {size} bytes"
         )
-    if lease is not None:
-        lease.hold(end * PARSE_BYTES_PER_BYTE, "parsing the JSON header")
-    request = _parse(body[:end])
+    request = _parse(body[:end], lease)
     spec, options, params, outputs = _plan(name, request)
     demand = _demand(request, (spec, params.model_dump()), options, outputs, max_elements)
     if demand is not None:
@@ -271,15 +269,31 @@ def infer(
     return Reply(encoded, (result,), json_length)
 
 
-def _parse(header: Array) -> InferRequest:
+def _parse(header: Array, lease: Lease | None = None) -> InferRequest:
+    """The JSON header as a request. Long ``inputs[k].data`` lists of numbers are parsed
+    without the GIL (``jsontext.lift``), orjson gets the rest (at most ``PARSE_MAX`` bytes),
+    and both are held in ``lease`` before they are allocated."""
+
+    def reserve(size: int) -> None:
+        if lease is not None:
+            lease.hold(size, "parsing the JSON header")
+
+    lifted = lift(header.data, ("data",), depth=3, reserve=reserve, strings=False)
+    check_lifted(lifted)
+    reserve(len(lifted.skeleton) * PARSE_BYTES_PER_BYTE)
     try:
-        doc = orjson.loads(header.data)
+        doc = orjson.loads(lifted.skeleton)
     except orjson.JSONDecodeError as exc:
         raise Unprocessable(
             f"the inference request is not valid JSON ({exc}); binary tensor data needs the "
             "Inference-Header-Content-Length header",
             errors=[(("body",), "invalid JSON")],
         ) from None
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    for tensor in inputs if lifted.lists and isinstance(inputs, list) else ():
+        data = tensor.get("data") if isinstance(tensor, dict) else None
+        if isinstance(data, str) and data in lifted.lists:
+            tensor["data"] = lifted.lists[data]
     try:
         return InferRequest.model_validate(doc)
     except ValidationError as exc:
