@@ -34,7 +34,7 @@ from .logs import RequestLog, configure
 from .losses import REGISTRY
 from .metrics import Metrics
 from .settings import Settings
-from .warmup import kernel_counts, warm_up
+from .warmup import guard_caches, kernel_counts, warm_up
 
 log = logging.getLogger("lossd")
 CLIENT_CLOSED_REQUEST = 499
@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        guard_caches()  # a failing kernel cache costs compilations, never the start
         # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
         await state.compute.run(warm_up, REGISTRY[:1])
         state.threading_layer = check_threading_layer()
