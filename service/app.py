@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from . import __version__, security
+from . import __version__, security, supervision
 from .api import health, losses, v2
 from .api import metrics as metrics_api
 from .api._docs import add_decoded_bodies, describe_problems, operation_id
@@ -149,6 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.workers > 1:
+            # A worker of uvicorn's supervisor: it goes when the supervisor does, SIGKILL included
+            # (the port is free for a restart).
+            supervision.exit_with_parent()
         guard_caches()  # a failing kernel cache costs compilations, never the start
         # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
         await state.compute.run(warm_up, REGISTRY[:1])
