@@ -149,10 +149,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if settings.workers > 1:
-            # A worker of uvicorn's supervisor: it goes when the supervisor does, SIGKILL included
-            # (the port is free for a restart).
-            supervision.exit_with_parent()
+        # A worker of uvicorn's supervisor goes when the supervisor does, SIGKILL included (the
+        # port is free for a restart): at once while it starts, as on SIGTERM once it serves.
+        serving = supervision.exit_with_parent() if settings.workers > 1 else None
         guard_caches()  # a failing kernel cache costs compilations, never the start
         # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
         await state.compute.run(warm_up, REGISTRY[:1])
@@ -165,6 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # connections only once it can answer them (uvicorn accepts after the start-up),
             # and its siblings serve meanwhile, where it would answer 503 not_ready.
             await task
+        if serving is not None:
+            serving.set()
         yield
         task.cancel()
         with suppress(asyncio.CancelledError):

@@ -6,9 +6,9 @@ service failed with "address already in use". multiprocessing hands each process
 sentinel, the read end of a pipe whose write end only the parent holds, so it turns readable when
 the parent exits, however it dies (prctl's PR_SET_PDEATHSIG would follow the parent's *thread*
 that spawned the worker, and getppid polling would lag and trust a pid). A daemon thread waits on
-it, then stops the worker as a SIGTERM does (uvicorn closes the listening socket first, then
-drains), and exits outright when that has not happened within ``GRACE`` seconds: a worker still
-warming up, or one draining a long request for a supervisor that is no longer there.
+it. A worker that serves then stops as on SIGTERM (uvicorn closes the listening socket, then
+drains) and exits outright if that takes more than ``GRACE`` seconds, a supervisor being gone;
+one still starting (importing, warming up) serves no one yet and exits at once.
 """
 
 from __future__ import annotations
@@ -23,29 +23,32 @@ from multiprocessing.process import BaseProcess
 
 log = logging.getLogger("lossd")
 
-GRACE = 5.0  # seconds from the supervisor's death to a forced exit
+GRACE = 5.0  # seconds from the supervisor's death to a forced exit of a serving worker
 EXIT_CODE = 1
 
 
-def exit_with_parent(grace: float = GRACE) -> bool:
+def exit_with_parent(grace: float = GRACE) -> threading.Event | None:
     """In a process spawned by multiprocessing (a uvicorn worker), start the thread that stops it
-    when its parent dies; False, and nothing started, in any other process."""
+    when its parent dies, and return the event to set once it serves; None, and nothing started,
+    in any other process."""
     parent = multiprocessing.parent_process()
     if parent is None:
-        return False
+        return None
+    serving = threading.Event()
     watcher = threading.Thread(
-        target=_stop_after, args=(parent, grace), name="lossd-supervision", daemon=True
+        target=_stop_after, args=(parent, serving, grace), name="lossd-supervision", daemon=True
     )
     watcher.start()
-    return True
+    return serving
 
 
-def _stop_after(parent: BaseProcess, grace: float) -> None:
+def _stop_after(parent: BaseProcess, serving: threading.Event, grace: float) -> None:
     parent.join()  # returns once the sentinel is readable: the parent has exited
     log.warning("supervisor (pid %s) is gone; this worker stops", parent.pid)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(grace)
-    log.warning("worker still running %g s after its supervisor's death; exiting", grace)
+    if serving.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+        log.warning("worker still running %g s after its supervisor's death; exiting", grace)
     for handler in logging.getLogger().handlers + log.handlers:
         handler.flush()
     os._exit(EXIT_CODE)

@@ -304,6 +304,27 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def port_free(port: int) -> bool:
+    """Whether a server could bind ``port`` now, as uvicorn binds (SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_until_gone(workers: set[int], port: int, within: float) -> float:
+    """Seconds until every one of ``workers`` has exited and ``port`` is free."""
+    start = time.monotonic()
+    while any(alive(pid) for pid in workers) or not port_free(port):
+        elapsed = time.monotonic() - start
+        assert elapsed < within, f"workers {workers} outlived their supervisor by {elapsed:.0f} s"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
 @pytest.fixture
 def two_workers(warm_cache: Path) -> Iterator[Server]:
     """A server with LOSSD_WORKERS=2 on the warm cache, both workers up."""
@@ -325,7 +346,7 @@ def test_workers_exit_when_their_supervisor_is_killed(
     two_workers: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGKILL of ``lossd serve --workers 2``'s parent: its workers notice and exit within
-    seconds (measured: under one), the port is free, and a new server starts on it."""
+    seconds, the port is free, and a new server starts on it."""
     port = int(two_workers.url.rsplit(":", 1)[1])
     workers = workers_of(two_workers.process.pid)
     assert len(workers) == 2
@@ -333,13 +354,36 @@ def test_workers_exit_when_their_supervisor_is_killed(
 
     two_workers.process.send_signal(signal.SIGKILL)
     two_workers.process.wait(timeout=10)
-    killed = time.monotonic()
-    while any(alive(pid) for pid in workers) or listening(port):
-        assert time.monotonic() - killed < 20, f"workers {workers} outlived their supervisor"
-        time.sleep(0.05)
+    wait_until_gone(workers, port, within=20)  # measured: 0.1-0.2 s
     assert f"supervisor (pid {two_workers.process.pid}) is gone" in two_workers.output()
 
     monkeypatch.setattr(servers, "free_port", lambda: port)  # start_server's port: this one
     with served() as again:
         assert again.url == two_workers.url
         assert_right_answer(again)
+
+
+def test_workers_still_starting_exit_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the parent while its two workers import and warm up: they serve no one yet
+    and exit as soon as their start-up notices (the lifespan's first step), freeing the port."""
+    port = servers.free_port()
+    with (tmp_path / "log").open("ab") as log:  # O_APPEND: the workers' lines do not overwrite
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2"],
+            cwd=servers.ROOT,
+            env={**os.environ, "LOSSD_LOG_LEVEL": "warning"},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(workers := workers_of(supervisor.pid)) < 2:
+                assert time.monotonic() < deadline, "two workers did not appear"
+                time.sleep(0.05)
+        finally:
+            supervisor.kill()
+            supervisor.wait(timeout=10)
+        wait_until_gone(workers, port, within=60)  # their imports: seconds, tens on a busy host
+    logged = (tmp_path / "log").read_text()
+    assert logged.count(f"supervisor (pid {supervisor.pid}) is gone") == 2, logged
+    assert "still running" not in logged, logged
