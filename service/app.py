@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from . import __version__, security
+from . import __version__, security, supervision
 from .api import health, losses, v2
 from .api import metrics as metrics_api
 from .api._docs import add_decoded_bodies, describe_problems, operation_id
@@ -35,7 +35,7 @@ from .losses import REGISTRY
 from .memory import MemoryAccount
 from .metrics import Metrics
 from .settings import Settings
-from .warmup import kernel_counts, warm_up
+from .warmup import guard_caches, kernel_counts, warm_up
 
 log = logging.getLogger("lossd")
 CLIENT_CLOSED_REQUEST = 499
@@ -154,6 +154,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A worker of uvicorn's supervisor goes when the supervisor does, SIGKILL included (the
+        # port is free for a restart): at once while it starts, as on SIGTERM once it serves.
+        serving = supervision.exit_with_parent() if settings.workers > 1 else None
+        guard_caches()  # a failing kernel cache costs compilations, never the start
         # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
         await state.compute.run(warm_up, REGISTRY[:1])
         state.threading_layer = check_threading_layer()
@@ -165,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # connections only once it can answer them (uvicorn accepts after the start-up),
             # and its siblings serve meanwhile, where it would answer 503 not_ready.
             await task
+        if serving is not None:
+            serving.set()
         yield
         task.cancel()
         with suppress(asyncio.CancelledError):

@@ -17,6 +17,12 @@ environment, so numba keeps it when it re-reads ``NUMBA_*`` variables, with a co
 ``_LOSSD_NUMBA_CACHE_DIR`` marking it as lossd's: a child process (a uvicorn worker, a test's
 server on an edited copy) sees the mark and keys its own tree again instead of taking the
 inherited directory for the operator's.
+
+lossd's kernels are cached in that directory or nowhere: ``Locator`` keeps numba from falling
+back to ``__pycache__`` beside the sources (stale helpers again) or ``~/.cache/numba``, and from
+failing at import when neither is writable. What lossd may do with the directory (``access``:
+load and save, load only, neither) is decided at start-up, and a cache entry that fails to load or
+save costs a compilation, never the start (``service/warmup.py``, ``guard_caches``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,7 @@ ENV = "NUMBA_CACHE_DIR"
 MARK = "_LOSSD_NUMBA_CACHE_DIR"  # not LOSSD_: that prefix belongs to the settings
 PREFIX = "numba-"
 SOURCE = "source"  # in each keyed directory: the package it caches, for clean()
+LOCATORS = "NUMBA_CACHE_LOCATOR_CLASSES"
 
 # Patterns start with a literal, so that re can skip to it: a few ms for the whole package.
 # The house decorators (service/jit.py) imported by name, or used as ``jit.<name>``.
@@ -168,23 +176,72 @@ def operator_dir(environ: Mapping[str, str]) -> str | None:
     return value if value and value != environ.get(MARK) else None
 
 
+class Locator:
+    """lossd's numba cache locator (``NUMBA_CACHE_LOCATOR_CLASSES``): numba's own for
+    ``NUMBA_CACHE_DIR`` without the check, when a kernel is decorated, that the directory is
+    writable. numba's skips such a directory for the next locator in its list, which caches in
+    ``__pycache__`` beside the sources or in ``~/.cache/numba``, or fails the import when none is
+    writable; with this one a kernel is looked up in lossd's directory or nowhere."""
+
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> Any:
+        """numba's locator of ``py_func`` in ``NUMBA_CACHE_DIR``; it touches no file."""
+        from numba.core import caching
+
+        numba_locator: Any = caching.UserProvidedCacheLocator
+        return numba_locator(py_func, py_file)
+
+
 def configure() -> Path | None:
-    """Point numba at this tree's keyed directory unless the operator chose one; the directory,
-    or None when the operator's stands (or no directory is usable: numba's default then)."""
+    """Point numba at this tree's keyed directory unless the operator chose one, and at lossd's
+    ``Locator``; the keyed directory, or None when the operator's stands or no root is usable
+    (numba is then pointed at the first root's keyed directory, which ``access`` finds unusable:
+    every kernel is compiled in memory)."""
+    locator = f"{__name__}.{Locator.__name__}"
+    os.environ.setdefault(LOCATORS, locator)  # an operator's own list stands
+    config: Any = sys.modules.get("numba.core.config")  # numba imported before lossd: tell it now
+    if config is not None:
+        config.CACHE_LOCATOR_CLASSES = os.environ[LOCATORS]
     if operator_dir(os.environ) is not None:
         return None
     path = keyed_dir(os.environ)
-    config: Any = sys.modules.get("numba.core.config")  # numba imported before lossd: tell it now
-    if path is None:
-        for name in (ENV, MARK):
-            os.environ.pop(name, None)
-        if config is not None:
-            config.CACHE_DIR = ""
-        return None
-    os.environ[ENV] = os.environ[MARK] = str(path)
+    chosen = path or next(roots(os.environ)) / f"{PREFIX}{source_key()}"
+    os.environ[ENV] = os.environ[MARK] = str(chosen)
     if config is not None:
-        config.CACHE_DIR = str(path)
+        config.CACHE_DIR = os.environ[ENV]
     return path
+
+
+@dataclass(frozen=True)
+class Access:
+    """What this process may do with its cache directory, and why not more."""
+
+    directory: Path
+    load: bool
+    save: bool
+    cause: str = ""
+
+
+def _cause(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+
+
+def access(directory: Path) -> Access:
+    """Whether kernels can be loaded from ``directory`` and saved to it, found as numba would
+    (create the directory, then a temporary file in it): a directory that cannot be created
+    holds nothing to load; one that takes no new file (read-only, or another user's) may still
+    hold a whole cache. A full disk passes (an empty file fits); its first failed save stops the
+    saving (``guard_caches``)."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        return Access(directory, load=False, save=False, cause=_cause(exc))
+    try:
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as exc:
+        readable = os.access(directory, os.R_OK | os.X_OK)
+        return Access(directory, load=readable, save=False, cause=_cause(exc))
+    return Access(directory, load=True, save=True)
 
 
 def stale_dirs(

@@ -25,6 +25,8 @@ from service.kernel_cache import (
     MARK,
     PACKAGE,
     SOURCE,
+    Access,
+    access,
     kernel_modules,
     keyed_dir,
     operator_dir,
@@ -280,3 +282,46 @@ def test_clean_cache_removes_this_checkouts_stale_dirs_and_keeps_the_current_one
     assert clean() == []
     assert clean("--all") == [f"removed {current}", f"removed {root / 'numba-other'}"]
     assert list(root.iterdir()) == []
+
+
+def test_access_says_what_a_directory_allows(tmp_path: Path) -> None:
+    """A directory that exists or can be created takes loads and saves; one that cannot be
+    created (a regular file, or a path under one: so for root too) takes neither, and says why."""
+    fresh = tmp_path / "new" / "cache"
+    assert access(fresh) == Access(fresh, load=True, save=True)
+    assert fresh.is_dir()
+    (tmp_path / "file").write_text("")
+    under = access(tmp_path / "file" / "numba")
+    assert (under.load, under.save) == (False, False)
+    assert "Not a directory" in under.cause
+    instead = access(tmp_path / "file")
+    assert (instead.load, instead.save) == (False, False)
+    assert "File exists" in instead.cause
+
+
+LOCATED = """
+import json
+import service
+from numba.core import config
+from service.losses import resolve
+print(json.dumps([str(service.KERNEL_CACHE), config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES,
+                  resolve("mse").driver._cache.cache_path]))
+"""
+
+
+def test_kernels_are_cached_in_lossds_directory_or_nowhere(tmp_path: Path) -> None:
+    """A cache directory that cannot be created does not send numba to ``__pycache__`` beside the
+    sources (stale helpers) nor fail the import: the kernels' caches stay pointed at it, and
+    start-up finds it unusable (service/warmup.py guard_caches). Without any usable root, numba
+    is pointed at the first root's keyed directory, just as unusable."""
+    (tmp_path / "file").write_text("")
+    operator = tmp_path / "file" / "numba"
+    kernel, directory, locators, driver = run(LOCATED, fresh_env(tmp_path, **{ENV: str(operator)}))
+    assert (kernel, directory, locators) == ("None", str(operator), "service.kernel_cache.Locator")
+    assert driver.startswith(f"{operator}{os.sep}"), driver
+    nowhere = {"HOME": str(tmp_path / "file"), "TMPDIR": str(tmp_path / "file")}
+    kernel, directory, _, driver = run(LOCATED, fresh_env(tmp_path, **nowhere))
+    keyed = tmp_path / "file" / ".cache" / "lossd" / f"numba-{source_key()}"
+    assert (kernel, directory) == ("None", str(keyed))
+    assert driver.startswith(f"{keyed}{os.sep}"), driver
+    assert not access(keyed).load
