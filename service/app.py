@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def finish_warm_up() -> None:
         await state.compute.run(warm_up, REGISTRY[1:])
+        await state.compute.run(losses.build_catalogue)  # GET /losses: built once, not on the loop
         # Once more on the event loop, which evaluates small bodies itself: the kernels are
         # loaded by now (tens of ms), and the first small request after ready finds this
         # thread's numba state warm.

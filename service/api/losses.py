@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 
 from .. import core
 from ..codecs import loss as codec
-from ..losses import resolve
+from ..losses import REGISTRY, resolve
 from ..memory import Lease
 from ..metrics import note
 from ..schemas import Catalogue, LossInfo, LossResult, MultiLossResult
@@ -88,3 +88,10 @@ def _catalogue() -> bytes:
 @cache
 def _entry(name: str) -> bytes:
     return orjson.dumps(core.catalogue_entry(resolve(name)))
+
+
+def build_catalogue() -> None:
+    """Build the catalogue's answers (at start-up, on a compute thread)."""
+    _catalogue()
+    for spec in REGISTRY:
+        _entry(spec.name)
