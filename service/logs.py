@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from time import perf_counter
 from typing import Any, Literal
 
@@ -175,6 +176,25 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return os.urandom(16).hex()
 
 
+def _clear_frames(exc: BaseException) -> None:
+    """Clear the locals of the finished frames an exception's tracebacks hold.
+
+    Those frames (a streaming response, its body) sit in a reference cycle with the exception,
+    which only the cyclic garbage collector frees, whenever it next runs: measured, six cut
+    21 MB answers stayed resident until then.
+    """
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        pending += [e for e in (error.__cause__, error.__context__) if e is not None]
+        if isinstance(error, BaseExceptionGroup):
+            pending += error.exceptions
+
+
 class RequestLog:
     """Pure ASGI middleware: the request id, one log line and the request metrics per request.
 
@@ -224,11 +244,12 @@ class RequestLog:
         token = CURRENT.set(obs)
         try:
             await self.app(scope, counted_receive, tagged_send)
-        except Exception:
+        except Exception as exc:
             # Raised on the way out once the client left (the OSError, or what a streaming
             # response made of it): no bug, and nobody to answer.
             if not gone:
                 raise
+            _clear_frames(exc)
         finally:
             CURRENT.reset(token)
             status = CLIENT_CLOSED_REQUEST if gone else status

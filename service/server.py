@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,7 @@ log = logging.getLogger("lossd.connection")
 # reads it (nginx's lingering_close, shorter).
 LINGER = 2.0
 RETRY_AFTER = "1"  # seconds, with a refused connection's 503
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, zero seconds: close() resets the connection
 
 
 @dataclass(frozen=True)
@@ -158,8 +161,7 @@ class _Refusal(asyncio.Protocol):
         self.answer = answer
         self.timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         transport.write(self.answer)
         if transport.can_write_eof():
             transport.write_eof()
@@ -456,6 +458,12 @@ class HttpProtocol(HttpToolsProtocol):
         self._send_timer = None
         _cut("send_timeout", None, self.client)
         self._cut = True
+        # A reset, not a close: the kernel would otherwise keep the megabytes already handed to
+        # it and trickle them to a client that does not read.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         self.transport.abort()  # frees the write buffer; connection_lost wakes the pending send
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
