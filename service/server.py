@@ -33,9 +33,14 @@ from typing import Any
 import httptools
 import orjson
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
 
@@ -205,6 +210,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._ignoring = False  # no further request is read on this connection
         self._last_answer: bytes | None = None  # to send once the responses in flight are done
         self._lost = False  # the connection is gone
+        self._running: RequestResponseCycle | None = None  # the request being answered
         self._cut = False  # ... with an answer not delivered
 
     # The connection
@@ -234,7 +240,17 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_timer = self._send_timer = self._linger_timer = None
         self._held = None
         self.pipeline.clear()  # requests that never started: nobody waits for them
+        # uvicorn tells only the last request parsed; with pipelining the one being answered is
+        # another, and it would write to the closed transport (a RuntimeError).
+        running = self._running
+        if running is not None and not running.response_complete:
+            running.disconnected = True
+            running.message_event.set()
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
         if self._ignoring:
@@ -471,7 +487,9 @@ class HttpProtocol(HttpToolsProtocol):
         gone, and whose last message returns when the answer left the process (or never will)."""
 
         async def guarded_send(message: Message) -> None:
-            if self._lost:
+            # Closing in the middle of an answer: the client sent EOF (uvicorn then closes), or
+            # the connection broke. Either way the rest of the answer goes nowhere.
+            if self._lost or self.transport.is_closing():
                 raise ClientDisconnected
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
@@ -479,7 +497,7 @@ class HttpProtocol(HttpToolsProtocol):
                     await self.flow.drain()
                 if self._cut:
                     raise ClientDisconnected
-            elif self._lost:
+            elif self._lost or self.transport.is_closing():
                 raise ClientDisconnected
 
         with suppress(ClientDisconnected):  # nobody reads the answer; RequestLog counted a 499
