@@ -200,7 +200,8 @@ class RequestLog:
 
     It stores the id in ``request.state.request_id`` (the 500 handler, which runs outside every
     middleware, reads it there) and puts an ``Observation`` in ``metrics.CURRENT`` for the routes
-    and the engine to fill in.
+    and the engine to fill in. A request whose client left before its answer was out (the
+    server's ``send`` raised an ``OSError``, as ASGI 2.4 has it) is logged and counted as 499.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:

@@ -203,9 +203,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._fields = 0  # header fields of the head being read
         self._events = 0  # heads and messages parsed: did a feed end one?
         self._body_left: int | None = None  # of the body being read, when its length is known
-        self._head_tail = (
-            b""  # the last bytes of the head being read: its blank line may span reads
-        )
+        self._head_tail = b""  # the head's last bytes: its blank line may span two reads
         self._held: bytes | None = None  # input not parsed while the pipeline is full
         self._ignoring = False  # no further request is read on this connection
         self._last_answer: bytes | None = None  # to send once the responses in flight are done
@@ -273,9 +271,9 @@ class HttpProtocol(HttpToolsProtocol):
 
         httptools parses whatever it is given, every request in it, and cannot stop part-way:
         so a head is fed up to its blank line and a body up to its Content-Length, and the
-        check comes between them. (A chunked body or a head split in its blank line across
-        reads is fed whole; should that complete more requests than may wait, the parser
-        stops at the first of them: see ``_stop_reading``.)
+        check comes between them. (A chunked body, or a head with bare LF line ends, is fed
+        whole; should that complete more requests than may wait, the parser stops at the first
+        of them: see ``_stop_reading``.)
         """
         view = memoryview(data)
         start, end = 0, len(data)
