@@ -1,6 +1,7 @@
 """The error tree and its problem+json form (RFC 9457).
 
     LossdError                       status  code
+    ├── MalformedRequest             400     malformed_request (not HTTP/1.1; the server's)
     ├── CorsRejected                 400     cors_rejected    (a refused CORS preflight)
     ├── Unauthorized                 401     unauthorized     (with WWW-Authenticate)
     ├── NotFound                     404     not_found
@@ -9,15 +10,18 @@
     ├── RequestTimeout               408     request_timeout  (the body arrived too slowly)
     ├── PayloadTooLarge              413     payload_too_large
     ├── TooManyElements              413     too_many_elements
-    ├── MemoryBudget                 413     memory_budget    (LOSSD_MAX_REQUEST_BYTES)
+    ├── MemoryBudget                 413     memory_budget    (request or process budget)
     ├── UnsupportedMediaType         415     unsupported_media_type
+    ├── HeadersTooLarge              431     headers_too_large (the server's, then close)
     ├── Unprocessable                422     invalid_request  (JSON syntax, field types)
     │   ├── InvalidArray             422     invalid_array
     │   ├── ShapeMismatch            422     shape_mismatch
     │   ├── InvalidParams            422     invalid_params
     │   └── OutOfDomain              422     out_of_domain
+    ├── ClientGone                   499     client_closed_request (nobody reads it)
     ├── NotReady                     503     not_ready        (with Retry-After)
-    └── Overloaded                   503     overloaded       (with Retry-After)
+    └── Overloaded                   503     overloaded       (with Retry-After: queue, memory)
+        └── TooManyConnections       503     too_many_connections (the server's, then close)
 
 Details and ``errors[].msg`` describe what is wrong and never echo the offending input back: a
 NaN or a million-element list echoed into a 422 is how a 422 becomes a 500.
@@ -161,7 +165,8 @@ class TooManyElements(LossdError, status=413, code="too_many_elements"):
 
 
 class MemoryBudget(LossdError, status=413, code="memory_budget"):
-    """The request would need more than LOSSD_MAX_REQUEST_BYTES of memory."""
+    """The request would need more than LOSSD_MAX_REQUEST_BYTES of memory, or more than the whole
+    process may hold (LOSSD_MAX_PROCESS_BYTES)."""
 
 
 class UnsupportedMediaType(LossdError, status=415, code="unsupported_media_type"):
@@ -193,9 +198,24 @@ class NotReady(LossdError, status=503, code="not_ready"):
 
 
 class Overloaded(LossdError, status=503, code="overloaded"):
-    """The compute queue is full (with Retry-After)."""
+    """The compute queue is full, or the process's memory stays taken (with Retry-After)."""
 
 
 class ClientGone(LossdError, status=499, code="client_closed_request"):
     """The client closed the connection before its answer: the work for it was dropped.
     Nobody reads the answer; 499 (nginx's "client closed request") is for logs and metrics."""
+
+
+# Answered by the HTTP server itself (service/server.py), before any request reaches the app.
+
+
+class HeadersTooLarge(LossdError, status=431, code="headers_too_large"):
+    """The request line and headers exceed LOSSD_MAX_HEADER_BYTES or LOSSD_MAX_HEADERS."""
+
+
+class TooManyConnections(Overloaded, code="too_many_connections"):
+    """The worker holds LOSSD_MAX_CONNECTIONS connections already (with Retry-After)."""
+
+
+class MalformedRequest(LossdError, status=400, code="malformed_request"):
+    """Bytes that are not an HTTP/1.1 request (the parser's refusal, in problem+json)."""

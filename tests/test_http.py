@@ -136,6 +136,17 @@ def test_healthz_answers_while_a_large_batch_computes(server: Server, tmp_path: 
     np.testing.assert_allclose(unpack(out["gradient"]), np.tanh(pred * 0.5) / pred.size)
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_head_answers_like_get_without_a_body(server: Server, path: str) -> None:
+    """HEAD on the probes answers GET's status and headers with no body, not 405."""
+    get = httpx.get(f"{server.url}{path}")
+    head = httpx.head(f"{server.url}{path}")
+    assert (head.status_code, get.status_code) == (200, 200)
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == str(len(get.content))
+
+
 def test_second_start_loads_the_kernels_from_the_cache(tmp_path: Path) -> None:
     """On an empty numba cache a start compiles its kernels and /readyz counts them; a second
     start on that cache compiles none and is ready well under the one to two minutes a cold

@@ -7,6 +7,8 @@ import base64
 import json
 import os
 import re
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +16,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
+import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
+from service.server import HttpProtocol
 from service.settings import Settings
-from tests.support.servers import Server, start_server
+from tests.support.servers import Server, free_port, start_server
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -245,17 +250,28 @@ def test_a_500_carries_and_logs_the_request_id(caplog: pytest.LogCaptureFixture)
     assert line.fields["status"] == 500 and line.fields["request_id"] == "bug-7"  # type: ignore[attr-defined]
 
 
-def test_text_log_format() -> None:
-    """LOSSD_LOG_FORMAT=text writes readable, non-JSON lines carrying the same fields."""
+@pytest.fixture(scope="module")
+def text_srv() -> Iterator[Server]:
+    """A server logging every request as text (LOSSD_LOG_FORMAT=text)."""
     server = start_server({"LOSSD_LOG_LEVEL": "info", "LOSSD_LOG_FORMAT": "text"})
     try:
-        httpx.get(f"{server.url}/losses/mse", headers={"X-Request-ID": "text-1"})
-        deadline = time.monotonic() + 15
-        while "request_id=text-1" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        lines = [line for line in server.output().splitlines() if "request_id=text-1" in line]
+        yield server
     finally:
         assert server.stop() == 0
+
+
+def _text_lines(server: Server, rid: str) -> list[str]:
+    """The text lines that mention the request id, waiting for the first."""
+    deadline = time.monotonic() + 15
+    while f"request_id={rid}" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [line for line in server.output().splitlines() if f"request_id={rid}" in line]
+
+
+def test_text_log_format(text_srv: Server) -> None:
+    """LOSSD_LOG_FORMAT=text writes readable, non-JSON lines carrying the same fields."""
+    httpx.get(f"{text_srv.url}/losses/mse", headers={"X-Request-ID": "text-1"})
+    lines = _text_lines(text_srv, "text-1")
     assert len(lines) == 1, lines
     assert re.match(r"\S+Z INFO +\[\d+\] lossd.request: request request_id=text-1 ", lines[0])
     assert "method=GET path=/losses/mse status=200" in lines[0]
@@ -319,3 +335,69 @@ def test_v2_inference_is_counted_with_its_encoding(srv: Server) -> None:
     assert _delta(before, after, "lossd_elements_total", loss="mse") == 2
     duration = "lossd_request_duration_seconds_count"
     assert _delta(before, after, duration, route="/v2/models/{name}/infer") == 1
+
+
+def test_text_log_escapes_control_characters(text_srv: Server) -> None:
+    """A %0A or an escape sequence in the path cannot forge a text log line: control characters
+    are escaped and the request stays on one line."""
+    path = "/x%0A2099-01-01T00:00:00.000Z%20INFO%20forged%1B[31m%E2%80%A8"
+    httpx.get(f"{text_srv.url}{path}", headers={"X-Request-ID": "text-2"})
+    [line] = _text_lines(text_srv, "text-2")
+    assert r'path="/x\n2099-01-01T00:00:00.000Z INFO forged\u001b[31m\u2028"' in line
+    assert not any(line.startswith("2099") for line in text_srv.output().splitlines())
+
+
+def test_a_client_that_hangs_up_is_logged_and_counted_as_499(srv: Server) -> None:
+    """A client that leaves before its answer is out is logged and counted as 499."""
+    n = 1_000_000
+    arrays = {
+        name: {"dtype": "float64", "shape": [n], "data": base64.b64encode(a.tobytes()).decode()}
+        for name, a in (("predictions", np.linspace(0.1, 1.0, n)), ("targets", np.zeros(n)))
+    }
+    body = orjson.dumps({**arrays, "reduction": "none", "gradient": True, "hessian": True})
+    head = (
+        "POST /loss/mse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-ID: gone-1\r\n\r\n"
+    )
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    before = _scrape(srv.url)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head.encode() + body)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")  # the first of some 40 MB; gone
+    [line] = _request_lines(srv, ["gone-1"])["gone-1"]
+    assert line["status"] == 499
+    after = _scrape(srv.url)
+    labels = {"loss": "mse", "status": "499", "encoding": "packed"}
+    assert _delta(before, after, "lossd_requests_total", **labels) == 1
+
+
+def test_a_500_is_logged_once_with_its_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    """Served by uvicorn with lossd's protocol, an unexpected exception makes exactly one log
+    record with a traceback: lossd's, with the request id (uvicorn's own is dropped)."""
+    app = create_app(Settings())
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=HttpProtocol, lifespan="off", log_config=None
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        response = httpx.get(f"http://127.0.0.1:{port}/boom", headers={"X-Request-ID": "bug-8"})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "bug-8"
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.getMessage() == "unexpected error"
+    assert record.fields == {"request_id": "bug-8"}  # type: ignore[attr-defined]
