@@ -136,8 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state = ServiceState(
         settings,
         ComputeExecutor(settings.compute_threads, settings.queue_depth),
-        MemoryAccount(settings.process_bytes(), settings.memory_wait),
+        MemoryAccount(settings.process_bytes(), settings.memory_wait, metrics.memory_reserved.set),
     )
+    metrics.memory_budget.set(state.memory.budget)
 
     async def finish_warm_up() -> None:
         await state.compute.run(warm_up, REGISTRY[1:])

@@ -20,6 +20,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import MemoryBudget, Overloaded
@@ -68,12 +69,16 @@ class MemoryAccount:
     """Bytes reserved by the requests in flight, against ``budget``; thread-safe (codecs
     reserve on compute threads, bodies are reserved on the event loop)."""
 
-    def __init__(self, budget: int, wait: float = 1.0) -> None:
+    def __init__(
+        self, budget: int, wait: float = 1.0, observe: Callable[[int], None] | None = None
+    ) -> None:
         self.budget = budget
         self.wait = wait
         self.reserved = 0
         self.peak = 0
         self._room = threading.Condition()
+        # told the bytes reserved after every change (the metrics' gauge)
+        self._observe = observe or (lambda _: None)
 
     def lease(self) -> Lease:
         """A new request's lease, holding nothing yet."""
@@ -85,6 +90,7 @@ class MemoryAccount:
             return False
         self.reserved += size
         self.peak = max(self.peak, self.reserved)
+        self._observe(self.reserved)
         return True
 
     def take(self, size: int, wait: float) -> bool:
@@ -106,6 +112,7 @@ class MemoryAccount:
     def give_back(self, size: int) -> None:
         with self._room:
             self.reserved -= size
+            self._observe(self.reserved)
             self._room.notify_all()
 
 

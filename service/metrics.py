@@ -25,6 +25,7 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
 )
 from prometheus_client import multiprocess as _multiprocess
@@ -98,6 +99,19 @@ class Metrics:
             "prediction elements processed by a loss's kernel",
             ("loss",),
             registry=register,
+        )
+        # The process-wide memory account (service/memory.py), summed over live workers.
+        self.memory_reserved = Gauge(
+            "lossd_memory_reserved_bytes",
+            "bytes the requests in flight hold in the memory account",
+            registry=register,
+            multiprocess_mode="livesum",
+        )
+        self.memory_budget = Gauge(
+            "lossd_memory_budget_bytes",
+            "the memory account's budget (LOSSD_MAX_PROCESS_BYTES)",
+            registry=register,
+            multiprocess_mode="livesum",
         )
         if self.multiprocess:
             _multiprocess.MultiProcessCollector(own)  # type: ignore[no-untyped-call]

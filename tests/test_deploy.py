@@ -124,3 +124,35 @@ def test_deployment_matches_the_image() -> None:
     assert resources["Service"]["spec"]["selector"] == selector
     assert resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
     assert resources["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "lossd"
+
+
+def test_the_pods_worst_case_fits_its_memory_limit() -> None:
+    """The README's arithmetic, from the manifest's own numbers: the process (384 MiB allowed),
+    its memory account, what the account does not see (per connection: the head, the heads read
+    ahead and one socket read) and the kernel cache in the in-memory /tmp stay under the limit."""
+    from service.memory import BASE_BYTES
+    from service.settings import Settings
+
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {v["name"]: v["value"] for v in container["env"] if "value" in v}
+    settings = Settings(**{k.removeprefix("LOSSD_").lower(): v for k, v in env.items()
+                           if k.startswith("LOSSD_")})  # fmt: skip
+    limit = _bytes(container["resources"]["limits"]["memory"])
+    tmp = _bytes({v["name"]: v for v in pod["volumes"]}["tmp"]["emptyDir"]["sizeLimit"])
+    per_connection = settings.max_header_bytes * (1 + settings.max_pipelined) + 256 * 1024
+    worst = (
+        settings.workers * BASE_BYTES
+        + settings.process_bytes()
+        + settings.workers * settings.max_connections * per_connection
+        + tmp
+    )
+    assert settings.max_process_bytes is not None  # set in the manifest, not derived
+    assert worst < limit, (worst / 2**20, limit / 2**20)
+    assert settings.max_request_bytes <= settings.process_bytes()
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    number, unit = re.fullmatch(r"(\d+)([KMG]i)", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * units[unit]

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -311,3 +312,54 @@ def test_work_for_clients_that_hung_up_is_dropped(one_slot_server: Server) -> No
         metrics = http.get("/metrics").text
     gone = re.findall(r'lossd_requests_total\{[^}]*status="499"[^}]*\} (\S+)', metrics)
     assert sum(float(count) for count in gone) >= 8, metrics[:3000]
+
+
+def _peak_rss_since_reset(pid: int) -> tuple[int, int]:
+    """(current, peak) resident bytes of ``pid`` (VmRSS, VmHWM)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def test_the_process_holds_what_its_account_allows(memory_server: Server) -> None:
+    """Sixteen clients at once, each with a request its 24 MiB process can hold alone (packed
+    and JSON-list bodies, class-index targets, gradients, several losses): every answer is 200
+    or 503 overloaded, and the process's peak RSS grows by at most its budget plus the
+    allocator's and the connections' slack."""
+    rng = np.random.default_rng(5)
+    pred = rng.normal(size=(60_000, 4))
+    labels = rng.integers(0, 4, size=60_000)
+    bodies = [
+        orjson.dumps({"predictions": _packed(pred), "targets": _packed(pred * 0.5),
+                      "gradient": True, "array_format": "packed"}),
+        orjson.dumps({"predictions": pred.tolist(), "targets": labels.tolist(),
+                      "params": {"from_logits": True}}),
+        orjson.dumps({"predictions": _packed(pred), "targets": _packed(pred),
+                      "losses": [{"name": "mse"}, {"name": "huber"}, {"name": "log_cosh"}]}),
+    ]  # fmt: skip
+    paths = ["/loss/mse", "/loss/cross_entropy", "/loss"]
+    pid = memory_server.process.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before, _ = _peak_rss_since_reset(pid)
+
+    def post(k: int) -> list[int]:
+        with httpx.Client(base_url=memory_server.url, timeout=120) as http:
+            statuses = []
+            for _ in range(3):
+                answer = http.post(paths[k % 3], content=bodies[k % 3],
+                                   headers={"content-type": JSON})  # fmt: skip
+                statuses.append(answer.status_code)
+                if answer.status_code == 503:
+                    assert_problem(answer, 503, "overloaded")
+            return statuses
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = [status for some in pool.map(post, range(16)) for status in some]
+    _, peak = _peak_rss_since_reset(pid)
+    assert set(statuses) <= {200, 503}
+    assert 200 in statuses
+    slack = 16 * MiB  # 16 connections' buffers, glibc's arenas, numba's per-thread state
+    assert peak - before <= PROCESS + slack, (peak - before) / MiB
