@@ -312,11 +312,12 @@ def test_the_losses_of_one_request_add_up(limited: httpx.Client) -> None:
 
 
 def test_class_index_targets_count_as_their_one_hot_rows(limited: httpx.Client) -> None:
-    """Class-index targets (N,) become one-hot (N, C) rows, and the budget counts them: 1000 x 30
-    float32 logits with indices fit, 1000 x 60 do not."""
+    """Class-index targets (N,) become one-hot (N, C) rows, and the budget counts them (with the
+    loss's own masks and scratch, ``working_bytes``): 1000 x 12 float32 logits with indices fit,
+    1000 x 60 do not."""
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(1000, 30)).astype(np.float32)
-    classes = rng.integers(0, 30, size=1000)
+    logits = rng.normal(size=(1000, 12)).astype(np.float32)
+    classes = rng.integers(0, 12, size=1000)
     body = {
         "predictions": packed(logits, "float32"),
         "targets": packed(classes, "int64"),
@@ -324,7 +325,7 @@ def test_class_index_targets_count_as_their_one_hot_rows(limited: httpx.Client) 
     }
     response = limited.post("/loss/cross_entropy", json=body)
     assert response.status_code == 200, response.text
-    rows = one_hot(classes, 30)
+    rows = one_hot(classes, 12)
     expected = multiclass.cross_entropy(logits.astype(np.float64), rows, from_logits=True).mean()
     assert response.json()["value"] == pytest.approx(expected, rel=1e-12)
     wide = {"predictions": declared([1000, 60], "float32"), "targets": declared([1000], "int64")}

@@ -249,7 +249,7 @@ def test_a_request_larger_than_the_process_is_refused_before_its_body(
 def test_a_json_body_whose_parse_cannot_fit_is_refused(memory_server: Server) -> None:
     """What orjson parses costs up to 40 bytes per byte of JSON text (lists of numbers are
     parsed without it): 1 MiB of nested containers is held at 40 MiB before it is parsed, which
-    this 24 MiB process can never fit: 413, with advice. The number lists of a 2 MiB body are
+    this 24 MiB process can never fit: 413, with advice. The number lists of a 0.5 MiB body are
     held at their arrays' 8 bytes an element and served."""
     junk = ",".join(["{}"] * (MiB // 3))
     body = f'{{"predictions": [1.0], "targets": [1.0], "junk": [{junk}]}}'.encode()
@@ -258,7 +258,7 @@ def test_a_json_body_whose_parse_cannot_fit_is_refused(memory_server: Server) ->
         assert_problem(answer, 413, "memory_budget")
         assert "packed or binary" in answer.json()["detail"]
 
-        values = ",".join(["0.5"] * (MiB // 4))
+        values = ",".join(["0.5"] * (MiB // 16))
         body = f'{{"predictions": [{values}], "targets": [{values}]}}'.encode()
         answer = http.post("/loss/mse", content=body, headers={"content-type": JSON})
         assert answer.status_code == 200 and answer.json()["value"] == 0.0

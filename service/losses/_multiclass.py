@@ -198,7 +198,8 @@ class MulticlassParams(LossParams):
         if cls.masks_ignored:
             total += itemsize * rows
         if "class_weight" in fields:
-            total += (8 + itemsize) * rows + 16 * KAPPA_CHUNK_ELEMENTS
+            chunk = min(rows * columns, max(columns, KAPPA_CHUNK_ELEMENTS))  # ``_kappa``'s
+            total += (8 + itemsize) * rows + 16 * chunk
             total += (WEIGHTS_BYTES + itemsize) * columns
         if "ignore_index" in fields and not cls.masks_ignored:
             total += itemsize * rows * columns
