@@ -369,8 +369,7 @@ class Demand:
         outputs += int((self.options.per_sample * rows + derivatives * values) * self.text_bytes)
         columns = values // rows if rows else 0
         own = sum(
-            spec.params.working_bytes(rows, columns, size, len(self.specs), sent=sent)
-            for spec, sent in self.specs
+            spec.params.working_bytes(rows, columns, size, sent=sent) for spec, sent in self.specs
         )
         return inputs + compute + self.losses * outputs + own
 

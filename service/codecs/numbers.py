@@ -131,6 +131,16 @@ def member_lists(buf: Array, min_len: int) -> Array:
 
 
 @scalar
+def _digits_end(buf: Array, j: int, end: int) -> int:
+    """The end of the run of ASCII digits at ``j``; -1 when none is there."""
+    if j >= end or not 48 <= buf[j] <= 57:
+        return -1
+    while j < end and 48 <= buf[j] <= 57:
+        j += 1
+    return j
+
+
+@scalar
 def _number_end(buf: Array, i: int, end: int) -> tuple[int, int]:
     """(end of the JSON number token at ``i`` or -1 if none is there, kind): kind 0 an integer
     token within int64, 1 a float token, 2 an integer token beyond int64."""
@@ -141,28 +151,21 @@ def _number_end(buf: Array, i: int, end: int) -> tuple[int, int]:
     if j >= end or not 48 <= buf[j] <= 57:
         return -1, 0
     digits_start = j
-    if buf[j] == 48:  # a leading zero stands alone
-        j += 1
-    else:
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
+    j = j + 1 if buf[j] == 48 else _digits_end(buf, j, end)  # a leading zero stands alone
     digits = j - digits_start
     kind = 0
     if j < end and buf[j] == 46:  # '.'
-        j += 1
-        if j >= end or not 48 <= buf[j] <= 57:
+        j = _digits_end(buf, j + 1, end)
+        if j < 0:
             return -1, 0
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
         kind = 1
     if j < end and (buf[j] == 101 or buf[j] == 69):  # 'e' 'E'
         j += 1
         if j < end and (buf[j] == 43 or buf[j] == 45):
             j += 1
-        if j >= end or not 48 <= buf[j] <= 57:
+        j = _digits_end(buf, j, end)
+        if j < 0:
             return -1, 0
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
         kind = 1
     if kind == 0 and digits >= 19:
         # beyond 18 digits, compare with the int64 bounds (the magnitude fits in uint64 up to 19)

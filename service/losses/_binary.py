@@ -4,16 +4,15 @@ losses and hinge label rules."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field
 
 from ..errors import InvalidArray
 from ..jit import Array, inline, scalar
-from ._spec import ComputeDtype, LossParams, Memo, Prepared, readonly
+from ._spec import ComputeDtype, LossParams, Memo, Prepared, Sent, readonly
 from ._stable import log_sigmoid
 from ._vmath import exp, log1p_near
 
@@ -101,15 +100,7 @@ class SignTargetParams(LossParams):
     """Base of the hinge losses: targets in {−1, 1}, or {0, 1} converted with 2y − 1."""
 
     @classmethod
-    def working_bytes(
-        cls,
-        rows: int,
-        columns: int,
-        itemsize: int,
-        losses_sharing: int = 1,
-        *,
-        sent: Mapping[str, Any] | None = None,
-    ) -> int:
+    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
         """``sign_labels``' five boolean masks and 2y − 1 in float64 (with its temporary),
         then the converted rows in the compute dtype."""
         return (5 + 16 + itemsize) * rows * columns

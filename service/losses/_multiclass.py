@@ -27,7 +27,7 @@ Keras' silent renormalisation with ``normalize: true``. Their targets, decided p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -43,6 +43,7 @@ from ._spec import (
     Memo,
     NonNegative,
     Prepared,
+    Sent,
     as_compute,
     kernel_threads,
     memoized,
@@ -177,22 +178,14 @@ class MulticlassParams(LossParams):
     row_scratch_bytes: ClassVar[int] = 16
 
     @classmethod
-    def working_bytes(
-        cls,
-        rows: int,
-        columns: int,
-        itemsize: int,
-        losses_sharing: int = 1,
-        *,
-        sent: Mapping[str, Any] | None = None,
-    ) -> int:
+    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
         """The domain checks' masks, and what ``prepare`` and the drivers add: the checks and
         index arrays of class-index targets, the mask of ignored samples, κ (kept in the memo)
         with its float64 sum and float32 chunk, the class weights as arrays, key and shown list,
         a driver's zeroed copy of the rows (``ignore_index`` without the mask), P from
         log-probabilities (``distribution_targets``: kl's ``log_target``) and the drivers' row
         scratch on every kernel thread. The shared one-hot rows are the generic targets copy."""
-        total = super().working_bytes(rows, columns, itemsize, losses_sharing, sent=sent)
+        total = super().working_bytes(rows, columns, itemsize, sent=sent)
         fields = cls.model_fields
         total += INDEX_BYTES * rows
         if cls.masks_ignored:

@@ -24,6 +24,8 @@ NonNegative = Annotated[float, Field(ge=0)]
 ClipEpsilon = Annotated[float, Field(gt=0, lt=0.5, description="probabilities clipped to [ε, 1−ε]")]
 # Per-batch conversions of the targets, shared by the losses of one POST /loss request.
 Memo = dict[tuple[Any, ...], Any]
+# A loss's parameters as a request sent them, before validation (None: not an object).
+Sent = Mapping[str, Any] | None
 _numba_config: Any = numba.config  # numba's config attributes are created at import, untyped
 
 
@@ -133,15 +135,7 @@ class LossParams(BaseModel):
     check_bytes: ClassVar[int] = 3
 
     @classmethod
-    def working_bytes(
-        cls,
-        rows: int,
-        columns: int,
-        itemsize: int,
-        losses_sharing: int = 1,
-        *,
-        sent: Mapping[str, Any] | None = None,
-    ) -> int:
+    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
         """Bytes this loss holds beyond the generic arrays (the decoded inputs, the (N, C)
         compute copies of predictions and targets, weights, per-sample and derivative outputs),
         at most, for predictions of shape (rows, columns) in a compute dtype of ``itemsize``
@@ -150,15 +144,14 @@ class LossParams(BaseModel):
         An upper bound from the shape alone: the parameters are not validated yet. ``sent``, the
         loss's parameters as the request sent them (unvalidated, any types), may tighten it
         where they decide what is allocated (simloss's ``ordinal_base`` needs no matrix); a
-        bound must hold for every value. ``losses_sharing`` is how many losses of the request
-        share its memo (``Memo``): what a loss memoizes is counted in full by each loss that
-        may make it, so the sum over a request's losses bounds the request whatever their
-        parameters, and no loss here divides by it. Default: the domain checks' masks.
+        bound must hold for every value. What a loss memoizes (``Memo``) is counted in full by
+        each loss that may make it, so the sum over a request's losses bounds the request
+        whatever their parameters. Default: the domain checks' masks.
         """
         return cls.check_bytes * rows * columns
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Mapping[str, Any] | None = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Sent = None) -> int:
         """About how many elementary steps evaluating this loss takes: rows*columns for most;
         simloss adds its matrix (C^2) and whatever else scales beyond N*C.
 

@@ -32,7 +32,7 @@ from ..errors import InvalidParams, MemoryBudget
 from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
-from ._spec import ComputeDtype, LossSpec, Memo, Prepared, readonly
+from ._spec import ComputeDtype, LossSpec, Memo, Prepared, Sent, readonly
 from ._stable import row_factor, softmax_entry, softmax_row
 
 Unit = Annotated[float, Field(ge=0, le=1)]
@@ -136,23 +136,15 @@ class SimlossParams(MulticlassParams):
         return replace(prepared, kernel_params=kernel)
 
     @classmethod
-    def working_bytes(
-        cls,
-        rows: int,
-        columns: int,
-        itemsize: int,
-        losses_sharing: int = 1,
-        *,
-        sent: Mapping[str, Any] | None = None,
-    ) -> int:
+    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
         """The multiclass bound with simloss's row scratch, and the C×C matrix of a given
         ``similarity`` in the compute dtype, unless ``sent`` has an ``ordinal_base`` and no
         ``similarity`` (r^|i−j| is never built)."""
-        total = super().working_bytes(rows, columns, itemsize, losses_sharing, sent=sent)
+        total = super().working_bytes(rows, columns, itemsize, sent=sent)
         return total + (0 if _ordinal(sent) else columns * columns * itemsize)
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Mapping[str, Any] | None = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Sent = None) -> int:
         """N·C with ``ordinal_base`` (scans); a given ``similarity`` is a dense matrix product:
         C² to build S and up to N·C² for soft target rows (the kernel's module docstring says
         why no algorithm does it in O(N·C))."""
@@ -264,7 +256,6 @@ def ordinal_derivatives(
     $\sum_k u_k (S_{kj} - s_k)^2 = \sum_k S_{kj}^2 u_k - 2\sum_k S_{kj} u_k s_k
     + \sum_k u_k s_k^2$: three scans, forward into ``fd``, ``fe``, ``fv``, backward here."""
     c = targ.shape[1]
-    want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     r2 = r * r
     sd = 0.0
@@ -296,17 +287,26 @@ def ordinal_derivatives(
         bd = xd + r * bd
         be = xe + r2 * be
         bv = xv + r * bv
-        p = prob[j]
-        if from_logits:
-            g = p * (d - big_a)
-            h = (1.0 - 2.0 * p) * g + p * p * e
-        else:
-            g = d
-            h = e
-        if want_g:
-            grad[i, j] = g * f
-        if want_h:
-            hess[i, j] = h * f
+        put_derivatives(grad, hess, i, j, f, prob[j], d, e, big_a, from_logits)
+
+
+@scalar
+def put_derivatives(
+    grad: Array, hess: Array, i: int, j: int, f: float,
+    p: float, d: float, e: float, big_a: float, from_logits: bool,
+) -> None:  # fmt: skip
+    """Element (i, j) of the gradient and Hessian (times f), when asked for, from the derivatives
+    with respect to the probability p_j (d, e); with logits, through the softmax's chain rule."""
+    if from_logits:
+        g = p * (d - big_a)
+        h = (1.0 - 2.0 * p) * g + p * p * e
+    else:
+        g = d
+        h = e
+    if grad.shape[0] > 0:
+        grad[i, j] = g * f
+    if hess.shape[0] > 0:
+        hess[i, j] = h * f
 
 
 @scalar
@@ -351,16 +351,7 @@ def matrix_row(
             d -= y * similarity[t, j] / den
             spread = similarity[t, j] - mixed[t] if from_logits else similarity[t, j]
             e += y * spread * spread / (den * den)
-        if from_logits:
-            g = p * (d - big_a)
-            h = (1.0 - 2.0 * p) * g + p * p * e
-        else:
-            g = d
-            h = e
-        if grad.shape[0] > 0:
-            grad[i, j] = g * f
-        if hess.shape[0] > 0:
-            hess[i, j] = h * f
+        put_derivatives(grad, hess, i, j, f, p, d, e, big_a, from_logits)
     return acc
 
 
