@@ -51,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     with _metrics_dir(settings.workers):
         from .logs import configure
+        from .server import HttpProtocol
 
         # lossd's format for the parent's own lines too; each worker configures itself again
         # in create_app. uvicorn's access log is off: lossd writes one line per request.
@@ -65,6 +66,9 @@ def _serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=30,
+            # lossd's connection bounds (server.py); each worker imports the class by name
+            http=HttpProtocol,
+            timeout_keep_alive=settings.keep_alive_timeout,
         )
     return 0
 

@@ -59,6 +59,8 @@ def _problem_response(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    from .logs import mark_logged
+
     async def lossd_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, LossdError)
         return _problem_response(exc.status, exc.code, exc.detail, exc.errors, exc.headers)
@@ -83,8 +85,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         # This handler runs outside every middleware: the request id comes from request.state.
         request_id = getattr(request.state, "request_id", None)
         fields = {"request_id": request_id} if request_id else {}
-        # the traceback goes to the log, never out
+        # the traceback goes to the log, never out; once (uvicorn sees the exception again)
         log.error("unexpected error", exc_info=exc, extra={"fields": fields})
+        mark_logged(exc)
         return _problem_response(
             500,
             "internal_error",

@@ -199,3 +199,18 @@ class Overloaded(LossdError, status=503, code="overloaded"):
 class ClientGone(LossdError, status=499, code="client_closed_request"):
     """The client closed the connection before its answer: the work for it was dropped.
     Nobody reads the answer; 499 (nginx's "client closed request") is for logs and metrics."""
+
+
+# Answered by the HTTP server itself (service/server.py), before any request reaches the app.
+
+
+class HeadersTooLarge(LossdError, status=431, code="headers_too_large"):
+    """The request line and headers exceed LOSSD_MAX_HEADER_BYTES or LOSSD_MAX_HEADERS."""
+
+
+class TooManyConnections(Overloaded, code="too_many_connections"):
+    """The worker holds LOSSD_MAX_CONNECTIONS connections already (with Retry-After)."""
+
+
+class MalformedRequest(LossdError, status=400, code="malformed_request"):
+    """Bytes that are not an HTTP/1.1 request (the parser's refusal, in problem+json)."""

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .metrics import CURRENT, NONE, Metrics, Observation
 
 REQUEST_ID_HEADER = b"x-request-id"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before its answer
 MAX_REQUEST_ID = 128
 # Probes and scrapes arrive every few seconds, and /readyz answers 503 all through the warm-up:
 # they log at debug (their counts and statuses are in the metrics).
@@ -64,7 +65,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = (
             f"{_timestamp(record.created)} {record.levelname:<7} [{record.process}] "
-            f"{record.name}: {record.getMessage()}"
+            f"{record.name}: {_escaped(record.getMessage())}"
         )
         fields = getattr(record, "fields", None)
         if fields:
@@ -76,7 +77,26 @@ class TextFormatter(logging.Formatter):
 
 def _text(value: object) -> str:
     text = str(value)
-    return orjson.dumps(text).decode() if not text or " " in text or '"' in text else text
+    if text and text.isprintable() and " " not in text and '"' not in text:
+        return text
+    return _escaped(orjson.dumps(text).decode())  # orjson escapes the C0 controls, not the rest
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``, ``\\u2028``):
+    a line break or terminal control from a client (a ``%0A`` in a path) must not forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _ESCAPES.get(ch) or _code(ord(ch)) for ch in text)
+
+
+def _code(point: int) -> str:
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    return f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
 
 
 class _Stderr(logging.Handler):
@@ -117,10 +137,27 @@ def configure(level: str, fmt: Literal["json", "text"]) -> None:
         logger.handlers.clear()  # uvicorn's own handlers, when it configured them
         logger.propagate = True
         logger.setLevel(numeric)
+    server_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _LoggedOnce) for f in server_errors.filters):
+        server_errors.addFilter(_LoggedOnce())
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
     access.disabled = True
+
+
+def mark_logged(exc: BaseException) -> None:
+    """Note that ``exc`` is logged already, with its traceback and request id: Starlette re-raises
+    it after the 500 handler answered, and uvicorn would log it a second time, without the id."""
+    exc._lossd_logged = True  # type: ignore[attr-defined]
+
+
+class _LoggedOnce(logging.Filter):
+    """On ``uvicorn.error``: drops the record of an exception ``mark_logged`` marked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not getattr(exc, "_lossd_logged", False)
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -163,6 +200,7 @@ class RequestLog:
         echo = (REQUEST_ID_HEADER, obs.request_id.encode("ascii"))
         status = 500  # unless a response starts: an exception escaped and the 500 handler answers
         bytes_in = bytes_out = 0
+        gone = False  # the client left before its answer was out
 
         async def counted_receive() -> Message:
             nonlocal bytes_in
@@ -171,19 +209,29 @@ class RequestLog:
             return message
 
         async def tagged_send(message: Message) -> None:
-            nonlocal status, bytes_out
+            nonlocal status, bytes_out, gone
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), echo]
-            elif message["type"] == "http.response.body":
+            try:
+                await send(message)
+            except OSError:  # ASGI 2.4: the server says the client is gone (server.py does)
+                gone = True
+                raise
+            if message["type"] == "http.response.body":
                 bytes_out += len(message.get("body", b""))
-            await send(message)
 
         token = CURRENT.set(obs)
         try:
             await self.app(scope, counted_receive, tagged_send)
+        except Exception:
+            # Raised on the way out once the client left (the OSError, or what a streaming
+            # response made of it): no bug, and nobody to answer.
+            if not gone:
+                raise
         finally:
             CURRENT.reset(token)
+            status = CLIENT_CLOSED_REQUEST if gone else status
             self._finish(scope, obs, status, perf_counter() - started, bytes_in, bytes_out)
 
     def _finish(

@@ -42,6 +42,23 @@ KERNEL_BUCKETS = (
 )  # fmt: skip
 
 
+# Connections a bound of the HTTP server (service/server.py) refused or cut before any request
+# reached the app: no request line is logged or counted for them, so they are counted here.
+# Module-level because the server has no handle on the app's Metrics; each app's registry adds it.
+CONNECTIONS_CUT = Counter(
+    "lossd_connections_cut",
+    "connections refused or cut by a bound, by reason: too_many_connections, header_timeout, "
+    "headers_too_large, send_timeout",
+    ("reason",),
+    registry=None,
+)
+
+
+def connection_cut(reason: str) -> None:
+    """Count one connection refused or cut by the server's bounds (called on the event loop)."""
+    CONNECTIONS_CUT.labels(reason).inc()
+
+
 def multiprocess_dir() -> str | None:
     """The multiprocess directory in force, if any (prometheus-client reads it at import)."""
     return os.environ.get(MULTIPROC_ENV) or None
@@ -89,6 +106,7 @@ class Metrics:
             # which is why multiprocess mode has none.
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 own.register(collector)
+            own.register(CONNECTIONS_CUT)  # multiprocess mode reads its samples from the files
         self.registry = own
         # labels() validates and locks on every call; the children are cached once made.
         self._requests: dict[tuple[str, int, str], Any] = {}

@@ -46,6 +46,27 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "text"] = "json"
 
+    # Connection bounds (service/server.py), per worker process. A request's line and headers
+    # must arrive within header_timeout seconds of the connection opening or of their first byte
+    # (408 request_timeout, then close): a client on a slow mobile link sends its head in one
+    # round trip, a slowloris trickles it for ever.
+    header_timeout: float = Field(10.0, gt=0)
+    # Idle seconds between requests on a kept-alive connection (uvicorn's timeout_keep_alive).
+    # Behind a load balancer, make it longer than the balancer's own idle timeout.
+    keep_alive_timeout: int = Field(5, ge=1)
+    # The request line and headers, in bytes and in fields (431 headers_too_large, then close):
+    # nginx allows 32 KiB of headers by default, Apache 100 fields.
+    max_header_bytes: int = Field(32_768, ge=256)
+    max_headers: int = Field(100, ge=1)
+    # Open connections per worker; one more gets 503 too_many_connections and is closed.
+    # Keep it below the process's open-file limit (ulimit -n).
+    max_connections: int = Field(1000, ge=1)
+    # Requests read ahead of the one being answered on a pipelining connection; beyond them the
+    # socket is not read until a response is done.
+    max_pipelined: int = Field(4, ge=1)
+    # Seconds a response may wait for a client that does not read; then the connection is cut.
+    send_timeout: float = Field(30.0, gt=0)
+
     def process_bytes(self) -> int:
         """The process-wide memory budget in force (``max_process_bytes`` or its default)."""
         if self.max_process_bytes is not None:
