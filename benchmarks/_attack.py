@@ -83,7 +83,8 @@ class Outcome:
     closed: Counter[str] = field(default_factory=Counter)  # by the server: "closed" or "reset"
     outlasted: int = 0  # the attacker gave up before the server ended the attack
     failed: Counter[str] = field(default_factory=Counter)  # connect or send errors
-    seconds: list[float] = field(default_factory=list)  # request sent -> the server's answer/close
+    # request sent -> the server's answer or close (slow readers: its answer's first byte)
+    seconds: list[float] = field(default_factory=list)
     answer_bytes: int = 0  # the largest answer read (floods; slow readers: of a cut one)
 
     def text(self) -> str:
@@ -169,6 +170,7 @@ class Attack:
         counts = (plan.slow_readers, plan.abandoned, plan.trickles, plan.floods)
         self.outcomes = {kind: Outcome(kind, n) for kind, n in zip(KINDS, counts, strict=True)}
         self.stop = asyncio.Event()
+        self.cpu = 0.0  # the attackers' CPU seconds a second (1.0: one core)
 
     async def _connect(self, rcvbuf: int | None = None) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -208,12 +210,18 @@ class Attack:
         try:
             await loop.sock_sendall(sock, self.large)
             sent = time.perf_counter()
+            if not await self._answer_begins(sock):
+                if not self.stop.is_set():
+                    outcome.failed["no answer"] += 1
+                return
+            began = time.perf_counter()
+            outcome.seconds.append(began - sent)
             answer = b""
             end, how = b"", None
             # Hold: nothing read, or (odd attempts) a byte a second. A server that cuts the
             # connection leaves no trace here yet: its kernel still holds the bytes it had sent
             # (up to a send buffer), to deliver, then close, once this side reads.
-            while time.perf_counter() - sent < self.plan.hold:
+            while time.perf_counter() - began < self.plan.hold:
                 if not await self._sleep(1.0 if n % 2 else _POLL):
                     return  # the run is over: the attack neither won nor lost
                 if n % 2:
@@ -235,6 +243,20 @@ class Attack:
         else:
             outcome.closed[how] += 1
             outcome.answer_bytes = max(outcome.answer_bytes, len(end))
+
+    async def _answer_begins(self, sock: socket.socket) -> bool:
+        """Wait, reading nothing, until the answer's first byte is here (the server may take
+        seconds to compute it under load); False when the run stops or patience runs out."""
+        waited = time.perf_counter()
+        while time.perf_counter() - waited < self.plan.patience:
+            try:
+                if sock.recv(1, socket.MSG_PEEK):
+                    return True
+            except (BlockingIOError, InterruptedError):
+                pass
+            if not await self._sleep(_POLL):
+                return False
+        return False
 
     async def _drain(self, sock: socket.socket, answer: bytes) -> tuple[bytes, str | None]:
         """Read until the answer is whole (None) or the server ended it ("closed", "reset")."""
@@ -331,6 +353,7 @@ class Attack:
         """Start on ``go``, stop on ``stop`` (multiprocessing events): the outcomes."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, go.wait)
+        began, cpu = time.perf_counter(), time.process_time()
         tasks = [
             asyncio.create_task(self._loop(o.kind, k))
             for o in self.outcomes.values()
@@ -339,6 +362,7 @@ class Attack:
         await loop.run_in_executor(None, stop.wait)
         self.stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.cpu = (time.process_time() - cpu) / (time.perf_counter() - began)
         return self.outcomes
 
 
@@ -356,7 +380,7 @@ def _main(port: int, plan: Plan, ready: Any, go: Any, stop: Any, results: Any) -
     ready.set()
     with asyncio.Runner(loop_factory=_loop_factory) as runner:
         outcomes = runner.run(attack.run(go, stop))
-    results.send({kind: o.__dict__ for kind, o in outcomes.items()})
+    results.send(({kind: o.__dict__ for kind, o in outcomes.items()}, attack.cpu))
 
 
 @dataclass
@@ -368,6 +392,7 @@ class Launched:
     stop_event: Any
     results: Any
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    cpu: float = 0.0  # the attackers' CPU seconds a second
 
     def start(self) -> None:
         self.go.set()
@@ -378,7 +403,7 @@ class Launched:
         self.stop_event.set()
         with suppress(EOFError):  # the process died: no outcomes, the caller sees none
             if self.results.poll(timeout):
-                raw = self.results.recv()
+                raw, self.cpu = self.results.recv()
                 self.outcomes = {kind: Outcome(**fields) for kind, fields in raw.items()}
         self.process.join(timeout=10)
         if self.process.is_alive():

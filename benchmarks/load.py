@@ -1,6 +1,8 @@
-"""The load test: many clients, mixed losses, sizes and encodings, every answer checked.
+"""The load test: many clients, mixed losses, sizes and encodings, every answer checked; first
+alone, then beside attackers.
 
     .venv/bin/python -m benchmarks.load [--clients 64] [--duration 60] [--warmup 10]
+                                        [--attack | --no-attack] [--max-p99-ratio 2]
 
 Starts a server (or uses ``--port``/``--pid`` of a running one), then keeps ``--clients``
 keep-alive connections busy for ``--duration`` seconds after a warm-up, each walking a shuffled
@@ -9,13 +11,23 @@ binary, multiclass (class-index targets), distribution and overlap, batches of 6
 elements, JSON lists and packed base64 in the request and the response, ``POST /loss``
 with several losses, and the Open Inference Protocol's ``/v2`` route when the server has it.
 
+With ``--attack`` (the default) the same phase runs a second time while attackers
+(``benchmarks/_attack.py``: slow readers, abandoned heavy requests, header trickles, floods of
+unknown keys) work from a process of their own, against a server started with short header and
+send timeouts (``ATTACK_ENV``) so that every attack is ended within seconds. The report gives
+both phases' latencies (all requests, small ones, and the event loop's as ``GET /healthz`` sees
+it), the ratio of their p99s, what each kind of attacker got (statuses, connections the server
+closed) and what the server counted (its /metrics: statuses, connections cut by reason).
+
 Every 200 is checked: the per-sample losses, the reduced value and the gradient against the same
 batch evaluated in this process by the typed core (``service.core``; the kernels are
 deterministic, so the server must give the same numbers, relative 1e-12 allowed), the shape of
 the gradient, and the same bytes as the first answer to the same request (SPEC section 4:
 deterministic output). The inputs come from a small generator per loss family, inside every
-loss's domain, so that the module needs nothing from ``tests/``. The server's RSS is read when the warm-up ends and when the last answer
-is in. Exit status 1 when any request failed, any answer was wrong, or RSS grew by 10% or more.
+loss's domain, so that the module needs nothing from ``tests/``. The server's RSS is read about
+every second. Exit status 1 when any request failed, any answer was wrong, RSS grew by 10% or more
+within a phase, the p99 latency under attack was over ``--max-p99-ratio`` times the baseline's,
+or an attack outlasted the server (it never ended it).
 """
 
 from __future__ import annotations
@@ -24,10 +36,14 @@ import argparse
 import base64
 import hashlib
 import re
+import socket
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +57,21 @@ from service import core
 from service.losses import LossSpec, resolve
 
 RTOL, ATOL = 1e-12, 0.0  # the server against the in-process core: the same kernels, same bits
-MAX_GROWTH = 0.10  # RSS growth allowed from the end of the warm-up to the end of the run
+# RSS growth allowed within a phase: from the end of its warm-up (the attacked phase: once its
+# attackers have run for SETTLE s) to its last answer. Creep within a phase is a leak; the step
+# from the baseline to the attacked phase is the attack's memory in flight, and what stays held
+# after the attackers leave is reported apart (``Report.retained``).
+MAX_GROWTH = 0.10
 MAX_P99_RATIO = 2.0  # the normal clients' p99 latency under attack, over that without
 # The server's bounds while attacked, short enough that every attack is ended within seconds
 # (defaults: 10 s and 30 s); the load run starts its own server with them.
 ATTACK_ENV = {"LOSSD_HEADER_TIMEOUT": "2", "LOSSD_SEND_TIMEOUT": "2"}
 # The attackers for 64 clients (``make load``); ``--clients`` scales them.
 PLAN = Plan(slow_readers=8, abandoned=2, trickles=32, floods=2)
+# Requests of this many elements or fewer compute in microseconds: their latency is time spent
+# waiting (for the event loop, the GIL, a compute thread), where an attack that stalls the server
+# shows first. The report gives their p50 and p99 apart.
+SMALL = 1_000
 SETTLE = 3.0  # seconds the attackers run before the attacked phase is measured
 LINGER = 3.0  # seconds after the attackers stop before the server's counters and RSS are read
 # elements per array, and how often each size comes up in the schedule
@@ -96,6 +120,10 @@ class Probe:
     weight: int  # how often the schedule holds it
     digest: bytes | None = None  # the first answer's, once checked
     checked: int = 0
+
+    @property
+    def pred_size(self) -> int:
+        return int(np.prod(self.pred_shape))
 
 
 def _packed(array: np.ndarray[Any, Any], dtype: str = "float64") -> dict[str, Any]:
@@ -329,6 +357,8 @@ class Report:
     server_statuses: Counter[str] = field(default_factory=Counter)
     server_cuts: Counter[str] = field(default_factory=Counter)
     max_ratio: float = MAX_P99_RATIO
+    loop_lag: list[list[float]] = field(default_factory=list)  # /healthz latencies, per phase
+    attack_cpu: float = 0.0  # the attack process's CPU seconds a second
 
     @property
     def runs(self) -> list[MixedRun]:
@@ -344,10 +374,16 @@ class Report:
 
     @property
     def growth(self) -> float:
-        return (self.rss_end_kib - self.rss_start_kib) / self.rss_start_kib
+        """The largest RSS growth within a phase (see MAX_GROWTH)."""
+        return max(_growth(_rss(run)[0], _rss(run)[-1]) for run in self.runs)
+
+    @property
+    def retained(self) -> float:
+        """RSS once the run (and its attackers) left, over that after the baseline's warm-up."""
+        return _growth(self.rss_start_kib, self.rss_end_kib)
 
     def rss_max_kib(self, run: MixedRun) -> int:
-        return max(int(v) for _, v in run.samples if isinstance(v, int))
+        return max(_rss(run))
 
     @property
     def p99_ratio(self) -> float | None:
@@ -384,6 +420,23 @@ class Report:
                 f"{max(run.latencies) * 1e3:>8.1f} {sum(run.errors.values()):>6} "
                 f"{sum(run.wrong.values()):>5}"
             )
+        small = [p.pred_size <= SMALL for p in self.probes]
+        lines.append(
+            f"  requests of <= {SMALL} elements: p50 / p99 "
+            + ", ".join(
+                f"{name} {run.percentile(50, small.__getitem__) * 1e3:.1f} / "
+                f"{run.percentile(99, small.__getitem__) * 1e3:.1f} ms"
+                for name, run in zip(("baseline", "attacked"), self.runs, strict=False)
+            )
+        )
+        if self.loop_lag and all(self.loop_lag):
+            lines.append(
+                "  the event loop (GET /healthz every 0.2 s): p50 / p99 "
+                + ", ".join(
+                    f"{name} {_quantile(lag, 0.5) * 1e3:.1f} / {_quantile(lag, 0.99) * 1e3:.1f} ms"
+                    for name, lag in zip(("baseline", "attacked"), self.loop_lag, strict=False)
+                )
+            )
         for run in self.runs:
             lines += [f"  error  {k}: {v}" for k, v in run.errors.items()]
             lines += [f"  wrong  {k}: {v}" for k, v in run.wrong.items()]
@@ -392,23 +445,43 @@ class Report:
             lines.append(
                 f"p99 ratio  {self.p99_ratio:.2f} attacked / baseline (bound {self.max_ratio:g})"
             )
-            lines.append(f"attackers  server limits: {env}")
+            lines.append(
+                f"attackers  server limits: {env}; the attackers used {self.attack_cpu:.0%} of a "
+                "core"
+            )
             lines += [f"  {o.kind:<11} {o.text()}" for o in self.outcomes.values()]
             statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.server_statuses.items()))
             cuts = ", ".join(f"{k}: {v}" for k, v in sorted(self.server_cuts.items()))
             lines.append(f"  server answered non-200: {statuses or 'none'}")
             lines.append(f"  server cut connections: {cuts or 'none'}")
-        rss = [f"{self.rss_start_kib / 1024:.1f} MiB after warm-up"]
-        rss.append(f"max {self.rss_max_kib(self.baseline) / 1024:.1f} MiB in the baseline")
-        if self.attacked is not None:
-            rss.append(f"max {self.rss_max_kib(self.attacked) / 1024:.1f} MiB under attack")
-        rss.append(f"{self.rss_end_kib / 1024:.1f} MiB at the end ({self.growth:+.1%})")
-        lines.append(f"RSS        {', '.join(rss)}")
-        bounds = f"0 errors, 0 wrong, RSS growth < {MAX_GROWTH:.0%}"
+        for name, run in zip(("baseline", "attacked"), self.runs, strict=False):
+            rss = _rss(run)
+            lines.append(
+                f"RSS {name:<8} {rss[0] / 1024:.1f} MiB at its start, {rss[-1] / 1024:.1f} MiB at "
+                f"its end ({_growth(rss[0], rss[-1]):+.1%}), max {max(rss) / 1024:.1f} MiB"
+            )
+        lines.append(
+            f"RSS at end  {self.rss_end_kib / 1024:.1f} MiB once every client had left "
+            f"({self.retained:+.1%} over the baseline's start)"
+        )
+        bounds = f"0 errors, 0 wrong, RSS growth within a phase < {MAX_GROWTH:.0%}"
         if self.attacked is not None:
             bounds += f", p99 ratio <= {self.max_ratio:g}, every attack ended by the server"
         lines.append(f"verdict    {'PASS' if self.ok else 'FAIL'} ({bounds})")
         return "\n".join(lines)
+
+
+def _rss(run: MixedRun) -> list[int]:
+    """The server's RSS samples of a phase, KiB."""
+    return [int(v) for _, v in run.samples if isinstance(v, int)]
+
+
+def _growth(start: int, end: int) -> float:
+    return (end - start) / start
+
+
+def _quantile(values: list[float], q: float) -> float:
+    return float(np.quantile(values, q))
 
 
 def _has_v2(port: int) -> bool:
@@ -431,6 +504,46 @@ def _counted(port: int) -> tuple[Counter[str], Counter[str]]:
             if reason is not None:
                 cuts[reason[1]] += int(float(line.rsplit(" ", 1)[1]))
     return statuses, cuts
+
+
+@contextmanager
+def _loop_probe(port: int, every: float = 0.2) -> Iterator[list[float]]:
+    """``GET /healthz`` every ``every`` s from a thread, on one kept-alive connection, for the
+    block: its latencies (seconds). /healthz does no work, so they are the time the server's
+    event loop took to get to it (the GIL, callbacks ahead of it, the CPU)."""
+    latencies: list[float] = []
+    stop = threading.Event()
+    request = request_bytes("GET", "/healthz")
+
+    def probe() -> None:
+        sock: socket.socket | None = None
+        while not stop.wait(every):
+            sent = time.perf_counter()
+            try:
+                sock = sock or socket.create_connection((_server.HOST, port), timeout=60)
+                sock.sendall(request)
+                answer = b""
+                while not answer.endswith(b"}"):  # the JSON body ends the answer
+                    data = sock.recv(4096)
+                    if not data:
+                        raise ConnectionResetError
+                    answer += data
+            except OSError:
+                if sock is not None:
+                    sock.close()
+                sock = None
+                continue
+            latencies.append(time.perf_counter() - sent)
+        if sock is not None:
+            sock.close()
+
+    thread = threading.Thread(target=probe, name="loop-probe", daemon=True)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_load(
@@ -456,16 +569,21 @@ def run_load(
     def rss() -> int:
         return _server.memory_kib(pid, "VmRSS")
 
-    baseline = mixed(port, requests, schedule, clients, warmup, duration, check, rss)
+    with _loop_probe(port) as lag:
+        baseline = mixed(port, requests, schedule, clients, warmup, duration, check, rss)
     rss_start = next(int(v) for _, v in baseline.samples if isinstance(v, int))
     report = Report(clients, duration, baseline, None, rss_start, rss(), probes)
+    report.loop_lag.append(lag)
     if plan is None:
         return report
     statuses, cuts = _counted(port)
     with _attack.launched(port, plan) as attack:
         attack.start()
-        attacked = mixed(port, requests, schedule, clients, SETTLE, duration, check, rss)
+        with _loop_probe(port) as lag:
+            attacked = mixed(port, requests, schedule, clients, SETTLE, duration, check, rss)
         outcomes = attack.stop()
+    report.loop_lag.append(lag)
+    report.attack_cpu = attack.cpu
     time.sleep(LINGER)  # the server lets go of the attackers' last connections
     statuses_after, cuts_after = _counted(port)
     statuses_after.subtract(statuses)
