@@ -199,8 +199,8 @@ class Attack:
             outcome.attempts += 1
             try:
                 await attack(outcome, n)
-            except OSError as exc:
-                outcome.failed[type(exc).__name__] += 1
+            except Exception as exc:  # counted, and the attacker goes on
+                outcome.failed[f"{type(exc).__name__}: {exc}"[:80]] += 1
                 await self._sleep(0.2)
             n += 1
 
