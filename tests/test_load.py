@@ -19,10 +19,10 @@ CLIENTS, DURATION, WARMUP = 16, 10.0, 3.0
 # a few attackers of each kind; the slow readers' answers (500 000 elements, 10 MiB) still
 # overflow every socket buffer between them and the server
 PLAN = Plan(slow_readers=2, abandoned=1, trickles=8, floods=1, answer_elements=500_000)
-# The p99 bound of this short run. `make load` holds 2x over 60 s phases. On this shared two-core
-# machine the ratio measured 1.00 and 1.29 for this run (16 clients, 10 s phases), 0.76 to 1.25 for 64
-# clients and 20 to 30 s phases, each kind of attacker alone or all together; a 10 s phase's p99
-# rests on its slowest ~20 answers, so the bound leaves room for what other tenants do to one.
+# The p99 bound of this short run. `make load` holds 2x over 60 s phases. On this shared
+# two-core machine the ratio measured 1.00 and 1.29 for this run (16 clients, 10 s phases), and
+# 0.76 to 1.25 for 64 clients and 20 to 30 s phases, each kind of attacker alone or all together;
+# a 10 s phase's p99 rests on its slowest ~20 answers: the bound leaves room for other tenants.
 MAX_RATIO = 3.0
 
 
