@@ -139,12 +139,17 @@ class MixedRun:
 
     answers: int = 0  # responses read, warm-up included
     latencies: list[float] = field(default_factory=list)  # seconds, measured window
+    indices: list[int] = field(default_factory=list)  # the request of each latency
     errors: Counter[str] = field(default_factory=Counter)  # non-200s and connection failures
     wrong: Counter[str] = field(default_factory=Counter)  # 200s that ``check`` refused
     samples: list[tuple[float, object]] = field(default_factory=list)  # (seconds, monitor())
 
-    def percentile(self, q: float) -> float:
-        return statistics.quantiles(self.latencies, n=1000, method="inclusive")[round(q * 10) - 1]
+    def percentile(self, q: float, only: Callable[[int], bool] | None = None) -> float:
+        """The ``q``-th percentile latency, of the requests whose index ``only`` accepts."""
+        latencies = self.latencies
+        if only is not None:
+            latencies = [t for t, i in zip(latencies, self.indices, strict=True) if only(i)]
+        return statistics.quantiles(latencies, n=1000, method="inclusive")[round(q * 10) - 1]
 
 
 async def _answer(
@@ -203,6 +208,7 @@ async def _mixed(
                 run.wrong[problem] += 1
             if sent >= start:
                 run.latencies.append(done - sent)
+                run.indices.append(index)
         if streams is not None:
             streams[1].close()
 
