@@ -38,6 +38,19 @@ _CGROUP_LIMITS = (
 _POLL = 0.01  # how often a waiting reservation on the event loop looks again, seconds
 
 
+# What a connection can make the server hold outside the account, besides its request heads
+# (LOSSD_MAX_HEADER_BYTES, and as many per request read ahead, LOSSD_MAX_PIPELINED): one read
+# from the socket kept back, and the transport's write buffer with one chunk of an answer.
+CONNECTION_READ_BYTES = 256 * 1024
+CONNECTION_WRITE_BYTES = 128 * 1024
+
+
+def connection_bytes(max_header_bytes: int, max_pipelined: int) -> int:
+    """The most one connection holds outside the memory account."""
+    heads = max_header_bytes * (1 + max_pipelined)
+    return heads + CONNECTION_READ_BYTES + CONNECTION_WRITE_BYTES
+
+
 def memory_limit() -> int:
     """The memory this process may use: its cgroup's limit when one is set, else physical RAM."""
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -129,8 +129,8 @@ def test_deployment_matches_the_image() -> None:
 def test_the_pods_worst_case_fits_its_memory_limit() -> None:
     """The README's arithmetic, from the manifest's own numbers: the process (384 MiB allowed),
     its memory account, what the account does not see (per connection: the head, the heads read
-    ahead and one socket read) and the kernel cache in the in-memory /tmp stay under the limit."""
-    from service.memory import BASE_BYTES
+    ahead, one socket read, the write buffer) and the kernel cache in the in-memory /tmp stay under the limit."""
+    from service.memory import BASE_BYTES, connection_bytes
     from service.settings import Settings
 
     pod = manifests()["Deployment"]["spec"]["template"]["spec"]
@@ -140,7 +140,7 @@ def test_the_pods_worst_case_fits_its_memory_limit() -> None:
                            if k.startswith("LOSSD_")})  # fmt: skip
     limit = _bytes(container["resources"]["limits"]["memory"])
     tmp = _bytes({v["name"]: v for v in pod["volumes"]}["tmp"]["emptyDir"]["sizeLimit"])
-    per_connection = settings.max_header_bytes * (1 + settings.max_pipelined) + 256 * 1024
+    per_connection = connection_bytes(settings.max_header_bytes, settings.max_pipelined)
     worst = (
         settings.workers * BASE_BYTES
         + settings.process_bytes()

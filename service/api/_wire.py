@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
 from .. import core
 from ..codecs import Reply
@@ -35,7 +35,11 @@ from .state import ServiceState
 JSON = "application/json"
 BINARY = "application/octet-stream"
 HEADER_LENGTH = "Inference-Header-Content-Length"
-STREAM_ABOVE = 1 << 20
+# Answers above this go out a chunk of this size at a time, each written when the client has
+# taken the last (the server's flow control): an answer nobody reads holds at most a chunk and
+# the transport's buffer outside the memory account, and its bytes stay in the account until
+# the last chunk is out.
+STREAM_ABOVE = 1 << 16
 # Bodies up to this size (a few thousand numbers) are evaluated on the event loop: their kernels
 # run serially in tens of microseconds, less than the hop to a compute thread and back costs
 # (docs/benchmarks.md, HTTP small requests).
@@ -239,16 +243,46 @@ def send(reply: Reply, lease: Lease | None = None) -> Response:
     body = reply.body
     media = JSON if reply.json_length is None else BINARY
     headers = {} if reply.json_length is None else {HEADER_LENGTH: str(reply.json_length)}
-    done = None
     if lease is not None:
         lease.keep(body.size)
-        done = BackgroundTask(lease.close)
     if body.size <= STREAM_ABOVE:
-        return Response(body.tobytes(), media_type=media, headers=headers, background=done)
+        return _Answer(body.tobytes(), media_type=media, headers=headers, lease=lease)
 
     async def chunks() -> AsyncIterator[bytes]:
-        for chunk in body.chunks():
+        for chunk in body.chunks(STREAM_ABOVE):
             yield chunk
 
     headers["Content-Length"] = str(body.size)
-    return StreamingResponse(chunks(), media_type=media, headers=headers, background=done)
+    return _StreamedAnswer(chunks(), media_type=media, headers=headers, lease=lease)
+
+
+class _Leased:
+    """A response that gives its request's memory back once it is over, sent or cut short (the
+    server's ``send`` raises when the client is gone or does not read), and lets go of the
+    answer's bytes at once rather than when the garbage collector finds them."""
+
+    lease: Lease | None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            aclose = getattr(getattr(self, "body_iterator", None), "aclose", None)
+            if aclose is not None:  # a stream cut short: its generator lets go of the answer
+                await aclose()
+            if self.lease is not None:
+                self.lease.close()
+
+
+class _Answer(_Leased, Response):
+    def __init__(self, content: bytes, *, lease: Lease | None, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.lease = lease
+
+
+class _StreamedAnswer(_Leased, StreamingResponse):
+    def __init__(
+        self, content: AsyncIterator[bytes], *, lease: Lease | None, **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self.lease = lease
