@@ -30,6 +30,14 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
     wire = {"dtype": "float64", "shape": [big.size], "data": Base64(big)}
     body = dumps({"predictions": wire, "targets": wire, "array_format": "packed"}).tobytes()
     evaluate_one(REGISTRY[0].name, body, big.size)  # the body scan and the base64 kernels
+    # the number parser's kernels (a float and an integer list, each long enough to be lifted):
+    # compiled on a request instead, they hold the GIL and stall the event loop for that request
+    rows = LIFT_MIN // 6 + 1
+    lists = {
+        "predictions": np.full((rows, 2), 0.5).tolist(),
+        "targets": np.eye(2, dtype=int)[np.arange(rows) % 2].tolist(),
+    }
+    evaluate_one(REGISTRY[0].name, dumps(lists).tobytes(), 2 * rows)
     for spec in specs:
         params = spec.params.model_validate(spec.params.warm_up)
         # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and

@@ -147,6 +147,26 @@ def test_head_answers_like_get_without_a_body(server: Server, path: str) -> None
     assert head.headers["content-length"] == str(len(get.content))
 
 
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/healthz", "GET, HEAD"),
+        ("POST", "/readyz", "GET, HEAD"),
+        ("GET", "/loss/mse", "POST"),
+        ("DELETE", "/losses", "GET"),
+        ("GET", "/v2/models/mse/infer", "POST"),
+    ],
+)
+def test_a_405_lists_every_method_the_path_answers(
+    server: Server, method: str, path: str, allow: str
+) -> None:
+    """`Allow` names every method of the path (RFC 9110), GET and HEAD of the probes being two
+    routes (Starlette named only the first route it matched: `Allow: HEAD`)."""
+    response = httpx.request(method, f"{server.url}{path}")
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+
 def test_second_start_loads_the_kernels_from_the_cache(tmp_path: Path) -> None:
     """On an empty numba cache a start compiles its kernels and /readyz counts them; a second
     start on that cache compiles none and is ready well under the one to two minutes a cold

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from service.codecs.base64 import Base64
+from service.codecs.jsontext import LIFT_MIN, dumps
+from service.codecs.loss import evaluate_one
 from service.losses import REGISTRY
 from service.warmup import kernel_counts, warm_up
 
@@ -12,3 +17,24 @@ def test_warm_up_runs_every_loss_in_both_dtypes() -> None:
     warm_up(REGISTRY)
     counts = kernel_counts()
     assert counts.cached + counts.compiled > 0
+
+
+def test_a_request_after_warm_up_compiles_and_loads_no_kernel() -> None:
+    """Nothing is left to compile on a request: a kernel compiled there (the JSON number parser
+    was, once) holds the GIL for up to half a second and stalls the event loop with it. Bodies
+    of every array form: JSON lists of floats and of integers (rank 1 and 2), packed, strings."""
+    warm_up(REGISTRY)
+    before = kernel_counts()
+    rows = LIFT_MIN  # every list long enough to be lifted out of the JSON text
+    predictions, targets = np.linspace(0.1, 0.9, rows), np.arange(rows) % 2
+    packed = {"dtype": "float64", "shape": [rows], "data": Base64(predictions)}
+    for doc in (
+        {"predictions": predictions.tolist(), "targets": targets.tolist()},
+        {
+            "predictions": predictions.reshape(-1, 2).tolist(),
+            "targets": targets.reshape(-1, 2).tolist(),
+        },
+        {"predictions": packed, "targets": predictions.tolist(), "array_format": "packed"},
+    ):
+        evaluate_one("binary_cross_entropy", dumps(doc).tobytes(), rows)
+    assert kernel_counts() == before
