@@ -72,12 +72,18 @@ class ComputeExecutor:
         )
 
     async def run(
-        self, fn: Callable[..., T], *args: Any, cancel: threading.Event | None = None
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        cancel: threading.Event | None = None,
+        gone: asyncio.Future[Any] | None = None,
     ) -> T:
         """Run ``fn(*args)`` on a compute thread, or answer 503 when the queue is full.
 
-        Work whose ``cancel`` is set by the time a thread is free for it (its client hung up
-        while it queued) is dropped: ``ClientGone``, answered 499.
+        Work whose client hangs up while it queues is withdrawn at once when ``gone`` (done when
+        the client has hung up) finishes first: its place in the queue goes to the next request,
+        not to a thread that would only drop it. Work whose ``cancel`` is set by the time a thread
+        is free for it is dropped there. Either way: ``ClientGone``, answered 499.
         """
         if self.pending >= self.queue_depth:
             raise Overloaded(
@@ -86,11 +92,16 @@ class ComputeExecutor:
             )
         self.pending += 1
         try:
-            loop = asyncio.get_running_loop()
             # In a copy of the caller's context, as asyncio.to_thread does: the engine reports
             # kernel times to the request's observation (metrics.CURRENT) from the thread.
             job = functools.partial(contextvars.copy_context().run, _unless, cancel, fn, *args)
-            return await loop.run_in_executor(self._pool, job)
+            queued = self._pool.submit(job)
+            result = asyncio.wrap_future(queued)
+            if gone is not None:
+                await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
+                if not result.done() and queued.cancel():  # still queued: out of the queue
+                    raise ClientGone("the client closed the connection while its request queued")
+            return await result
         finally:
             self.pending -= 1
 

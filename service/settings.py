@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     max_process_bytes: int | None = Field(None, ge=1)
     # how long a request waits for memory held by others before 503 overloaded
     memory_wait: float = Field(1.0, ge=0)
-    queue_depth: int = Field(64, ge=1)
+    # requests waiting for or in compute: a bound on waiting, no longer on memory (queued bodies
+    # are in the memory account); 64, as it was, is filled by 64 clients with nothing to spare
+    queue_depth: int = Field(256, ge=1)
     body_timeout: float = Field(60.0, gt=0)
     api_keys: list[APIKey] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)

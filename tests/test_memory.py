@@ -314,6 +314,49 @@ def test_work_for_clients_that_hung_up_is_dropped(one_slot_server: Server) -> No
     assert sum(float(count) for count in gone) >= 8, metrics[:3000]
 
 
+@pytest.fixture(scope="module")
+def short_queue_server() -> Iterator[Server]:
+    with served({"LOSSD_QUEUE_DEPTH": "4"}) as srv:
+        yield srv
+
+
+def test_a_queued_request_whose_client_hung_up_gives_its_place_back(
+    short_queue_server: Server,
+) -> None:
+    """Queue depth 4, both compute threads busy with two kept requests, two more queued whose
+    clients hang up: the fifth request is queued (200), not refused as if the queue were full
+    (503): work whose client left is out of the queue as soon as the hang-up is seen."""
+    rng = np.random.default_rng(4)
+    pred, targ = rng.normal(size=(200_000, 4)), rng.normal(size=(200_000, 4))
+    losses = [{"name": "log_cosh"}, {"name": "huber"}] * 32
+    doc = {"predictions": _packed(pred), "targets": _packed(targ), "losses": losses}
+    body = orjson.dumps({**doc, "per_sample": False, "gradient": True})
+    request = (
+        f"POST /loss HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    def kept(_: int) -> tuple[int, float]:
+        with httpx.Client(base_url=short_queue_server.url, timeout=300) as http:
+            answer = http.post("/loss", content=body, headers={"content-type": JSON})
+            return answer.status_code, time.monotonic()
+
+    with ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(kept, i) for i in range(2)]
+        time.sleep(0.5)  # both are on the compute threads
+        for _ in range(2):
+            sock = _connect(short_queue_server)
+            sock.sendall(request)
+            time.sleep(0.3)  # read and queued
+            sock.close()
+        time.sleep(0.3)  # the hang-ups are seen
+        fifth = kept(5)
+        firsts = [future.result() for future in running]
+    assert [status for status, _ in firsts] == [200, 200]
+    assert fifth[0] == 200
+    assert fifth[1] > min(done for _, done in firsts)  # it queued behind the running ones
+
+
 def _peak_rss_since_reset(pid: int) -> tuple[int, int]:
     """(current, peak) resident bytes of ``pid`` (VmRSS, VmHWM)."""
     fields = {}

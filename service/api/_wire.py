@@ -220,7 +220,7 @@ async def run(
     watch = asyncio.create_task(_until_disconnected(request, cancel))
     try:
         job = partial(codec, *args, body, *limits, lease=lease)
-        return await state.compute.run(job, cancel=cancel)
+        return await state.compute.run(job, cancel=cancel, gone=watch)
     finally:
         watch.cancel()
 
