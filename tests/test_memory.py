@@ -269,6 +269,18 @@ def _packed(array: np.ndarray[Any, Any]) -> dict[str, Any]:
     return {"dtype": "float64", "shape": list(array.shape), "data": data}
 
 
+def _heavy_request() -> tuple[bytes, bytes]:
+    """A ``POST /loss`` body that keeps a compute thread busy for a second or so (64 losses of
+    200,000 x 4 with gradients), and the whole HTTP request for a raw socket."""
+    rng = np.random.default_rng(3)
+    pred, targ = rng.normal(size=(200_000, 4)), rng.normal(size=(200_000, 4))
+    losses = [{"name": "log_cosh"}, {"name": "huber"}] * 32
+    doc = {"predictions": _packed(pred), "targets": _packed(targ), "losses": losses}
+    body = orjson.dumps({**doc, "per_sample": False, "gradient": True})
+    head = f"POST /loss HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return body, head.encode() + body
+
+
 @pytest.fixture(scope="module")
 def one_slot_server() -> Iterator[Server]:
     with served({"LOSSD_QUEUE_DEPTH": "64", "LOSSD_COMPUTE_THREADS": "1"}) as srv:
@@ -279,15 +291,7 @@ def test_work_for_clients_that_hung_up_is_dropped(one_slot_server: Server) -> No
     """Ten heavy requests whose clients hang up once they are sent: the queued ones are dropped
     and the running ones stop between blocks (499 in the log), so the next request waits for
     far less than the ten would take."""
-    rng = np.random.default_rng(3)
-    pred, targ = rng.normal(size=(200_000, 4)), rng.normal(size=(200_000, 4))
-    losses = [{"name": "log_cosh"}, {"name": "huber"}] * 32
-    doc = {"predictions": _packed(pred), "targets": _packed(targ), "losses": losses}
-    body = orjson.dumps({**doc, "per_sample": False, "gradient": True})
-    request = (
-        f"POST /loss HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    body, request = _heavy_request()
 
     with httpx.Client(base_url=one_slot_server.url, timeout=300) as http:
         started = time.monotonic()
@@ -326,15 +330,7 @@ def test_a_queued_request_whose_client_hung_up_gives_its_place_back(
     """Queue depth 4, both compute threads busy with two kept requests, two more queued whose
     clients hang up: the fifth request is queued (200), not refused as if the queue were full
     (503): work whose client left is out of the queue as soon as the hang-up is seen."""
-    rng = np.random.default_rng(4)
-    pred, targ = rng.normal(size=(200_000, 4)), rng.normal(size=(200_000, 4))
-    losses = [{"name": "log_cosh"}, {"name": "huber"}] * 32
-    doc = {"predictions": _packed(pred), "targets": _packed(targ), "losses": losses}
-    body = orjson.dumps({**doc, "per_sample": False, "gradient": True})
-    request = (
-        f"POST /loss HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    body, request = _heavy_request()
 
     def kept(_: int) -> tuple[int, float]:
         with httpx.Client(base_url=short_queue_server.url, timeout=300) as http:
