@@ -267,6 +267,8 @@ class RequestLog:
     ) -> None:
         route = getattr(scope.get("route"), "path", NONE)
         self.metrics.request(obs.loss, status, obs.encoding, route, seconds)
+        evaluated = obs.evaluated or ([obs.loss] if obs.loss != NONE else [])
+        self.metrics.inference(evaluated, status, seconds)
         path = scope["path"]
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         if not _ACCESS.isEnabledFor(level):

@@ -10,12 +10,15 @@ results say (kernel times, elements), the request middleware (``logs.py``) reads
 from __future__ import annotations
 
 import os
+import time
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
+
+    from prometheus_client.samples import Sample
 
     from .core import Result
 
@@ -27,6 +30,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Summary,
 )
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.exposition import choose_encoder
@@ -100,6 +104,22 @@ class Metrics:
             ("loss",),
             registry=register,
         )
+        # Per loss, for the Open Inference Protocol's statistics extension (codecs/triton.py):
+        # requests that evaluated it, by outcome, and when the last one finished.
+        self.inferences = Summary(
+            "lossd_inference_seconds",
+            "requests that evaluated a loss (one per loss of a POST /loss), by outcome "
+            "(success: 2xx, fail: an error answer), from the first byte in to the last byte out",
+            ("loss", "outcome"),
+            registry=register,
+        )
+        self.last_inference = Gauge(
+            "lossd_last_inference_timestamp_seconds",
+            "when the last request that evaluated a loss finished (Unix time)",
+            ("loss",),
+            registry=register,
+            multiprocess_mode="max",
+        )
         # The process-wide memory account (service/memory.py), summed over live workers.
         self.memory_reserved = Gauge(
             "lossd_memory_reserved_bytes",
@@ -137,6 +157,21 @@ class Metrics:
         if histogram is None:
             histogram = self._routes[route] = self.duration.labels(route)
         histogram.observe(seconds)
+
+    def inference(self, losses: Iterable[str], status: int, seconds: float) -> None:
+        """Count one request that evaluated ``losses`` (called on the event loop only)."""
+        outcome = "success" if status < 400 else "fail"
+        now = time.time()
+        for loss in losses:
+            self.inferences.labels(loss, outcome).observe(seconds)
+            self.last_inference.labels(loss).set(now)
+
+    def samples(self, *names: str) -> Iterator[Sample]:
+        """The current samples of the named metrics (every worker's in multiprocess mode)."""
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name in names:
+                    yield sample
 
     def kernel_call(self, loss: str, seconds: float, elements: int) -> None:
         """Record one kernel call (called from compute threads; prometheus-client locks)."""

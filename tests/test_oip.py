@@ -510,6 +510,12 @@ def test_openapi_documents_the_protocol() -> None:
         "v2_model_version_ready",
         "v2_infer",
         "v2_model_version_infer",
+        "v2_model_config",
+        "v2_model_version_config",
+        "v2_repository_index",
+        "v2_statistics",
+        "v2_model_statistics",
+        "v2_model_version_statistics",
     }
     infer = operations["v2_infer"]
     body = infer["requestBody"]["content"]

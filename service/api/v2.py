@@ -12,10 +12,11 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
+from pydantic import ValidationError
 
-from ..codecs import oip
-from ..errors import PROBLEM_MEDIA_TYPE, Unprocessable
-from ..metrics import note
+from ..codecs import oip, triton
+from ..errors import PROBLEM_MEDIA_TYPE, Unprocessable, from_validation
+from ..metrics import Metrics, note
 from ..security import is_v2
 from ._docs import INFER_BODY, INFER_RESPONSES, protocol_errors
 from ._wire import (
@@ -25,6 +26,7 @@ from ._wire import (
     check_ready,
     evaluate,
     media_type,
+    read_body,
     read_body_aligned,
 )
 from .state import ServiceState, service_state
@@ -37,6 +39,9 @@ State = Annotated[ServiceState, Depends(service_state)]
 Version = Annotated[
     str, Path(description="every loss has the one version 1", json_schema_extra={"enum": ["1"]})
 ]
+
+
+INDEX_BODY_BYTES = 1024  # POST /v2/repository/index: at most {"ready": true}
 
 
 def _json(doc: object) -> Response:
@@ -65,6 +70,89 @@ async def server_ready(state: State) -> Response:
     """Readiness: 200 once every kernel is compiled or loaded from cache, 503 before."""
     check_ready(state)
     return _json({"ready": True})
+
+
+# Triton's extensions (codecs/triton.py). /v2/models/stats comes before /v2/models/{name}.
+@router.get("/v2/models/stats", operation_id="v2_statistics", response_model=triton.Statistics)
+def statistics(request: Request) -> Response:
+    """Inference statistics of every loss (Triton's statistics extension)."""
+    return _statistics(request, None, None)
+
+
+@router.get(
+    "/v2/models/{name}/stats",
+    operation_id="v2_model_statistics",
+    response_model=triton.Statistics,
+    responses=protocol_errors(404, by_path=True),
+)
+def model_statistics(name: str, request: Request) -> Response:
+    """Inference statistics of one loss: requests by outcome and time in its kernels."""
+    return _statistics(request, name, None)
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/stats",
+    operation_id="v2_model_version_statistics",
+    response_model=triton.Statistics,
+    responses=protocol_errors(404, by_path=True),
+)
+def model_version_statistics(name: str, version: Version, request: Request) -> Response:
+    """Inference statistics of the loss's one version, 1."""
+    return _statistics(request, name, version)
+
+
+def _statistics(request: Request, name: str | None, version: str | None) -> Response:
+    specs = () if name is None else (oip.model(name, version),)
+    metrics: Metrics = request.app.state.metrics  # read from files with several workers
+    return _json(triton.statistics(metrics, *specs))
+
+
+@router.get(
+    "/v2/models/{name}/config",
+    operation_id="v2_model_config",
+    response_model=triton.ModelConfig,
+    responses=protocol_errors(404, by_path=True),
+)
+async def model_config(name: str) -> Response:
+    """A loss as Triton's model configuration: inputs, outputs, their datatypes and dims."""
+    return _json(triton.model_config(oip.model(name, None)))
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/config",
+    operation_id="v2_model_version_config",
+    response_model=triton.ModelConfig,
+    responses=protocol_errors(404, by_path=True),
+)
+async def model_version_config(name: str, version: Version) -> Response:
+    """Model configuration of the loss's one version, 1."""
+    return _json(triton.model_config(oip.model(name, version)))
+
+
+@router.post(
+    "/v2/repository/index",
+    operation_id="v2_repository_index",
+    response_model=list[triton.RepositoryModel],
+    responses=protocol_errors(413, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {JSON: {"schema": triton.RepositoryQuery.model_json_schema()}},
+        }
+    },
+)
+async def repository_index(request: Request, state: State) -> Response:
+    """Every loss with its one version and whether it is ready (an empty body: all of them)."""
+    body = await read_body(request, INDEX_BODY_BYTES, state.settings.body_timeout)
+    only_ready = False
+    if body.strip():
+        media_type(request, "")
+        try:
+            only_ready = triton.RepositoryQuery.model_validate_json(body).ready
+        except ValidationError as exc:
+            error = from_validation(Unprocessable, "invalid repository index request", exc)
+            raise error from None
+    return _json(triton.repository_index(state.ready, only_ready))
 
 
 @router.get(

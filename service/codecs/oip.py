@@ -34,7 +34,7 @@ from .jsontext import PARSE_BYTES_PER_BYTE, Encoded, check_lifted, lift
 from .loss import options_of
 
 VERSION = "1"
-EXTENSIONS = ("binary_tensor_data", "parameters")
+EXTENSIONS = ("binary_tensor_data", "parameters", "model_configuration", "statistics")
 DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
     "FP32": np.dtype("<f4"),
