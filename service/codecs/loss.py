@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from .. import core
+from ..dtypes import HALF_NAMES, PACKED_DTYPES, held_itemsize
 from ..errors import LossdError, Unprocessable, from_validation, shown
 from ..losses import LossParams, LossSpec
 from ..memory import Lease
 from ..schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
 from . import Reply
-from .arrays import HALF_NAMES, PACKED_DTYPES, decode_array, encode_array, held_itemsize
+from .arrays import decode_array, encode_array
 from .jsontext import Blob, dumps, parse_object, release, resolve_blob
 
 Fields = TypeVar("Fields", bound=EvaluationOptions)

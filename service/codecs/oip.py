@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import __version__, core
+from ..dtypes import BFLOAT16, FLOAT16, held_itemsize, widen
 from ..errors import (
     InvalidArray,
     NotFound,
@@ -29,7 +30,7 @@ from ..losses import LossParams, LossSpec, resolve
 from ..memory import Lease
 from ..schemas import EvaluationOptions
 from . import Reply
-from .arrays import BFLOAT16, FLOAT16, check_finite, decode_array, held_itemsize, widen
+from .arrays import check_finite, decode_array
 from .jsontext import PARSE_BYTES_PER_BYTE, Encoded, check_lifted, lift
 from .loss import options_of
 
