@@ -460,7 +460,7 @@ def _check_datatype(spec: LossSpec, tensor: RequestInput, where: str) -> None:
     if tensor.datatype not in accepted:
         raise InvalidArray(
             f"{where}: datatype {tensor.datatype} is not accepted; {spec.name} takes "
-            f"{' or '.join(accepted)} {tensor.name}",
+            f"{', '.join(accepted[:-1])} or {accepted[-1]} {tensor.name}",
             errors=[((where, "datatype"), "unsupported datatype")],
         )
 
