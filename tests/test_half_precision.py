@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from service.codecs import oip
-from service.codecs.loss import _demand, _Limits, evaluate_one
+from service.codecs.loss import _demand, _Limits, evaluate_many, evaluate_one
 from service.dtypes import PACKED_DTYPES
 from service.losses import LossSpec, resolve
 from tests.support.harness import spec_id
@@ -137,6 +137,22 @@ def test_half_request_with_float64_equals_the_float64_request(spec: LossSpec, ha
     expected = answer(spec.name, loss_request(spec, "float64"))
     assert got == expected
     assert got["per_sample"]["dtype"] == got["gradient"]["dtype"] == "float64"
+
+
+@pytest.mark.loss(MSE.name, HUBER.name)
+@pytest.mark.parametrize("half", HALVES)
+def test_several_losses_on_half_arrays_compute_in_float32(half: str) -> None:
+    """``POST /loss`` follows the same rule: half arrays, no dtype, the float32 answers."""
+
+    def results(floats: str, **options: Any) -> Any:
+        doc = {**loss_request(MSE, floats, **options), "losses": [{"name": "mse"},
+               {"name": "huber", "params": {"delta": 1.5}}]}  # fmt: skip
+        del doc["params"]
+        return orjson.loads(evaluate_many(orjson.dumps(doc), 10**6).body.tobytes())["results"]
+
+    got, expected = results(half), results("float32", dtype="float32")
+    assert got == expected
+    assert [r["per_sample"]["dtype"] for r in got] == ["float32", "float32"]
 
 
 @pytest.mark.loss(MSE.name)
