@@ -115,8 +115,9 @@ def _read(
     body: bytes | bytearray, model: type[Fields], limits: _Limits
 ) -> tuple[Fields, core.Batch, str, bool]:
     """The request's other fields, its decoded arrays, its encoding (``json`` or ``packed``) and
-    whether an array was sent in half precision (``_half``); the memory is reserved before anything is parsed or decoded, and a ``bytearray`` body is
-    freed (and given back) once the arrays own their memory."""
+    whether an array was sent in half precision (``_half``); the memory is reserved before
+    anything is parsed or decoded, and a ``bytearray`` body is freed (and given back) once the
+    arrays own their memory."""
     lease, parsing = limits.lease, 0
 
     def reserve(size: int) -> None:
