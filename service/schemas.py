@@ -7,9 +7,25 @@ spec, and ``LossOptions`` validates the small non-array fields of every request.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .dtypes import CANONICAL_DTYPES, PACKED_DTYPES
+
+
+def _packed_dtype_schema(schema: dict[str, Any]) -> None:
+    """The canonical names as an enum (a generated client's type), or one of numpy's other
+    spellings of them by an exact pattern (an enum of those would give a generated client
+    colliding names: ``<f8``, ``=f8``, ``|f8``); both from ``dtypes.PACKED_DTYPES``."""
+    spellings = [name for name in PACKED_DTYPES if name not in CANONICAL_DTYPES]
+    pattern = "^(" + "|".join(re.escape(name) for name in spellings) + ")$"
+    schema.pop("type", None)
+    schema["anyOf"] = [
+        {"type": "string", "enum": list(CANONICAL_DTYPES)},
+        {"type": "string", "pattern": pattern},
+    ]
 
 
 class PackedArray(BaseModel):
@@ -17,7 +33,26 @@ class PackedArray(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dtype: Literal["float32", "float64", "int32", "int64"]
+    dtype: str = Field(
+        description=(
+            "float64, float32, float16, bfloat16, int64 or int32, or any name numpy.dtype reads "
+            "as one of them (`<f8`, `f8`, `double`, `f4`, `single`, `f2`, `half`, `<i8`, `i4`, "
+            "...; little-endian or native: a big-endian name such as `>f8` is a 422). float16 "
+            "and bfloat16 compute in float32 unless the request sends `dtype: float64`; "
+            "answers are never half precision"
+        ),
+        json_schema_extra=_packed_dtype_schema,
+    )
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
+    data: str = Field(description="standard base64 of the little-endian, C-ordered bytes")
+
+
+class PackedResult(BaseModel):
+    """A response array packed (``array_format: packed``), in the compute dtype."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: Literal["float32", "float64"]
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
     data: str = Field(description="standard base64 of the little-endian, C-ordered bytes")
 
@@ -37,7 +72,7 @@ VectorIn = Annotated[
     list[float] | PackedVector, Field(description="(N,): a JSON list or a packed array of rank 1")
 ]
 ArrayOut = Annotated[
-    list[float] | list[list[float]] | PackedArray,
+    list[float] | list[list[float]] | PackedResult,
     Field(description="a JSON list or, with `array_format: packed`, a packed array"),
 ]
 
@@ -64,7 +99,13 @@ class EvaluationOptions(BaseModel):
     per_sample: bool = Field(True, description="include the per-sample losses")
     gradient: bool = Field(False, description="include the gradient of the reduced value")
     hessian: bool = Field(False, description="include the diagonal of the Hessian")
-    dtype: ComputeDtype = Field("float64", description="precision of computation and output")
+    dtype: ComputeDtype = Field(
+        "float64",
+        description=(
+            "precision of computation and output; when not sent, float64, or float32 when a "
+            "packed array is float16 or bfloat16"
+        ),
+    )
     array_format: ArrayFormat = Field("list", description="how response arrays are written")
 
 

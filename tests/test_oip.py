@@ -92,7 +92,8 @@ def test_every_loss_and_alias_is_a_ready_model(tc: triton.InferenceServerClient)
             inputs = {t["name"]: t for t in meta["inputs"]}
             assert list(inputs) == ["predictions", "targets", "sample_weight"]
             assert inputs["sample_weight"]["optional"] and inputs["sample_weight"]["shape"] == [-1]
-            assert inputs["predictions"]["datatypes"] == ["FP64", "FP32"]
+            assert inputs["predictions"]["datatypes"] == ["FP64", "FP32", "FP16", "BF16"]
+            assert all(t["datatypes"] == ["FP64", "FP32"] for t in meta["outputs"])
             index = "class_index" in spec.targets
             assert ("INT64" in inputs["targets"]["datatypes"]) == index
             assert ([-1] in inputs["targets"]["shapes"]) == (index or spec.params.min_rank == 1)
@@ -359,7 +360,7 @@ BAD_REQUESTS = {
     ),
     "integer targets for a regression loss": (
         {"inputs": [GOOD[0], _json_tensor("targets", [0, 1], "INT64")]},
-        "datatype INT64 is not accepted; mse takes FP64 or FP32 targets",
+        "datatype INT64 is not accepted; mse takes FP64, FP32, FP16 or BF16 targets",
     ),
     "floats in an INT64 tensor": (
         {"inputs": [{**GOOD[0], "shape": [2, 2], "data": [0.5] * 4}, _json_tensor("targets", [0.5, 1.0], "INT64")]},

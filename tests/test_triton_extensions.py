@@ -48,14 +48,14 @@ def test_model_config_describes_inputs_and_outputs(
     assert inputs["sample_weight"]["optional"] is True
     outputs = {t["name"] for t in config["output"]}
     assert outputs == {"value", "per_sample", "gradient", "hessian"}
-    assert config["parameters"]["predictions_datatypes"] == {"string_value": "FP64,FP32"}
+    assert config["parameters"]["predictions_datatypes"] == {"string_value": "FP64,FP32,FP16,BF16"}
 
 
 def test_model_config_of_a_loss_taking_class_indices(tc: triton.InferenceServerClient) -> None:
     """cross_entropy's targets also take INT64/INT32 class indices of shape (N,)."""
     config = tc.get_model_config("cross_entropy")
     assert config["parameters"]["targets_datatypes"]["string_value"].split(",") == [
-        "FP64", "FP32", "INT64", "INT32",
+        "FP64", "FP32", "FP16", "BF16", "INT64", "INT32",
     ]  # fmt: skip
     assert config["parameters"]["targets_shapes"] == {"string_value": "[[-1,-1],[-1]]"}
 

@@ -1,9 +1,10 @@
 """JSON lists and packed base64 arrays <-> numpy, with the checks the contract sets on arrays.
 
-A decoded array is rank 1 or 2, finite, and numeric (float32, float64, int32 or int64). A long
-list of numbers arrives already parsed (``numbers.NumberList``, read without the GIL); other list
-input is turned into an array by numpy in C, the only extra pass a type scan that catches booleans,
-which numpy would silently read as 0 and 1.
+A decoded array is rank 1 or 2, finite, and numeric (float32, float64, int32 or int64; a float16
+or bfloat16 packed array is widened to float32 as it is decoded). A long list of numbers arrives
+already parsed (``numbers.NumberList``, read without the GIL); other list input is turned into an
+array by numpy in C, the only extra pass a type scan that catches booleans, which numpy would
+silently read as 0 and 1.
 """
 
 from __future__ import annotations
@@ -13,18 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import BIG_ENDIAN_DTYPES, CANONICAL_DTYPES, widen
+from ..dtypes import PACKED_DTYPES as PACKED_DTYPES  # where the codecs have looked names up
 from ..errors import InvalidArray, TooManyElements, shown
 from ..jit import Array
 from .base64 import Base64, b64decode
 from .jsontext import Blob
 from .numbers import NumberList
 
-PACKED_DTYPES: dict[str, np.dtype[Any]] = {
-    "float32": np.dtype("<f4"),
-    "float64": np.dtype("<f8"),
-    "int32": np.dtype("<i4"),
-    "int64": np.dtype("<i8"),
-}
 _PACKED_KEYS = frozenset({"dtype", "shape", "data"})
 _NUMBER_TYPES = frozenset({int, float})
 _SHOWN_KEYS = 3  # unexpected keys named in an error
@@ -144,11 +141,7 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
             errors=[((field,), what)],
         )
     dtype_name, shape, data = value["dtype"], value["shape"], value["data"]
-    if not isinstance(dtype_name, str) or dtype_name not in PACKED_DTYPES:
-        raise InvalidArray(
-            f"packed `{field}.dtype` must be one of {sorted(PACKED_DTYPES)}",
-            errors=[((field, "dtype"), "unsupported dtype")],
-        )
+    dtype = wire_dtype(dtype_name, field)
     if (
         not isinstance(shape, list)
         or len(shape) not in (1, 2)
@@ -184,7 +177,6 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
             f"packed `{field}.data` must be a base64 string",
             errors=[((field, "data"), "expected a string")],
         )
-    dtype = PACKED_DTYPES[dtype_name]
     raw = b64decode(data)
     if raw is None:
         raise InvalidArray(
@@ -197,9 +189,36 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
             f"needs {count * dtype.itemsize}",
             errors=[((field, "data"), "byte length does not match shape and dtype")],
         )
-    array = raw.view(dtype).reshape(shape)
-    if dtype.kind == "f":
-        check_finite(array, f"packed `{field}`", field)
+    return from_bytes(raw, dtype, shape, f"packed `{field}`", field)
+
+
+def wire_dtype(name: object, field: str) -> np.dtype[Any]:
+    """The dtype to view the bytes of an array of dtype ``name`` as (``PACKED_DTYPES``): a
+    canonical name or a numpy spelling of one; 422 ``invalid_array`` at ``field.dtype`` for a
+    big-endian spelling or any other name."""
+    dtype = PACKED_DTYPES.get(name) if isinstance(name, str) else None
+    if dtype is not None:
+        return dtype
+    if isinstance(name, str) and name in BIG_ENDIAN_DTYPES:
+        raise InvalidArray(
+            f"packed `{field}.dtype` {name!r} is big-endian; packed data is little-endian: "
+            f"send the bytes little-endian as {'<' + name[1:]!r}",
+            errors=[((field, "dtype"), "big-endian dtypes are not accepted")],
+        )
+    raise InvalidArray(
+        f"packed `{field}.dtype` must be one of {list(CANONICAL_DTYPES)} or a numpy spelling "
+        "of one (such as <f8, f4, f2, half, i8; little-endian or native)",
+        errors=[((field, "dtype"), "unsupported dtype")],
+    )
+
+
+def from_bytes(raw: Array, dtype: np.dtype[Any], shape: list[int], what: str, field: str) -> Array:
+    """The array of ``shape`` whose little-endian bytes are ``raw`` (uint8, of the right
+    length), viewed as ``dtype`` (``wire_dtype``): half precision widened to float32 (``widen``);
+    a floating-point array refused with 422 when it holds NaN or infinity (``check_finite``)."""
+    array = widen(raw.view(dtype).reshape(shape))
+    if array.dtype.kind == "f":
+        check_finite(array, what, field)
     return array
 
 

@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from .. import core
+from ..dtypes import HALF_NAMES, PACKED_DTYPES, held_itemsize
 from ..errors import LossdError, Unprocessable, from_validation, shown
 from ..losses import LossParams, LossSpec
 from ..memory import Lease
 from ..schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
 from . import Reply
-from .arrays import PACKED_DTYPES, decode_array, encode_array
+from .arrays import decode_array, encode_array
 from .jsontext import Blob, dumps, parse_object, release, resolve_blob
 
 Fields = TypeVar("Fields", bound=EvaluationOptions)
@@ -46,9 +47,10 @@ def evaluate_one(
     arrays are decoded. With a ``lease``, what the request holds is reserved in the process's
     memory account as it goes (``service.memory``)."""
     limits = _Limits(max_elements, max_request_bytes, lease, name)
-    fields, batch, encoding = _read(body, LossOptions, limits)
+    fields, batch, encoding, half = _read(body, LossOptions, limits)
     explicit, rank = fields.model_fields_set, batch.predictions.ndim
-    spec, params, options = core.select(name, fields.params, options_of(fields), explicit, rank)
+    options = options_of(fields, half)
+    spec, params, options = core.select(name, fields.params, options, explicit, rank)
     result = core.evaluate(spec, params, batch, options)
     del batch  # the inputs are freed before the response is encoded
     return Reply(dumps(_document(result, fields.array_format)), (result,), encoding=encoding)
@@ -67,12 +69,12 @@ def evaluate_many(
     position of the loss it belongs to.
     """
     limits = _Limits(max_elements, max_request_bytes, lease)
-    fields, batch, encoding = _read(body, MultiLossOptions, limits)
+    fields, batch, encoding, half = _read(body, MultiLossOptions, limits)
     chosen: list[tuple[LossSpec, LossParams, core.Options]] = []
     explicit, rank = fields.model_fields_set, batch.predictions.ndim
     for k, selection in enumerate(fields.losses):
         with _at_position(k, selection.name):
-            options = options_of(fields)
+            options = options_of(fields, half)
             chosen.append(core.select(selection.name, selection.params, options, explicit, rank))
     results = []
     for k, (spec, params, options) in enumerate(chosen):
@@ -83,15 +85,19 @@ def evaluate_many(
     return Reply(dumps({"results": documents}), tuple(results), encoding=encoding)
 
 
-def options_of(fields: EvaluationOptions) -> core.Options:
-    """The core's options from a request's validated fields."""
+def options_of(fields: EvaluationOptions, half: bool = False) -> core.Options:
+    """The core's options from a request's validated fields; a request with a ``half``
+    (float16 or bfloat16) array computes in float32 unless it sends a ``dtype``."""
+    dtype = fields.dtype
+    if half and "dtype" not in fields.model_fields_set:
+        dtype = "float32"
     return core.Options(
         reduction=fields.reduction,
         reduce_over=fields.reduce_over,
         per_sample=fields.per_sample,
         gradient=fields.gradient,
         hessian=fields.hessian,
-        dtype=fields.dtype,
+        dtype=dtype,
     )
 
 
@@ -107,10 +113,11 @@ class _Limits:
 
 def _read(
     body: bytes | bytearray, model: type[Fields], limits: _Limits
-) -> tuple[Fields, core.Batch, str]:
-    """The request's other fields, its decoded arrays and its encoding (``json`` or ``packed``);
-    the memory is reserved before anything is parsed or decoded, and a ``bytearray`` body is
-    freed (and given back) once the arrays own their memory."""
+) -> tuple[Fields, core.Batch, str, bool]:
+    """The request's other fields, its decoded arrays, its encoding (``json`` or ``packed``) and
+    whether an array was sent in half precision (``_half``); the memory is reserved before
+    anything is parsed or decoded, and a ``bytearray`` body is freed (and given back) once the
+    arrays own their memory."""
     lease, parsing = limits.lease, 0
 
     def reserve(size: int) -> None:
@@ -124,6 +131,7 @@ def _read(
     if demand is not None:
         core.reserve(demand, limits.max_request_bytes, lease)
     encoding = "packed" if any(isinstance(doc.get(f), dict) for f in ARRAY_FIELDS) else "json"
+    half = _half(doc)
     batch = _decode_batch(doc, blobs, limits.max_elements)
     del blobs  # the last views into the body
     size = len(body)
@@ -135,7 +143,14 @@ def _read(
         fields = model.model_validate(doc)
     except ValidationError as exc:
         raise from_validation(Unprocessable, "invalid request fields", exc) from None
-    return fields, batch, encoding
+    return fields, batch, encoding, half
+
+
+def _half(doc: dict[str, Any]) -> bool:
+    """Whether a packed array of the request is float16 or bfloat16 (before it is decoded:
+    decoding widens it to float32)."""
+    dtypes = (value.get("dtype") for value in map(doc.get, ARRAY_FIELDS) if isinstance(value, dict))
+    return any(d in HALF_NAMES for d in dtypes if isinstance(d, str))
 
 
 def _decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int) -> core.Batch:
@@ -172,7 +187,7 @@ def _declared(value: object) -> core.Declared | None:
         or dtype not in PACKED_DTYPES
     ):
         return None
-    return core.Declared(shape[0], math.prod(shape), PACKED_DTYPES[dtype].itemsize)
+    return core.Declared(shape[0], math.prod(shape), held_itemsize(PACKED_DTYPES[dtype]))
 
 
 def _demand(doc: dict[str, Any], limits: _Limits) -> core.Demand | None:
@@ -184,7 +199,8 @@ def _demand(doc: dict[str, Any], limits: _Limits) -> core.Demand | None:
         d is not None and d.elements > limits.max_elements for d in declared
     ):
         return None
-    dtype: core.DtypeName = "float32" if doc.get("dtype") == "float32" else "float64"
+    sent = doc.get("dtype", "float32" if _half(doc) else "float64")
+    dtype: core.DtypeName = "float32" if sent == "float32" else "float64"
     options = core.Options(
         per_sample=doc.get("per_sample", True) is not False,
         gradient=doc.get("gradient") is True,

@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import __version__, core
+from ..dtypes import BFLOAT16, FLOAT16, held_itemsize, widen
 from ..errors import (
     InvalidArray,
     NotFound,
@@ -35,13 +36,19 @@ from .loss import options_of
 
 VERSION = "1"
 EXTENSIONS = ("binary_tensor_data", "parameters", "model_configuration", "statistics")
+# The input datatypes: the dtype a binary tensor's bytes are viewed as (arrays.PACKED_DTYPES's;
+# FP16 and BF16 are widened to float32 as they are decoded, arrays.widen).
 DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
     "FP32": np.dtype("<f4"),
+    "FP16": FLOAT16,
+    "BF16": BFLOAT16,
     "INT64": np.dtype("<i8"),
     "INT32": np.dtype("<i4"),
 }
-FLOATS = ("FP64", "FP32")
+FLOATS = ("FP64", "FP32", "FP16", "BF16")
+SINGLE = ("FP32", "FP16", "BF16")  # inputs that compute in FP32 (when no input is FP64)
+OUTPUT_FLOATS = ("FP64", "FP32")  # outputs are never half precision
 INDICES = ("INT64", "INT32")
 OUTPUTS = ("value", "per_sample", "gradient", "hessian")
 # The section-3 fields a request's parameters may carry besides the loss's own parameters.
@@ -53,7 +60,7 @@ IGNORED = frozenset(
 )
 UNSUPPORTED = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
-Datatype = Literal["FP64", "FP32", "INT64", "INT32"]
+Datatype = Literal["FP64", "FP32", "FP16", "BF16", "INT64", "INT32"]
 OutputName = Literal["value", "per_sample", "gradient", "hessian"]
 Parameters = dict[str, Any]
 
@@ -68,7 +75,10 @@ class RequestInput(_Strict):
     name: Literal["predictions", "targets", "sample_weight"]
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
     datatype: Datatype = Field(
-        description="FP64 or FP32; the targets of losses that take class indices also INT64, INT32"
+        description=(
+            "FP64, FP32, FP16 or BF16 (FP16 and BF16 compute in FP32 unless `dtype` is "
+            "`float64`); the targets of losses that take class indices also INT64, INT32"
+        )
     )
     parameters: Parameters = Field(
         default_factory=dict,
@@ -212,7 +222,7 @@ def model_metadata(spec: LossSpec) -> dict[str, Any]:
             _tensor("targets", FLOATS + (INDICES if index else ()), target_shapes),
             _tensor("sample_weight", FLOATS, [[-1]], optional=True),
         ],
-        "outputs": [_tensor(name, FLOATS, output_shapes[name]) for name in outputs],
+        "outputs": [_tensor(name, OUTPUT_FLOATS, output_shapes[name]) for name in outputs],
         "aliases": list(spec.aliases),
         "parameters": spec.params.model_json_schema(),
     }
@@ -322,9 +332,9 @@ def _plan(
     rank = next((len(t.shape) for t in request.inputs if t.name == "predictions"), 1)
     outputs = _outputs(request, options, flags, binary)
     chosen: Parameters = {flag: flag in outputs for flag in ("per_sample", "gradient", "hessian")}
-    if "dtype" not in flags:  # FP32 when every floating-point input is FP32
+    if "dtype" not in flags:  # FP32 when every floating-point input is FP32 (or FP16, BF16)
         floats = [t.datatype for t in request.inputs if t.datatype in FLOATS]
-        chosen["dtype"] = "float32" if all(d == "FP32" for d in floats) else "float64"
+        chosen["dtype"] = "float32" if all(d in SINGLE for d in floats) else "float64"
     wanted = options_of(options.model_copy(update=chosen))
     spec, params, wanted = core.select(name, loss, wanted, set(flags), rank, "parameters")
     return spec, wanted, params, outputs
@@ -341,7 +351,7 @@ def _demand(
     JSON ones their longest text); None when a tensor is over LOSSD_MAX_ELEMENTS or predictions
     are missing (decoding names those)."""
     declared = {
-        t.name: core.Declared(t.shape[0], math.prod(t.shape), DATATYPES[t.datatype].itemsize)
+        t.name: core.Declared(t.shape[0], math.prod(t.shape), held_itemsize(DATATYPES[t.datatype]))
         for t in request.inputs
     }
     predictions = declared.get("predictions")
@@ -450,7 +460,7 @@ def _check_datatype(spec: LossSpec, tensor: RequestInput, where: str) -> None:
     if tensor.datatype not in accepted:
         raise InvalidArray(
             f"{where}: datatype {tensor.datatype} is not accepted; {spec.name} takes "
-            f"{' or '.join(accepted)} {tensor.name}",
+            f"{', '.join(accepted[:-1])} or {accepted[-1]} {tensor.name}",
             errors=[((where, "datatype"), "unsupported datatype")],
         )
 
@@ -483,7 +493,18 @@ def _from_json(tensor: RequestInput, where: str, count: int, max_elements: int) 
         if array.dtype.kind != "i" or array.min() < info.min or array.max() > info.max:
             raise InvalidArray(f"{where}: {tensor.datatype} data must be integers in its range")
     with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused by check_finite
-        return array.astype(dtype).reshape(tensor.shape)
+        if dtype == BFLOAT16:
+            return _round_bfloat16(array).reshape(tensor.shape)
+        return widen(array.astype(dtype)).reshape(tensor.shape)
+
+
+def _round_bfloat16(array: Array) -> Array:
+    """JSON numbers sent as BF16, rounded to bfloat16 (through float32, to nearest, ties to
+    even) and returned as the float32 array of those values, as binary BF16 data decodes."""
+    bits: Array = array.astype("<f4").view("<u4")
+    bits = (bits + (0x7FFF + ((bits >> 16) & 1))) & 0xFFFF0000
+    rounded: Array = bits.view("<f4")
+    return rounded
 
 
 def _from_binary(tensor: RequestInput, where: str, count: int, rest: Array, size: Any) -> Array:
@@ -500,7 +521,7 @@ def _from_binary(tensor: RequestInput, where: str, count: int, rest: Array, size
             f"{where}: binary_data_size is {size} but only {rest.shape[0]} bytes of binary data "
             "are left in the body"
         )
-    array = rest[:size].view(dtype).reshape(tensor.shape)
+    array = widen(rest[:size].view(dtype).reshape(tensor.shape))
     # The kernels are compiled for aligned arrays; a view at an odd offset is copied once.
     return array if array.flags.aligned else array.copy()
 
