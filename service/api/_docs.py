@@ -9,10 +9,11 @@ from typing import Any
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
+from ..codecs.framing import HEADER_LENGTH
 from ..codecs.oip import InferError, InferRequest
 from ..errors import PROBLEM_MEDIA_TYPE
 from ..schemas import LossRequest, MultiLossRequest, Problem
-from ._wire import BINARY, HEADER_LENGTH, JSON
+from ._wire import BINARY, JSON
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _WHEN = {
