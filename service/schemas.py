@@ -44,7 +44,7 @@ ArrayOut = Annotated[
 Reduction = Literal["mean", "sum", "none"]
 ReduceOver = Literal["samples", "elements"]
 ComputeDtype = Literal["float64", "float32"]
-ArrayFormat = Literal["list", "packed"]
+ArrayFormat = Literal["list", "packed", "binary"]
 
 
 class EvaluationOptions(BaseModel):
@@ -65,7 +65,15 @@ class EvaluationOptions(BaseModel):
     gradient: bool = Field(False, description="include the gradient of the reduced value")
     hessian: bool = Field(False, description="include the diagonal of the Hessian")
     dtype: ComputeDtype = Field("float64", description="precision of computation and output")
-    array_format: ArrayFormat = Field("list", description="how response arrays are written")
+    array_format: ArrayFormat = Field(
+        "list",
+        description=(
+            "how response arrays are written: JSON lists, packed base64, or `binary`: the "
+            "answer in the binary framing (application/octet-stream, a JSON header of "
+            "Inference-Header-Content-Length bytes whose arrays are {dtype, shape, "
+            "binary_data_size}, their raw little-endian bytes after it in that order)"
+        ),
+    )
 
 
 class LossOptions(EvaluationOptions):
