@@ -15,8 +15,11 @@ import pytest
 from service.api._wire import _aligned_empty
 from service.app import create_app
 from service.codecs import bodies
+from service.codecs import loss as codec
 from service.codecs.npy import decoded as decoded_npy
 from service.codecs.npy import read_npy
+from service.errors import MemoryBudget
+from service.memory import MemoryAccount
 from service.settings import Settings
 from tests.support.servers import http_client, served
 
@@ -526,3 +529,29 @@ def test_openapi_documents_binary_and_multipart_bodies() -> None:
         assert HEADER in [p["name"] for p in op["parameters"]]
         ok = op["responses"]["200"]
         assert {"application/json", BINARY} <= set(ok["content"]) and HEADER in ok["headers"]
+
+
+@pytest.mark.loss("mse")
+@pytest.mark.parametrize("how", ["binary", "multipart"])
+def test_binary_bodies_reserve_their_demand(how: str) -> None:
+    """The arrays of a binary or multipart body, their conversions and compute copies are held
+    in the memory account before they are made: 413 memory_budget when they can never fit."""
+    p = rng.normal(size=(2000, 4)).astype(">f8")  # big-endian: a .npy part is converted (copied)
+    arrays = {"predictions": p, "targets": np.zeros((2000, 4))}
+    if how == "binary":
+        arrays["predictions"] = p.astype("<f8")
+        raw, headers = framed_body({"gradient": True}, arrays)
+        form: bodies.Form = bodies.Framed(int(headers[HEADER]))
+        at = form.header_length
+    else:
+        parts = [(k, npy(v)) for k, v in arrays.items()] + [("options", b'{"gradient": true}')]
+        raw, headers = multipart_body(parts)
+        form, at = bodies.Multipart(b"lossd-test-boundary"), 0
+    demand = 3 * p.nbytes  # at least: the inputs (2), the gradient (1)
+    account = MemoryAccount(10 * 2**20)
+    reply = codec.evaluate_one("mse", _aligned(raw, at), 10**6, lease=account.lease(), form=form)
+    assert reply.results[0].n == 2000
+    assert account.peak >= demand
+    small = MemoryAccount(demand)
+    with pytest.raises(MemoryBudget):
+        codec.evaluate_one("mse", _aligned(raw, at), 10**6, lease=small.lease(), form=form)

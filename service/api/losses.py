@@ -79,19 +79,19 @@ def _reader(request: Request) -> tuple[ServiceState, Reader, Form | None]:
     check_ready(state)
     limits = (state.settings.max_body_bytes, state.settings.body_timeout)
     media = media_type(request, BINARY, MULTIPART)
+    length = header_length(request)  # a malformed one is refused whatever the body
     note(encoding="json")  # the codec says "packed", "binary" or "multipart" from the body
     if media == JSON:
         return state, partial(read_body, request, *limits), None
-    form = _form(request, media)
+    form = _form(request, media, length)
     aligned_at = form.header_length if isinstance(form, Framed) else 0
     return state, partial(read_body_aligned, request, *limits, aligned_at), form
 
 
-def _form(request: Request, media: str) -> Form:
+def _form(request: Request, media: str, length: int | None) -> Form:
     """A binary body's header length (required) or a multipart body's boundary; 422 without."""
     if media == MULTIPART:
         return Multipart(multipart_boundary(request))
-    length = header_length(request)
     if length is None:
         raise Unprocessable(
             f"an {BINARY} body needs the {HEADER_LENGTH} header: the byte length of the JSON "
