@@ -555,3 +555,15 @@ def test_binary_bodies_reserve_their_demand(how: str) -> None:
     small = MemoryAccount(demand)
     with pytest.raises(MemoryBudget):
         codec.evaluate_one("mse", _aligned(raw, at), 10**6, lease=small.lease(), form=form)
+
+
+@pytest.mark.loss("mse")
+def test_framed_header_may_keep_json_and_packed_arrays(client: httpx.Client) -> None:
+    """In the binary framing an array field may stay a JSON list or packed array in the header."""
+    p, t, w = rng.normal(size=5), rng.normal(size=5), rng.uniform(size=5)
+    fields = {"targets": t.tolist(), "sample_weight": packed(w), "gradient": True}
+    body, headers = framed_body(fields, {"predictions": p})
+    response = client.post("/loss/mse", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    arrays = {"predictions": p, "targets": t, "sample_weight": w}
+    assert response.content == post(client, "/loss/mse", arrays, {"gradient": True}, "json").content
