@@ -567,3 +567,25 @@ def test_framed_header_may_keep_json_and_packed_arrays(client: httpx.Client) -> 
     assert response.status_code == 200, response.text
     arrays = {"predictions": p, "targets": t, "sample_weight": w}
     assert response.content == post(client, "/loss/mse", arrays, {"gradient": True}, "json").content
+
+
+def _count(client: httpx.Client, encoding: str, status: int) -> float:
+    """lossd_requests_total of mse requests with this encoding and status."""
+    labels = f'encoding="{encoding}",loss="mse",status="{status}"'
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("lossd_requests_total{") and labels in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.loss("mse")
+@pytest.mark.parametrize("how", ["binary", "multipart"])
+def test_metrics_count_binary_bodies_by_encoding(client: httpx.Client, how: str) -> None:
+    """Requests are counted under encoding ``binary`` or ``multipart``, refused ones too."""
+    arrays = {"predictions": np.zeros(3), "targets": np.ones(3)}
+    before = _count(client, how, 200), _count(client, how, 422)
+    assert post(client, "/loss/mse", arrays, {}, how).status_code == 200
+    bad = {"predictions": np.zeros(3), "targets": np.ones(2)}
+    assert post(client, "/loss/mse", bad, {}, how).status_code == 422
+    after = _count(client, how, 200), _count(client, how, 422)
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)

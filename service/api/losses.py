@@ -80,10 +80,11 @@ def _reader(request: Request) -> tuple[ServiceState, Reader, Form | None]:
     limits = (state.settings.max_body_bytes, state.settings.body_timeout)
     media = media_type(request, BINARY, MULTIPART)
     length = header_length(request)  # a malformed one is refused whatever the body
-    note(encoding="json")  # the codec says "packed", "binary" or "multipart" from the body
+    note(encoding="json")  # the codec says "packed" when the body has a packed array
     if media == JSON:
         return state, partial(read_body, request, *limits), None
     form = _form(request, media, length)
+    note(encoding=form.encoding)
     aligned_at = form.header_length if isinstance(form, Framed) else 0
     return state, partial(read_body_aligned, request, *limits, aligned_at), form
 
