@@ -11,14 +11,17 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.api._wire import _aligned_empty
 from service.app import create_app
 from service.codecs import bodies
 from service.codecs import loss as codec
+from service.codecs.multipart import parts as multipart_parts
 from service.codecs.npy import decoded as decoded_npy
 from service.codecs.npy import read_npy
-from service.errors import MemoryBudget
+from service.errors import LossdError, MemoryBudget
 from service.memory import MemoryAccount
 from service.settings import Settings
 from tests.support.servers import http_client, served
@@ -589,3 +592,19 @@ def test_metrics_count_binary_bodies_by_encoding(client: httpx.Client, how: str)
     assert post(client, "/loss/mse", bad, {}, how).status_code == 422
     after = _count(client, how, 200), _count(client, how, 422)
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([b"b", b"lossd-test-boundary"]))
+def test_arbitrary_bytes_as_multipart_or_npy_are_problems(raw: bytes, boundary: bytes) -> None:
+    """Any bytes, as a multipart body or as a .npy part (also behind a real .npy preamble), are
+    read or refused as a lossd problem, never another exception."""
+    for data in (raw, GOOD_NPY[:10] + raw, b"--" + boundary + b"\r\n" + raw):
+        for read in (
+            lambda d: multipart_parts(_aligned(d, 0), boundary),
+            lambda d: read_npy(_aligned(d, 0), "predictions", 1000),
+        ):
+            try:
+                read(data)
+            except LossdError as exc:
+                assert 400 <= exc.status < 500
