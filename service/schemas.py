@@ -79,7 +79,7 @@ ArrayOut = Annotated[
 Reduction = Literal["mean", "sum", "none"]
 ReduceOver = Literal["samples", "elements"]
 ComputeDtype = Literal["float64", "float32"]
-ArrayFormat = Literal["list", "packed"]
+ArrayFormat = Literal["list", "packed", "binary"]
 
 
 class EvaluationOptions(BaseModel):
@@ -103,10 +103,18 @@ class EvaluationOptions(BaseModel):
         "float64",
         description=(
             "precision of computation and output; when not sent, float64, or float32 when a "
-            "packed array is float16 or bfloat16"
+            "packed, binary or .npy array is float16 or bfloat16"
         ),
     )
-    array_format: ArrayFormat = Field("list", description="how response arrays are written")
+    array_format: ArrayFormat = Field(
+        "list",
+        description=(
+            "how response arrays are written: JSON lists, packed base64, or `binary`: the "
+            "answer in the binary framing (application/octet-stream, a JSON header of "
+            "Inference-Header-Content-Length bytes whose arrays are {dtype, shape, "
+            "binary_data_size}, their raw little-endian bytes after it in that order)"
+        ),
+    )
 
 
 class LossOptions(EvaluationOptions):

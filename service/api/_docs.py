@@ -9,10 +9,11 @@ from typing import Any
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
+from ..codecs.framing import HEADER_LENGTH
 from ..codecs.oip import InferError, InferRequest
 from ..errors import PROBLEM_MEDIA_TYPE
 from ..schemas import LossRequest, MultiLossRequest, Problem
-from ._wire import BINARY, HEADER_LENGTH, JSON
+from ._wire import BINARY, JSON, MULTIPART
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _WHEN = {
@@ -20,7 +21,7 @@ _WHEN = {
     404: "unknown loss",
     408: "the body did not arrive in time (LOSSD_BODY_TIMEOUT)",
     413: "body or array larger than the configured limits",
-    415: "a content type other than JSON",
+    415: "a content type other than JSON, application/octet-stream or multipart/form-data",
     422: "invalid JSON, fields, arrays, shapes, parameters or values out of the loss's domain",
     503: "not ready yet, or the compute queue is full (with Retry-After)",
 }
@@ -29,12 +30,6 @@ _WHEN = {
 _FASTAPI_422 = ("HTTPValidationError", "ValidationError")
 # The Open Inference Protocol answers errors in its own shape, {"error": ...} (SPEC section 7).
 _OWN_ERROR_SHAPE = "/v2"
-
-
-def json_body(model: str) -> dict[str, Any]:
-    """The documented JSON body of a route that decodes its body itself."""
-    schema = {"$ref": f"#/components/schemas/{model}"}
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
 
 
 # The path parameter of /loss/{name}, documented by hand: the route reads it from the request,
@@ -80,6 +75,53 @@ INFER_BODY: dict[str, Any] = {
 }
 
 
+_LOSS_BINARY_BODY = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": (
+        "the binary framing: the request document as a JSON header (Inference-Header-Content-"
+        "Length bytes) whose array fields are {dtype, shape, binary_data_size}, then their raw "
+        "little-endian C-ordered bytes in the order the header lists them"
+    ),
+}
+_NPY_PART = {"type": "string", "format": "binary", "description": "a .npy file (np.save)"}
+_LOSS_MULTIPART_BODY = {
+    "schema": {
+        "type": "object",
+        "properties": {
+            "predictions": _NPY_PART,
+            "targets": _NPY_PART,
+            "sample_weight": _NPY_PART,
+            "options": {
+                "type": "object",
+                "description": "the rest of the request document (params, reduction, ...)",
+            },
+        },
+        "required": ["predictions", "targets"],
+    },
+    "encoding": {"options": {"contentType": JSON}},
+}
+
+
+def loss_body(model: str, *parameters: dict[str, Any]) -> dict[str, Any]:
+    """The documented body of a ``/loss`` route, which decodes it itself: the JSON document,
+    the same in the binary framing, or multipart ``.npy`` parts and an ``options`` part."""
+    schema = {"$ref": f"#/components/schemas/{model}"}
+    content = {JSON: {"schema": schema}, BINARY: _LOSS_BINARY_BODY, MULTIPART: _LOSS_MULTIPART_BODY}
+    header = {"name": HEADER_LENGTH, "in": "header", "required": False, **_HEADER_LENGTH_DOC}
+    body = {"required": True, "content": content}
+    return {"requestBody": body, "parameters": [*parameters, header]}
+
+
+# A /loss answer with `array_format: binary`: the answer document as the JSON header, then bytes.
+LOSS_RESPONSE_BINARY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the result; with `array_format: binary` in the binary framing",
+        "content": {BINARY: _LOSS_BINARY_BODY},
+        "headers": {HEADER_LENGTH: _HEADER_LENGTH_DOC},
+    }
+}
+
+
 def protocol_errors(*statuses: int, by_path: bool = False) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` entries of ``/v2`` errors, in the protocol's ``{"error"}`` shape. With
     ``by_path``, the 422 of invalid path parameters too (FastAPI would document its own schema,
@@ -120,7 +162,7 @@ def operation_id(route: APIRoute) -> str:
 
 
 def add_decoded_bodies(spec: dict[str, Any]) -> None:
-    """Add the schemas of the bodies the routes decode themselves (``json_body``, ``INFER_BODY``)
+    """Add the schemas of the bodies the routes decode themselves (``loss_body``, ``INFER_BODY``)
     and of problem+json."""
     _, defs = models_json_schema(
         [

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from .. import core
 from ..codecs import Reply
+from ..codecs.framing import HEADER_LENGTH
 from ..errors import (
     NotReady,
     PayloadTooLarge,
@@ -34,7 +35,7 @@ from .state import ServiceState
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
-HEADER_LENGTH = "Inference-Header-Content-Length"
+MULTIPART = "multipart/form-data"
 # Answers above this go out a chunk of this size at a time, each written when the client has
 # taken the last (the server's flow control): an answer nobody reads holds at most a chunk and
 # the transport's buffer outside the memory account, and its bytes stay in the account until
@@ -77,6 +78,39 @@ def _is_count(text: str) -> bool:
     """An ASCII decimal byte count (``str.isdigit`` also takes other scripts' digits, and
     ``int`` refuses 4,300 of them)."""
     return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+def header_length(request: Request) -> int | None:
+    """The binary framing's JSON length (Inference-Header-Content-Length), if the request has
+    one; 422 for anything but an ASCII decimal byte count."""
+    raw = request.headers.get(HEADER_LENGTH)
+    if raw is None:
+        return None
+    if not _is_count(raw.strip()):
+        raise Unprocessable(
+            f"{HEADER_LENGTH} must be the byte length of the JSON header (ASCII digits)",
+            errors=[((HEADER_LENGTH,), "expected a byte count")],
+        )
+    return int(raw.strip())
+
+
+def multipart_boundary(request: Request) -> bytes:
+    """The boundary of a ``multipart/form-data`` body (RFC 2046: 1 to 70 ASCII characters,
+    optionally quoted); 422 when the Content-Type has none."""
+    params = request.headers.get("content-type", "").split(";")[1:]
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "boundary":
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if 0 < len(value) <= 70 and value.isascii() and value.isprintable():
+                return value.encode()
+    raise Unprocessable(
+        "a multipart/form-data body needs a boundary parameter in its Content-Type "
+        "(1 to 70 ASCII characters)",
+        errors=[(("Content-Type",), "missing or invalid boundary")],
+    )
 
 
 async def read_json_body(

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import cache, partial
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 
 from .. import core
 from ..codecs import loss as codec
+from ..codecs.bodies import Form, Framed, Multipart
+from ..codecs.framing import HEADER_LENGTH
+from ..errors import Unprocessable
 from ..losses import REGISTRY, resolve
 from ..memory import Lease
 from ..metrics import note
 from ..schemas import Catalogue, LossInfo, LossResult, MultiLossResult
-from ._docs import LOSS_NAME, json_body, problems
-from ._wire import JSON, check_ready, evaluate, media_type, read_body
+from ._docs import LOSS_NAME, LOSS_RESPONSE_BINARY, loss_body, problems
+from ._wire import (
+    BINARY,
+    JSON,
+    MULTIPART,
+    check_ready,
+    evaluate,
+    header_length,
+    media_type,
+    multipart_boundary,
+    read_body,
+    read_body_aligned,
+)
 from .state import ServiceState
 
 router = APIRouter(tags=["losses"])
@@ -30,38 +45,61 @@ router = APIRouter(tags=["losses"])
     "/loss/{name}",
     operation_id="evaluate_loss",
     response_model=LossResult,
-    responses=problems(404, 413, 415, 422, 503),
-    openapi_extra={**LOSS_NAME, **json_body("LossRequest")},
+    responses={**LOSS_RESPONSE_BINARY, **problems(404, 413, 415, 422, 503)},
+    openapi_extra=loss_body("LossRequest", *LOSS_NAME["parameters"]),
 )
 async def evaluate_loss(request: Request) -> Response:
     """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
     name: str = request.path_params["name"]
     note(loss=resolve(name).name)  # an unknown loss is a 404 before the body is read
-    state, read = _reader(request)
-    return await evaluate(request, state, read, codec.evaluate_one, name)
+    state, read, form = _reader(request)
+    return await evaluate(request, state, read, partial(codec.evaluate_one, form=form), name)
 
 
 @router.post(
     "/loss",
     operation_id="evaluate_losses",
     response_model=MultiLossResult,
-    responses=problems(404, 413, 415, 422, 503),
-    openapi_extra=json_body("MultiLossRequest"),
+    responses={**LOSS_RESPONSE_BINARY, **problems(404, 413, 415, 422, 503)},
+    openapi_extra=loss_body("MultiLossRequest"),
 )
 async def evaluate_losses(request: Request) -> Response:
     """Evaluate several losses on one batch; the arrays are decoded once, results in order."""
-    state, read = _reader(request)
-    return await evaluate(request, state, read, codec.evaluate_many)
+    state, read, form = _reader(request)
+    return await evaluate(request, state, read, partial(codec.evaluate_many, form=form))
 
 
-def _reader(request: Request) -> tuple[ServiceState, Callable[[Lease], Awaitable[bytearray]]]:
-    """The service state (503 until ready) and the reader of the request's JSON body."""
+Reader = Callable[[Lease], Awaitable[Any]]
+
+
+def _reader(request: Request) -> tuple[ServiceState, Reader, Form | None]:
+    """The service state (503 until ready), the reader of the request's body and its form: a
+    JSON body as bytes, a binary or multipart one into an aligned buffer its arrays view."""
     state: ServiceState = request.app.state.lossd
     check_ready(state)
-    settings = state.settings
-    media_type(request)
+    limits = (state.settings.max_body_bytes, state.settings.body_timeout)
+    media = media_type(request, BINARY, MULTIPART)
+    length = header_length(request)  # a malformed one is refused whatever the body
     note(encoding="json")  # the codec says "packed" when the body has a packed array
-    return state, partial(read_body, request, settings.max_body_bytes, settings.body_timeout)
+    if media == JSON:
+        return state, partial(read_body, request, *limits), None
+    form = _form(request, media, length)
+    note(encoding=form.encoding)
+    aligned_at = form.header_length if isinstance(form, Framed) else 0
+    return state, partial(read_body_aligned, request, *limits, aligned_at), form
+
+
+def _form(request: Request, media: str, length: int | None) -> Form:
+    """A binary body's header length (required) or a multipart body's boundary; 422 without."""
+    if media == MULTIPART:
+        return Multipart(multipart_boundary(request))
+    if length is None:
+        raise Unprocessable(
+            f"an {BINARY} body needs the {HEADER_LENGTH} header: the byte length of the JSON "
+            "header at its start",
+            errors=[((HEADER_LENGTH,), "missing")],
+        )
+    return Framed(length)
 
 
 @router.get("/losses", operation_id="list_losses", response_model=Catalogue)

@@ -21,10 +21,10 @@ from ..security import is_v2
 from ._docs import INFER_BODY, INFER_RESPONSES, protocol_errors
 from ._wire import (
     BINARY,
-    HEADER_LENGTH,
     JSON,
     check_ready,
     evaluate,
+    header_length,
     media_type,
     read_body,
     read_body_aligned,
@@ -233,30 +233,17 @@ async def _infer(name: str, version: str | None, request: Request, state: State)
     note(loss=spec.name)
     check_ready(state)
     media_type(request, BINARY, "")  # no Content-Type: JSON, as tritonclient sends it
-    header_length = _header_length(request)
-    note(encoding="v2-json" if header_length is None else "v2-binary")
+    length = header_length(request)
+    note(encoding="v2-json" if length is None else "v2-binary")
     settings = state.settings
     read = partial(
         read_body_aligned,
         request,
         settings.max_body_bytes,
         settings.body_timeout,
-        header_length or 0,
+        length or 0,
     )
-    return await evaluate(
-        request, state, lambda lease: read(lease=lease), oip.infer, name, header_length
-    )
-
-
-def _header_length(request: Request) -> int | None:
-    """The binary extension's JSON length, if the request says it has binary tensor data."""
-    raw = request.headers.get(HEADER_LENGTH)
-    if raw is None:
-        return None
-    raw = raw.strip()
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
-        raise Unprocessable(f"{HEADER_LENGTH} must be the byte length of the JSON header")
-    return int(raw)
+    return await evaluate(request, state, lambda lease: read(lease=lease), oip.infer, name, length)
 
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]

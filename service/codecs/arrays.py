@@ -142,34 +142,7 @@ def _decode_packed(value: dict[str, Any], field: str, max_elements: int) -> Arra
         )
     dtype_name, shape, data = value["dtype"], value["shape"], value["data"]
     dtype = wire_dtype(dtype_name, field)
-    if (
-        not isinstance(shape, list)
-        or len(shape) not in (1, 2)
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
-    ):
-        raise InvalidArray(
-            f"packed `{field}.shape` must be a list of 1 or 2 non-negative integers",
-            errors=[((field, "shape"), "expected [N] or [N, C]")],
-        )
-    count = 1
-    for s in shape:
-        count *= s  # Python integers: a product of huge dimensions cannot overflow
-    if count > max_elements:
-        raise TooManyElements(
-            f"`{field}` has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
-            errors=[((field, "shape"), "too many elements")],
-        )
-    if max(shape) > max_elements:
-        # [0, 2**62] holds no element, but numpy cannot even describe an empty array that wide
-        raise TooManyElements(
-            f"`{field}` has rows of more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
-            errors=[((field, "shape"), "too many elements in a row")],
-        )
-    if len(shape) == 2 and shape[1] == 0:
-        raise InvalidArray(
-            f"packed `{field}` has rows with no elements",
-            errors=[((field, "shape"), "C must be at least 1")],
-        )
+    count = check_shape(shape, field, max_elements)
     if isinstance(data, Blob):
         data = data.content()
     if not isinstance(data, str | memoryview):
@@ -220,6 +193,40 @@ def from_bytes(raw: Array, dtype: np.dtype[Any], shape: list[int], what: str, fi
     if array.dtype.kind == "f":
         check_finite(array, what, field)
     return array
+
+
+def check_shape(shape: object, field: str, max_elements: int, kind: str = "packed") -> int:
+    """The element count of a declared shape (a packed or binary array's): 422 unless it is
+    ``[N]`` or ``[N, C]`` of non-negative integers with C > 0, 413 past ``max_elements``."""
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in (1, 2)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+    ):
+        raise InvalidArray(
+            f"{kind} `{field}.shape` must be a list of 1 or 2 non-negative integers",
+            errors=[((field, "shape"), "expected [N] or [N, C]")],
+        )
+    count = 1
+    for s in shape:
+        count *= s  # Python integers: a product of huge dimensions cannot overflow
+    if count > max_elements:
+        raise TooManyElements(
+            f"`{field}` has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
+            errors=[((field, "shape"), "too many elements")],
+        )
+    if max(shape) > max_elements:
+        # [0, 2**62] holds no element, but numpy cannot even describe an empty array that wide
+        raise TooManyElements(
+            f"`{field}` has rows of more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
+            errors=[((field, "shape"), "too many elements in a row")],
+        )
+    if len(shape) == 2 and shape[1] == 0:
+        raise InvalidArray(
+            f"{kind} `{field}` has rows with no elements",
+            errors=[((field, "shape"), "C must be at least 1")],
+        )
+    return count
 
 
 def check_finite(array: Array, what: str, field: str) -> None:

@@ -263,7 +263,7 @@ def resolve_blob(value: Any, blobs: dict[str, Blob]) -> Any:
 
 
 def parse_object(
-    body: bytes | bytearray,
+    body: bytes | bytearray | memoryview,
     fields: tuple[str, ...] = (),
     lists: Collection[str] = ARRAY_FIELDS,
     reserve: Callable[[int], None] | None = None,

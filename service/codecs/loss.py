@@ -1,4 +1,6 @@
-"""The ``/loss`` wire format: a JSON document with list or packed arrays, in and out.
+"""The ``/loss`` wire format: a JSON document with list or packed arrays, in and out; or the
+same document in the binary framing or as multipart ``.npy`` parts (``bodies``), and out with
+``array_format: binary`` in the binary framing.
 
 ``evaluate_one`` (``POST /loss/{name}``) and ``evaluate_many`` (``POST /loss``) each read the
 body, check the memory budget from the declared shapes, decode the arrays, run the core once per
@@ -14,16 +16,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import ValidationError
 
 from .. import core
 from ..dtypes import HALF_NAMES, PACKED_DTYPES, held_itemsize
 from ..errors import LossdError, Unprocessable, from_validation, shown
+from ..jit import Array
 from ..losses import LossParams, LossSpec
 from ..memory import Lease
 from ..schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
-from . import Reply
+from . import Reply, framing
 from .arrays import decode_array, encode_array
+from .bodies import Form, RawArray
+from .bodies import read as read_form
 from .jsontext import Blob, dumps, parse_object, release, resolve_blob
 
 Fields = TypeVar("Fields", bound=EvaluationOptions)
@@ -34,34 +40,41 @@ _FIELDS = (*ARRAY_FIELDS, *MultiLossOptions.model_fields, *LossOptions.model_fie
 # The longest JSON text of one response value: `-2.2250738585072014e-308,` and `-1.1754944e-38,`.
 _LIST_TEXT = {"float64": 25, "float32": 16}
 
+Body = bytes | bytearray | Array  # Array: a binary or multipart body (uint8), with a Form
+
 
 def evaluate_one(
     name: str,
-    body: bytes | bytearray,
+    body: Body,
     max_elements: int,
     max_request_bytes: int | None = None,
     *,
     lease: Lease | None = None,
+    form: Form | None = None,
 ) -> Reply:
     """``POST /loss/{name}``: one loss on one batch. A ``bytearray`` body is emptied once its
     arrays are decoded. With a ``lease``, what the request holds is reserved in the process's
-    memory account as it goes (``service.memory``)."""
+    memory account as it goes (``service.memory``). With a ``form`` the body is a binary or
+    multipart one (``bodies``)."""
     limits = _Limits(max_elements, max_request_bytes, lease, name)
-    fields, batch, encoding, half = _read(body, LossOptions, limits)
+    fields, batch, encoding, half = _read(body, LossOptions, limits, form)
     explicit, rank = fields.model_fields_set, batch.predictions.ndim
     options = options_of(fields, half)
     spec, params, options = core.select(name, fields.params, options, explicit, rank)
     result = core.evaluate(spec, params, batch, options)
     del batch  # the inputs are freed before the response is encoded
-    return Reply(dumps(_document(result, fields.array_format)), (result,), encoding=encoding)
+    buffers: list[memoryview] = []
+    doc = _document(result, fields.array_format, buffers)
+    return _reply(doc, fields.array_format, buffers, (result,), encoding)
 
 
 def evaluate_many(
-    body: bytes | bytearray,
+    body: Body,
     max_elements: int,
     max_request_bytes: int | None = None,
     *,
     lease: Lease | None = None,
+    form: Form | None = None,
 ) -> Reply:
     """``POST /loss``: several losses on one batch, decoded once; results in request order.
 
@@ -69,7 +82,7 @@ def evaluate_many(
     position of the loss it belongs to.
     """
     limits = _Limits(max_elements, max_request_bytes, lease)
-    fields, batch, encoding, half = _read(body, MultiLossOptions, limits)
+    fields, batch, encoding, half = _read(body, MultiLossOptions, limits, form)
     chosen: list[tuple[LossSpec, LossParams, core.Options]] = []
     explicit, rank = fields.model_fields_set, batch.predictions.ndim
     for k, selection in enumerate(fields.losses):
@@ -81,8 +94,24 @@ def evaluate_many(
         with _at_position(k, spec.name):
             results.append(core.evaluate(spec, params, batch, options))
     del batch
-    documents = [_document(result, fields.array_format) for result in results]
-    return Reply(dumps({"results": documents}), tuple(results), encoding=encoding)
+    buffers: list[memoryview] = []
+    documents = [_document(result, fields.array_format, buffers) for result in results]
+    return _reply({"results": documents}, fields.array_format, buffers, tuple(results), encoding)
+
+
+def _reply(
+    doc: dict[str, Any],
+    array_format: str,
+    buffers: list[memoryview],
+    results: tuple[core.Result, ...],
+    encoding: str,
+) -> Reply:
+    """The answer: the JSON document, or with ``array_format: binary`` the document as the
+    binary framing's JSON header and the arrays' bytes after it in the order it lists them."""
+    if array_format != "binary":
+        return Reply(dumps(doc), results, encoding=encoding)
+    header = dumps(doc).tobytes()
+    return Reply(framing.framed(header, buffers), results, len(header), encoding)
 
 
 def options_of(fields: EvaluationOptions, half: bool = False) -> core.Options:
@@ -112,12 +141,13 @@ class _Limits:
 
 
 def _read(
-    body: bytes | bytearray, model: type[Fields], limits: _Limits
+    body: Body, model: type[Fields], limits: _Limits, form: Form | None = None
 ) -> tuple[Fields, core.Batch, str, bool]:
-    """The request's other fields, its decoded arrays, its encoding (``json`` or ``packed``) and
-    whether an array was sent in half precision (``_half``); the memory is reserved before
-    anything is parsed or decoded, and a ``bytearray`` body is freed (and given back) once the
-    arrays own their memory."""
+    """The request's other fields, its decoded arrays, its encoding (``json``, ``packed``, or
+    the ``form``'s) and whether an array was sent in half precision (``_half``); the memory is
+    reserved before anything is parsed or decoded, and a ``bytearray`` body is freed (and given
+    back) once the arrays own their memory (the arrays of a binary or multipart body are views
+    of it: it stays)."""
     lease, parsing = limits.lease, 0
 
     def reserve(size: int) -> None:
@@ -126,16 +156,24 @@ def _read(
             lease.hold(size, "parsing the JSON body")
             parsing += size
 
-    doc, blobs = parse_object(body, _FIELDS, reserve=reserve)
+    if form is None:
+        assert not isinstance(body, np.ndarray)
+        doc, blobs = parse_object(body, _FIELDS, reserve=reserve)
+        packed = any(isinstance(doc.get(f), dict) for f in ARRAY_FIELDS)
+        encoding = "packed" if packed else "json"
+    else:
+        assert isinstance(body, np.ndarray)
+        doc, blobs = read_form(form, body, _FIELDS, limits.max_elements, reserve)
+        encoding = form.encoding
     demand = _demand(doc, limits)
-    if demand is not None:
+    if demand is not None:  # a binary body's views cost nothing; their conversions are in it
         core.reserve(demand, limits.max_request_bytes, lease)
-    encoding = "packed" if any(isinstance(doc.get(f), dict) for f in ARRAY_FIELDS) else "json"
     half = _half(doc)
     batch = _decode_batch(doc, blobs, limits.max_elements)
     del blobs  # the last views into the body
     size = len(body)
-    release(body)
+    if not isinstance(body, np.ndarray):
+        release(body)
     if lease is not None:  # the parse's objects are gone with the arrays decoded
         lease.drop(parsing + (size - len(body)))
     doc = core.first_keys(doc, len(model.model_fields) + 5)
@@ -147,9 +185,12 @@ def _read(
 
 
 def _half(doc: dict[str, Any]) -> bool:
-    """Whether a packed array of the request is float16 or bfloat16 (before it is decoded:
-    decoding widens it to float32)."""
-    dtypes = (value.get("dtype") for value in map(doc.get, ARRAY_FIELDS) if isinstance(value, dict))
+    """Whether an array of the request was sent in float16 or bfloat16 (before it is decoded:
+    decoding widens it to float32): a packed one, or one in a binary or multipart body."""
+    values = [doc.get(field) for field in ARRAY_FIELDS]
+    if any(isinstance(value, RawArray) and value.half for value in values):
+        return True
+    dtypes = (value.get("dtype") for value in values if isinstance(value, dict))
     return any(d in HALF_NAMES for d in dtypes if isinstance(d, str))
 
 
@@ -161,6 +202,8 @@ def _decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int
 
     def take(field: str) -> Any:
         value = doc.pop(field)
+        if isinstance(value, RawArray):
+            return value.decode()
         if isinstance(value, dict) and "data" in value:
             value["data"] = resolve_blob(value["data"], blobs)
         return decode_array(value, field, max_elements)
@@ -173,6 +216,8 @@ def _decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int
 def _declared(value: object) -> core.Declared | None:
     """An array field as declared, before it is decoded; None for a value that is no
     well-formed array (``decode_array`` then says what is wrong)."""
+    if isinstance(value, RawArray):
+        return value.declared()
     if isinstance(value, list):
         width = len(value[0]) if value and isinstance(value[0], list) else 1
         return core.Declared(len(value), len(value) * width, 8)  # JSON numbers: int64 or float64
@@ -207,8 +252,9 @@ def _demand(doc: dict[str, Any], limits: _Limits) -> core.Demand | None:
         hessian=doc.get("hessian") is True,
         dtype=dtype,
     )
-    packed = doc.get("array_format") == "packed"
-    text = (4 if dtype == "float32" else 8) * 4 / 3 if packed else _LIST_TEXT[dtype]
+    array_format = doc.get("array_format")
+    size = 4 if dtype == "float32" else 8
+    text = {"packed": size * 4 / 3, "binary": size}.get(str(array_format), _LIST_TEXT[dtype])
     rank = 2 if predictions.elements != predictions.rows else 1
     named: list[tuple[object, object]] = []
     if limits.name is not None:
@@ -220,8 +266,9 @@ def _demand(doc: dict[str, Any], limits: _Limits) -> core.Demand | None:
     return core.Demand(predictions, inputs, options, text, specs)
 
 
-def _document(result: core.Result, array_format: str) -> dict[str, Any]:
-    """A result as the response document of the contract (LossResult)."""
+def _document(result: core.Result, array_format: str, buffers: list[memoryview]) -> dict[str, Any]:
+    """A result as the response document of the contract (LossResult); with ``array_format:
+    binary`` its arrays' bytes go to ``buffers``, in the order the document lists them."""
     doc: dict[str, Any] = {
         "loss": result.loss,
         "reduction": result.reduction,
@@ -233,9 +280,19 @@ def _document(result: core.Result, array_format: str) -> dict[str, Any]:
     for name in ("per_sample", "gradient", "hessian"):
         array = getattr(result, name)
         if array is not None:
-            doc[name] = encode_array(array, array_format)
+            doc[name] = _encode(array, array_format, buffers)
     doc["params"] = result.params
     return doc
+
+
+def _encode(array: Array, array_format: str, buffers: list[memoryview]) -> object:
+    """A response array: as ``encode_array`` writes it, or in the binary framing its
+    ``{dtype, shape, binary_data_size}`` with its bytes put in ``buffers``."""
+    if array_format != "binary":
+        return encode_array(array, array_format)
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    buffers.append(framing.raw_bytes(data))
+    return {"dtype": data.dtype.name, "shape": list(data.shape), "binary_data_size": data.nbytes}
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from ..jit import Array
 from ..losses import LossParams, LossSpec, resolve
 from ..memory import Lease
 from ..schemas import EvaluationOptions
-from . import Reply
+from . import Reply, framing
 from .arrays import check_finite, decode_array
 from .jsontext import PARSE_BYTES_PER_BYTE, Encoded, check_lifted, lift
 from .loss import options_of
@@ -257,18 +257,13 @@ def infer(
     With ``max_request_bytes`` the core's memory budget is checked before any tensor is decoded;
     with a ``lease`` the parse and the demand are reserved in the process's memory account.
     """
-    size = body.shape[0]
-    end = size if header_length is None else header_length
-    if end > size:
-        raise Unprocessable(
-            f"Inference-Header-Content-Length is {end} but the body has only {size} bytes"
-        )
-    request = _parse(body[:end], lease)
+    header, binary = framing.split(body, header_length)
+    request = _parse(header, lease)
     spec, options, params, outputs = _plan(name, request)
     demand = _demand(request, (spec, params.model_dump()), options, outputs, max_elements)
     if demand is not None:
         core.reserve(demand, max_request_bytes, lease)
-    inputs = _decode_inputs(spec, request.inputs, body[end:], max_elements)
+    inputs = _decode_inputs(spec, request.inputs, binary, max_elements)
     weight = inputs.get("sample_weight")
     batch = core.Batch(
         inputs["predictions"][0], inputs["targets"][0], None if weight is None else weight[0]
@@ -426,7 +421,7 @@ def _decode_inputs(
 ) -> dict[str, tuple[Array, str]]:
     """Each input's array and datatype; binary ones are views of the body's binary section."""
     found: dict[str, tuple[Array, str]] = {}
-    offset = 0
+    section = framing.BinarySection(binary)
     for k, tensor in enumerate(inputs):
         where = f"inputs[{k}] ({tensor.name})"
         if tensor.name in found:
@@ -438,16 +433,11 @@ def _decode_inputs(
         if size is None:
             array = _from_json(tensor, where, count, max_elements)
         else:
-            array = _from_binary(tensor, where, count, binary[offset:], size)
-            offset += size
+            array = _from_binary(tensor, where, section, size)
         if tensor.datatype in FLOATS:
             check_finite(array, where, where)
         found[tensor.name] = (array, tensor.datatype)
-    if offset != binary.shape[0]:
-        raise Unprocessable(
-            f"the body has {binary.shape[0]} bytes after the JSON header but the inputs' "
-            f"binary_data_size add up to {offset}"
-        )
+    section.check_used("the inputs'")
     for required in ("predictions", "targets"):
         if required not in found:
             raise Unprocessable(f"the input {required} is required (inputs names none)")
@@ -507,23 +497,13 @@ def _round_bfloat16(array: Array) -> Array:
     return rounded
 
 
-def _from_binary(tensor: RequestInput, where: str, count: int, rest: Array, size: Any) -> Array:
+def _from_binary(
+    tensor: RequestInput, where: str, section: framing.BinarySection, size: Any
+) -> Array:
     if tensor.data is not None:
         raise Unprocessable(f"{where} has both `data` and parameters.binary_data_size")
-    dtype = DATATYPES[tensor.datatype]
-    if not isinstance(size, int) or isinstance(size, bool) or size != count * dtype.itemsize:
-        raise InvalidArray(
-            f"{where}: binary_data_size is {orjson.dumps(size)[:32].decode()}; shape "
-            f"{tensor.shape} of {tensor.datatype} is {count * dtype.itemsize} bytes"
-        )
-    if size > rest.shape[0]:
-        raise InvalidArray(
-            f"{where}: binary_data_size is {size} but only {rest.shape[0]} bytes of binary data "
-            "are left in the body"
-        )
-    array = widen(rest[:size].view(dtype).reshape(tensor.shape))
-    # The kernels are compiled for aligned arrays; a view at an odd offset is copied once.
-    return array if array.flags.aligned else array.copy()
+    array = section.take(where, DATATYPES[tensor.datatype], tensor.datatype, tensor.shape, size)
+    return widen(array)
 
 
 def _respond(
@@ -549,7 +529,7 @@ def _respond(
         }
         if binary:
             tensor["parameters"] = {"binary_data_size": array.nbytes}
-            buffers.append(array.reshape(-1).data.cast("B"))
+            buffers.append(framing.raw_bytes(array))
         else:
             tensor["data"] = array.reshape(-1)
         tensors.append(tensor)
@@ -564,4 +544,4 @@ def _respond(
     }
     doc["outputs"] = tensors
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Encoded([header, *buffers]), len(header) if buffers else None
+    return framing.framed(header, buffers), len(header) if buffers else None

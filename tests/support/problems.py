@@ -361,10 +361,11 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes, int, str]] = [
      "unsupported_media_type"),
     ("content_type_msgpack", "POST", MSE, {"content-type": "application/x-msgpack"}, body(), 415,
      "unsupported_media_type"),
+    # binary bodies (issue 13): a JSON document sent as one is malformed, not of the wrong type
     ("content_type_octet_stream", "POST", MSE, {"content-type": "application/octet-stream"},
-     body(), 415, "unsupported_media_type"),
+     body(), 422, "invalid_request"),
     ("content_type_multipart", "POST", MSE,
-     {"content-type": "multipart/form-data; boundary=x"}, body(), 415, "unsupported_media_type"),
+     {"content-type": "multipart/form-data; boundary=x"}, body(), 422, "invalid_request"),
     ("content_type_text_json", "POST", MSE, {"content-type": "text/json"}, body(), 415,
      "unsupported_media_type"),
     ("content_type_json_seq", "POST", MSE, {"content-type": "application/json-seq"}, body(), 415,
