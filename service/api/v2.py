@@ -12,10 +12,11 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..codecs import oip, triton
 from ..errors import PROBLEM_MEDIA_TYPE, Unprocessable, from_validation
+from ..losses import LossSpec
 from ..metrics import Metrics, note
 from ..security import is_v2
 from ._docs import INFER_BODY, INFER_RESPONSES, protocol_errors
@@ -107,26 +108,48 @@ def _statistics(request: Request, name: str | None, version: str | None) -> Resp
     return _json(triton.statistics(metrics, *specs))
 
 
-@router.get(
-    "/v2/models/{name}/config",
-    operation_id="v2_model_config",
-    response_model=triton.ModelConfig,
-    responses=protocol_errors(404, by_path=True),
-)
-async def model_config(name: str) -> Response:
-    """A loss as Triton's model configuration: inputs, outputs, their datatypes and dims."""
-    return _json(triton.model_config(oip.model(name, None)))
+def _model_document(
+    suffix: str,
+    operation: str,
+    model: type[BaseModel],
+    build: Callable[[LossSpec], dict[str, Any]],
+    summary: str,
+) -> None:
+    """GET ``/v2/models/{name}<suffix>`` and ``/v2/models/{name}/versions/{version}<suffix>``:
+    the document ``build`` makes of the loss (404 for an unknown model or version)."""
+    responses = protocol_errors(404, by_path=True)
+    versioned_operation = f"model_version_{operation.removeprefix('model_')}"
+
+    @router.get(
+        f"/v2/models/{{name}}{suffix}",
+        operation_id=f"v2_{operation}",
+        response_model=model,
+        responses=responses,
+        summary=operation.replace("_", " ").title(),
+        description=summary,
+    )
+    async def latest(name: str) -> Response:
+        return _json(build(oip.model(name, None)))
+
+    @router.get(
+        f"/v2/models/{{name}}/versions/{{version}}{suffix}",
+        operation_id=f"v2_{versioned_operation}",
+        response_model=model,
+        responses=responses,
+        summary=versioned_operation.replace("_", " ").title(),
+        description=f"{summary} Every loss has the one version 1.",
+    )
+    async def versioned(name: str, version: Version) -> Response:
+        return _json(build(oip.model(name, version)))
 
 
-@router.get(
-    "/v2/models/{name}/versions/{version}/config",
-    operation_id="v2_model_version_config",
-    response_model=triton.ModelConfig,
-    responses=protocol_errors(404, by_path=True),
+_model_document(
+    "/config",
+    "model_config",
+    triton.ModelConfig,
+    triton.model_config,
+    "A loss as Triton's model configuration: inputs, outputs, their datatypes and dims.",
 )
-async def model_version_config(name: str, version: Version) -> Response:
-    """Model configuration of the loss's one version, 1."""
-    return _json(triton.model_config(oip.model(name, version)))
 
 
 @router.post(
@@ -155,26 +178,13 @@ async def repository_index(request: Request, state: State) -> Response:
     return _json(triton.repository_index(state.ready, only_ready))
 
 
-@router.get(
-    "/v2/models/{name}",
-    operation_id="v2_model_metadata",
-    response_model=oip.ModelMetadata,
-    responses=protocol_errors(404, by_path=True),
+_model_document(
+    "",
+    "model_metadata",
+    oip.ModelMetadata,
+    oip.model_metadata,
+    "A loss as a model: its inputs, outputs, datatypes, shapes and parameters.",
 )
-async def model_metadata(name: str) -> Response:
-    """A loss as a model: its inputs, outputs, datatypes, shapes and parameters."""
-    return _json(oip.model_metadata(oip.model(name, None)))
-
-
-@router.get(
-    "/v2/models/{name}/versions/{version}",
-    operation_id="v2_model_version_metadata",
-    response_model=oip.ModelMetadata,
-    responses=protocol_errors(404, by_path=True),
-)
-async def model_version_metadata(name: str, version: Version) -> Response:
-    """Model metadata of the loss's one version, 1."""
-    return _json(oip.model_metadata(oip.model(name, version)))
 
 
 @router.get(

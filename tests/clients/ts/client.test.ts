@@ -10,7 +10,9 @@ const baseUrl = process.env.LOSSD_URL;
 if (!baseUrl) {
   throw new Error("set LOSSD_URL to the server's base URL");
 }
-const lossd = createClient<paths>({ baseUrl });
+// JSON answers and problem+json errors: /loss also answers application/octet-stream (the binary
+// framing, with array_format "binary"), which this client never asks for.
+const lossd = createClient<paths, "application/json" | "application/problem+json">({ baseUrl });
 
 function check(ok: boolean, what: string): void {
   if (!ok) {
