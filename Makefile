@@ -4,14 +4,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `serve` needs only the service's own dependencies (tens of MB, seconds to install), not the
+# test and benchmark ones (torch, keras, xgboost: over 1 GB, minutes): a first `make serve`
+# answers sooner. Everything else installs both, and satisfies `serve` with it.
+SERVE_STAMP := $(VENV)/.installed-serve
 
 .PHONY: serve test test-loss lint openapi docs bench load clean docker-smoke
+
+$(SERVE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(SERVE_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
 # The generated-client and /docs tests need node packages and a browser: `npm ci` whenever the
 # lock changes, and Debian's chromium when it is missing (apt-get, so as root, as CI runs).
@@ -28,7 +38,7 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)
 	$(BIN)/lossd serve
 
 test: $(STAMP) $(TS_STAMP) $(CHROMIUM)

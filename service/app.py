@@ -163,7 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.memory_budget.set(state.memory.budget)
 
     async def finish_warm_up() -> None:
-        await state.compute.run(warm_up, REGISTRY[1:])
+        await state.compute.run(warm_up, REGISTRY[1:], 1)
         await state.compute.run(losses.build_catalogue)  # GET /losses: built once, not on the loop
         # Once more on the event loop, which evaluates small bodies itself: the kernels are
         # loaded by now (tens of ms), and the first small request after ready finds this
@@ -186,6 +186,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         serving = supervision.exit_with_parent() if settings.workers > 1 else None
         guard_caches()  # a failing kernel cache costs compilations, never the start
         # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
+        log.info(
+            "start-up: loading %d losses' kernels from numba's cache, compiling those it lacks "
+            "(a cold cache takes minutes; each loss compiled is logged)",
+            len(REGISTRY),
+        )
         await state.compute.run(warm_up, REGISTRY[:1])
         state.threading_layer = check_threading_layer()
         run_serially_here()  # the small batches evaluated on the event loop

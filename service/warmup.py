@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,12 @@ from .losses import REGISTRY, LossSpec
 log = logging.getLogger("lossd")
 
 
-def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
-    """Compile, or load from numba's cache, every signature a request can reach."""
+def warm_up(specs: tuple[LossSpec, ...] = REGISTRY, before: int | None = None) -> None:
+    """Compile, or load from numba's cache, every signature a request can reach. With
+    ``before`` (the losses warmed up before these), a loss whose kernels had to be compiled (a
+    cold cache: minutes in all) is logged with how many are ready and the time left."""
+    started = time.monotonic()
+    compiled = kernel_counts().compiled if before is not None else 0
     big = np.zeros(LIFT_MIN // 8 + 1)
     wire = {"dtype": "float64", "shape": [big.size], "data": Base64(big)}
     body = dumps({"predictions": wire, "targets": wire, "array_format": "packed"}).tobytes()
@@ -38,7 +43,7 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
         "targets": np.eye(2, dtype=int)[np.arange(rows) % 2].tolist(),
     }
     evaluate_one(REGISTRY[0].name, dumps(lists).tobytes(), 2 * rows)
-    for spec in specs:
+    for done, spec in enumerate(specs, 1):
         params = spec.params.model_validate(spec.params.warm_up)
         # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and
         # target rows that are distributions, counts, hinge labels (0 stands for -1), masks
@@ -48,6 +53,26 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY) -> None:
             for dtype in core.DTYPES:
                 options = core.Options(dtype=dtype, gradient=True, hessian=spec.hessian)  # type: ignore[arg-type]
                 core.evaluate(spec, params, batch, options)
+        if before is not None:
+            compiled = _log_progress(spec.name, (before, done, len(specs)), started, compiled)
+
+
+def _log_progress(name: str, count: tuple[int, int, int], started: float, compiled: int) -> int:
+    """Log a loss whose warm-up compiled kernels (``count``: losses warmed before this call,
+    done in it, to do in it); the compilations counted so far."""
+    now = kernel_counts().compiled
+    if now > compiled:
+        before, done, total = count
+        elapsed = time.monotonic() - started
+        log.info(
+            "compiled the kernels of %s: %d of %d losses ready, %.0f s so far, about %.0f s left",
+            name,
+            before + done,
+            before + total,
+            elapsed,
+            elapsed / done * (total - done),
+        )
+    return now
 
 
 @dataclass(frozen=True)
