@@ -145,6 +145,7 @@ class Metrics:
         # labels() validates and locks on every call; the children are cached once made.
         self._requests: dict[tuple[str, int, str], Any] = {}
         self._routes: dict[str, Any] = {}
+        self._inferences: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def request(self, loss: str, status: int, encoding: str, route: str, seconds: float) -> None:
         """Count one finished request (called on the event loop only)."""
@@ -163,8 +164,14 @@ class Metrics:
         outcome = "success" if status < 400 else "fail"
         now = time.time()
         for loss in losses:
-            self.inferences.labels(loss, outcome).observe(seconds)
-            self.last_inference.labels(loss).set(now)
+            children = self._inferences.get((loss, outcome))
+            if children is None:
+                children = self._inferences[(loss, outcome)] = (
+                    self.inferences.labels(loss, outcome),
+                    self.last_inference.labels(loss),
+                )
+            children[0].observe(seconds)
+            children[1].set(now)
 
     def samples(self, *names: str) -> Iterator[Sample]:
         """The current samples of the named metrics (every worker's in multiprocess mode)."""

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from service.codecs import oip
-from service.codecs.loss import _demand, _Limits, evaluate_many, evaluate_one
+from service.codecs.loss import _demand, _half, _Limits, evaluate_many, evaluate_one
 from service.dtypes import PACKED_DTYPES
 from service.losses import LossSpec, resolve
 from tests.support.harness import spec_id
@@ -212,11 +212,12 @@ def test_the_memory_demand_counts_the_float32_copy_of_a_half_array() -> None:
     """A half array is reserved at its 2 bytes an element plus the 4 of its float32 copy, and
     with no ``dtype`` sent the compute copies are reserved in float32."""
     doc = {"predictions": packed(LOGITS, "float16"), "targets": packed(CLASSES, "int64")}
-    demand = _demand(doc, _Limits(10**6, None, None, CE.name))
+    assert _half(doc)
+    demand = _demand(doc, _Limits(10**6, None, None, CE.name), _half(doc))
     assert demand is not None
     assert [(d.elements, d.itemsize) for d in demand.inputs] == [(18, 2 + 4), (6, 8)]
     assert demand.options.dtype == "float32"
-    explicit = _demand({**doc, "dtype": "float64"}, _Limits(10**6, None, None, CE.name))
+    explicit = _demand({**doc, "dtype": "float64"}, _Limits(10**6, None, None, CE.name), True)
     assert explicit is not None and explicit.options.dtype == "float64"
     assert explicit.bytes_needed() > demand.bytes_needed()
 

@@ -165,10 +165,10 @@ def _read(
         assert isinstance(body, np.ndarray)
         doc, blobs = read_form(form, body, _FIELDS, limits.max_elements, reserve)
         encoding = form.encoding
-    demand = _demand(doc, limits)
+    half = _half(doc)
+    demand = _demand(doc, limits, half)
     if demand is not None:  # a binary body's views cost nothing; their conversions are in it
         core.reserve(demand, limits.max_request_bytes, lease)
-    half = _half(doc)
     batch = _decode_batch(doc, blobs, limits.max_elements)
     del blobs  # the last views into the body
     size = len(body)
@@ -235,16 +235,17 @@ def _declared(value: object) -> core.Declared | None:
     return core.Declared(shape[0], math.prod(shape), held_itemsize(PACKED_DTYPES[dtype]))
 
 
-def _demand(doc: dict[str, Any], limits: _Limits) -> core.Demand | None:
-    """The request's memory demand from its declared shapes and raw options; None when the
-    arrays are malformed or over LOSSD_MAX_ELEMENTS (``decode_array`` names those)."""
+def _demand(doc: dict[str, Any], limits: _Limits, half: bool) -> core.Demand | None:
+    """The request's memory demand from its declared shapes and raw options (``half``: an
+    array was sent in half precision, ``_half``); None when the arrays are malformed or over
+    LOSSD_MAX_ELEMENTS (``decode_array`` names those)."""
     declared = [_declared(doc.get(field)) for field in ARRAY_FIELDS]
     predictions = declared[0]
     if predictions is None or any(
         d is not None and d.elements > limits.max_elements for d in declared
     ):
         return None
-    sent = doc.get("dtype", "float32" if _half(doc) else "float64")
+    sent = doc.get("dtype", "float32" if half else "float64")
     dtype: core.DtypeName = "float32" if sent == "float32" else "float64"
     options = core.Options(
         per_sample=doc.get("per_sample", True) is not False,

@@ -37,7 +37,7 @@ from .loss import options_of
 VERSION = "1"
 EXTENSIONS = ("binary_tensor_data", "parameters", "model_configuration", "statistics")
 # The input datatypes: the dtype a binary tensor's bytes are viewed as (arrays.PACKED_DTYPES's;
-# FP16 and BF16 are widened to float32 as they are decoded, arrays.widen).
+# FP16 and BF16 are widened to float32 as they are decoded, dtypes.widen).
 DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
     "FP32": np.dtype("<f4"),
