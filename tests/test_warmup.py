@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.codecs import oip
 from service.codecs.base64 import Base64
+from service.codecs.bodies import Framed
 from service.codecs.jsontext import LIFT_MIN, dumps
 from service.codecs.loss import evaluate_one
 from service.losses import REGISTRY
@@ -22,7 +24,8 @@ def test_warm_up_runs_every_loss_in_both_dtypes() -> None:
 def test_a_request_after_warm_up_compiles_and_loads_no_kernel() -> None:
     """Nothing is left to compile on a request: a kernel compiled there (the JSON number parser
     was, once) holds the GIL for up to half a second and stalls the event loop with it. Bodies
-    of every array form: JSON lists of floats and of integers (rank 1 and 2), packed, strings."""
+    of every array form: JSON lists of floats and of integers (rank 1 and 2), packed, strings,
+    the binary framing, and /v2's JSON tensors."""
     warm_up(REGISTRY)
     before = kernel_counts()
     rows = LIFT_MIN  # every list long enough to be lifted out of the JSON text
@@ -37,4 +40,17 @@ def test_a_request_after_warm_up_compiles_and_loads_no_kernel() -> None:
         {"predictions": packed, "targets": predictions.tolist(), "array_format": "packed"},
     ):
         evaluate_one("binary_cross_entropy", dumps(doc).tobytes(), rows)
+    # the other wire formats: the binary framing on /loss (float16 predictions) and /v2 JSON
+    header = dumps(
+        {"predictions": {"dtype": "float16", "shape": [rows], "binary_data_size": 2 * rows},
+         "targets": targets.tolist(), "array_format": "binary"}
+    ).tobytes()  # fmt: skip
+    body = np.frombuffer(header + predictions.astype("<f2").tobytes(), dtype=np.uint8)
+    evaluate_one("binary_cross_entropy", body, rows, form=Framed(len(header)))
+    inputs = [
+        {"name": "predictions", "shape": [rows], "datatype": "FP64", "data": predictions.tolist()},
+        {"name": "targets", "shape": [rows], "datatype": "FP64", "data": targets.tolist()},
+    ]
+    v2 = np.frombuffer(dumps({"inputs": inputs}).tobytes(), dtype=np.uint8)
+    oip.infer("binary_cross_entropy", None, v2.copy(), rows)
     assert kernel_counts() == before
