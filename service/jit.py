@@ -13,22 +13,26 @@
 for the math helpers of loops that must vectorise; ``batch`` is for the drivers that write every
 requested output in one pass.
 
-Every driver has one shape (tests/test_kernel_shape.py holds them to it): ``<name>_batch(pred,
-targ, w, scale, loss, grad, hess, <the loss's parameters>)`` packs the loss's parameters into one
-tuple ``params`` on its first line, cuts the batch into blocks of ``block_rows`` rows and hands
-each to the loss's ``@scalar`` row function ``<name>_rows(k, rows, pred, ..., hess, params)``
-(block ``k`` of ``rows`` rows), on the calling thread up to ``SERIAL_ELEMENTS`` elements and in
-``prange`` beyond. A parallel launch costs microseconds back to back, tens of them once the pool
-has gone idle and milliseconds when another process holds a core: more than a small batch's whole
-work (docs/benchmarks.md, Threads). A block of ``BLOCK_ELEMENTS`` elements stays in L2 while its
-row function works on it. Row functions loop over ``block_range``, unsigned indices: numba wraps a
-negative signed index around, and that select on every element keeps LLVM from vectorising the
-loop.
+Every driver is one function, written once below (``_driver``) and made per loss by ``driver``:
+``<name>_batch(pred, targ, w, scale, loss, grad, hess, *params)`` cuts the batch into blocks of
+``block_rows`` rows and hands each to the loss's ``@scalar`` row function ``<name>_rows(k, rows,
+pred, ..., hess, params)`` (block ``k`` of ``rows`` rows), on the calling thread up to
+``SERIAL_ELEMENTS`` elements and in ``prange`` beyond. A parallel launch costs microseconds back
+to back, tens of them once the pool has gone idle and milliseconds when another process holds a
+core: more than a small batch's whole work (docs/benchmarks.md, Threads). A block of
+``BLOCK_ELEMENTS`` elements stays in L2 while its row function works on it. Row functions loop
+over ``block_range``, unsigned indices: numba wraps a negative signed index around, and that
+select on every element keeps LLVM from vectorising the loop.
 
-A loss's parameters appear by name only in its driver's signature, which ``LossSpec.kernel_args``
-binds them to; past it every loss has the same calling convention whatever its number of
-parameters: row functions take ``params``, elementwise point functions ``<name>_point(p, t,
-params)``, and each unpacks the tuple where it uses it.
+A loss's parameters are named once, in its ``driver(<name>_rows, "delta", ...)`` call, which
+``LossSpec.kernel_args`` binds them by; past it every loss has the same calling convention
+whatever its number of parameters: row functions take ``params``, elementwise point functions
+``<name>_point(p, t, params)``, and each unpacks the tuple where it uses it.
+
+Why a made function and not a closure: numba caches a closure under a key that pickles its free
+variables, and a dispatcher pickles with a random id, so a closure's kernels would be compiled
+afresh at every start. ``specialise`` gives the one code object new globals instead (the row or
+point function it calls) and the loss's own name; numba caches it per name like any kernel.
 
 Numba freezes this module's globals at compile time; the kernel cache is keyed by the kernel
 sources, this module included (``service/kernel_cache.py``), so an edit here recompiles every
@@ -37,6 +41,7 @@ kernel at the next start.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -92,3 +97,46 @@ def block_range(k: int, rows: int, n: int) -> range:
     """The rows of block ``k`` of an n-row batch cut into blocks of ``rows`` rows, as unsigned
     indices (see above)."""
     return range(np.uint64(k * rows), np.uint64(min(n, (k + 1) * rows)))
+
+
+def specialise(template: Callable[..., Any], name: str, module: str, **globals_: Any) -> Any:
+    """``template``'s code as a function named ``name`` of ``module`` whose globals are
+    ``template``'s plus ``globals_``: one written-out kernel, many compiled (and cached) ones."""
+    function = types.FunctionType(template.__code__, {**template.__globals__, **globals_}, name)
+    function.__qualname__ = name
+    function.__module__ = module
+    return function
+
+
+def _rows(
+    k: int, rows: int,
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    params: tuple[Any, ...],
+) -> None:  # fmt: skip
+    """The row function of ``_driver``: each specialised copy's is the loss's ``<name>_rows``."""
+    raise NotImplementedError
+
+
+def _driver(
+    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    *params: Any,
+) -> None:  # fmt: skip
+    """Every loss's driver (``driver``): blocks of ``block_rows`` rows, each to ``_rows``."""
+    n, d = pred.shape
+    rows = block_rows(n, d)
+    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
+        for k in range(-(-n // rows)):
+            _rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+        return
+    for k in prange(-(-n // rows)):
+        _rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+
+
+def driver(rows: Any, *names: str) -> Any:
+    """The batch driver ``<name>_batch`` of the row function ``<name>_rows``, taking the loss's
+    kernel parameters ``names`` in that order after the seven arrays (``kernel_names``)."""
+    python = rows.py_func
+    name = python.__name__.removesuffix("_rows") + "_batch"
+    function = specialise(_driver, name, python.__module__, _rows=rows)
+    function.kernel_names = names
+    return _batch(function)

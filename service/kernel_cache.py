@@ -50,7 +50,7 @@ LOCATORS = "NUMBA_CACHE_LOCATOR_CLASSES"
 # The house decorators (service/jit.py) imported by name, or used as ``jit.<name>``.
 _HOUSE_IMPORT = re.compile(r"from[ \t]+(?:service)?\.*jit[ \t]+import[ \t]+(\([^)]*\)|.*)")
 _HOUSE_ATTRIBUTE = re.compile(r"jit\.(?:scalar|inline|batch)\b")
-_HOUSE = {"scalar", "inline", "batch"}
+_HOUSE = {"scalar", "inline", "batch", "driver", "specialise"}
 # numba's own compiling decorators, imported from numba or used as ``numba.<name>``.
 _NUMBA_IMPORT = re.compile(r"from[ \t]+numba(?:\.[\w.]+)?[ \t]+import[ \t]+(\([^)]*\)|.*)")
 _NUMBA_ATTRIBUTE = re.compile(r"numba\.(?:njit|jit|vectorize|guvectorize|cfunc|stencil)\b")

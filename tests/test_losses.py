@@ -16,6 +16,7 @@ from typing import Any
 import numba
 import numpy as np
 import orjson
+import pydantic
 import pytest
 
 import service.losses
@@ -24,6 +25,7 @@ from service.core import validate_params
 from service.errors import InvalidParams, LossdError
 from service.jit import SERIAL_ELEMENTS
 from service.losses import REGISTRY, LossSpec, resolve
+from service.losses._spec import CatalogueEntry
 from tests.support.harness import (
     ATOL,
     REDUCTIONS,
@@ -49,6 +51,21 @@ def test_every_loss_file_is_registered() -> None:
         m.name for m in pkgutil.iter_modules(service.losses.__path__) if not m.name.startswith("_")
     }
     assert modules == {spec.name for spec in REGISTRY}
+
+
+def test_a_catalogue_entry_is_checked_when_the_registry_is_built() -> None:
+    """``catalogue.toml``'s tables are validated on import: a misspelt key, a family or target
+    form that does not exist, or a missing summary fails there, not in a request."""
+    entry = {"family": "regression", "summary": "s", "formula": "f", "reference": "r"}
+    assert CatalogueEntry.model_validate(entry).targets == ("same_shape",)
+    for wrong in (
+        {**entry, "alias": ["x"]},
+        {**entry, "family": "regresion"},
+        {**entry, "targets": ["class_indices"]},
+        {k: v for k, v in entry.items() if k != "summary"},
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            CatalogueEntry.model_validate(wrong)
 
 
 def test_every_loss_has_a_reference() -> None:

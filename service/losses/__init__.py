@@ -1,76 +1,38 @@
-"""THE REGISTRY: every loss lossd serves, in catalogue order.
+"""THE REGISTRY: every loss lossd serves, in the order of ``catalogue.toml``.
 
-Adding a loss is one file in this folder, one line here and one reference function (with its
-case) in ``tests/support/references/<family>.py``; the registry-wide tests then cover it.
+Adding a loss is one file in this folder (its parameters, kernels and ``KERNEL``), one table in
+``catalogue.toml`` (its name, aliases, family, summary, formula and reference) and one reference
+function (with its case) in ``tests/support/references/<family>.py``; the registry-wide tests
+then cover it.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import tomllib
+from importlib import resources
 
 from ..errors import UnknownLoss, shown
-from . import (
-    binary_cross_entropy,
-    binary_focal,
-    categorical_hinge,
-    cosine_similarity,
-    cross_entropy,
-    dice,
-    focal,
-    generalized_cross_entropy,
-    hinge,
-    huber,
-    js_divergence,
-    kl_divergence,
-    log_cosh,
-    mae,
-    mape,
-    mse,
-    msle,
-    multi_margin,
-    pinball,
-    poisson,
-    poly1_cross_entropy,
-    pseudo_huber,
-    simloss,
-    smooth_l1,
-    squared_hinge,
-    tversky,
-    tweedie,
-)
-from ._spec import LossParams, LossSpec
+from ._spec import CatalogueEntry, LossParams, LossSpec
 
 __all__ = ["REGISTRY", "LossParams", "LossSpec", "resolve"]
 
-REGISTRY: tuple[LossSpec, ...] = (
-    mse.SPEC,
-    mae.SPEC,
-    huber.SPEC,
-    smooth_l1.SPEC,
-    pseudo_huber.SPEC,
-    log_cosh.SPEC,
-    mape.SPEC,
-    msle.SPEC,
-    pinball.SPEC,
-    poisson.SPEC,
-    tweedie.SPEC,
-    cosine_similarity.SPEC,
-    cross_entropy.SPEC,
-    focal.SPEC,
-    generalized_cross_entropy.SPEC,
-    poly1_cross_entropy.SPEC,
-    simloss.SPEC,
-    categorical_hinge.SPEC,
-    multi_margin.SPEC,
-    binary_cross_entropy.SPEC,
-    binary_focal.SPEC,
-    hinge.SPEC,
-    squared_hinge.SPEC,
-    kl_divergence.SPEC,
-    js_divergence.SPEC,
-    dice.SPEC,
-    tversky.SPEC,
-)
+
+def _registry() -> tuple[LossSpec, ...]:
+    """Every table of ``catalogue.toml``, in its order, with the module of the same name."""
+    text = resources.files(__name__).joinpath("catalogue.toml").read_text(encoding="utf-8")
+    return tuple(
+        LossSpec.of(
+            name,
+            importlib.import_module(f"{__name__}.{name}").KERNEL,
+            CatalogueEntry.model_validate(entry),
+        )
+        for name, entry in tomllib.loads(text).items()
+    )
+
+
+REGISTRY: tuple[LossSpec, ...] = _registry()
 
 
 def fold(name: str) -> str:

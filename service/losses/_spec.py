@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import numba
 import numpy as np
@@ -167,6 +167,30 @@ DRIVER_ARRAYS = ("pred", "targ", "w", "scale", "loss", "grad", "hess")
 KERNEL_VALUE_TYPES = (bool, float, np.ndarray)
 
 
+class Kernel(NamedTuple):
+    """What a loss's module gives the registry: its parameters and its driver (the words about
+    the loss, its name and aliases, are its entry in ``catalogue.toml``)."""
+
+    params: type[LossParams]
+    driver: Driver
+
+
+class CatalogueEntry(BaseModel):
+    """One table of ``catalogue.toml``, checked when the registry is built: a misspelt key or a
+    family that does not exist fails the import, not a request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    aliases: tuple[str, ...] = ()
+    family: Family
+    summary: str
+    formula: str
+    reference: str
+    targets: tuple[TargetForm, ...] = ("same_shape",)
+    hessian: bool = True
+    hessian_note: str | None = None
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """One registry entry.
@@ -189,18 +213,20 @@ class LossSpec:
     targets: tuple[TargetForm, ...] = ("same_shape",)
     hessian: bool = True
     hessian_note: str | None = None
-    # the driver's parameter names after DRIVER_ARRAYS, read from its signature
+    # the driver's parameter names after DRIVER_ARRAYS, as ``jit.driver`` named them
     kernel_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         python = getattr(self.driver, "py_func", self.driver)
-        names = tuple(inspect.signature(python).parameters)
-        if names[: len(DRIVER_ARRAYS)] != DRIVER_ARRAYS:
+        signature = inspect.signature(python).parameters.values()
+        arrays = tuple(p.name for p in signature if p.kind is p.POSITIONAL_OR_KEYWORD)
+        named = tuple(getattr(python, "kernel_names", ()))
+        if arrays[: len(DRIVER_ARRAYS)] != DRIVER_ARRAYS:
             raise KernelBindingError(
-                f"{self.name}: the driver's arguments start {names[: len(DRIVER_ARRAYS)]}, not "
+                f"{self.name}: the driver's arguments start {arrays[: len(DRIVER_ARRAYS)]}, not "
                 f"{DRIVER_ARRAYS}"
             )
-        object.__setattr__(self, "kernel_names", names[len(DRIVER_ARRAYS) :])
+        object.__setattr__(self, "kernel_names", arrays[len(DRIVER_ARRAYS) :] + named)
 
     def kernel_args(self, prepared: Prepared) -> tuple[Any, ...]:
         """The driver's parameters from ``prepared.kernel_params``, in the driver's order."""
@@ -235,6 +261,11 @@ class LossSpec:
     ) -> None:
         """Call the driver on the compute arrays with the loss's own kernel parameters."""
         self.driver(predictions, targets, w, scale, loss, grad, hess, *self.kernel_args(prepared))
+
+    @classmethod
+    def of(cls, name: str, kernel: Kernel, entry: CatalogueEntry) -> LossSpec:
+        """The registry entry of loss ``name``: its module's kernel and its catalogue entry."""
+        return cls(name=name, params=kernel.params, driver=kernel.driver, **dict(entry))
 
     def catalogue_entry(self) -> dict[str, Any]:
         """The entry of ``GET /losses``."""

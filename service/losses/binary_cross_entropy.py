@@ -15,14 +15,20 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import InvalidParams
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, inline, prange, scalar
+from ..jit import (
+    Array,
+    block_range,
+    driver,
+    inline,
+    scalar,
+)
 from ._binary import BinarySmoothing, SigmoidLogits, sigmoid_logs
 from ._checks import require_domain
 from ._spec import (
     ClipEpsilon,
     ComputeDtype,
+    Kernel,
     LossParams,
-    LossSpec,
     Memo,
     NonNegative,
     Prepared,
@@ -148,54 +154,9 @@ def binary_cross_entropy_rows(
         loss[i] = acc * inv_d
 
 
-@batch
-def binary_cross_entropy_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool, label_smoothing: float, pos_weight: Array, epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \mathrm{mean}_j -[P_j y'_{ij} \log p_{ij} + (1 - y'_{ij})\log(1 - p_{ij})]$.
-
-    $y' = y(1 - s) + s/2$; logits through ``bce_logit_point``, probabilities (clipped as Keras
-    does) through ``bce_prob_point``. Reference:
-    ``torch.nn.functional.binary_cross_entropy_with_logits(pos_weight)`` on $y'$ (logits),
-    ``keras.losses.binary_crossentropy(label_smoothing)`` (probabilities).
-    """
-    params = (from_logits, label_smoothing, pos_weight, epsilon)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            binary_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        binary_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="binary_cross_entropy",
-    aliases=(
-        "binary_crossentropy",
-        "bce",
-        "BCELoss",
-        "BCEWithLogitsLoss",
-        "log_loss",
-        "sigmoid_binary_cross_entropy",
-    ),
-    family="binary",
-    summary="Binary and multilabel cross-entropy with label smoothing and pos_weight.",
-    formula=(
-        r"l_i = -\frac{1}{D}\sum_j \left[P_j y'_{ij} \log p_{ij} + (1 - y'_{ij})"
-        r"\log(1 - p_{ij})\right],\quad y' = y(1 - s) + s/2"
-    ),
-    params=BinaryCrossEntropyParams,
-    driver=binary_cross_entropy_batch,
-    reference=(
-        "torch.nn.functional.binary_cross_entropy_with_logits(pos_weight) on y' for logits; "
-        "keras.losses.binary_crossentropy(label_smoothing) for probabilities (with pos_weight: "
-        "the formula)"
-    ),
-    hessian_note=(
-        "from logits: (1 + (P - 1) y') σ (1 - σ) / D >= 0; from probabilities: "
-        "(P y'/p² + (1 - y')/(1 - p)²) / D > 0, and 0 where clipping is active"
-    ),
+binary_cross_entropy_batch = driver(
+    binary_cross_entropy_rows, "from_logits", "label_smoothing", "pos_weight", "epsilon"
 )
+
+
+KERNEL = Kernel(BinaryCrossEntropyParams, binary_cross_entropy_batch)

@@ -12,10 +12,10 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._binary import BinarySmoothing, SigmoidLogits, sigmoid_pair
 from ._checks import require_domain
-from ._spec import ClipEpsilon, LossParams, LossSpec
+from ._spec import ClipEpsilon, Kernel, LossParams
 from ._stable import log_sigmoid, row_factor
 
 
@@ -159,50 +159,9 @@ def binary_focal_rows(
         loss[i] = acc * inv_d
 
 
-@batch
-def binary_focal_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \mathrm{mean}_j\, \alpha_t (1 - p_t)^\gamma\, \mathrm{BCE}(y'_{ij}, p_{ij})$.
-
-    $y' = y(1 - s) + s/2$, $p_t = y'p + (1 - y')(1 - p)$, $\alpha_t = y'\alpha + (1 - y')(1 - \alpha)$
-    ($\alpha < 0$ stands for null: $\alpha_t = 1$). For hard labels this is
-    $-\alpha_t(1 - p_t)^\gamma\log p_t$; with label smoothing both references compute the
-    cross-entropy of $y'$ times the focal factor, and so does this driver. Reference:
-    ``optax.sigmoid_focal_loss(alpha, gamma)`` on $y'$ (logits),
-    ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing = alpha is not None)``
-    (probabilities).
-    """
-    params = (gamma, alpha, from_logits, label_smoothing, epsilon)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            binary_focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        binary_focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="binary_focal",
-    aliases=("binary_focal_crossentropy", "sigmoid_focal"),
-    family="binary",
-    summary="Binary and multilabel focal loss: cross-entropy down-weighted on easy elements.",
-    formula=(
-        r"l_i = \frac{1}{D}\sum_j \alpha_t (1 - p_t)^\gamma\, \mathrm{BCE}(y'_{ij}, p_{ij}),\quad "
-        r"p_t = y'p + (1 - y')(1 - p),\ y' = y(1 - s) + s/2"
-    ),
-    params=BinaryFocalParams,
-    driver=binary_focal_batch,
-    reference=(
-        "optax.sigmoid_focal_loss(alpha, gamma) on y' for logits; "
-        "keras.losses.BinaryFocalCrossentropy(apply_class_balancing = alpha is not null, alpha, "
-        "gamma, label_smoothing) for probabilities"
-    ),
-    hessian_note=(
-        "the exact diagonal; it can be negative on badly misclassified points (γ > 0), where "
-        "the focal factor changes faster than the cross-entropy"
-    ),
+binary_focal_batch = driver(
+    binary_focal_rows, "gamma", "alpha", "from_logits", "label_smoothing", "epsilon"
 )
+
+
+KERNEL = Kernel(BinaryFocalParams, binary_focal_batch)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._multiclass import MulticlassParams
-from ._spec import LossSpec
+from ._spec import Kernel
 from ._stable import row_factor
 
 
@@ -124,37 +124,7 @@ def categorical_hinge_rows(
                 hess[i, j] = 0.0
 
 
-@batch
-def categorical_hinge_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-) -> None:  # fmt: skip
-    r"""$l_i = \max(0,\ \max_c (1 - y_c)\hat y_c - \sum_c y_c \hat y_c + 1)$.
-
-    Where $l_i > 0$: $\partial l/\partial \hat y_j = (1 - y_j)[j = \arg\max] - y_j$; at a tied
-    maximum the weights of ``tie_weights`` (smallest-norm subgradient); at $l_i = 0$ (the kink
-    included) 0. The Hessian is 0 wherever $l$ is differentiable. Reference:
-    ``keras.losses.categorical_hinge``.
-    """
-    params = ()
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        categorical_hinge_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+categorical_hinge_batch = driver(categorical_hinge_rows)
 
 
-SPEC = LossSpec(
-    name="categorical_hinge",
-    aliases=(),
-    family="multiclass",
-    summary="Categorical hinge: the best wrong score against the target score, with margin 1.",
-    formula=r"l_i = \max\Big(0,\ \max_c (1 - y_{ic})\hat y_{ic} - \sum_c y_{ic}\hat y_{ic} + 1\Big)",
-    params=CategoricalHingeParams,
-    driver=categorical_hinge_batch,
-    reference="keras.losses.categorical_hinge",
-    targets=("same_shape", "class_index"),
-    hessian_note="zero almost everywhere",
-)
+KERNEL = Kernel(CategoricalHingeParams, categorical_hinge_batch)

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
-from ._spec import LossParams, LossSpec
+from ..jit import Array, block_range, driver, scalar
+from ._spec import Kernel, LossParams
 from ._stable import row_factor
 
 
@@ -111,40 +111,7 @@ def cosine_similarity_rows(
                     hess[i, j] = h * f
 
 
-@batch
-def cosine_similarity_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = -u \cdot v$, $u = \hat y/\max(\|\hat y\|, \varepsilon)$, $v = y/\max(\|y\|, \varepsilon)$.
-
-    With $s = u \cdot v$ and $n = \|\hat y\| > \varepsilon$: $\partial l/\partial \hat y_j =
-    -(v_j - u_j s)/n$ and $\partial^2 l/\partial \hat y_j^2 = (s - 3u_j^2 s + 2u_jv_j)/n^2$; below
-    the floor the normaliser is constant, so the gradient is $-v_j/\varepsilon$ and the Hessian 0.
-    Reference ``keras.losses.cosine_similarity``.
-    """
-    params = (epsilon,)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        cosine_similarity_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+cosine_similarity_batch = driver(cosine_similarity_rows, "epsilon")
 
 
-SPEC = LossSpec(
-    name="cosine_similarity",
-    aliases=("cosine_proximity",),
-    family="regression",
-    summary="Negative cosine similarity between prediction and target rows (rank 2 only).",
-    formula=(
-        r"l_i = -\sum_j \frac{\hat y_{ij}}{\max(\|\hat y_i\|, \varepsilon)}"
-        r"\frac{y_{ij}}{\max(\|y_i\|, \varepsilon)}"
-    ),
-    params=CosineSimilarityParams,
-    driver=cosine_similarity_batch,
-    reference="keras.losses.cosine_similarity",
-    hessian_note="diagonal of the Hessian; can be negative",
-)
+KERNEL = Kernel(CosineSimilarityParams, cosine_similarity_batch)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import (
     ClassSmoothing,
@@ -22,7 +22,7 @@ from ._multiclass import (
     Normalize,
     SoftmaxLogits,
 )
-from ._spec import ClipEpsilon, LossSpec
+from ._spec import ClipEpsilon, Kernel
 from ._stable import row_factor, row_max, row_sum, smoothed_labels, through_row_sum
 from ._vmath import exp
 
@@ -116,53 +116,9 @@ def cross_entropy_rows(
         loss[i] = acc
 
 
-@batch
-def cross_entropy_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool, label_smoothing: float, class_weight: Array, epsilon: float,
-    ignored: Array,
-) -> None:  # fmt: skip
-    r"""$l_i = -\sum_c cw_c\, y'_c \log p_c$, $y' = (1 - s)y + s/C$ (0 for an ignored sample).
-
-    Logits: $p = \mathrm{softmax}(z)$ by log-sum-exp, $\partial l/\partial z_j = W p_j - cw_j y'_j$,
-    $\partial^2 l/\partial z_j^2 = W p_j(1 - p_j)$ with $W = \sum_c cw_c y'_c$ (finite for any
-    finite logit: $z - \max z$ never overflows). Probabilities (Keras): $q = p/\sum p$, clipped
-    to $[\varepsilon, 1 - \varepsilon]$; with $a_c = -cw_c y'_c/q_c$ and $b_c = cw_c y'_c/q_c^2$ on
-    unclipped classes (0 where clipping is active), $\partial l/\partial p_j = (a_j - A)/S$ and
-    $\partial^2 l/\partial p_j^2 = (b_j(1 - 2q_j) - 2(a_j - A) + \sum_c b_c q_c^2)/S^2$,
-    $A = \sum_c a_c q_c$, $S = \sum_c p_c$. Reference: ``torch.nn.functional.cross_entropy``
-    (logits), ``keras.losses.categorical_crossentropy`` (probabilities).
-    """
-    params = (from_logits, label_smoothing, class_weight, epsilon, ignored)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="cross_entropy",
-    aliases=(
-        "categorical_crossentropy",
-        "sparse_categorical_crossentropy",
-        "CrossEntropyLoss",
-        "softmax_cross_entropy",
-        "nll",
-        "NLLLoss",
-    ),
-    family="multiclass",
-    summary="Categorical cross-entropy with class weights, label smoothing and ignore_index.",
-    formula=r"l_i = -\sum_c cw_c\, y'_{ic} \log p_{ic},\quad y' = (1 - s)\,y + s/C",
-    params=CrossEntropyParams,
-    driver=cross_entropy_batch,
-    reference=(
-        "torch.nn.functional.cross_entropy(weight, ignore_index, label_smoothing) for logits; "
-        "keras.losses.categorical_crossentropy(label_smoothing) for probabilities"
-    ),
-    targets=("same_shape", "class_index"),
-    hessian_note="from logits: W p_j (1 - p_j) >= 0; from probabilities it can be negative",
+cross_entropy_batch = driver(
+    cross_entropy_rows, "from_logits", "label_smoothing", "class_weight", "epsilon", "ignored"
 )
+
+
+KERNEL = Kernel(CrossEntropyParams, cross_entropy_batch)

@@ -10,7 +10,7 @@ float32 3e-8.
 
 from __future__ import annotations
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._binary import (
     INTERSECTION_UNDERFLOW,
     MaskLogits,
@@ -19,7 +19,7 @@ from ._binary import (
     scaled_intersection,
 )
 from ._checks import require_domain
-from ._spec import LossParams, LossSpec
+from ._spec import Kernel, LossParams
 from ._stable import row_factor
 
 
@@ -78,44 +78,7 @@ def dice_rows(
                     hess[i, j] = (h * d1 * d1 + g * d2) * f
 
 
-@batch
-def dice_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    smooth: float, from_logits: bool,
-) -> None:  # fmt: skip
-    r"""$l_i = 1 - A/B$, $A = 2\sum_j p_j t_j + s$, $B = \sum_j p_j + \sum_j t_j + s$; the formula
-    itself is the reference.
-
-    $\partial l/\partial p_j = g_j = (A - 2t_jB)/B^2$ and $\partial^2 l/\partial p_j^2 =
-    -2g_j/B$ (the numerator's derivative $2t_j - 2t_j$ vanishes). From logits $p = \sigma(z)$
-    elementwise: $\partial l/\partial z_j = g_j\sigma'_j$ and $\partial^2 l/\partial z_j^2 =
-    (-2g_j/B)\sigma_j'^2 + g_j\sigma''_j$. Rank-1 inputs are (N, 1) rows: each element is
-    its own one-element mask. A row with $B = 0$ (both masks empty and $s = 0$; from
-    logits only when every $\sigma(z_j)$ underflows) is $0/0$: it has loss 0, the perfect overlap
-    of two empty masks and the limit $s \to 0^+$, and gradient and Hessian 0.
-    """
-    params = (smooth, from_logits)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        dice_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+dice_batch = driver(dice_rows, "smooth", "from_logits")
 
 
-SPEC = LossSpec(
-    name="dice",
-    aliases=("dice_loss",),
-    family="overlap",
-    summary="Dice loss 1 − (2|P∩T| + s)/(|P| + |T| + s) over the last axis (soft masks).",
-    formula=(
-        r"l_i = 1 - \frac{2\sum_j p_{ij} t_{ij} + s}{\sum_j p_{ij} + \sum_j t_{ij} + s},"
-        r"\quad p = \sigma(z) \text{ with from\_logits}"
-    ),
-    params=DiceParams,
-    driver=dice_batch,
-    reference="the formula; a row with denominator 0 has loss 0",
-    hessian_note="can be negative (-2 g_j / B in the probabilities; the sigmoid adds g σ'')",
-)
+KERNEL = Kernel(DiceParams, dice_batch)

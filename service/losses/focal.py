@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import (
     ClassSmoothing,
@@ -23,7 +23,7 @@ from ._multiclass import (
     Normalize,
     SoftmaxLogits,
 )
-from ._spec import ClipEpsilon, LossSpec
+from ._spec import ClipEpsilon, Kernel
 from ._stable import (
     row_factor,
     row_sum,
@@ -160,50 +160,16 @@ def focal_rows(
         loss[i] = acc
 
 
-@batch
-def focal_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    gamma: float, alpha: float, from_logits: bool, label_smoothing: float, class_weight: Array,
-    epsilon: float, ignored: Array,
-) -> None:  # fmt: skip
-    r"""$l_i = -\sum_c \alpha\, cw_c\, y'_c (1 - p_c)^\gamma \log p_c$, $y' = (1 - s)y + s/C$.
-
-    With the per-class $f_c(p_c)$, $P_c = p_c f_c'$, $Q_c = p_c^2 f_c''$ of ``focal_terms``:
-    logits (softmax by log-sum-exp, no clipping): $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
-    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j\sum_c P_c) + (1 - p_j)^2 Q_j
-    + p_j^2 \sum_{c \ne j} Q_c$ (the top class's $Q$ enters only as $(1 - p)^2 Q$ and
-    $p_j^2 Q = (p_j/u)^2 W$, finite as its $p \to 1$). Probabilities (Keras): $q = p/S$ clipped
-    to $[\varepsilon, 1 - \varepsilon]$; on unclipped classes $D_c = P_c/q_c$,
-    $E_c = Q_c/q_c^2$ (0 where clipping is active), $\partial l/\partial p_j = (D_j - A)/S$ and
-    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
-    $B = \sum_c Q_c$. Reference: ``keras.losses.CategoricalFocalCrossentropy(alpha, gamma)``.
-    """
-    params = (gamma, alpha, from_logits, label_smoothing, class_weight, epsilon, ignored)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        focal_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="focal",
-    aliases=("categorical_focal_crossentropy", "softmax_focal"),
-    family="multiclass",
-    summary="Categorical focal cross-entropy: cross-entropy down-weighted by (1 − p)^γ.",
-    formula=(
-        r"l_i = -\sum_c \alpha\, cw_c\, y'_{ic} (1 - p_{ic})^\gamma \log p_{ic},"
-        r"\quad y' = (1 - s)\,y + s/C"
-    ),
-    params=FocalParams,
-    driver=focal_batch,
-    reference=(
-        "keras.losses.CategoricalFocalCrossentropy(alpha=alpha or 1.0, gamma, label_smoothing) "
-        "(probabilities renormalised, then clipped; logits through an unclipped log-softmax)"
-    ),
-    targets=("same_shape", "class_index"),
-    hessian_note="can be negative (the focal term is not convex in p or in the logits)",
+focal_batch = driver(
+    focal_rows,
+    "gamma",
+    "alpha",
+    "from_logits",
+    "label_smoothing",
+    "class_weight",
+    "epsilon",
+    "ignored",
 )
+
+
+KERNEL = Kernel(FocalParams, focal_batch)

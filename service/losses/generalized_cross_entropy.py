@@ -10,10 +10,10 @@ import math
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import ClassWeights, IgnoreIndex, MulticlassParams, Normalize, SoftmaxLogits
-from ._spec import LossSpec
+from ._spec import Kernel
 from ._stable import row_factor, softmax_entry, softmax_row, through_softmax
 
 
@@ -90,44 +90,9 @@ def generalized_cross_entropy_rows(
         loss[i] = acc
 
 
-@batch
-def generalized_cross_entropy_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    q: float, from_logits: bool, class_weight: Array, epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \sum_c cw_c\, y_c (1 - p_c^q)/q$ (index targets: $cw_y (1 - p_y^q)/q$).
-
-    Logits (softmax by log-sum-exp): with $P_c$, $Q_c$ of ``gce_terms``,
-    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$ and
-    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$.
-    Probabilities as given (Keras neither renormalises nor clips; lossd floors them at
-    $\varepsilon$, derivative 0 there): $\partial l/\partial p_j = -cw_j y_j p_j^{q-1}$,
-    $\partial^2 l/\partial p_j^2 = cw_j y_j (1 - q) p_j^{q-2}$.
-    Reference: ``keras.losses.categorical_generalized_cross_entropy(q)``.
-    """
-    params = (q, from_logits, class_weight, epsilon)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            generalized_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        generalized_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="generalized_cross_entropy",
-    aliases=("gce", "categorical_generalized_cross_entropy"),
-    family="multiclass",
-    summary="Generalized cross-entropy (1 − p_y^q)/q: robust to noisy labels, CE as q → 0, MAE at q = 1.",
-    formula=r"l_i = \sum_c cw_c\, y_{ic}\, \frac{1 - p_{ic}^{\,q}}{q}",
-    params=GeneralizedCrossEntropyParams,
-    driver=generalized_cross_entropy_batch,
-    reference=(
-        "keras.losses.categorical_generalized_cross_entropy(q) for index targets and "
-        "probabilities (as given, floored at epsilon); logits through the softmax"
-    ),
-    targets=("same_shape", "class_index"),
-    hessian_note="from probabilities cw y (1 − q) p^(q−2) >= 0; from logits it can be negative",
+generalized_cross_entropy_batch = driver(
+    generalized_cross_entropy_rows, "q", "from_logits", "class_weight", "epsilon"
 )
+
+
+KERNEL = Kernel(GeneralizedCrossEntropyParams, generalized_cross_entropy_batch)

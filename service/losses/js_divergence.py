@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain, require_positive_row_sums
 from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
-from ._spec import LossSpec
+from ._spec import Kernel
 from ._stable import LOG2, log_sum_exp_row, row_factor, row_sum
 
 
@@ -105,50 +105,7 @@ def js_divergence_rows(
                         hess[i, j] = num / (s * s) * f
 
 
-@batch
-def js_divergence_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool,
-) -> None:  # fmt: skip
-    r"""$l_i = \tfrac12 \sum_c \left[p_c \log\frac{p_c}{m_c} + q_c \log\frac{q_c}{m_c}\right]$,
-    $m = (p + q)/2$, natural log, $0 \log 0 = 0$.
-
-    As ``scipy.spatial.distance.jensenshannon(P, Q) ** 2`` (the reference) both rows are
-    renormalised first: $p = P/\sum P$ and $q = Q/S$, $S = \sum Q$; from logits
-    $q = \mathrm{softmax}(z)$ with $\log q = z - \mathrm{lse}(z)$. In q the divergence is
-    separable, with $g_c = \partial l/\partial q_c = \tfrac12\log(2q_c/(p_c + q_c))$ ($\tfrac12
-    \log 2$ where $p_c = 0$) and $h_c = \partial^2 l/\partial q_c^2 = \tfrac12\,p_c/(q_c(p_c +
-    q_c))$. With $\bar G = \sum_c g_c q_c$ and $H_2 = \sum_c h_c q_c^2$ (both finite, $q\log q \to
-    0$), through the renormalisation $\partial l/\partial Q_j = (g_j - \bar G)/S$ and
-    $\partial^2 l/\partial Q_j^2 = (h_j(1 - 2q_j) - 2(g_j - \bar G) + H_2)/S^2$; through the
-    softmax $\partial l/\partial z_j = q_j(g_j - \bar G)$ and
-    $\partial^2 l/\partial z_j^2 = q_j(1 - 2q_j)(g_j - \bar G) + (1 - 2q_j)h_jq_j^2 + q_j^2 H_2$.
-    A probability $Q_j = 0$ where $p_j > 0$ has slope $-\infty$: its gradient is not finite.
-    """
-    params = (from_logits,)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        js_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+js_divergence_batch = driver(js_divergence_rows, "from_logits")
 
 
-SPEC = LossSpec(
-    name="js_divergence",
-    aliases=("jensen_shannon", "jsd"),
-    family="distribution",
-    summary="Jensen-Shannon divergence (natural log) of the renormalised predictions and targets.",
-    formula=(
-        r"l_i = \tfrac12 \mathrm{KL}(p_i \| m_i) + \tfrac12 \mathrm{KL}(q_i \| m_i),\quad "
-        r"m_i = \tfrac12 (p_i + q_i),\quad p_i = P_i / \textstyle\sum_c P_{ic},\ "
-        r"q_i = Q_i / \textstyle\sum_c Q_{ic}"
-    ),
-    params=JsDivergenceParams,
-    driver=js_divergence_batch,
-    reference="scipy.spatial.distance.jensenshannon(P, Q, axis=1) ** 2 (rows renormalised)",
-    targets=("same_shape", "class_index"),
-    hessian_note="can be negative (the divergence is not convex in logits or unnormalised Q)",
-)
+KERNEL = Kernel(JsDivergenceParams, js_divergence_batch)

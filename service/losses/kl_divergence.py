@@ -14,10 +14,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..errors import InvalidArray
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, Normalize
-from ._spec import ComputeDtype, LossSpec, Memo, Prepared
+from ._spec import ComputeDtype, Kernel, Memo, Prepared
 from ._stable import log_sum_exp_row, row_factor
 
 
@@ -141,57 +141,9 @@ def kl_divergence_rows(
         loss[i] = acc
 
 
-@batch
-def kl_divergence_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    from_logits: bool, log_input: bool, log_target: bool, epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \sum_c P_c (\log P_c - \log Q_c)$ with P the targets and Q the predictions.
-
-    ``log_target``: the targets are $\log P$ (torch's ``log_target``), $P = e^t$. ``log_input``
-    (torch's ``KLDivLoss``): the predictions $x$ are $\log Q$ used as given, not renormalised,
-    $l_i = \sum_c P_c(\log P_c - x_c)$ = ``torch.nn.functional.kl_div(x, P, reduction="sum")``
-    per row; $\partial l/\partial x_j = -P_j$, Hessian 0.
-
-    Logits (``torch.nn.functional.kl_div(log_softmax(z), P)`` summed over the row): $\log Q =
-    z - \mathrm{lse}(z)$ with $\mathrm{lse}$ computed around $\max z$, so any finite logit gives a
-    finite loss; the target term is $\mathrm{xlogy}(P_c, P_c)$ ($0 \log 0 = 0$), P is not clipped.
-    $\partial l/\partial z_j = (\sum_c P_c)\,q_j - P_j$ and
-    $\partial^2 l/\partial z_j^2 = (\sum_c P_c)\,q_j(1 - q_j)$ with $q = \mathrm{softmax}(z)$.
-
-    Probabilities (``keras.losses.kl_divergence``): $P' = \mathrm{clip}(P, \varepsilon, 1)$,
-    $Q' = \mathrm{clip}(Q, \varepsilon, 1)$, $l = \sum_c P'_c \log(P'_c / Q'_c)$;
-    $\partial l/\partial Q_j = -P'_j/Q_j$ and $\partial^2 l/\partial Q_j^2 = P'_j/Q_j^2$ where
-    $\varepsilon < Q_j < 1$, and 0 where clipping is active (the derivative of the clipped
-    expression; at $Q_j = \varepsilon$ or $1$ the subgradient of smallest magnitude).
-    """
-    params = (from_logits, log_input, log_target, epsilon)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            kl_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        kl_divergence_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="kl_divergence",
-    aliases=("kld", "kullback_leibler_divergence", "KLDivLoss"),
-    family="distribution",
-    summary="Kullback-Leibler divergence KL(P‖Q) of the predictions Q from the target distribution P.",
-    formula=r"l_i = \sum_c P_{ic} \left(\log P_{ic} - \log Q_{ic}\right)",
-    params=KlDivergenceParams,
-    driver=kl_divergence_batch,
-    reference=(
-        'torch.nn.functional.kl_div(log_softmax(z), P, reduction="batchmean") per row for '
-        'logits; torch.nn.functional.kl_div(x, P, reduction="sum", log_target) per row with '
-        "log_input; keras.losses.kl_divergence (P and Q clipped to [ε, 1]) for probabilities"
-    ),
-    targets=("same_shape", "class_index"),
-    hessian_note=(
-        "non-negative: (Σ_c P_c) q_j (1 - q_j) from logits; P'_j / Q_j² from probabilities, "
-        "0 where clipping is active; 0 with log_input"
-    ),
+kl_divergence_batch = driver(
+    kl_divergence_rows, "from_logits", "log_input", "log_target", "epsilon"
 )
+
+
+KERNEL = Kernel(KlDivergenceParams, kl_divergence_batch)

@@ -10,9 +10,9 @@ import math
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
-from ._spec import LossParams, LossSpec
-from ._stable import row_factor
+from ..jit import driver, scalar
+from ._elementwise import elementwise_rows
+from ._spec import Kernel, LossParams
 
 
 class MsleParams(LossParams):
@@ -37,58 +37,8 @@ def msle_point(p: float, t: float, params: tuple[float]) -> tuple[float, float, 
     return diff * diff, 0.0, 0.0
 
 
-@scalar
-def msle_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float],
-) -> None:  # fmt: skip
-    """Block ``k`` of ``msle_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
-    n, d = pred.shape
-    inv_d = 1.0 / d
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    for i in block_range(k, rows, n):
-        f = row_factor(w, i, scale) * inv_d
-        acc = 0.0
-        for j in range(d):
-            v, g, h = msle_point(pred[i, j], targ[i, j], params)
-            acc += v
-            if want_g:
-                grad[i, j] = g * f
-            if want_h:
-                hess[i, j] = h * f
-        loss[i] = acc * inv_d
+msle_rows = elementwise_rows(msle_point)
+msle_batch = driver(msle_rows, "epsilon")
 
 
-@batch
-def msle_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \mathrm{mean}_j$ squared log error; reference ``keras.losses.mean_squared_logarithmic_error``."""
-    params = (epsilon,)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        msle_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="msle",
-    aliases=("mean_squared_logarithmic_error",),
-    family="regression",
-    summary="Mean squared logarithmic error.",
-    formula=(
-        r"l_i = \frac{1}{D}\sum_j \left(\log(\max(\hat y_{ij}, \varepsilon) + 1)"
-        r" - \log(\max(y_{ij}, \varepsilon) + 1)\right)^2"
-    ),
-    params=MsleParams,
-    driver=msle_batch,
-    reference="keras.losses.mean_squared_logarithmic_error",
-    hessian_note="can be negative where log(1 + y_hat) - log(1 + y) > 1; 0 where clipped",
-)
+KERNEL = Kernel(MsleParams, msle_batch)

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._multiclass import ClassWeights, MulticlassParams
-from ._spec import LossSpec
+from ._spec import Kernel
 from ._stable import row_factor
 
 
@@ -73,43 +73,7 @@ def multi_margin_rows(
                     hess[i, j] *= f
 
 
-@batch
-def multi_margin_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    p: float, margin: float, class_weight: Array,
-) -> None:  # fmt: skip
-    r"""$l_i = \sum_k y_k \sum_{c \ne k} cw_k \max(0, m - \hat y_k + \hat y_c)^p / C$ (index
-    targets: the inner sum with $k = y$).
-
-    Each active term $z = m - \hat y_k + \hat y_c > 0$ adds $cw_k y_k\,p z^{p-1}/C$ to
-    $\partial l/\partial \hat y_c$ and subtracts it from $\partial l/\partial \hat y_k$; a term at
-    its kink ($z = 0$) adds 0. Hessian: 0 for $p = 1$; for $p = 2$ each active term adds
-    $2 cw_k y_k/C$ to both diagonal entries. Reference:
-    ``torch.nn.functional.multi_margin_loss(p, margin, weight)``.
-    """
-    params = (p, margin, class_weight)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            multi_margin_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        multi_margin_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+multi_margin_batch = driver(multi_margin_rows, "p", "margin", "class_weight")
 
 
-SPEC = LossSpec(
-    name="multi_margin",
-    aliases=("MultiMarginLoss", "multiclass_hinge"),
-    family="multiclass",
-    summary="Multi-class margin loss: mean over classes of max(0, margin − ŷ_y + ŷ_c)^p.",
-    formula=r"l_i = \frac{1}{C} \sum_{c \ne y_i} cw_{y_i} \max(0,\ m - \hat y_{i y_i} + \hat y_{ic})^p",
-    params=MultiMarginParams,
-    driver=multi_margin_batch,
-    reference=(
-        "torch.nn.functional.multi_margin_loss(p, margin, weight) per sample; the mean divides "
-        "by the sum of the targets' class weights, as for every class-weighted loss"
-    ),
-    targets=("same_shape", "class_index"),
-    hessian_note="p = 1: zero almost everywhere; p = 2: the exact diagonal, >= 0",
-)
+KERNEL = Kernel(MultiMarginParams, multi_margin_batch)

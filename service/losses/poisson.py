@@ -13,9 +13,9 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import OutOfDomain
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
-from ._spec import LossParams, LossSpec
-from ._stable import row_factor
+from ..jit import Array, driver, scalar
+from ._elementwise import elementwise_rows
+from ._spec import Kernel, LossParams
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -61,54 +61,8 @@ def poisson_point(
     return v, g, h
 
 
-@scalar
-def poisson_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[bool, bool, float],
-) -> None:  # fmt: skip
-    """Block ``k`` of ``poisson_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
-    n, d = pred.shape
-    inv_d = 1.0 / d
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    for i in block_range(k, rows, n):
-        f = row_factor(w, i, scale) * inv_d
-        acc = 0.0
-        for j in range(d):
-            v, g, h = poisson_point(pred[i, j], targ[i, j], params)
-            acc += v
-            if want_g:
-                grad[i, j] = g * f
-            if want_h:
-                hess[i, j] = h * f
-        loss[i] = acc * inv_d
+poisson_rows = elementwise_rows(poisson_point)
+poisson_batch = driver(poisson_rows, "log_input", "full", "epsilon")
 
 
-@batch
-def poisson_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    log_input: bool, full: bool, epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \mathrm{mean}_j$ Poisson NLL; reference ``torch.nn.functional.poisson_nll_loss``."""
-    params = (log_input, full, epsilon)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        poisson_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="poisson",
-    aliases=("poisson_nll", "PoissonNLLLoss"),
-    family="regression",
-    summary="Poisson negative log-likelihood of counts given rates (or log-rates).",
-    formula=r"l_i = \frac{1}{D}\sum_j \hat y_{ij} - y_{ij}\log(\hat y_{ij} + \varepsilon)",
-    params=PoissonParams,
-    driver=poisson_batch,
-    reference="torch.nn.functional.poisson_nll_loss(log_input, full, eps=epsilon)",
-)
+KERNEL = Kernel(PoissonParams, poisson_batch)

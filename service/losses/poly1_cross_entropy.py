@@ -13,10 +13,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import ClassSmoothing, MulticlassParams, Normalize, SoftmaxLogits
-from ._spec import LossSpec
+from ._spec import Kernel
 from ._stable import (
     row_factor,
     row_sum,
@@ -124,53 +124,9 @@ def poly1_cross_entropy_rows(
         loss[i] = acc
 
 
-@batch
-def poly1_cross_entropy_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    epsilon_poly: float, from_logits: bool, label_smoothing: float, epsilon: float,
-    ignored: Array,
-) -> None:  # fmt: skip
-    r"""$l_i = -\sum_c y'_c \log p_c + \varepsilon_{poly} \sum_c y'_c (1 - p_c)$,
-    $y' = (1 - s)y + s/C$ (an all-zero row still has the smoothing's loss).
-
-    With $P_c$, $Q_c$ of ``poly1_terms``: logits (softmax by log-sum-exp)
-    $\partial l/\partial z_j = P_j - p_j \sum_c P_c$,
-    $\partial^2 l/\partial z_j^2 = (1 - 2p_j)(P_j - p_j \sum_c P_c + Q_j) + p_j^2 \sum_c Q_c$;
-    probabilities as ``cross_entropy`` (rows renormalised, $q = p/S$ clipped to
-    $[\varepsilon, 1 - \varepsilon]$ in both terms, derivative 0 where clipping is active):
-    $D_c = P_c/q_c$, $E_c = Q_c/q_c^2$, $\partial l/\partial p_j = (D_j - A)/S$,
-    $\partial^2 l/\partial p_j^2 = (E_j(1 - 2q_j) - 2(D_j - A) + B)/S^2$, $A = \sum_c P_c$,
-    $B = \sum_c Q_c$ over unclipped classes. Reference: ``optax.poly_loss_cross_entropy``.
-    """
-    params = (epsilon_poly, from_logits, label_smoothing, epsilon, ignored)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            poly1_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        poly1_cross_entropy_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="poly1_cross_entropy",
-    aliases=("poly1", "poly_loss"),
-    family="multiclass",
-    summary="Poly-1 loss: cross-entropy plus epsilon_poly times (1 − p_t), from logits by default.",
-    formula=(
-        r"l_i = -\sum_c y'_{ic} \log p_{ic} + \varepsilon_{poly} \sum_c y'_{ic}(1 - p_{ic}),"
-        r"\quad y' = (1 - s)\,y + s/C"
-    ),
-    params=Poly1CrossEntropyParams,
-    driver=poly1_cross_entropy_batch,
-    reference=(
-        "optax.poly_loss_cross_entropy(epsilon=epsilon_poly) on the smoothed labels; "
-        "probabilities renormalised and clipped as keras.losses.categorical_crossentropy"
-    ),
-    targets=("same_shape", "class_index"),
-    hessian_note=(
-        "from logits it can be negative when |epsilon_poly| > 1; from probabilities it can be "
-        "negative (as cross_entropy's)"
-    ),
+poly1_cross_entropy_batch = driver(
+    poly1_cross_entropy_rows, "epsilon_poly", "from_logits", "label_smoothing", "epsilon", "ignored"
 )
+
+
+KERNEL = Kernel(Poly1CrossEntropyParams, poly1_cross_entropy_batch)

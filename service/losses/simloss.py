@@ -29,10 +29,10 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import InvalidParams, MemoryBudget
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
-from ._spec import ComputeDtype, LossSpec, Memo, Prepared, Sent, readonly
+from ._spec import ComputeDtype, Kernel, Memo, Prepared, Sent, readonly
 from ._stable import row_factor, softmax_entry, softmax_row
 
 Unit = Annotated[float, Field(ge=0, le=1)]
@@ -387,49 +387,7 @@ def simloss_rows(
                                  prob, mixed)  # fmt: skip
 
 
-@batch
-def simloss_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    similarity: Array, ordinal_base: float, from_logits: bool, epsilon: float,
-) -> None:  # fmt: skip
-    r"""$l_i = -\sum_k y_k \log(s_k + \varepsilon)$, $s_k = \sum_c S_{kc} p_c$ (index targets:
-    $-\log(\sum_c S_{yc} p_c + \varepsilon)$), probabilities as given (Kobs et al. neither
-    renormalise nor clip).
-
-    Probabilities: $D_j = \partial l/\partial p_j = -\sum_k y_k S_{kj}/(s_k + \varepsilon)$,
-    $\partial^2 l/\partial p_j^2 = \sum_k y_k S_{kj}^2/(s_k + \varepsilon)^2$. Logits (softmax by
-    log-sum-exp): $\partial l/\partial z_j = p_j(D_j - A)$, $A = \sum_c D_c p_c =
-    -\sum_k y_k s_k/(s_k + \varepsilon)$, and $\partial^2 l/\partial z_j^2 = (1 - 2p_j)\,p_j(D_j - A)
-    + p_j^2 \sum_k y_k (S_{kj} - s_k)^2/(s_k + \varepsilon)^2$.
-
-    ``ordinal_base`` r ≥ 0: $S_{kj} = r^{|k-j|}$ and ``similarity`` is empty; every sum over k is
-    a scan, O(C) a row (``ordinal_row``, ``ordinal_derivatives``). r < 0: S is ``similarity``
-    and only the span of the row's non-zero targets is visited (``matrix_row``).
-    Reference: SimLoss by Kobs et al. 2020 (their ``SimLoss.forward``).
-    """
-    params = (similarity, ordinal_base, from_logits, epsilon)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            simloss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        simloss_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+simloss_batch = driver(simloss_rows, "similarity", "ordinal_base", "from_logits", "epsilon")
 
 
-SPEC = LossSpec(
-    name="simloss",
-    aliases=("sim_loss", "class_similarity_cross_entropy"),
-    family="multiclass",
-    summary="SimLoss: −log of the probability mass on classes similar to the target (S matrix or r^|i−j|).",
-    formula=r"l_i = -\sum_k y_{ik} \log\Big(\sum_c S_{kc}\, p_{ic} + \varepsilon\Big)",
-    params=SimlossParams,
-    driver=simloss_batch,
-    reference=(
-        "Kobs et al. 2020, SimLoss (github.com/konstantinkobs/SimLoss, SimLoss.forward): "
-        "-log(sum(w[y] * p) + epsilon) on probabilities as given, w[j, i] = r ** |i - j|"
-    ),
-    targets=("same_shape", "class_index"),
-    hessian_note="from probabilities >= 0; from logits it can be negative",
-)
+KERNEL = Kernel(SimlossParams, simloss_batch)

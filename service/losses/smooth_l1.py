@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
-from ._spec import LossParams, LossSpec
-from ._stable import row_factor, sign
+from ..jit import driver, scalar
+from ._elementwise import elementwise_rows
+from ._spec import Kernel, LossParams
+from ._stable import sign
 
 
 class SmoothL1Params(LossParams):
@@ -29,58 +30,8 @@ def smooth_l1_point(p: float, t: float, params: tuple[float]) -> tuple[float, fl
     return a - 0.5 * beta, sign(r), 0.0
 
 
-@scalar
-def smooth_l1_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float],
-) -> None:  # fmt: skip
-    """Block ``k`` of ``smooth_l1_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
-    n, d = pred.shape
-    inv_d = 1.0 / d
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    for i in block_range(k, rows, n):
-        f = row_factor(w, i, scale) * inv_d
-        acc = 0.0
-        for j in range(d):
-            v, g, h = smooth_l1_point(pred[i, j], targ[i, j], params)
-            acc += v
-            if want_g:
-                grad[i, j] = g * f
-            if want_h:
-                hess[i, j] = h * f
-        loss[i] = acc * inv_d
+smooth_l1_rows = elementwise_rows(smooth_l1_point)
+smooth_l1_batch = driver(smooth_l1_rows, "beta")
 
 
-@batch
-def smooth_l1_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    beta: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \mathrm{mean}_j$ smooth-L1; reference ``torch.nn.functional.smooth_l1_loss``."""
-    params = (beta,)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        smooth_l1_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="smooth_l1",
-    aliases=("SmoothL1Loss",),
-    family="regression",
-    summary="Smooth L1 loss: squared error scaled by 1/beta below beta, absolute error above.",
-    formula=(
-        r"l_i = \frac{1}{D}\sum_j \begin{cases} \tfrac12 r_{ij}^2/\beta & |r_{ij}| < \beta \\"
-        r" |r_{ij}| - \tfrac12\beta & \text{otherwise} \end{cases}"
-    ),
-    params=SmoothL1Params,
-    driver=smooth_l1_batch,
-    reference="torch.nn.functional.smooth_l1_loss",
-    hessian_note="1[|r| < beta] / (beta D): zero in the linear region",
-)
+KERNEL = Kernel(SmoothL1Params, smooth_l1_batch)

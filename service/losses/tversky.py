@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
+from ..jit import Array, block_range, driver, scalar
 from ._binary import (
     INTERSECTION_UNDERFLOW,
     MaskLogits,
@@ -19,7 +19,7 @@ from ._binary import (
     scaled_intersection,
 )
 from ._checks import require_domain
-from ._spec import LossParams, LossSpec
+from ._spec import Kernel, LossParams
 from ._stable import row_factor
 
 
@@ -87,46 +87,7 @@ def tversky_rows(
                     hess[i, j] = (h * d1 * d1 + g * d2) * f
 
 
-@batch
-def tversky_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    alpha: float, beta: float, smooth: float, from_logits: bool,
-) -> None:  # fmt: skip
-    r"""$l_i = 1 - A/B$, $A = I + s$, $B = I + \alpha\,FP + \beta\,FN + s$ with $I = \sum_j p_jt_j$,
-    $FP = \sum_j p_j(1 - t_j)$, $FN = \sum_j (1 - p_j)t_j$; the formula itself is the
-    reference.
-
-    With $c_j = \partial B/\partial p_j = t_j + \alpha(1 - t_j) - \beta t_j$:
-    $\partial l/\partial p_j = g_j = (Ac_j - t_jB)/B^2$ and $\partial^2 l/\partial p_j^2 =
-    -2c_jg_j/B$. From logits $p = \sigma(z)$ elementwise: $\partial l/\partial z_j = g_j\sigma'_j$
-    and $\partial^2 l/\partial z_j^2 = (-2c_jg_j/B)\sigma_j'^2 + g_j\sigma''_j$. Rank-1 inputs
-    are (N, 1) rows. A row with $B = 0$ (no overlap, $s = 0$, and every false positive and false
-    negative weighted 0 or absent, e.g. two empty masks; from logits a $\sigma(z_j)$ that
-    underflows, below $z \approx -745$, counts as 0) is $0/0$: it has loss 0, the limit
-    $s \to 0^+$, and gradient and Hessian 0.
-    """
-    params = (alpha, beta, smooth, from_logits)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            tversky_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        tversky_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+tversky_batch = driver(tversky_rows, "alpha", "beta", "smooth", "from_logits")
 
 
-SPEC = LossSpec(
-    name="tversky",
-    aliases=("tversky_loss",),
-    family="overlap",
-    summary="Tversky loss: 1 − Tversky index, alpha weighing false positives and beta false negatives.",
-    formula=(
-        r"l_i = 1 - \frac{I + s}{I + \alpha \sum_j p_{ij}(1 - t_{ij}) + "
-        r"\beta \sum_j (1 - p_{ij}) t_{ij} + s},\quad I = \sum_j p_{ij} t_{ij}"
-    ),
-    params=TverskyParams,
-    driver=tversky_batch,
-    reference="the formula; a row with denominator 0 has loss 0",
-    hessian_note="can be negative (-2 c_j g_j / B in the probabilities; the sigmoid adds g σ'')",
-)
+KERNEL = Kernel(TverskyParams, tversky_batch)

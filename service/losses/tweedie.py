@@ -14,9 +14,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..errors import OutOfDomain
-from ..jit import SERIAL_ELEMENTS, Array, batch, block_range, block_rows, prange, scalar
-from ._spec import LossParams, LossSpec
-from ._stable import row_factor
+from ..jit import Array, driver, scalar
+from ._elementwise import elementwise_rows
+from ._spec import Kernel, LossParams
 
 
 class TweedieParams(LossParams):
@@ -81,58 +81,8 @@ def tweedie_point(mu: float, y: float, params: tuple[float]) -> tuple[float, flo
     return v, 2.0 * mp * (mu - y), 2.0 * (a * mp + power * y * mp / mu)
 
 
-@scalar
-def tweedie_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float],
-) -> None:  # fmt: skip
-    """Block ``k`` of ``tweedie_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
-    n, d = pred.shape
-    inv_d = 1.0 / d
-    want_g = grad.shape[0] > 0
-    want_h = hess.shape[0] > 0
-    for i in block_range(k, rows, n):
-        f = row_factor(w, i, scale) * inv_d
-        acc = 0.0
-        for j in range(d):
-            v, g, h = tweedie_point(pred[i, j], targ[i, j], params)
-            acc += v
-            if want_g:
-                grad[i, j] = g * f
-            if want_h:
-                hess[i, j] = h * f
-        loss[i] = acc * inv_d
+tweedie_rows = elementwise_rows(tweedie_point)
+tweedie_batch = driver(tweedie_rows, "power")
 
 
-@batch
-def tweedie_batch(
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    power: float,
-) -> None:  # fmt: skip
-    r"""$l_i = \mathrm{mean}_j d_p(y_{ij}, \hat y_{ij})$; reference ``sklearn.metrics.mean_tweedie_deviance``."""
-    params = (power,)
-    n, d = pred.shape
-    rows = block_rows(n, d)
-    if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
-        for k in range(-(-n // rows)):
-            tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-        return
-    for k in prange(-(-n // rows)):
-        tweedie_rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
-
-
-SPEC = LossSpec(
-    name="tweedie",
-    aliases=("tweedie_deviance",),
-    family="regression",
-    summary="Mean Tweedie deviance (normal, Poisson, gamma, compound Poisson-gamma, ...).",
-    formula=(
-        r"l_i = \frac{1}{D}\sum_j 2\left(\frac{\max(y,0)^{2-p}}{(1-p)(2-p)}"
-        r" - \frac{y\,\hat y^{1-p}}{1-p} + \frac{\hat y^{2-p}}{2-p}\right)"
-    ),
-    params=TweedieParams,
-    driver=tweedie_batch,
-    reference="sklearn.metrics.mean_tweedie_deviance(power=power), per sample",
-    hessian_note="can be negative for some (y, mu) when p > 2 or p < 0",
-)
+KERNEL = Kernel(TweedieParams, tweedie_batch)
