@@ -36,7 +36,7 @@ from .losses import REGISTRY
 from .memory import MemoryAccount
 from .metrics import Metrics
 from .settings import Settings
-from .warmup import guard_caches, kernel_counts, warm_up
+from .warmup import guard_caches, kernel_counts, warm_up, warm_up_order
 
 log = logging.getLogger("lossd")
 CLIENT_CLOSED_REQUEST = 499
@@ -163,12 +163,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.memory_budget.set(state.memory.budget)
 
     async def finish_warm_up() -> None:
-        await state.compute.run(warm_up, REGISTRY[1:], 1)
         await state.compute.run(losses.build_catalogue)  # GET /losses: built once, not on the loop
-        # Once more on the event loop, which evaluates small bodies itself: the kernels are
-        # loaded by now (tens of ms), and the first small request after ready finds this
-        # thread's numba state warm.
-        warm_up(REGISTRY)
+        order = warm_up_order()
+        for done, spec in enumerate(order[1:], 1):
+            # one loss at a time, so that requests for the losses already warm take the compute
+            # threads between them; each is served as soon as its own kernels are
+            await state.compute.run(warm_up, (spec,), (done, len(order)))
+            # Once more on the event loop, which evaluates small bodies itself: the kernels are
+            # loaded by now (milliseconds), and its first small request finds this thread's
+            # numba state warm.
+            warm_up((spec,))
+            state.warm.add(spec.name)
         state.kernels = kernels = kernel_counts()
         state.ready = True
         log.info(
@@ -191,9 +196,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "(a cold cache takes minutes; each loss compiled is logged)",
             len(REGISTRY),
         )
-        await state.compute.run(warm_up, REGISTRY[:1])
+        first = warm_up_order()[0]
+        await state.compute.run(warm_up, (first,))
         state.threading_layer = check_threading_layer()
         run_serially_here()  # the small batches evaluated on the event loop
+        warm_up((first,))
+        state.warm.add(first.name)
         task = asyncio.create_task(finish_warm_up())
         task.add_done_callback(_stop_if_failed)
         if settings.workers > 1:

@@ -20,17 +20,28 @@ from . import core, kernel_cache
 from .codecs.base64 import Base64
 from .codecs.jsontext import LIFT_MIN, dumps
 from .codecs.loss import evaluate_one
-from .losses import REGISTRY, LossSpec
+from .losses import REGISTRY, LossSpec, resolve
 
 log = logging.getLogger("lossd")
 
 
-def warm_up(specs: tuple[LossSpec, ...] = REGISTRY, before: int | None = None) -> None:
-    """Compile, or load from numba's cache, every signature a request can reach. With
-    ``before`` (the losses warmed up before these), a loss whose kernels had to be compiled (a
-    cold cache: minutes in all) is logged with how many are ready and the time left."""
+# The losses a cold start compiles first: the most asked for (regression, binary and multiclass
+# defaults), so that the requests a newcomer sends first are served while the rest compile.
+FIRST = ("mse", "binary_cross_entropy", "cross_entropy", "mae", "huber")
+
+
+def warm_up_order() -> tuple[LossSpec, ...]:
+    """Every loss, ``FIRST`` first and the rest in catalogue order."""
+    first = tuple(resolve(name) for name in FIRST)
+    return first + tuple(spec for spec in REGISTRY if spec not in first)
+
+
+def warm_up(specs: tuple[LossSpec, ...] = REGISTRY, count: tuple[int, int] | None = None) -> None:
+    """Compile, or load from numba's cache, every signature a request can reach. With ``count``
+    (losses warmed before these, of how many), a loss whose kernels had to be compiled (a cold
+    cache: minutes in all) is logged with how many are ready and the time left."""
     started = time.monotonic()
-    compiled = kernel_counts().compiled if before is not None else 0
+    compiled = kernel_counts().compiled
     big = np.zeros(LIFT_MIN // 8 + 1)
     wire = {"dtype": "float64", "shape": [big.size], "data": Base64(big)}
     body = dumps({"predictions": wire, "targets": wire, "array_format": "packed"}).tobytes()
@@ -43,7 +54,7 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY, before: int | None = None) -
         "targets": np.eye(2, dtype=int)[np.arange(rows) % 2].tolist(),
     }
     evaluate_one(REGISTRY[0].name, dumps(lists).tobytes(), 2 * rows)
-    for done, spec in enumerate(specs, 1):
+    for spec in specs:
         params = spec.params.model_validate(spec.params.warm_up)
         # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and
         # target rows that are distributions, counts, hinge labels (0 stands for -1), masks
@@ -53,26 +64,17 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY, before: int | None = None) -
             for dtype in core.DTYPES:
                 options = core.Options(dtype=dtype, gradient=True, hessian=spec.hessian)  # type: ignore[arg-type]
                 core.evaluate(spec, params, batch, options)
-        if before is not None:
-            compiled = _log_progress(spec.name, (before, done, len(specs)), started, compiled)
-
-
-def _log_progress(name: str, count: tuple[int, int, int], started: float, compiled: int) -> int:
-    """Log a loss whose warm-up compiled kernels (``count``: losses warmed before this call,
-    done in it, to do in it); the compilations counted so far."""
-    now = kernel_counts().compiled
-    if now > compiled:
-        before, done, total = count
+    if count is not None and kernel_counts().compiled > compiled:
+        done, total = count
         elapsed = time.monotonic() - started
         log.info(
-            "compiled the kernels of %s: %d of %d losses ready, %.0f s so far, about %.0f s left",
-            name,
-            before + done,
-            before + total,
+            "compiled the kernels of %s in %.1f s: %d of %d losses ready, about %.0f s left",
+            ", ".join(spec.name for spec in specs),
             elapsed,
-            elapsed / done * (total - done),
+            done + len(specs),
+            total,
+            elapsed / len(specs) * (total - done - len(specs)),
         )
-    return now
 
 
 @dataclass(frozen=True)

@@ -270,3 +270,49 @@ def test_makefile_and_ci_entry_points_exist() -> None:
     makefile = Path(ROOT / "Makefile").read_text()
     assert "python3" in makefile and "-m venv" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_a_cold_start_serves_each_loss_once_its_own_kernels_are_warm() -> None:
+    """While the rest compile, a loss whose kernels are warm is served on /loss/{name} and /v2;
+    another answers 503 not_ready naming it; /readyz, /v2/health/ready and POST /loss wait for
+    every loss; the repository index says which models are READY."""
+    app = create_app(Settings())  # no lifespan run: the warm set is the test's
+    app.state.lossd.warm.add("mse")
+    transport = httpx.ASGITransport(app=app)
+    body = {"predictions": [1.0, 2.0], "targets": [1.0, 0.0]}
+    v2 = {"inputs": [
+        {"name": "predictions", "datatype": "FP64", "shape": [2], "data": [1.0, 2.0]},
+        {"name": "targets", "datatype": "FP64", "shape": [2], "data": [1.0, 0.0]},
+    ]}  # fmt: skip
+
+    async def probe() -> dict[str, httpx.Response]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            return {
+                "mse": await http.post("/loss/mse", json=body),
+                "alias": await http.post("/loss/MSELoss", json=body),
+                "huber": await http.post("/loss/huber", json=body),
+                "many": await http.post("/loss", json={**body, "losses": [{"name": "mse"}]}),
+                "readyz": await http.get("/readyz"),
+                "v2 ready": await http.get("/v2/health/ready"),
+                "v2 mse": await http.post("/v2/models/mse/infer", json=v2),
+                "v2 mse ready": await http.get("/v2/models/mse/ready"),
+                "v2 huber ready": await http.get("/v2/models/huber/ready"),
+                "index": await http.post("/v2/repository/index", content=b""),
+            }
+
+    import asyncio
+
+    got = asyncio.run(probe())
+    for key in ("mse", "alias", "v2 mse", "v2 mse ready"):
+        assert got[key].status_code == 200, (key, got[key].text)
+    assert got["mse"].json()["value"] == 2.0
+    for key in ("huber", "many", "readyz"):
+        assert got[key].status_code == 503, key
+        assert got[key].json()["code"] == "not_ready"
+        assert got[key].headers["retry-after"] == "1"
+    assert "huber" in got["huber"].json()["detail"]
+    assert f"1 of {len(REGISTRY)} losses ready" in got["huber"].json()["detail"]
+    assert got["v2 ready"].status_code == got["v2 huber ready"].status_code == 503
+    states = {model["name"]: model["state"] for model in got["index"].json()}
+    assert states["mse"] == "READY"
+    assert {s for name, s in states.items() if name != "mse"} == {"LOADING"}

@@ -29,6 +29,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..jit import Array
+from ..losses import REGISTRY, LossSpec
 from ..memory import Lease, RunElsewhere
 from ..metrics import note, observe
 from .state import ServiceState
@@ -51,10 +52,17 @@ INLINE_BELOW = 1 << 15
 _CLOSE = {"Connection": "close"}
 
 
-def check_ready(state: ServiceState) -> None:
-    """503 ``not_ready`` (with Retry-After) until the kernels are compiled or loaded."""
-    if not state.ready:
-        raise NotReady("kernels are still compiling", headers={"Retry-After": "1"})
+def check_ready(state: ServiceState, spec: LossSpec | None = None) -> None:
+    """503 ``not_ready`` (with Retry-After) until the kernels are compiled or loaded: those of
+    ``spec`` when one is named (a cold start serves each loss as soon as its own kernels are
+    warm), else every loss's."""
+    if state.ready or (spec is not None and spec.name in state.warm):
+        return
+    what = f"the kernels of {spec.name} are" if spec is not None else "kernels are"
+    raise NotReady(
+        f"{what} still compiling ({len(state.warm)} of {len(REGISTRY)} losses ready)",
+        headers={"Retry-After": "1"},
+    )
 
 
 def media_type(request: Request, *others: str) -> str:

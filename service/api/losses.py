@@ -14,7 +14,7 @@ from ..codecs import loss as codec
 from ..codecs.bodies import Form, Framed, Multipart
 from ..codecs.framing import HEADER_LENGTH
 from ..errors import Unprocessable
-from ..losses import REGISTRY, resolve
+from ..losses import REGISTRY, LossSpec, resolve
 from ..memory import Lease
 from ..metrics import note
 from ..schemas import Catalogue, LossInfo, LossResult, MultiLossResult
@@ -51,8 +51,9 @@ router = APIRouter(tags=["losses"])
 async def evaluate_loss(request: Request) -> Response:
     """Evaluate one loss on one batch: per-sample losses, reduced value, optional derivatives."""
     name: str = request.path_params["name"]
-    note(loss=resolve(name).name)  # an unknown loss is a 404 before the body is read
-    state, read, form = _reader(request)
+    spec = resolve(name)  # an unknown loss is a 404 before the body is read
+    note(loss=spec.name)
+    state, read, form = _reader(request, spec)
     return await evaluate(request, state, read, partial(codec.evaluate_one, form=form), name)
 
 
@@ -72,11 +73,14 @@ async def evaluate_losses(request: Request) -> Response:
 Reader = Callable[[Lease], Awaitable[Any]]
 
 
-def _reader(request: Request) -> tuple[ServiceState, Reader, Form | None]:
-    """The service state (503 until ready), the reader of the request's body and its form: a
-    JSON body as bytes, a binary or multipart one into an aligned buffer its arrays view."""
+def _reader(
+    request: Request, spec: LossSpec | None = None
+) -> tuple[ServiceState, Reader, Form | None]:
+    """The service state (503 until ``spec``'s kernels, or every loss's, are ready), the reader
+    of the request's body and its form: a JSON body as bytes, a binary or multipart one into an
+    aligned buffer its arrays view."""
     state: ServiceState = request.app.state.lossd
-    check_ready(state)
+    check_ready(state, spec)
     limits = (state.settings.max_body_bytes, state.settings.body_timeout)
     media = media_type(request, BINARY, MULTIPART)
     length = header_length(request)  # a malformed one is refused whatever the body

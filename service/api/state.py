@@ -18,7 +18,8 @@ class ServiceState:
     settings: Settings
     compute: ComputeExecutor
     memory: MemoryAccount
-    ready: bool = False
+    ready: bool = False  # every loss's kernels are warm
+    warm: set[str] = field(default_factory=set)  # the losses whose kernels are warm so far
     threading_layer: str = field(default="")
     kernels: KernelCounts | None = None  # how the warm-up got the kernels, once ready
 

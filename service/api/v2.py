@@ -175,7 +175,7 @@ async def repository_index(request: Request, state: State) -> Response:
         except ValidationError as exc:
             error = from_validation(Unprocessable, "invalid repository index request", exc)
             raise error from None
-    return _json(triton.repository_index(state.ready, only_ready))
+    return _json(triton.repository_index(state.warm, only_ready))
 
 
 _model_document(
@@ -211,7 +211,7 @@ async def model_version_ready(name: str, version: Version, state: State) -> Resp
 
 def _model_ready(name: str, version: str | None, state: ServiceState) -> Response:
     spec = oip.model(name, version)  # an unknown model is a 404 even before the server is ready
-    check_ready(state)
+    check_ready(state, spec)
     return _json({"name": spec.name, "ready": True})
 
 
@@ -241,7 +241,7 @@ async def infer_version(name: str, version: Version, request: Request, state: St
 async def _infer(name: str, version: str | None, request: Request, state: State) -> Response:
     spec = oip.model(name, version)  # an unknown model is a 404 before the body is read
     note(loss=spec.name)
-    check_ready(state)
+    check_ready(state, spec)
     media_type(request, BINARY, "")  # no Content-Type: JSON, as tritonclient sends it
     length = header_length(request)
     note(encoding="v2-json" if length is None else "v2-binary")

@@ -12,6 +12,7 @@ counts, never as a guess.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any, Literal
 
 import orjson
@@ -136,13 +137,14 @@ def _config_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def repository_index(ready: bool, only_ready: bool) -> list[dict[str, Any]]:
-    """Every loss, under its canonical name, with its one version."""
-    state = "READY" if ready else "LOADING"
-    if only_ready and not ready:
-        return []
+def repository_index(warm: Collection[str], only_ready: bool) -> list[dict[str, Any]]:
+    """Every loss, under its canonical name, with its one version: READY once its kernels are
+    ``warm``, LOADING before."""
     return [
-        {"name": spec.name, "version": VERSION, "state": state, "reason": ""} for spec in REGISTRY
+        {"name": spec.name, "version": VERSION, "state": state, "reason": ""}
+        for spec in REGISTRY
+        for state in ("READY" if spec.name in warm else "LOADING",)
+        if state == "READY" or not only_ready
     ]
 
 
