@@ -197,7 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             len(REGISTRY),
         )
         first = warm_up_order()[0]
-        await state.compute.run(warm_up, (first,))
+        await state.compute.run(warm_up, (first,), (0, len(REGISTRY)))
         state.threading_layer = check_threading_layer()
         run_serially_here()  # the small batches evaluated on the event loop
         warm_up((first,))

@@ -74,8 +74,10 @@ def copy_cache(warm_cache: Path, dest: Path) -> Path:
 
 
 def entries(cache: Path, function: str) -> list[Path]:
-    """The index and data files of one kernel function (``<module>.<name>``) in ``cache``."""
-    found = sorted(cache.glob(f"*/{function}-*.nb[ic]"))
+    """The index and data files of one kernel function (``<name>``, such as ``mse_batch``) in
+    ``cache``: numba names them ``<source file>.<name>-<line>``, and a made kernel's source file
+    is the one its template is written in (``jit.mse_batch-…``, ``_elementwise.mse_rows-…``)."""
+    found = sorted(cache.glob(f"*/*.{function}-*.nb[ic]"))
     assert found, f"no cache entries for {function} in {cache}"
     return found
 
@@ -91,16 +93,16 @@ def test_corrupt_cache_files_are_compiled_afresh_and_overwritten(
     directory; the kernels it compiled replaced the bad entries, so the next start on the same
     directory loads every kernel from it."""
     cache = copy_cache(warm_cache, tmp_path / "cache")
-    for path in entries(cache, "mse.mse_batch"):
+    for path in entries(cache, "mse_batch"):
         path.write_bytes(
             b"not a numba index\n" * 16 if path.suffix == ".nbi" else b"\x80\x05garbage"
         )
-    [index] = [p for p in entries(cache, "mse.mse_rows") if p.suffix == ".nbi"]
+    [index] = [p for p in entries(cache, "mse_rows") if p.suffix == ".nbi"]
     index.write_bytes(b"")
-    for path in entries(cache, "huber.huber_batch"):
+    for path in entries(cache, "huber_batch"):
         if path.suffix == ".nbc":
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    for path in entries(cache, "log_cosh.log_cosh_batch"):
+    for path in entries(cache, "log_cosh_batch"):
         if path.suffix == ".nbc":
             path.unlink()
     env = {ENV: str(cache)}
@@ -145,7 +147,7 @@ def test_a_cache_that_takes_no_more_bytes_costs_compilations_not_the_start(
     fails with ENOSPC), the server still starts and answers right, with one warning naming the
     directory and the cause; the kernels it compiled are counted as such."""
     cache = copy_cache(warm_cache, tmp_path / "cache")
-    data = [p for p in entries(cache, "mse.mse_batch") if p.suffix == ".nbc"]
+    data = [p for p in entries(cache, "mse_batch") if p.suffix == ".nbc"]
     limit = min(p.stat().st_size for p in data) // 2  # no mse_batch data file fits
     for path in data:
         path.unlink()  # mse_batch is compiled at start, and saving it fails
@@ -190,7 +192,7 @@ def test_a_read_only_cache_is_loaded_and_what_it_lacks_compiled_in_memory(
     ones it lacks compiled and not saved; the server answers right. (numba alone skips such a
     directory and compiles everything, into ``__pycache__`` beside the sources if it can.)"""
     cache = copy_cache(warm_cache, tmp_path / "cache")
-    missing = entries(cache, "mse.mse_batch")
+    missing = entries(cache, "mse_batch")
     for path in missing:
         path.unlink()
     before = sorted(cache.rglob("*"))
