@@ -263,6 +263,32 @@ def test_a_limit_given_to_the_constructor_splits_before_any_refusal(limited: Ser
     assert _requests_with_status(limited, 413) == refused
 
 
+@pytest.fixture(scope="module")
+def body_limited() -> Iterator[Server]:
+    """A server refusing bodies over 1 MiB, before reading them, and closing the connection."""
+    with served({"LOSSD_MAX_BODY_BYTES": str(MiB)}) as srv:
+        yield srv
+
+
+@pytest.mark.loss("mse")
+def test_a_body_over_the_limit_is_split_even_when_the_413_is_lost(body_limited: Server) -> None:
+    """A 413 payload_too_large comes before the body is read, then the connection closes: the
+    client may read the 413 (and learn the limit) or lose it with the connection (asyncio always
+    does); either way the batch is split until its bodies fit, and merged exactly."""
+    p, t = rng.normal(size=N), rng.normal(size=N)
+
+    async def through_asyncio() -> Result:
+        async with AsyncClient(body_limited.url) as c:
+            return await c.evaluate("mse", p, t, gradient=True)
+
+    with Client(body_limited.url) as c:
+        results = [c.evaluate("mse", p, t, gradient=True), asyncio.run(through_asyncio())]
+    for result in results:
+        assert result.requests >= 4  # 4 MB in bodies of at most 1 MiB
+        assert result.value == pytest.approx(float(np.mean((p - t) ** 2)), rel=1e-12)
+        np.testing.assert_allclose(result.gradient, 2 * (p - t) / N, rtol=1e-12)  # type: ignore[arg-type]
+
+
 @pytest.mark.loss("mse")
 def test_a_row_wider_than_the_limit_is_too_large(split_client: Client) -> None:
     """One row over the limit cannot be split: the 413 reaches the caller, typed."""

@@ -38,6 +38,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 # send, so a slice costs time quadratic in its size; a few MiB keeps that negligible without
 # a Python-level loop per 64 KiB (docs/benchmarks.md, "Python client").
 UPLOAD_CHUNK_BYTES = 4 << 20
+# How a refused upload can look when the server's answer is lost with its connection (a 413
+# before the body is read, then close): see ``Job.cut``.
+CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
 ComputeDtype = Literal["float64", "float32"]
 ReduceOver = Literal["samples", "elements"]
 # A batch of a stream: (predictions, targets) or (predictions, targets, sample_weight).
@@ -393,6 +396,11 @@ class Client:
                 if not smaller:
                     raise
                 return smaller
+            except CUT_OFF:
+                smaller = piece.job.cut(piece, settings.limits)
+                if not smaller:
+                    raise
+                return smaller
         raise AssertionError("unreachable")
 
     def _exchange(self, piece: Piece) -> None:
@@ -572,6 +580,11 @@ class AsyncClient:
                 await asyncio.sleep(settings.retry_delay(error, attempt))
             except TooLarge as error:
                 smaller = piece.job.resplit(piece, error, settings.limits)
+                if not smaller:
+                    raise
+                return smaller
+            except CUT_OFF:
+                smaller = piece.job.cut(piece, settings.limits)
                 if not smaller:
                     raise
                 return smaller

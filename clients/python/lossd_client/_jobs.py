@@ -33,6 +33,9 @@ from ._wire import Array, Body, Options, Sink, Transport, encode, header_bytes
 # limits, so the client starts from these and lowers them when a 413 says they are lower.
 DEFAULT_MAX_ELEMENTS = 33_554_432
 DEFAULT_MAX_BODY_BYTES = 268_435_456
+# A connection cut while sending a body larger than this is taken for a refusal of its size
+# (``Job.cut``); a smaller body cut off is something else, and the error goes to the caller.
+CUT_FLOOR_BYTES = 1 << 16
 # Rows the server sums in one block (service/reductions.py); pieces start at multiples of it.
 BLOCK_ROWS = 4096
 
@@ -160,10 +163,27 @@ class Job:
         elif error.code != "memory_budget":
             return []
         smaller = self.pieces(limits, piece.start, piece.stop)
-        if len(smaller) > 1:
-            return smaller
         # memory_budget, or a limit that should have fit: halve (the request budget is not
         # published either, and the process budget depends on what else the server holds)
+        return smaller if len(smaller) > 1 else self._halves(piece)
+
+    def cut(self, piece: Piece, limits: Limits) -> list[Piece]:
+        """The piece in halves after the connection broke while its body was sent or before its
+        answer arrived; empty when that cannot be the body's size.
+
+        A server refusing a body for its size (413 payload_too_large) answers before reading it
+        and closes the connection; the answer is often lost with it (asyncio always loses it).
+        A large body cut off is taken as such a refusal: the body limit is lowered below it and
+        the halves are sent. Were it a network failure, the halves merge to the same result.
+        """
+        size = self.body(piece).length
+        if piece.rows <= 1 or not self.splittable() or size <= CUT_FLOOR_BYTES:
+            return []
+        limits.lower(body_bytes=size // 2)
+        smaller = self.pieces(limits, piece.start, piece.stop)
+        return smaller if len(smaller) > 1 else self._halves(piece)
+
+    def _halves(self, piece: Piece) -> list[Piece]:
         half = piece.start + max(1, piece.rows // 2)
         if half - piece.start >= BLOCK_ROWS:
             half -= (half - piece.start) % BLOCK_ROWS
