@@ -117,6 +117,18 @@ class Body:
                 yield view[start : start + size]
 
 
+def _json(doc: dict[str, Any]) -> bytes:
+    """Compact JSON; numpy values in ``params`` (a class_weight array, a numpy float) as the
+    lists and numbers they hold; NaN and infinity refused here rather than by the server."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray | np.generic):
+            return value.tolist()
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=plain).encode()
+
+
 def binary_body(doc: dict[str, Any], arrays: Mapping[str, Array]) -> Body:
     """The request in the binary framing, its answer asked in the binary framing too."""
     header_doc: dict[str, Any] = {
@@ -124,7 +136,7 @@ def binary_body(doc: dict[str, Any], arrays: Mapping[str, Array]) -> Body:
         for name, a in arrays.items()
     }
     header_doc.update(doc, array_format="binary")
-    header = json.dumps(header_doc, separators=(",", ":"), allow_nan=False).encode()
+    header = _json(header_doc)
     headers = {"Content-Type": BINARY, HEADER_LENGTH: str(len(header))}
     return Body(headers, (header, *arrays.values()))
 
@@ -139,7 +151,7 @@ def json_body(doc: dict[str, Any], arrays: Mapping[str, Array]) -> Body:
         }
         for name, a in arrays.items()
     }
-    text = json.dumps({**packed, **doc, "array_format": "packed"}, allow_nan=False).encode()
+    text = _json({**packed, **doc, "array_format": "packed"})
     return Body({"Content-Type": JSON}, (text,))
 
 
@@ -154,7 +166,7 @@ def header_bytes(doc: dict[str, Any], arrays: Mapping[str, Array]) -> int:
         name: {"dtype": a.dtype.name, "shape": [2**63] * a.ndim, "binary_data_size": 2**63}
         for name, a in arrays.items()
     }
-    return len(json.dumps({**widest, **doc, "array_format": "binary"}).encode())
+    return len(_json({**widest, **doc, "array_format": "binary"}))
 
 
 class FramedAnswer:
