@@ -308,6 +308,9 @@ def test_problems_become_typed_exceptions(lossd: Client, limited: Server) -> Non
     assert invalid.value.code == "out_of_domain"
     assert invalid.value.errors[0].loc == ("predictions", 0, 1)
     assert "from_logits" in invalid.value.detail
+    with pytest.raises(ValidationError) as mismatched:  # sent as given, never cut to fit
+        lossd.evaluate("mse", np.zeros(3), np.zeros(4))
+    assert mismatched.value.code == "shape_mismatch"
     with Client(limited.url) as keyless, pytest.raises(Unauthorized) as denied:
         keyless.evaluate("mse", [1.0], [1.0])
     assert denied.value.status == 401 and denied.value.code == "unauthorized"

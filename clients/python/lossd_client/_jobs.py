@@ -194,7 +194,9 @@ class Job:
     def body(self, piece: Piece) -> Body:
         """The piece's request: the rows of every array (views, no copy); a piece of a split
         mean asks for its sum (see the module docstring)."""
-        arrays = {k: a[piece.start : piece.stop] for k, a in self.arrays.items()}
+        arrays = self.arrays  # whole: as given, so that the server sees mismatched shapes
+        if not piece.whole:
+            arrays = {k: a[piece.start : piece.stop] for k, a in arrays.items()}
         split_mean = not piece.whole and self.options.reduction == "mean"
         return encode(self.transport, self.options.document("sum" if split_mean else None), arrays)
 
