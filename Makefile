@@ -17,10 +17,13 @@ $(SERVE_STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(SERVE_STAMP)
 
-$(STAMP): pyproject.toml
+# The Python client (clients/python) is a package of its own, installed editable beside the
+# service: the tests and benchmarks import it as users do, from the working tree. (A
+# `lossd-client @ file:...` requirement in pyproject.toml would need an absolute path.)
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' -e clients/python
 	touch $(STAMP) $(SERVE_STAMP)
 
 # The generated-client and /docs tests need node packages and a browser: `npm ci` whenever the
@@ -51,9 +54,10 @@ test-loss: $(STAMP)
 	$(BIN)/python -m pytest --loss $(NAME) -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service
+	$(BIN)/ruff check service tests clients/python
+	$(BIN)/ruff format --check service clients/python
 	$(BIN)/mypy --strict service
+	cd clients/python && ../../$(BIN)/mypy --strict lossd_client
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

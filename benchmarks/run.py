@@ -12,7 +12,16 @@ import time
 
 from benchmarks._common import DOCS, ROOT, Section, machine
 
-SECTIONS = ("kernels", "http_small", "http_large", "cold_start", "memory", "threads", "multi_loss")
+SECTIONS = (
+    "kernels",
+    "http_small",
+    "http_large",
+    "cold_start",
+    "memory",
+    "threads",
+    "multi_loss",
+    "python_client",
+)
 
 
 def report(sections: list[Section], facts: dict[str, str], quick: bool) -> str:

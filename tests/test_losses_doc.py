@@ -15,7 +15,9 @@ from service.losses import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSSES_MD = ROOT / "docs" / "losses.md"
-DOCUMENTS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+DOCUMENTS = sorted(
+    [ROOT / "README.md", ROOT / "clients" / "python" / "README.md", *(ROOT / "docs").rglob("*.md")]
+)
 
 # Text that points at the contract documents kept beside the repository (../shared), which a
 # clone does not have.

@@ -1,0 +1,640 @@
+"""``Client`` (threads) and ``AsyncClient`` (asyncio): the same requests, the same splitting
+and merging (``_jobs``), the same bodies and answer readers (``_wire``); only the I/O differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self, cast
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from . import __version__
+from ._errors import Overloaded, TooLarge, error_from_answer
+from ._jobs import Job, Limits, Piece, Result
+from ._wire import (
+    BINARY,
+    HEADER_LENGTH,
+    FramedAnswer,
+    Options,
+    Reduction,
+    Sink,
+    Transport,
+    json_answer,
+    wire_array,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+# Upload slices: httpcore copies the unsent rest of each slice after every partial socket
+# send, so a slice costs time quadratic in its size; a few MiB keeps that negligible without
+# a Python-level loop per 64 KiB. 250 MB to a bare echo on this 2-core VM: 3.9-4.5 s as one
+# bytes body, 0.25-0.28 s in 1 or 4 MiB slices, 0.24 s through http.client
+# (benchmarks/python_client.py).
+UPLOAD_CHUNK_BYTES = 4 << 20
+# How a refused upload can look when the server's answer is lost with its connection (a 413
+# before the body is read, then close): see ``Job.cut``.
+CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
+ComputeDtype = Literal["float64", "float32"]
+ReduceOver = Literal["samples", "elements"]
+# A batch of a stream: (predictions, targets) or (predictions, targets, sample_weight).
+Batch = (
+    tuple[npt.ArrayLike, npt.ArrayLike] | tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike | None]
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """One evaluation for ``evaluate_many``: ``evaluate``'s arguments."""
+
+    name: str
+    predictions: npt.ArrayLike
+    targets: npt.ArrayLike
+    sample_weight: npt.ArrayLike | None = None
+    reduction: Reduction = "mean"
+    params: Mapping[str, Any] | None = None
+    per_sample: bool = True
+    gradient: bool = False
+    hessian: bool = False
+    dtype: ComputeDtype | None = None
+    reduce_over: ReduceOver | None = None
+
+
+class _Settings:
+    """What both clients share: how to build jobs, the limits learnt, the retry policy."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        max_elements: int | None,
+        max_body_bytes: int | None,
+        concurrency: int,
+        retries: int,
+        max_retry_wait: float,
+        upload_chunk_bytes: int,
+    ) -> None:
+        if transport not in ("binary", "json"):
+            raise ValueError(f"transport must be 'binary' or 'json', not {transport!r}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.transport: Transport = transport
+        self.limits = Limits(max_elements, max_body_bytes)
+        self.concurrency = concurrency
+        self.retries = retries
+        self.max_retry_wait = max_retry_wait
+        self.upload_chunk_bytes = upload_chunk_bytes
+
+    def job(self, evaluation: Evaluation) -> Job:
+        arrays = {
+            "predictions": wire_array(evaluation.predictions, "predictions"),
+            "targets": wire_array(evaluation.targets, "targets"),
+        }
+        if evaluation.sample_weight is not None:
+            arrays["sample_weight"] = wire_array(evaluation.sample_weight, "sample_weight")
+        options = Options(
+            reduction=evaluation.reduction,
+            params=dict(evaluation.params or {}),
+            per_sample=evaluation.per_sample,
+            gradient=evaluation.gradient,
+            hessian=evaluation.hessian,
+            dtype=evaluation.dtype,
+            reduce_over=evaluation.reduce_over,
+        )
+        return Job(evaluation.name, arrays, options, self.transport)
+
+    def retry_delay(self, error: Overloaded, attempt: int) -> float:
+        """Seconds to wait before retrying a 503: its Retry-After, else a doubling backoff from
+        0.25 s; never more than ``max_retry_wait``."""
+        delay = error.retry_after if error.retry_after is not None else 0.25 * 2**attempt
+        return min(delay, self.max_retry_wait)
+
+
+def _headers(api_key: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+    # identity: lossd does not compress, and arrays of floats barely compress: a proxy doing it
+    # would only cost time
+    headers = {"User-Agent": f"lossd-client/{__version__}", "Accept-Encoding": "identity"}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    headers.update(extra or {})
+    return headers
+
+
+def _path(name: str) -> str:
+    return f"/loss/{quote(name, safe='')}"
+
+
+def _request(piece: Piece, chunk_bytes: int) -> tuple[Iterator[bytes], dict[str, str]]:
+    """The piece's body as slices, and its headers (with the Content-Length: a body of
+    unknown length would be sent chunked, which the server copies once more)."""
+    body = piece.job.body(piece)
+    chunks = cast(Iterator[bytes], body.chunks(chunk_bytes))  # httpx sends any buffer
+    return chunks, {**body.headers, "Content-Length": str(body.length)}
+
+
+def _framed(response: httpx.Response, sink: Sink) -> FramedAnswer | None:
+    """A reader for the answer when it is in the binary framing, else None (JSON)."""
+    media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != BINARY:
+        return None
+    return FramedAnswer(int(response.headers.get(HEADER_LENGTH, "0")), sink)
+
+
+class _Stream:
+    """A streamed evaluation's running totals: each batch is evaluated as a sum (no per-sample
+    output), and the batches' sums and weight sums add up to the stream's (``_jobs``)."""
+
+    def __init__(self, name: str, reduction: Reduction, dtype: ComputeDtype | None) -> None:
+        self.name = name
+        self.reduction = reduction
+        self.dtype = dtype
+        self.totals: list[float] = []
+        self.weight_sums: list[float] = []
+        self.n = 0
+        self.requests = 0
+        self.first: Result | None = None
+
+    def evaluation(
+        self, batch: Batch, params: Mapping[str, Any] | None, reduce_over: ReduceOver | None
+    ) -> Evaluation:
+        predictions, targets, *rest = batch
+        return Evaluation(
+            self.name,
+            predictions,
+            targets,
+            sample_weight=rest[0] if rest else None,
+            reduction="sum" if self.reduction == "mean" else self.reduction,
+            params=params,
+            per_sample=False,
+            dtype=self.dtype,
+            reduce_over=reduce_over,
+        )
+
+    def add(self, result: Result) -> int:
+        """Count a batch's result; its rows."""
+        self.first = self.first or result
+        if result.value is not None:
+            self.totals.append(result.value)
+        self.weight_sums.append(result.weight_sum)
+        self.n += result.n
+        self.requests += result.requests
+        return result.n
+
+    def result(self) -> Result:
+        weight_sum = math.fsum(self.weight_sums)
+        value: float | None = None
+        if self.reduction != "none":
+            value = math.fsum(self.totals)
+            if self.reduction == "mean":
+                value = value / weight_sum if weight_sum > 0 else 0.0
+                if self.dtype == "float32":
+                    value = float(np.float32(value))
+        first = self.first
+        return Result(
+            loss=first.loss if first else self.name,
+            reduction=self.reduction,
+            value=value,
+            weight_sum=weight_sum,
+            n=self.n,
+            per_sample=None,
+            gradient=None,
+            hessian=None,
+            params=first.params if first else {},
+            reduce_over=first.reduce_over if first else "samples",
+            requests=self.requests,
+        )
+
+
+class Client:
+    """A client of one lossd server. Thread-safe; use it as a context manager or ``close()`` it.
+
+    ``transport``: ``"binary"`` (default) sends the arrays as raw bytes in lossd's binary
+    framing and asks for answers the same way; ``"json"`` sends JSON with base64-packed arrays.
+    Batches larger than the server's limits are split into row pieces sent ``concurrency`` at a
+    time and merged exactly; the limits are ``max_elements``/``max_body_bytes`` when given, else
+    the server's defaults, lowered when a 413 names lower ones. A 503 is retried up to
+    ``retries`` times after its Retry-After (at most ``max_retry_wait`` seconds).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: Transport = "binary",
+        max_elements: int | None = None,
+        max_body_bytes: int | None = None,
+        concurrency: int = 4,
+        retries: int = 5,
+        max_retry_wait: float = 30.0,
+        upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._settings = _Settings(
+            transport=transport,
+            max_elements=max_elements,
+            max_body_bytes=max_body_bytes,
+            concurrency=concurrency,
+            retries=retries,
+            max_retry_wait=max_retry_wait,
+            upload_chunk_bytes=upload_chunk_bytes,
+        )
+        self._http = httpx.Client(base_url=url, timeout=timeout, headers=_headers(api_key, headers))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- the catalogue -----------------------------------------------------------------------
+
+    def losses(self) -> list[dict[str, Any]]:
+        """The catalogue (``GET /losses``): every loss with its aliases, parameters (JSON
+        schema), formula and reference."""
+        for attempt in range(self._settings.retries + 1):
+            response = self._http.get("/losses")
+            if response.status_code == 200:
+                losses: list[dict[str, Any]] = response.json()["losses"]
+                return losses
+            error = error_from_answer(response.status_code, response.headers, response.content)
+            if not isinstance(error, Overloaded) or attempt == self._settings.retries:
+                raise error
+            time.sleep(self._settings.retry_delay(error, attempt))
+        raise AssertionError("unreachable")
+
+    # --- evaluating --------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        name: str,
+        predictions: npt.ArrayLike,
+        targets: npt.ArrayLike,
+        *,
+        sample_weight: npt.ArrayLike | None = None,
+        reduction: Reduction = "mean",
+        params: Mapping[str, Any] | None = None,
+        per_sample: bool = True,
+        gradient: bool = False,
+        hessian: bool = False,
+        dtype: ComputeDtype | None = None,
+        reduce_over: ReduceOver | None = None,
+    ) -> Result:
+        """Evaluate loss ``name`` (or an alias) on one batch: predictions (N,) or (N, C),
+        targets of the same shape or (N,) class indices, optional (N,) sample weights."""
+        evaluation = Evaluation(
+            name,
+            predictions,
+            targets,
+            sample_weight,
+            reduction,
+            params,
+            per_sample,
+            gradient,
+            hessian,
+            dtype,
+            reduce_over,
+        )
+        return self.evaluate_many([evaluation])[0]
+
+    def evaluate_many(self, evaluations: Iterable[Evaluation]) -> list[Result]:
+        """Several evaluations, their requests sent ``concurrency`` at a time; results in
+        order."""
+        jobs = [self._settings.job(e) for e in evaluations]
+        self._run([p for job in jobs for p in job.pieces(self._settings.limits)])
+        return [job.result() for job in jobs]
+
+    def evaluate_stream(
+        self,
+        name: str,
+        batches: Iterable[Batch],
+        *,
+        reduction: Reduction = "mean",
+        params: Mapping[str, Any] | None = None,
+        dtype: ComputeDtype | None = None,
+        reduce_over: ReduceOver | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Result:
+        """The loss over a stream of batches too large to hold at once (files, generators): its
+        value, weight_sum and n, as one request over all of them would answer (no per-sample
+        losses or derivatives). Batches are read as requests finish, ``concurrency`` in
+        flight; ``progress`` is called with each finished batch's rows."""
+        stream = _Stream(name, reduction, dtype)
+        with ThreadPoolExecutor(self._settings.concurrency, "lossd-client") as pool:
+            pending: set[Future[Result]] = set()
+
+            def collect(done: set[Future[Result]]) -> None:
+                for future in done:
+                    rows = stream.add(future.result())
+                    if progress is not None:
+                        progress(rows)
+
+            try:
+                for batch in batches:
+                    if len(pending) >= self._settings.concurrency:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        collect(done)
+                    evaluation = stream.evaluation(batch, params, reduce_over)
+                    pending.add(pool.submit(lambda e: self.evaluate_many([e])[0], evaluation))
+                done, pending = wait(pending)
+                collect(done)
+            finally:
+                for future in pending:
+                    future.cancel()
+        return stream.result()
+
+    # --- pieces ------------------------------------------------------------------------------
+
+    def _run(self, pieces: list[Piece]) -> None:
+        """Send the pieces, ``concurrency`` at a time, and the pieces they split into."""
+        if len(pieces) == 1:  # most evaluations: no thread
+            children = self._attempt(pieces[0])
+            if children:
+                self._run(children)
+            return
+        with ThreadPoolExecutor(self._settings.concurrency, "lossd-client") as pool:
+            pending = {pool.submit(self._attempt, piece) for piece in pieces}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        pending |= {pool.submit(self._attempt, c) for c in future.result()}
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _attempt(self, piece: Piece) -> list[Piece]:
+        """Send one piece, retrying 503s; the pieces it must be split into instead, if any."""
+        settings = self._settings
+        smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
+        if len(smaller) > 1:  # limits learnt since it was planned
+            return smaller
+        for attempt in range(settings.retries + 1):
+            try:
+                self._exchange(piece)
+                return []
+            except Overloaded as error:
+                if attempt == settings.retries:
+                    raise
+                time.sleep(settings.retry_delay(error, attempt))
+            except TooLarge as error:
+                smaller = piece.job.resplit(piece, error, settings.limits)
+                if not smaller:
+                    raise
+                return smaller
+            except CUT_OFF:
+                smaller = piece.job.cut(piece, settings.limits)
+                if not smaller:
+                    raise
+                return smaller
+        raise AssertionError("unreachable")
+
+    def _exchange(self, piece: Piece) -> None:
+        """One request and its answer, written into the job's outputs."""
+        chunks, headers = _request(piece, self._settings.upload_chunk_bytes)
+        path = _path(piece.job.name)
+        with self._http.stream("POST", path, content=chunks, headers=headers) as response:
+            if response.status_code != 200:
+                body = response.read()
+                raise error_from_answer(response.status_code, response.headers, body)
+            sink = piece.job.sink(piece)
+            reader = _framed(response, sink)
+            if reader is None:
+                doc = json_answer(response.read(), sink)
+            else:
+                for chunk in response.iter_bytes():
+                    reader.feed(chunk)
+                doc = reader.finish()
+        piece.job.record(piece, doc)
+
+
+class AsyncClient:
+    """``Client`` for asyncio: the same arguments and methods, awaited."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: Transport = "binary",
+        max_elements: int | None = None,
+        max_body_bytes: int | None = None,
+        concurrency: int = 4,
+        retries: int = 5,
+        max_retry_wait: float = 30.0,
+        upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._settings = _Settings(
+            transport=transport,
+            max_elements=max_elements,
+            max_body_bytes=max_body_bytes,
+            concurrency=concurrency,
+            retries=retries,
+            max_retry_wait=max_retry_wait,
+            upload_chunk_bytes=upload_chunk_bytes,
+        )
+        self._http = httpx.AsyncClient(
+            base_url=url, timeout=timeout, headers=_headers(api_key, headers)
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def losses(self) -> list[dict[str, Any]]:
+        """The catalogue (``GET /losses``)."""
+        for attempt in range(self._settings.retries + 1):
+            response = await self._http.get("/losses")
+            if response.status_code == 200:
+                losses: list[dict[str, Any]] = response.json()["losses"]
+                return losses
+            error = error_from_answer(response.status_code, response.headers, response.content)
+            if not isinstance(error, Overloaded) or attempt == self._settings.retries:
+                raise error
+            await asyncio.sleep(self._settings.retry_delay(error, attempt))
+        raise AssertionError("unreachable")
+
+    async def evaluate(
+        self,
+        name: str,
+        predictions: npt.ArrayLike,
+        targets: npt.ArrayLike,
+        *,
+        sample_weight: npt.ArrayLike | None = None,
+        reduction: Reduction = "mean",
+        params: Mapping[str, Any] | None = None,
+        per_sample: bool = True,
+        gradient: bool = False,
+        hessian: bool = False,
+        dtype: ComputeDtype | None = None,
+        reduce_over: ReduceOver | None = None,
+    ) -> Result:
+        """As ``Client.evaluate``."""
+        evaluation = Evaluation(
+            name,
+            predictions,
+            targets,
+            sample_weight,
+            reduction,
+            params,
+            per_sample,
+            gradient,
+            hessian,
+            dtype,
+            reduce_over,
+        )
+        return (await self.evaluate_many([evaluation]))[0]
+
+    async def evaluate_many(self, evaluations: Iterable[Evaluation]) -> list[Result]:
+        """As ``Client.evaluate_many``."""
+        jobs = [self._settings.job(e) for e in evaluations]
+        await self._run([p for job in jobs for p in job.pieces(self._settings.limits)])
+        return [job.result() for job in jobs]
+
+    async def evaluate_stream(
+        self,
+        name: str,
+        batches: Iterable[Batch] | AsyncIterable[Batch],
+        *,
+        reduction: Reduction = "mean",
+        params: Mapping[str, Any] | None = None,
+        dtype: ComputeDtype | None = None,
+        reduce_over: ReduceOver | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Result:
+        """As ``Client.evaluate_stream``; ``batches`` may also be an async iterable."""
+        stream = _Stream(name, reduction, dtype)
+        pending: set[asyncio.Task[list[Result]]] = set()
+
+        def collect(done: set[asyncio.Task[list[Result]]]) -> None:
+            for task in done:
+                rows = stream.add(task.result()[0])
+                if progress is not None:
+                    progress(rows)
+
+        try:
+            async for batch in _aiter(batches):
+                if len(pending) >= self._settings.concurrency:
+                    done, pending = await asyncio.wait(pending, return_when=FIRST_COMPLETED)
+                    collect(done)
+                evaluation = stream.evaluation(batch, params, reduce_over)
+                pending.add(asyncio.create_task(self.evaluate_many([evaluation])))
+            if pending:
+                done, pending = await asyncio.wait(pending)
+                collect(done)
+        finally:
+            for task in pending:
+                task.cancel()
+        return stream.result()
+
+    async def _run(self, pieces: list[Piece]) -> None:
+        slots = asyncio.Semaphore(self._settings.concurrency)
+
+        async def send(piece: Piece) -> None:
+            async with slots:
+                children = await self._attempt(piece)
+            if children:
+                await _gather([send(c) for c in children])
+
+        await _gather([send(p) for p in pieces])
+
+    async def _attempt(self, piece: Piece) -> list[Piece]:
+        """As ``Client._attempt``."""
+        settings = self._settings
+        smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
+        if len(smaller) > 1:
+            return smaller
+        for attempt in range(settings.retries + 1):
+            try:
+                await self._exchange(piece)
+                return []
+            except Overloaded as error:
+                if attempt == settings.retries:
+                    raise
+                await asyncio.sleep(settings.retry_delay(error, attempt))
+            except TooLarge as error:
+                smaller = piece.job.resplit(piece, error, settings.limits)
+                if not smaller:
+                    raise
+                return smaller
+            except CUT_OFF:
+                smaller = piece.job.cut(piece, settings.limits)
+                if not smaller:
+                    raise
+                return smaller
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, piece: Piece) -> None:
+        chunks, headers = _request(piece, self._settings.upload_chunk_bytes)
+        path = _path(piece.job.name)
+        async with self._http.stream(
+            "POST", path, content=_async_chunks(chunks), headers=headers
+        ) as response:
+            if response.status_code != 200:
+                body = await response.aread()
+                raise error_from_answer(response.status_code, response.headers, body)
+            sink = piece.job.sink(piece)
+            reader = _framed(response, sink)
+            if reader is None:
+                doc = json_answer(await response.aread(), sink)
+            else:
+                async for chunk in response.aiter_bytes():
+                    reader.feed(chunk)
+                doc = reader.finish()
+        piece.job.record(piece, doc)
+
+
+async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _aiter(items: Iterable[Batch] | AsyncIterable[Batch]) -> AsyncIterator[Batch]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def _gather(coroutines: list[Any]) -> None:
+    """Run the coroutines together; on the first failure cancel the others and raise it (not an
+    ExceptionGroup: callers catch ``LossdError``)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
