@@ -301,7 +301,7 @@ def test_typescript_package_builds_packs_and_evaluates(server: Server, tmp_path:
         _run(["npm", "pack", "--json", "--ignore-scripts"], cwd=package, timeout=120)
     )
     files = {entry["path"] for entry in packed[0]["files"]}
-    assert {"package.json", "dist/index.js", "dist/index.d.ts", "dist/client.js"} <= files
+    assert {"package.json", "README.md", "dist/index.js", "dist/index.d.ts"} <= files
     assert "dist/generated/lossd.d.ts" in files and "dist/generated/version.js" in files
     assert not [f for f in files if f.startswith(("src/", "test/", "node_modules/"))], files
     assert (package / packed[0]["filename"]).stat().st_size > 1000
