@@ -264,7 +264,7 @@ def describe_losses(spec: dict[str, Any]) -> None:
         "required": names,
         "additionalProperties": False,
     }
-    one_of_them = list({ref["$ref"]: ref for ref in refs.values()}.values())
+    any_of_them = list({ref["$ref"]: ref for ref in refs.values()}.values())
     for model, which in _PARAMS_FIELDS:
         schemas[model]["properties"]["params"] = {
             "title": "Params",
@@ -272,7 +272,7 @@ def describe_losses(spec: dict[str, Any]) -> None:
                 f"the parameters of {which}: its schema in {PARAMS_BY_NAME_SCHEMA} (unknown "
                 "keys are a 422); defaults fill in what is not sent"
             ),
-            "anyOf": one_of_them,
+            "anyOf": any_of_them,
             # no `default: {}`: openapi-python-client refuses a default on a union of models,
             # and leaving `params` out means the same as sending {}
         }
@@ -329,6 +329,8 @@ def _named_examples(operation: dict[str, Any], examples: dict[str, Example]) -> 
 
 
 def _one_example(operation: dict[str, Any], example: Example) -> None:
+    """An operation's example: its path parameters' values, its JSON body, its 200 answer (in
+    JSON, or the one media type it has: /metrics' text)."""
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path":
             parameter["example"] = example.path[parameter["name"]]
