@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]' -e clients/python
 	touch $(STAMP) $(SERVE_STAMP)
 
-# The generated-client and /docs tests need node packages and a browser: `npm ci` whenever the
-# lock changes, and Debian's chromium when it is missing (apt-get, so as root, as CI runs).
-TS_CLIENT := tests/clients/ts
+# The generated-client and /docs tests need node packages and a browser: `npm ci` of the
+# TypeScript package (clients/typescript: its generator and compiler serve the tests too) whenever
+# its lock changes, and Debian's chromium when it is missing (apt-get, so as root, as CI runs).
+TS_CLIENT := clients/typescript
 TS_STAMP := $(TS_CLIENT)/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 

@@ -73,10 +73,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _losses(_: argparse.Namespace) -> int:
+def _losses(args: argparse.Namespace) -> int:
+    """The catalogue: a table for a person at a terminal, JSON for a pipe or a file (what a
+    script reads, and what this command printed before the table existed), unless a flag says."""
+    from .catalogue_table import render
     from .core import catalogue
 
-    sys.stdout.write(orjson.dumps({"losses": catalogue()}, option=orjson.OPT_INDENT_2).decode())
+    entries = catalogue()
+    table = args.format == "table" or (args.format is None and sys.stdout.isatty())
+    if table:
+        sys.stdout.write(render(entries, shutil.get_terminal_size((100, 24)).columns))
+        return 0
+    sys.stdout.write(orjson.dumps({"losses": entries}, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
     return 0
 
@@ -115,7 +123,31 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=None, help="processes (LOSSD_WORKERS, 1)")
     serve.add_argument("--log-level", default=None, help="LOSSD_LOG_LEVEL (info)")
     serve.set_defaults(run=_serve)
-    commands.add_parser("losses", help="print the catalogue as JSON").set_defaults(run=_losses)
+    losses = commands.add_parser(
+        "losses",
+        help="print the catalogue: a table on a terminal, JSON otherwise",
+        description=(
+            "Print every loss lossd serves. On a terminal: a table of names, families, aliases "
+            "and parameters with their defaults, as wide as the terminal. When stdout is not a "
+            "terminal (a pipe, a file): the JSON of GET /losses, unless --table is given."
+        ),
+    )
+    shape = losses.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="the JSON of GET /losses, also on a terminal",
+    )
+    shape.add_argument(
+        "--table",
+        dest="format",
+        action="store_const",
+        const="table",
+        help="the table, also when stdout is not a terminal (COLUMNS sets its width)",
+    )
+    losses.set_defaults(run=_losses, format=None)
     commands.add_parser("openapi", help="print the OpenAPI spec").set_defaults(run=_openapi)
     commands.add_parser("docs", help="print docs/losses.md").set_defaults(run=_docs)
     clean_cache = commands.add_parser(

@@ -21,7 +21,13 @@ from starlette.routing import Match
 from . import __version__, security, supervision
 from .api import health, losses, v2
 from .api import metrics as metrics_api
-from .api._docs import add_decoded_bodies, describe_problems, operation_id
+from .api._docs import (
+    add_decoded_bodies,
+    add_examples,
+    describe_losses,
+    describe_problems,
+    operation_id,
+)
 from .api.state import ServiceState
 from .compute import (
     ComputeExecutor,
@@ -125,7 +131,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated spec plus the schemas of bodies the routes decode themselves."""
+    """The generated spec plus the schemas of bodies the routes decode themselves, the losses'
+    names and parameters, and an example for every operation."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -133,6 +140,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     add_decoded_bodies(schema)
     describe_problems(schema)
+    describe_losses(schema)
+    add_examples(schema)
     security.document(schema, keys_required=bool(app.state.lossd.settings.api_keys))
     app.openapi_schema = schema
     return schema

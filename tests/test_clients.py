@@ -1,5 +1,6 @@
-"""Generated clients: the committed spec's shape, and a Python and a TypeScript client generated
-from it in the test run (never committed), each run against a live server."""
+"""Generated clients: the committed spec's shape, a Python and a TypeScript client generated
+from it in the test run (never committed), each run against a live server, and the TypeScript
+package clients/typescript built, packed and run against one too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -23,11 +25,14 @@ from tests.support.servers import ROOT, Server
 
 SPEC_PATH = ROOT / "openapi" / "openapi.json"
 TS_PROJECT = ROOT / "tests" / "clients" / "ts"
+# The TypeScript package: its node_modules (npm ci of its package-lock.json) and its generator
+# (scripts/generate.mjs, openapi-typescript) serve the raw client test too.
+TS_PACKAGE = ROOT / "clients" / "typescript"
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # /v2 answers errors in the Open Inference Protocol's shape, {"error": ...} (SPEC section 7).
 OWN_ERROR_SHAPE = "/v2"
-SETUP_HINT = "run the test set-up first: `make test` (npm ci in tests/clients/ts)"
+SETUP_HINT = "run the test set-up first: `make test` (npm ci in clients/typescript)"
 
 
 def _spec() -> dict[str, Any]:
@@ -227,28 +232,29 @@ def test_python_client_reads_problems(lossd_client: ModuleType, server: Server) 
 # --- TypeScript: openapi-typescript + openapi-fetch, compiled by tsc (strict) -----------------
 
 
+def _node_modules() -> Path:
+    node_modules = TS_PACKAGE / "node_modules"
+    assert (node_modules / ".bin" / "tsc").exists(), SETUP_HINT
+    return node_modules
+
+
+def _generate_types(cwd: Path, output: str) -> None:
+    """The package's generator, run on the committed spec: TypeScript types in ``cwd/output``."""
+    script = TS_PACKAGE / "scripts" / "generate.mjs"
+    # node resolves the generator's imports next to the script, in the package's node_modules
+    _run(["node", str(script), str(SPEC_PATH), output], cwd=cwd, timeout=120)
+
+
 def test_typescript_client_runs_against_the_server(server: Server, tmp_path: Path) -> None:
     """The generated types compile with the committed script under strict tsc, and it passes."""
-    node_modules = TS_PROJECT / "node_modules"
-    assert (node_modules / ".bin" / "tsc").exists(), SETUP_HINT
+    node_modules = _node_modules()
     # A copy of the project in tmp_path: generated code and build output never land in the tree.
-    for name in ("package.json", "tsconfig.json", "client.test.ts"):
+    for name in ("tsconfig.json", "client.test.ts"):
         shutil.copy(TS_PROJECT / name, tmp_path / name)
+    (tmp_path / "package.json").write_text('{"type": "module", "private": true}\n')
     (tmp_path / "node_modules").symlink_to(node_modules, target_is_directory=True)
     bin_dir = tmp_path / "node_modules" / ".bin"
-    _run(
-        [
-            str(bin_dir / "openapi-typescript"),
-            str(SPEC_PATH),
-            "--output",
-            "generated/lossd.ts",
-            # request fields with defaults stay optional (the default makes them required)
-            "--default-non-nullable",
-            "false",
-        ],
-        cwd=tmp_path,
-        timeout=120,
-    )
+    _generate_types(tmp_path, "generated/lossd.ts")
     _run([str(bin_dir / "tsc"), "-p", "tsconfig.json"], cwd=tmp_path, timeout=240)
     out = _run(
         ["node", "build/client.test.js"],
@@ -258,3 +264,58 @@ def test_typescript_client_runs_against_the_server(server: Server, tmp_path: Pat
         LOSSD_LOSSES=",".join(spec.name for spec in REGISTRY),
     )
     assert "typescript client: 3 checks passed" in out
+
+
+# --- the TypeScript package, clients/typescript -----------------------------------------------
+
+
+def _package_copy(tmp_path: Path) -> Path:
+    """The package's committed files in tmp_path, its node_modules linked: the build and the
+    tarball never land in the tree."""
+    copy = tmp_path / "typescript"
+    shutil.copytree(
+        TS_PACKAGE,
+        copy,
+        ignore=shutil.ignore_patterns("node_modules", "dist", "build-test", "generated", "*.tgz"),
+    )
+    (copy / "node_modules").symlink_to(_node_modules(), target_is_directory=True)
+    return copy
+
+
+def test_typescript_package_builds_packs_and_evaluates(server: Server, tmp_path: Path) -> None:
+    """clients/typescript: generated from the committed spec, compiled by strict tsc, packed by
+    `npm pack` with its compiled code and types only, and its test evaluates losses against a
+    live server with every transport."""
+    package = _package_copy(tmp_path)
+    tsc = str(package / "node_modules" / ".bin" / "tsc")
+    _generate_types(package, "src/generated/lossd.ts")
+    _run([tsc, "-p", "tsconfig.json"], cwd=package, timeout=240)
+    _run([tsc, "-p", "tsconfig.test.json"], cwd=package, timeout=240)
+    out = _run(
+        ["node", "build-test/test/evaluate.test.js"], cwd=package, timeout=120, LOSSD_URL=server.url
+    )
+    assert "lossd-client: 7 checks passed" in out
+    # built above, from the committed spec: prepack's build would look for the spec beside the
+    # repository's copy of the package, which the copy in tmp_path has not got
+    packed = json.loads(
+        _run(["npm", "pack", "--json", "--ignore-scripts"], cwd=package, timeout=120)
+    )
+    files = {entry["path"] for entry in packed[0]["files"]}
+    assert {"package.json", "README.md", "dist/index.js", "dist/index.d.ts"} <= files
+    assert "dist/generated/lossd.d.ts" in files and "dist/generated/version.js" in files
+    assert not [f for f in files if f.startswith(("src/", "test/", "node_modules/"))], files
+    assert (package / packed[0]["filename"]).stat().st_size > 1000
+
+
+def test_typescript_package_follows_the_server_version() -> None:
+    """The package's version (package.json and its lock) is the server's: pyproject's, the
+    service's __version__ and the spec's info.version (what its API_VERSION is generated from)."""
+    from service import __version__
+
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    manifest = json.loads((TS_PACKAGE / "package.json").read_text())
+    lock = json.loads((TS_PACKAGE / "package-lock.json").read_text())
+    assert manifest["version"] == server == __version__ == _spec()["info"]["version"]
+    assert lock["version"] == lock["packages"][""]["version"] == server
+    assert manifest["main"] == "./dist/index.js" and manifest["types"] == "./dist/index.d.ts"
+    assert manifest["files"] == ["dist"]

@@ -1,22 +1,42 @@
-"""Offline /docs: Swagger UI's assets are served by lossd itself, and the page renders the spec
-in a real browser (Debian's headless Chromium) that can reach nothing but the server."""
+"""Offline /docs: Swagger UI's assets are served by lossd itself, the page renders the spec in a
+real browser (Debian's headless Chromium) that can reach nothing but the server, and its "Try it
+out" sends example requests the server accepts."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from websockets.sync.client import ClientConnection, connect
 
-from tests.support.servers import Server
+from tests.support.servers import ROOT, Server
 
 CHROMIUM = "/usr/bin/chromium"
 SETUP_HINT = "run the test set-up first: `make test` installs Debian's chromium"
+# Every run of Chromium: headless, no first-run or background traffic, and no host but
+# 127.0.0.1 resolvable, so that nothing the page does can reach the network.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
 
 
 class _Assets(HTMLParser):
@@ -79,16 +99,8 @@ def test_docs_render_the_spec_in_a_browser_offline(server: Server, tmp_path: Pat
     done = subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             f"--log-net-log={net_log}",
             "--virtual-time-budget=15000",
             "--dump-dom",
@@ -113,3 +125,149 @@ def test_docs_render_the_spec_in_a_browser_offline(server: Server, tmp_path: Pat
     assert f"{server.url}/openapi.json" in requests
     assert any(url.endswith(".js") for url in requests)
     assert [url for url in requests if not url.startswith(f"{server.url}/")] == []
+
+
+# --- "Try it out" -------------------------------------------------------------------------------
+
+# Run in the page: open an operation, press "Try it out", and for each (name, example) choose
+# that loss in the path parameter's list and that example in the body's, press "Execute", and
+# read what Swagger UI shows: the status, the URL, the body it sent, the answer. A null keeps
+# what Swagger UI chose itself. The selects are React's: a value is set as a user's change is.
+TRY_IT_OUT = r"""
+async (operation, choices) => {
+  const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+  const wait = async (find, what) => {
+    for (let k = 0; k < 300; k++) {
+      const found = find();
+      if (found) return found;
+      await sleep(100);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  const choose = (select, value) => {
+    if (![...select.options].some((option) => option.value === value)) {
+      throw new Error(`no option ${value}`);
+    }
+    Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "value").set.call(select, value);
+    select.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  const op = await wait(() => document.getElementById(operation), operation);
+  if (!op.classList.contains("is-open")) op.querySelector(".opblock-summary-control").click();
+  await wait(() => op.classList.contains("is-open"), "the operation to open");
+  (await wait(() => op.querySelector("button.try-out__btn"), "Try it out")).click();
+  const shown = [];
+  for (const [name, example] of choices) {
+    if (name !== null) {
+      const param = 'tr[data-param-name="name"] select:not(.examples-select-element)';
+      choose(await wait(() => op.querySelector(param), "the name's list"), name);
+    }
+    if (example !== null) {
+      const examples = ".opblock-section-request-body .examples-select-element";
+      choose(await wait(() => op.querySelector(examples), "the examples' list"), example);
+    }
+    await sleep(200);
+    const clear = op.querySelector("button.btn-clear");
+    if (clear) {
+      clear.click();
+      await wait(() => !op.querySelector(".live-responses-table"), "the last answer to go");
+    }
+    (await wait(() => op.querySelector("button.execute"), "Execute")).click();
+    const answered = ".live-responses-table .response .response-col_status";
+    const status = await wait(() => op.querySelector(answered), "the answer");
+    shown.push({
+      status: Number(status.textContent.trim()),
+      url: op.querySelector(".request-url pre")?.textContent ?? "",
+      sent: op.querySelector("textarea.body-param__text")?.value ?? "",
+      answer: op.querySelector(".live-responses-table .response-col_description pre")?.textContent ?? "",
+    });
+  }
+  return JSON.stringify(shown);
+}
+"""
+
+
+class _Page:
+    """One page of a Chromium run, driven over the DevTools protocol."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self._socket = socket
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send one command and wait for its answer (events in between are skipped)."""
+        command = next(self._ids)
+        self._socket.send(json.dumps({"id": command, "method": method, "params": params}))
+        while True:
+            message: dict[str, Any] = json.loads(self._socket.recv(timeout=120))
+            if message.get("id") == command:
+                assert "error" not in message, message
+                result: dict[str, Any] = message["result"]
+                return result
+
+    def run(self, function: str, *args: Any) -> Any:
+        """Await the JavaScript ``function`` called with ``args``; its JSON text, parsed."""
+        call = f"({function})(...{json.dumps(args)})"
+        found = self.call("Runtime.evaluate", expression=call, awaitPromise=True)
+        assert "exceptionDetails" not in found, found["exceptionDetails"]
+        return json.loads(found["result"]["value"])
+
+
+@contextmanager
+def _browser(profile: Path) -> Iterator[_Page]:
+    """Headless Chromium with the DevTools protocol on a free port; its blank page. Its stderr
+    goes to a file (a pipe nobody reads could fill and stall it), read for the port."""
+    log = profile.with_suffix(".log")
+    flags = [f"--user-data-dir={profile}", "--remote-debugging-port=0"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [CHROMIUM, *CHROMIUM_FLAGS, *flags, "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (
+            port := re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", log.read_text())
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        targets = httpx.get(f"http://127.0.0.1:{port.group(1)}/json/list", timeout=30).json()
+        (page,) = [target for target in targets if target["type"] == "page"]
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
+            yield _Page(socket)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _json_examples(path: str) -> dict[str, Any]:
+    """The named JSON body examples of POST ``path`` in the committed spec."""
+    spec = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    content = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    return {name: example["value"] for name, example in content["examples"].items()}
+
+
+def test_try_it_out_sends_examples_the_server_accepts(server: Server, tmp_path: Path) -> None:
+    """In Swagger UI, "Try it out" then "Execute" on POST /loss/{name} sends the first example
+    to the loss the path parameter shows, and the server answers 200; so does each named
+    example with its loss chosen in the list, and POST /loss's example. What the browser sent
+    is the example (no `additionalProp1` placeholder)."""
+    assert shutil.which(CHROMIUM), SETUP_HINT
+    named = _json_examples("/loss/{name}")
+    with _browser(tmp_path / "profile") as page:
+        page.call("Page.navigate", url=f"{server.url}/docs#/losses/evaluate_loss")
+        choices = [[None, None], *[[name, name] for name in reversed(named)]]
+        shown = page.run(TRY_IT_OUT, "operations-losses-evaluate_loss", choices)
+        several = page.run(TRY_IT_OUT, "operations-losses-evaluate_losses", [[None, None]])
+    first = next(iter(named))
+    expected = [first, *reversed(named)]
+    assert len(shown) == len(expected)
+    for name, answer in zip(expected, shown, strict=True):
+        assert answer["status"] == 200, (name, answer)
+        assert answer["url"] == f"{server.url}/loss/{name}", answer
+        assert json.loads(answer["sent"]) == named[name]
+        assert json.loads(answer["answer"])["loss"] == name
+    (multi,) = several
+    assert multi["status"] == 200 and multi["url"] == f"{server.url}/loss", multi
+    assert json.loads(multi["sent"]) == next(iter(_json_examples("/loss").values()))
+    assert "additionalProp" not in json.dumps([*shown, multi])

@@ -12,7 +12,9 @@ from pydantic.json_schema import models_json_schema
 from ..codecs.framing import HEADER_LENGTH
 from ..codecs.oip import InferError, InferRequest
 from ..errors import PROBLEM_MEDIA_TYPE
+from ..losses import REGISTRY
 from ..schemas import LossRequest, MultiLossRequest, Problem
+from ._examples import EVALUATE_LOSS, Example, operations
 from ._wire import BINARY, JSON, MULTIPART
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -207,3 +209,136 @@ def _is_fastapi_422(response: dict[str, Any] | None) -> bool:
         return False
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
+
+
+# --- loss names and parameters ------------------------------------------------------------------
+
+_SCHEMAS = "#/components/schemas/"
+LOSS_NAME_SCHEMA = "LossName"
+PARAMS_BY_NAME_SCHEMA = "LossParamsByName"
+# The operations whose `name` path parameter is a loss (the /v2 routes call it a model and keep
+# a plain string: the protocol's clients send model names as they are).
+_LOSS_NAME_PATHS = ("/loss/{name}", "/losses/{name}")
+_NAME_DOC = (
+    "a loss's canonical name; its aliases are accepted too (`MSELoss`, `mean-squared-error`: "
+    "GET /losses lists them), in any case and with `-` for `_`, and answered under the "
+    "canonical name"
+)
+# Where a request carries a loss's parameters: the schema, then the property.
+_PARAMS_FIELDS = (("LossRequest", "the loss in the path"), ("LossSelection", "this loss"))
+
+
+def describe_losses(spec: dict[str, Any]) -> None:
+    """Make the spec say which losses there are and what each takes, so that Swagger UI offers
+    the names in a list and a generated client can type them: a ``LossName`` enum of the
+    canonical names for the loss name path parameters (in the spec only: the routes resolve
+    aliases themselves), every loss's parameter schema as a component, ``LossParamsByName``
+    mapping each name to its schema, and the ``params`` of a request as any one of them
+    (instead of an object of any keys, which Swagger filled with ``additionalProp1``)."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    _, defs = models_json_schema(
+        [(loss.params, "validation") for loss in REGISTRY],
+        ref_template=_SCHEMAS + "{model}",
+    )
+    params = defs["$defs"]
+    clash = set(params) & set(schemas)
+    if clash:  # a loss's Params class named like a schema of the API: rename the class
+        raise RuntimeError(f"parameter schemas named like other schemas: {sorted(clash)}")
+    schemas.update(params)
+    names = [loss.name for loss in REGISTRY]
+    refs = {loss.name: {"$ref": _SCHEMAS + loss.params.__name__} for loss in REGISTRY}
+    schemas[LOSS_NAME_SCHEMA] = {
+        "title": LOSS_NAME_SCHEMA,
+        "type": "string",
+        "enum": names,
+        "description": "the canonical loss names; the server also accepts every alias",
+    }
+    schemas[PARAMS_BY_NAME_SCHEMA] = {
+        "title": PARAMS_BY_NAME_SCHEMA,
+        "type": "object",
+        "description": (
+            "each loss's parameters under its canonical name: the `params` a request for that "
+            "loss takes (also in GET /losses/{name}); for clients that type them by loss"
+        ),
+        "properties": refs,
+        "required": names,
+        "additionalProperties": False,
+    }
+    any_of_them = list({ref["$ref"]: ref for ref in refs.values()}.values())
+    for model, which in _PARAMS_FIELDS:
+        schemas[model]["properties"]["params"] = {
+            "title": "Params",
+            "description": (
+                f"the parameters of {which}: its schema in {PARAMS_BY_NAME_SCHEMA} (unknown "
+                "keys are a 422); defaults fill in what is not sent"
+            ),
+            "anyOf": any_of_them,
+            # no `default: {}`: openapi-python-client refuses a default on a union of models,
+            # and leaving `params` out means the same as sending {}
+        }
+    for path in _LOSS_NAME_PATHS:
+        for operation in spec["paths"][path].values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] == "name":
+                    parameter["schema"] = {"$ref": _SCHEMAS + LOSS_NAME_SCHEMA}
+                    parameter["description"] = _NAME_DOC
+
+
+# --- examples -------------------------------------------------------------------------------------
+
+
+def add_examples(spec: dict[str, Any]) -> None:
+    """Give every operation its example request (path parameters, JSON body) and answer
+    (``_examples.py``), and ``evaluate_loss`` one named example per loss family, so that
+    Swagger UI shows requests the server accepts and what they return."""
+    found = operations()
+    for path, item in spec["paths"].items():
+        for operation in item.values():
+            op_id = operation["operationId"]
+            if op_id == "evaluate_loss":
+                _named_examples(operation, EVALUATE_LOSS)
+                continue
+            if op_id not in found:  # a new route without its example: add one to _examples.py
+                raise RuntimeError(f"{path}: operation {op_id} has no example")
+            _one_example(operation, found[op_id])
+
+
+def _named_examples(operation: dict[str, Any], examples: dict[str, Example]) -> None:
+    """One example body and answer per loss, named after the loss, and the first loss as the
+    path parameter's example. Swagger UI cannot tie a body example to a path value: it fills the
+    path with the parameter's ``example`` (without one, the enum's first name, which the first
+    body would not suit), and each example's description says which name it needs."""
+    first = next(iter(examples))
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "path" and parameter["name"] == "name":
+            parameter["example"] = first
+    body = operation["requestBody"]["content"][JSON]
+    body["examples"] = {
+        name: {
+            "summary": example.summary,
+            "description": f"Send it to `/loss/{name}`: choose `{name}` as the name above.",
+            "value": example.request,
+        }
+        for name, example in examples.items()
+    }
+    answer = operation["responses"]["200"]["content"][JSON]
+    answer["examples"] = {
+        name: {"summary": example.summary, "value": example.response}
+        for name, example in examples.items()
+    }
+
+
+def _one_example(operation: dict[str, Any], example: Example) -> None:
+    """An operation's example: its path parameters' values, its JSON body, its 200 answer (in
+    JSON, or the one media type it has: /metrics' text)."""
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "path":
+            parameter["example"] = example.path[parameter["name"]]
+    if example.request is not None:
+        body = operation["requestBody"]["content"][JSON]
+        body["examples"] = {"example": {"summary": example.summary, "value": example.request}}
+    content = operation["responses"]["200"]["content"]
+    media = JSON if JSON in content else next(iter(content))
+    content[media]["examples"] = {
+        "example": {"summary": example.summary, "value": example.response}
+    }

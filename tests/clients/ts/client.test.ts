@@ -5,6 +5,7 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./generated/lossd.js";
 
 type Problem = components["schemas"]["Problem"];
+type LossName = components["schemas"]["LossName"];
 
 const baseUrl = process.env.LOSSD_URL;
 if (!baseUrl) {
@@ -26,7 +27,8 @@ function close(a: number, b: number): boolean {
 
 async function evaluateMse(): Promise<void> {
   const { data, error, response } = await lossd.POST("/loss/{name}", {
-    params: { path: { name: "MSELoss" } },
+    // The spec's names are the canonical ones (an enum); the server resolves aliases too.
+    params: { path: { name: "MSELoss" as LossName } },
     body: {
       predictions: [0.5, 2.0, -1.0],
       targets: [0.0, 1.0, 1.0],
@@ -79,13 +81,16 @@ async function readProblem(): Promise<void> {
 }
 
 async function typesAreChecked(): Promise<void> {
-  // The types are real: tsc rejects a reduction the spec does not allow, and an unknown route.
+  // The types are real: tsc rejects a reduction the spec does not allow, an unknown route and
+  // an unknown loss.
   // (Never sent: the condition is false at run time.)
   if (false as boolean) {
     // @ts-expect-error "median" is not a reduction
     await lossd.POST("/loss/{name}", { params: { path: { name: "mse" } }, body: { predictions: [1], targets: [1], reduction: "median" } });
     // @ts-expect-error there is no GET /loss
     await lossd.GET("/loss");
+    // @ts-expect-error "msee" is not a loss name
+    await lossd.GET("/losses/{name}", { params: { path: { name: "msee" } } });
   }
 }
 
