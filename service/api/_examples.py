@@ -310,7 +310,7 @@ def operations() -> dict[str, Example]:
         "v2_model_version_config": _versioned(config),
         "v2_repository_index": Example(
             "every loss, ready",
-            triton.repository_index(ready=True, only_ready=True),
+            triton.repository_index(warm=[spec.name for spec in REGISTRY], only_ready=True),
             request={"ready": True},
         ),
         "v2_model_metadata": metadata,
