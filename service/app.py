@@ -177,11 +177,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for done, spec in enumerate(order[1:], 1):
             # one loss at a time, so that requests for the losses already warm take the compute
             # threads between them; each is served as soon as its own kernels are
-            await state.compute.run(warm_up, (spec,), (done, len(order)))
+            await state.compute.run(warm_up, (spec,), (done, len(order)), False)
             # Once more on the event loop, which evaluates small bodies itself: the kernels are
             # loaded by now (milliseconds), and its first small request finds this thread's
             # numba state warm.
-            warm_up((spec,))
+            warm_up((spec,), codecs=False)
             state.warm.add(spec.name)
         state.kernels = kernels = kernel_counts()
         state.ready = True

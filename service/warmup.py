@@ -36,24 +36,19 @@ def warm_up_order() -> tuple[LossSpec, ...]:
     return first + tuple(spec for spec in REGISTRY if spec not in first)
 
 
-def warm_up(specs: tuple[LossSpec, ...] = REGISTRY, count: tuple[int, int] | None = None) -> None:
-    """Compile, or load from numba's cache, every signature a request can reach. With ``count``
-    (losses warmed before these, of how many), a loss whose kernels had to be compiled (a cold
-    cache: minutes in all) is logged with how many are ready and the time left."""
+def warm_up(
+    specs: tuple[LossSpec, ...] = REGISTRY,
+    count: tuple[int, int] | None = None,
+    codecs: bool = True,
+) -> None:
+    """Compile, or load from numba's cache, every signature a request can reach: the codecs'
+    kernels (unless ``codecs`` is false: a start warms them once) and those of ``specs``. With
+    ``count`` (losses warmed before these, of how many), a loss whose kernels had to be compiled
+    (a cold cache: minutes in all) is logged with how many are ready and the time left."""
     started = time.monotonic()
-    compiled = kernel_counts().compiled
-    big = np.zeros(LIFT_MIN // 8 + 1)
-    wire = {"dtype": "float64", "shape": [big.size], "data": Base64(big)}
-    body = dumps({"predictions": wire, "targets": wire, "array_format": "packed"}).tobytes()
-    evaluate_one(REGISTRY[0].name, body, big.size)  # the body scan and the base64 kernels
-    # the number parser's kernels (a float and an integer list, each long enough to be lifted):
-    # compiled on a request instead, they hold the GIL and stall the event loop for that request
-    rows = LIFT_MIN // 6 + 1
-    lists = {
-        "predictions": np.full((rows, 2), 0.5).tolist(),
-        "targets": np.eye(2, dtype=int)[np.arange(rows) % 2].tolist(),
-    }
-    evaluate_one(REGISTRY[0].name, dumps(lists).tobytes(), 2 * rows)
+    compiled = kernel_counts().compiled if count is not None else 0
+    if codecs:
+        _warm_up_codecs()
     for spec in specs:
         params = spec.params.model_validate(spec.params.warm_up)
         # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and
@@ -75,6 +70,22 @@ def warm_up(specs: tuple[LossSpec, ...] = REGISTRY, count: tuple[int, int] | Non
             total,
             elapsed / len(specs) * (total - done - len(specs)),
         )
+
+
+def _warm_up_codecs() -> None:
+    """The body scan, the base64 kernels and the JSON number parser's."""
+    big = np.zeros(LIFT_MIN // 8 + 1)
+    wire = {"dtype": "float64", "shape": [big.size], "data": Base64(big)}
+    body = dumps({"predictions": wire, "targets": wire, "array_format": "packed"}).tobytes()
+    evaluate_one(REGISTRY[0].name, body, big.size)  # the body scan and the base64 kernels
+    # the number parser's kernels (a float and an integer list, each long enough to be lifted):
+    # compiled on a request instead, they hold the GIL and stall the event loop for that request
+    rows = LIFT_MIN // 6 + 1
+    lists = {
+        "predictions": np.full((rows, 2), 0.5).tolist(),
+        "targets": np.eye(2, dtype=int)[np.arange(rows) % 2].tolist(),
+    }
+    evaluate_one(REGISTRY[0].name, dumps(lists).tobytes(), 2 * rows)
 
 
 @dataclass(frozen=True)
