@@ -132,7 +132,9 @@ def lossd_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleTyp
     """The package openapi-python-client generates from the committed spec, imported."""
     out = tmp_path_factory.mktemp("python_client")
     config = out / "config.yaml"
-    config.write_text("post_hooks: []\n")  # no ruff pass over generated code: not needed to run
+    # no ruff pass over generated code (not needed to run); a package name of its own, since the
+    # shipped client (clients/python) is installed as lossd_client
+    config.write_text("post_hooks: []\npackage_name_override: lossd_openapi\n")
     _run(
         [
             sys.executable,
@@ -142,7 +144,7 @@ def lossd_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleTyp
             "--path",
             str(SPEC_PATH),
             "--output-path",
-            str(out / "lossd_client"),
+            str(out / "lossd_openapi"),
             "--meta",
             "none",
             "--config",
@@ -154,16 +156,16 @@ def lossd_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleTyp
     )
     sys.path.insert(0, str(out))
     try:
-        yield importlib.import_module("lossd_client")
+        yield importlib.import_module("lossd_openapi")
     finally:
         sys.path.remove(str(out))
-        for name in [m for m in sys.modules if m.split(".")[0] == "lossd_client"]:
+        for name in [m for m in sys.modules if m.split(".")[0] == "lossd_openapi"]:
             del sys.modules[name]
 
 
 def _api(module: str) -> Any:
     """A module of the generated package (imported after the fixture put it on sys.path)."""
-    return importlib.import_module(f"lossd_client.{module}")
+    return importlib.import_module(f"lossd_openapi.{module}")
 
 
 def test_python_client_evaluates_a_loss(lossd_client: ModuleType, server: Server) -> None:
