@@ -314,12 +314,12 @@ def test_the_losses_of_one_request_add_up(limited: httpx.Client) -> None:
 def test_class_index_targets_count_as_indices_not_rows(limited: httpx.Client) -> None:
     """Class-index targets (N,) reach the kernels as (N,) int64 indices, never as one-hot (N, C)
     rows, and the budget counts them so (with the loss's own masks and scratch,
-    ``working_bytes``): 1000 x 60 float32 logits with indices fit, where their one-hot rows did
+    ``working_bytes``): 1000 x 40 float32 logits with indices fit, where their one-hot rows did
     not; and the same predictions declared with (N, C) rows need at least those rows twice
     (sent and their compute copy) more than with indices."""
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(1000, 60)).astype(np.float32)
-    classes = rng.integers(0, 60, size=1000)
+    logits = rng.normal(size=(1000, 40)).astype(np.float32)
+    classes = rng.integers(0, 40, size=1000)
     body = {
         "predictions": packed(logits, "float32"),
         "targets": packed(classes, "int64"),
@@ -327,7 +327,7 @@ def test_class_index_targets_count_as_indices_not_rows(limited: httpx.Client) ->
     }
     response = limited.post("/loss/cross_entropy", json=body)
     assert response.status_code == 200, response.text
-    rows = one_hot(classes, 60)
+    rows = one_hot(classes, 40)
     expected = multiclass.cross_entropy(logits.astype(np.float64), rows, from_logits=True).mean()
     assert response.json()["value"] == pytest.approx(expected, rel=1e-12)
     wide = {"predictions": declared([1000, 200], "float32"), "params": {"from_logits": True}}
