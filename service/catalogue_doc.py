@@ -47,8 +47,9 @@ D independent labels (multilabel), and l_i is the mean over the D columns.
         """\
 Predictions are `(N, C)`: probabilities, or logits with `from_logits: true` (p = softmax(z),
 computed with log-sum-exp). Targets are `(N, C)` one-hot or soft rows (non-negative), or `(N,)`
-class indices: integers (integral floats accepted) in [0, C). Index targets become one-hot rows
-before the kernel runs, so the two forms give the same response to the last bit.
+class indices: integers (integral floats accepted) in [0, C). Index targets stay indices (no
+one-hot rows are made): the kernels read 1 for a sample's class and 0 for the others, the values
+of its one-hot row, so the two forms give the same response to the last bit.
 
 - **Probabilities** (`from_logits: false`) are checked to lie in [0, 1]; `cross_entropy`, `focal` and
   `poly1_cross_entropy` renormalise each row to sum 1 and then clip it to [ε, 1 − ε];

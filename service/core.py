@@ -349,6 +349,8 @@ class Demand:
     text_bytes: float
     # each loss with its parameters as sent (unvalidated; None when not an object)
     specs: Sequence[tuple[LossSpec, Mapping[str, Any] | None]] = ()
+    # the targets as declared (also among ``inputs``); None: unknown, counted as (N, C) rows
+    targets: Declared | None = None
 
     @property
     def losses(self) -> int:
@@ -356,22 +358,42 @@ class Demand:
 
     def bytes_needed(self) -> int:
         """The sum of what the request may hold at once: the decoded inputs in their own dtypes;
-        the compute arrays (predictions and targets as (N, C) of the compute dtype: class-index
-        targets become one-hot rows; the weights and κ (N,)); per loss, its working memory, the
+        the compute arrays (the predictions as (N, C) of the compute dtype; the targets as
+        ``targets_bytes`` says; the weights and κ (N,)); per loss, its working memory, the
         per-sample losses and the asked-for derivatives, in the compute dtype and as response
         text."""
         rows, values = self.predictions.rows, self.predictions.elements
         size = 4 if self.options.dtype == "float32" else 8
         derivatives = self.options.gradient + self.options.hessian
         inputs = sum(a.elements * a.itemsize for a in self.inputs)
-        compute = (2 * values + 2 * rows) * size
+        compute = (values + 2 * rows) * size + self.targets_bytes()
         outputs = (rows + derivatives * values) * size
         outputs += int((self.options.per_sample * rows + derivatives * values) * self.text_bytes)
         columns = values // rows if rows else 0
+        indices = self.class_indices()
         own = sum(
-            spec.params.working_bytes(rows, columns, size, sent=sent) for spec, sent in self.specs
+            spec.params.working_bytes(rows, columns, size, sent=sent, indices=indices)
+            for spec, sent in self.specs
         )
         return inputs + compute + self.losses * outputs + own
+
+    def class_indices(self) -> bool:
+        """Whether the targets are declared as (N,) class indices of (N, C > 1) predictions:
+        one value per sample where the predictions have several (the only other reading, a
+        shape mismatch, is refused before anything is made of them)."""
+        rows, values, targets = self.predictions.rows, self.predictions.elements, self.targets
+        return targets is not None and values > rows == targets.rows == targets.elements
+
+    def targets_bytes(self) -> int:
+        """The targets' compute copy, shared by the request's losses: targets declared with one
+        value per sample are (N,) int64 class indices, or (N,) targets of rank-1 predictions in
+        the compute dtype (8·N bounds both; class indices are never made (N, C) rows); any other
+        targets, or unknown ones, are (N, C) rows of the compute dtype."""
+        rows, values, targets = self.predictions.rows, self.predictions.elements, self.targets
+        size = 4 if self.options.dtype == "float32" else 8
+        if targets is not None and rows == targets.rows == targets.elements:
+            return 8 * rows
+        return values * size
 
     def operations(self) -> int:
         """About how many elementary steps the losses take on the batch."""

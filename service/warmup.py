@@ -4,6 +4,7 @@ the start (``guard_caches``)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from . import core, kernel_cache
 from .codecs.base64 import Base64
 from .codecs.jsontext import LIFT_MIN, dumps
 from .codecs.loss import evaluate_one
+from .jit import Array
 from .losses import REGISTRY, LossSpec, resolve
 
 log = logging.getLogger("lossd")
@@ -52,9 +54,14 @@ def warm_up(
     for spec in specs:
         params = spec.params.model_validate(spec.params.warm_up)
         # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and
-        # target rows that are distributions, counts, hinge labels (0 stands for -1), masks
-        predictions, targets = np.full((2, 2), 0.5), np.eye(2)
-        for weight in (None, np.ones(2)):
+        # target rows that are distributions, counts, hinge labels (0 stands for -1), masks;
+        # the losses that take class indices read them as they are ((N,) int64, no one-hot
+        # rows), another signature of their drivers
+        predictions = np.full((2, 2), 0.5)
+        forms: list[Array] = [np.eye(2)]
+        if "class_index" in spec.targets:
+            forms.append(np.arange(2))
+        for targets, weight in itertools.product(forms, (None, np.ones(2))):
             batch = core.Batch(predictions, targets, weight)
             for dtype in core.DTYPES:
                 options = core.Options(dtype=dtype, gradient=True, hessian=spec.hessian)  # type: ignore[arg-type]

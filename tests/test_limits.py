@@ -311,13 +311,15 @@ def test_the_losses_of_one_request_add_up(limited: httpx.Client) -> None:
     assert needed[1] - needed[0] >= 12 * 4000 * (8 + 1)
 
 
-def test_class_index_targets_count_as_their_one_hot_rows(limited: httpx.Client) -> None:
-    """Class-index targets (N,) become one-hot (N, C) rows, and the budget counts them (with the
-    loss's own masks and scratch, ``working_bytes``): 1000 x 12 float32 logits with indices fit,
-    1000 x 60 do not."""
+def test_class_index_targets_count_as_indices_not_rows(limited: httpx.Client) -> None:
+    """Class-index targets (N,) reach the kernels as (N,) int64 indices, never as one-hot (N, C)
+    rows, and the budget counts them so (with the loss's own masks and scratch,
+    ``working_bytes``): 1000 x 40 float32 logits with indices fit, where their one-hot rows did
+    not; and the same predictions declared with (N, C) rows need at least those rows twice
+    (sent and their compute copy) more than with indices."""
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(1000, 12)).astype(np.float32)
-    classes = rng.integers(0, 12, size=1000)
+    logits = rng.normal(size=(1000, 40)).astype(np.float32)
+    classes = rng.integers(0, 40, size=1000)
     body = {
         "predictions": packed(logits, "float32"),
         "targets": packed(classes, "int64"),
@@ -325,12 +327,16 @@ def test_class_index_targets_count_as_their_one_hot_rows(limited: httpx.Client) 
     }
     response = limited.post("/loss/cross_entropy", json=body)
     assert response.status_code == 200, response.text
-    rows = one_hot(classes, 12)
+    rows = one_hot(classes, 40)
     expected = multiclass.cross_entropy(logits.astype(np.float64), rows, from_logits=True).mean()
     assert response.json()["value"] == pytest.approx(expected, rel=1e-12)
-    wide = {"predictions": declared([1000, 60], "float32"), "targets": declared([1000], "int64")}
-    needed = assert_over_budget(limited.post("/loss/cross_entropy", json=wide))
-    assert needed >= 1000 * 60 * 8  # the one-hot rows in float64 alone
+    wide = {"predictions": declared([1000, 200], "float32"), "params": {"from_logits": True}}
+    as_index = {**wide, "targets": declared([1000], "int64")}
+    as_rows = {**wide, "targets": declared([1000, 200], "float32")}
+    index_needs = assert_over_budget(limited.post("/loss/cross_entropy", json=as_index))
+    rows_need = assert_over_budget(limited.post("/loss/cross_entropy", json=as_rows))
+    assert index_needs >= 1000 * 200 * 4  # the float32 predictions alone
+    assert rows_need - index_needs >= 2 * 1000 * 200 * 4 - 2 * 1000 * 8
 
 
 @pytest.mark.parametrize(

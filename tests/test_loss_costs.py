@@ -1,8 +1,8 @@
 """Costs proportional to what is sent (issue 12, item 5): every loss's cost hooks
 (``LossParams.working_bytes`` and ``operations``) against what ``prepare`` and the domain checks
 really allocate, simloss's O(N·C) ordinal rows against its dense-matrix path and an independent
-scan, its refusal of a matrix that cannot be allocated, and the one-hot targets that losses
-differing only in ``ignore_index`` share."""
+scan, its refusal of a matrix that cannot be allocated, and the class-index targets that losses
+differing only in ``ignore_index`` share (never made (N, C) rows)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,11 @@ def test_prepare_and_checks_stay_within_working_bytes(
         bound = spec.params.working_bytes(rows, columns, itemsize, sent=params)
         assert bound <= spec.params.working_bytes(rows, columns, itemsize)
         assert peak <= bound + generic + OBJECT_SLACK, kind
+        if kind == "index":  # the tighter bound of declared class indices, with their copy
+            assert prepared.targets.shape == (rows,) and prepared.targets.dtype == np.int64
+            tight = spec.params.working_bytes(rows, columns, itemsize, sent=params, indices=True)
+            assert tight <= bound
+            assert peak <= tight + (8 + itemsize) * rows + OBJECT_SLACK
 
 
 # --- simloss: the ordinal scans ----------------------------------------------------------------
@@ -248,17 +253,19 @@ def _results(batch: core.Batch, dtype: str) -> list[core.Result]:
 
 @pytest.mark.loss("cross_entropy", "focal", "generalized_cross_entropy")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_losses_differing_in_ignore_index_share_one_one_hot(dtype: str) -> None:
+def test_losses_differing_in_ignore_index_share_one_index_array(dtype: str) -> None:
     """Twenty-four losses differing in ignore_index (−100, −1 and each class) on one batch: its
-    memo holds one (N, C) array, and every result is bit for bit that loss alone on a fresh
-    batch."""
+    memo holds one (N,) int64 array of the indices and no (N, C) array at all, and every result
+    is bit for bit that loss alone on a fresh batch."""
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(30, 4))
     index = rng.integers(0, 4, 30).astype(float)
     shared = core.Batch(logits, index)
     results = _results(shared, dtype)
-    matrices = [v for v in shared.memo.values() if isinstance(v, np.ndarray) and v.ndim == 2]
-    assert len(matrices) == 1 and matrices[0].shape == (30, 4)
+    arrays = [v for v in shared.memo.values() if isinstance(v, np.ndarray)]
+    assert not [a for a in arrays if a.ndim == 2]
+    indices = [a for a in arrays if a.dtype == np.int64]
+    assert len(indices) == 1 and indices[0].shape == (30,)
     for k, result in enumerate(results):
         alone = _results(core.Batch(logits, index), dtype)[k]
         assert result.value == alone.value and result.weight_sum == alone.weight_sum
@@ -267,6 +274,61 @@ def test_losses_differing_in_ignore_index_share_one_one_hot(dtype: str) -> None:
         assert result.gradient is not None and alone.gradient is not None
         np.testing.assert_array_equal(result.per_sample, alone.per_sample)
         np.testing.assert_array_equal(result.gradient, alone.gradient)
+
+
+INDEX_LOSSES = [spec for spec in REGISTRY if "class_index" in spec.targets]
+
+
+@pytest.mark.parametrize("spec", INDEX_LOSSES, ids=spec_id)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_class_indices_reach_the_kernel_as_indices(spec: LossSpec, dtype: Any) -> None:
+    """(N,) class indices, sent as integers or integral floats, reach the driver as one
+    read-only (N,) int64 array, an index outside [0, C) as −1; no (N, C) array is made of them,
+    in the prepared targets or in the memo (a loss with ``ignore_index`` inside [0, C) and no
+    mask gets its own (N,) copy with −1 for the ignored samples)."""
+    index = np.array([2, 0, 1, -100, 2, 1])
+    fields = spec.params.model_fields
+    for sent in (index, index.astype(np.float32)):
+        for ignore in (None, -100, 1) if "ignore_index" in fields else (None,):
+            targets = np.abs(sent) % 3 if ignore is None else np.where(sent < 0, ignore, sent)
+            params = dict(spec.params.warm_up)
+            if ignore is not None:
+                params["ignore_index"] = ignore
+            loss_params = validate_params(spec, params)
+            memo: dict[tuple[Any, ...], Any] = {}
+            prepared = loss_params.prepare(spec.name, np.full((6, 3), 1 / 3), targets, dtype, memo)
+            got = prepared.targets
+            assert got.shape == (6,) and got.dtype == np.int64 and not got.flags.writeable
+            expected = np.where((targets >= 0) & (targets < 3), targets, -1)
+            if ignore == 1 and "ignored" not in prepared.kernel_params:
+                expected = np.where(targets == 1, -1, expected)  # the driver's own copy
+            np.testing.assert_array_equal(got, expected)
+            arrays = [v for v in memo.values() if isinstance(v, np.ndarray)]
+            assert all(a.ndim == 1 for a in arrays), spec.name
+
+
+@pytest.mark.loss("cross_entropy")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_class_indices_allocate_no_rows(dtype: str) -> None:
+    """A language-model-shaped request in miniature (400 samples x 4000 classes, logits, index
+    targets, the loss and its mean only): what the evaluation allocates at its peak is a
+    fraction of one (N, C) array of the compute dtype; a one-hot copy of the targets was that
+    array whole."""
+    rng = np.random.default_rng(13)
+    rows, classes = 400, 4000
+    logits = rng.normal(size=(rows, classes)).astype(dtype)
+    index = rng.integers(0, classes, rows)
+    spec = resolve("cross_entropy")
+    params = validate_params(spec, {"from_logits": True, "class_weight": "balanced"})
+    options = core.Options(dtype=dtype, per_sample=False)  # type: ignore[arg-type]
+    core.evaluate(spec, params, core.Batch(logits, index), options)  # compiled before tracing
+    tracemalloc.start()
+    try:
+        core.evaluate(spec, params, core.Batch(logits, index), options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < rows * classes * np.dtype(dtype).itemsize / 4
 
 
 @pytest.mark.loss("cross_entropy", "focal", "generalized_cross_entropy")

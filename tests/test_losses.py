@@ -389,26 +389,76 @@ def test_tweedie_power_zero_accepts_any_sign() -> None:
 INDEX_VARIANTS = [(s, p) for s, p in VARIANTS if "class_index" in s.targets]
 
 
+def _ignoring_variants() -> list[tuple[LossSpec, dict[str, Any]]]:
+    """Each loss with ``ignore_index``, ignoring a class inside [0, C) (1) and an index outside
+    it (−100, and C = 3), without and with class weights (a list, "balanced") and label
+    smoothing, from logits and from probabilities."""
+    found = []
+    for spec in REGISTRY:
+        fields = spec.params.model_fields
+        if "class_index" not in spec.targets or "ignore_index" not in fields:
+            continue
+        for ignore in (1, -100, 3):
+            for weights in (None, [0.5, 1.0, 2.0], "balanced"):
+                for smoothing in (0.0, 0.2) if "label_smoothing" in fields else (0.0,):
+                    params: dict[str, Any] = {"ignore_index": ignore, "class_weight": weights,
+                                              "from_logits": weights != [0.5, 1.0, 2.0]}  # fmt: skip
+                    if smoothing:
+                        params["label_smoothing"] = smoothing
+                    found.append((spec, params))
+    return found
+
+
+EQUIVALENCE_VARIANTS = INDEX_VARIANTS + _ignoring_variants()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(
-    ("spec", "params"), INDEX_VARIANTS, ids=[variant_id(v) for v in INDEX_VARIANTS]
+    ("spec", "params"), EQUIVALENCE_VARIANTS, ids=[variant_id(v) for v in EQUIVALENCE_VARIANTS]
 )
 def test_one_hot_targets_equal_index_targets_to_the_last_bit(
-    spec: LossSpec, params: dict[str, Any]
+    spec: LossSpec, params: dict[str, Any], dtype: str
 ) -> None:
-    """One-hot rows and the equivalent class indices give byte-identical responses."""
+    """One-hot rows and the equivalent class indices give byte-identical responses, in every
+    reduction, with the gradient and the Hessian, in float64 and float32; and indices sent as
+    int64, as integral floats or packed int32 are one request. With ``ignore_index`` an ignored
+    sample has no one-hot row, so: the ignored index inside [0, C) answers as the same samples
+    under an index outside it (−100 or C: the kernels read it as an all-zero row), and, where
+    label smoothing does not tell an ignored sample from one with an all-zero row, as one-hot
+    rows with those rows all zero."""
     pred, _ = sample(spec, (9, 3), seed=14, params=params)
     index = np.array([0, 1, 2, 2, 1, 0, 0, 1, 2])
+    rows = one_hot(index, 3)
     ignore = params.get("ignore_index")
-    rows = one_hot(index, 3, ignore)
-    common = {"params": params, "gradient": True, "hessian": spec.hessian, "reduction": "mean",
-              "sample_weight": [0.5, 1, 2, 1, 1, 3, 0, 1, 1]}  # fmt: skip
-    as_index = {"predictions": pred.tolist(), "targets": index.tolist(), **common}
-    as_rows = {"predictions": pred.tolist(), "targets": rows.tolist(), **common}
-    one = evaluate_one(spec.name, orjson.dumps(as_index), 10**6).body.tobytes()
-    if ignore is not None:  # an ignored index has no one-hot equivalent; its row is all zero
-        assert orjson.loads(one)["per_sample"][1] == 0.0
-        return
-    assert one == evaluate_one(spec.name, orjson.dumps(as_rows), 10**6).body.tobytes()
+    ignored = index == 1
+    sent = index if ignore is None else np.where(ignored, ignore, index)
+    weight = [0.5, 1, 2, 1, 1, 3, 0, 1, 1]
+
+    def answer(targets: Any, reduction: str, **change: Any) -> bytes:
+        doc = {"predictions": pred.tolist(), "targets": targets, "params": {**params, **change},
+               "gradient": True, "hessian": spec.hessian, "reduction": reduction,
+               "sample_weight": weight, "dtype": dtype}  # fmt: skip
+        return evaluate_one(spec.name, orjson.dumps(doc), 10**6).body.tobytes()
+
+    packed = {"dtype": "int32", "shape": [9], "data": base64.b64encode(sent.astype("<i4")).decode()}
+    for reduction in REDUCTIONS:
+        got = answer(sent.tolist(), reduction)
+        assert got == answer(sent.astype(float).tolist(), reduction)
+        assert got == answer(packed, reduction)
+        if ignore is None:
+            assert got == answer(rows.tolist(), reduction)
+            continue
+        out = orjson.loads(got)
+        assert all(out["per_sample"][i] == 0.0 for i in np.flatnonzero(ignored))
+        assert all(not any(out["gradient"][i]) for i in np.flatnonzero(ignored))
+        other = -100 if ignore != -100 else 3
+        moved = answer(np.where(ignored, other, index).tolist(), reduction, ignore_index=other)
+        shown = (f'"ignore_index":{other}'.encode(), f'"ignore_index":{ignore}'.encode())
+        assert got == moved.replace(*shown)
+        if not params.get("label_smoothing"):
+            zero = rows.copy()
+            zero[ignored] = 0.0
+            assert got == answer(zero.tolist(), reduction)
 
 
 @pytest.mark.parametrize(

@@ -113,11 +113,12 @@ def _packed(array: np.ndarray) -> dict[str, Any]:
 
 
 @pytest.mark.loss("cross_entropy", "focal", "generalized_cross_entropy")
-def test_losses_differing_in_ignore_index_hold_one_one_hot_copy() -> None:
+def test_losses_differing_in_ignore_index_hold_no_copy_per_loss() -> None:
     """Sixty-four losses differing only in ignore_index (issue 12: one (N, C) one-hot copy each,
-    4.3× the memory budget): POST /loss holds one shared copy, so its peak stays a few times
-    that copy where sixty-four copies were sixty-four times it; and each result is the loss's
-    single call, ignored classes inside [0, C) (masked, or zeroed for gce) included."""
+    4.3× the memory budget): POST /loss holds one shared (N,) copy of the indices (issue 13: no
+    one-hot rows at all), so its peak stays a few times one (N, C) array where sixty-four
+    copies were sixty-four times it; and each result is the loss's single call, ignored
+    classes inside [0, C) (masked, or −1 in gce's own copy) included."""
     rng = np.random.default_rng(12)
     rows, classes = 1000, 256
     logits = rng.normal(size=(rows, classes))

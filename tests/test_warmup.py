@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from service.codecs import oip
@@ -53,4 +55,34 @@ def test_a_request_after_warm_up_compiles_and_loads_no_kernel() -> None:
     ]
     v2 = np.frombuffer(dumps({"inputs": inputs}).tobytes(), dtype=np.uint8)
     oip.infer("binary_cross_entropy", None, v2.copy(), rows)
+    assert kernel_counts() == before
+
+
+def test_class_index_targets_after_warm_up_compile_no_kernel() -> None:
+    """The multiclass kernels read (N,) class indices as they are, a signature of their own:
+    warm-up compiles it too, so indices sent as integers, integral floats or packed int32, with
+    an ignored class inside [0, C) or an index outside it, class weights and sample weights, in
+    both dtypes, compile nothing on a request."""
+    warm_up(REGISTRY)
+    before = kernel_counts()
+    probabilities = np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+    index = np.array([2, 0, 1])
+    int32 = {"dtype": "int32", "shape": [3], "data": Base64(index.astype("<i4"))}
+    for spec in REGISTRY:
+        if "class_index" not in spec.targets:
+            continue
+        fields = spec.params.model_fields
+        extra: list[dict[str, object]] = [{}]
+        if "ignore_index" in fields:
+            extra += [{"ignore_index": 1}, {"ignore_index": -100}]
+        if "class_weight" in fields:
+            extra.append({"class_weight": "balanced"})
+        for targets in (index.tolist(), index.astype(float).tolist(), int32):
+            for more, dtype, weight in itertools.product(extra, ("float64", "float32"), (0, 1)):
+                doc = {"predictions": probabilities.tolist(), "targets": targets,
+                       "params": {**spec.params.warm_up, **more}, "dtype": dtype,
+                       "gradient": True, "hessian": spec.hessian, "array_format": "packed"}  # fmt: skip
+                if weight:
+                    doc["sample_weight"] = [1.0, 0.5, 2.0]
+                evaluate_one(spec.name, dumps(doc).tobytes(), 10)
     assert kernel_counts() == before

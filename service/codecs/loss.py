@@ -264,7 +264,7 @@ def _demand(doc: dict[str, Any], limits: _Limits, half: bool) -> core.Demand | N
         named = [(s.get("name"), s.get("params")) for s in doc["losses"] if isinstance(s, dict)]
     specs = core.known_losses(named, rank)
     inputs = [d for d in declared if d is not None]
-    return core.Demand(predictions, inputs, options, text, specs)
+    return core.Demand(predictions, inputs, options, text, specs, declared[1])
 
 
 def _document(result: core.Result, array_format: str, buffers: list[memoryview]) -> dict[str, Any]:

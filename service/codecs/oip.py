@@ -354,7 +354,8 @@ def _demand(
         return None
     size = 4 if options.dtype == "float32" else 8
     text = size if all(outputs.values()) else (16 if size == 4 else 25)
-    return core.Demand(predictions, list(declared.values()), options, text, (loss,))
+    targets = declared.get("targets")
+    return core.Demand(predictions, list(declared.values()), options, text, (loss,), targets)
 
 
 def _json_text(value: Any) -> Any:

@@ -100,7 +100,9 @@ class SignTargetParams(LossParams):
     """Base of the hinge losses: targets in {−1, 1}, or {0, 1} converted with 2y − 1."""
 
     @classmethod
-    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
+    def working_bytes(
+        cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None, indices: bool = False
+    ) -> int:
         """``sign_labels``' five boolean masks and 2y − 1 in float64 (with its temporary),
         then the converted rows in the compute dtype."""
         return (5 + 16 + itemsize) * rows * columns

@@ -1,17 +1,28 @@
 """Targets of the multiclass losses: (N, C) one-hot or soft rows, or (N,) class indices.
 
-Index targets become one-hot rows before the kernel runs, so one-hot targets and the equivalent
-indices give the same response to the last bit. A sample whose index equals ``ignore_index`` has
-normaliser κ_i = 0 and is masked explicitly: the losses with label smoothing take the driver
-parameter ``ignored`` ((N,), 1 where a sample is ignored, or empty), so an ignored sample has
-loss 0 and gradient 0, exactly PyTorch's, while an all-zero soft row that is not ignored is
-smoothed like any other (LOSSES.md: ``y' = (1 − s)y + s/C``).
+Class indices stay indices (issue 13): they reach the kernels as one read-only (N,) int64 array
+(``class_indices``), never as one-hot (N, C) rows, which for a language model's 2048 tokens x
+32,000 classes were 524 MB of float64 made and read for 2048 ones. Every multiclass kernel reads
+its targets through ``_stable.target_at``: ``targ[i, j]`` of (N, C) rows, 1.0 where the index of
+sample i is j and 0.0 elsewhere of (N,) indices, so one written kernel serves both forms with
+the same arithmetic, and one-hot targets and the equivalent indices give the same response to
+the last bit (tests/test_losses.py holds every multiclass loss to it). An index outside [0, C)
+is −1 in that array: an all-zero row to the kernels. κ and the "balanced" class counts come
+from the indices directly (``_index_kappa``, ``index_counts``: a one-hot row times the weights
+is exactly the one weight, and counts are integers), and ``core.Demand`` counts the indices as
+8 bytes a sample, not as rows (``MulticlassParams.working_bytes`` with ``indices``).
 
-The one-hot rows are made once per request and compute dtype, whatever the ``ignore_index`` of
-each loss (issue 12: sixty-four losses differing only in it held sixty-four (N, C) copies): an
-index outside [0, C), such as torch's −100, is an all-zero row anyway; an ignored class inside
-[0, C) stays in the shared rows and is masked by ``ignored``, κ and the balanced counts leave it
-out, and only a driver without the mask gets its own zeroed copy, dropped with its result.
+A sample whose index equals ``ignore_index`` has normaliser κ_i = 0 and is masked explicitly:
+the losses with label smoothing take the driver parameter ``ignored`` ((N,), 1 where a sample is
+ignored, or empty), so an ignored sample has loss 0 and gradient 0, exactly PyTorch's, while an
+all-zero soft row that is not ignored is smoothed like any other (LOSSES.md:
+``y' = (1 − s)y + s/C``).
+
+The indices are made once per request, whatever the ``ignore_index`` of each loss (issue 12:
+sixty-four losses differing only in it held sixty-four copies of the targets): an index outside
+[0, C), such as torch's −100, is −1 for every loss anyway; an ignored class inside [0, C) stays
+in the shared indices and is masked by ``ignored``, κ and the balanced counts leave it out, and
+only a driver without the mask gets its own (N,) copy with −1 there, dropped with its result.
 
 Probability rows (``from_logits: false``) of the losses that read rows as distributions must sum
 to 1 within ``DISTRIBUTION_RTOL`` (``require_distributions``), unless the request opts in to
@@ -99,32 +110,36 @@ def require_class_indices(targets: Array, classes: int, ignore_index: int | None
     return ignored
 
 
-def one_hot(targets: Array, classes: int, dtype: ComputeDtype) -> Array:
-    """(N,) class indices, checked by ``require_class_indices``, as (N, C) one-hot rows; an index
-    outside [0, C) (an ``ignore_index`` such as −100) is an all-zero row.
+def class_indices(targets: Array, classes: int) -> Array:
+    """(N,) class indices, checked by ``require_class_indices``, as the read-only int64 array the
+    kernels read (``_stable.target_at``); an index outside [0, C) (an ``ignore_index`` such as
+    −100) becomes −1, an all-zero row to the kernels (whatever its value: 1e300 or 2**63 has no
+    int64 to become).
 
-    The rows do not depend on ``ignore_index``: the losses of one request share them, whatever
-    their ``ignore_index`` (``MulticlassParams.prepare`` masks an ignored class inside [0, C))."""
-    out = np.zeros((len(targets), classes), dtype=dtype)
-    rows = np.flatnonzero((targets >= 0) & (targets < classes))
-    out[rows, targets[rows].astype(np.int64)] = 1
+    The indices do not depend on ``ignore_index``: the losses of one request share them,
+    whatever their ``ignore_index`` (``MulticlassParams.prepare`` masks an ignored class inside
+    [0, C))."""
+    out = np.full(len(targets), -1, dtype=np.int64)
+    inside = (targets >= 0) & (targets < classes)
+    out[inside] = targets[inside]
     return readonly(out)
 
 
 # elements of (N, C) float32 targets converted to float64 at a time for κ (``_kappa``)
 KAPPA_CHUNK_ELEMENTS = 1 << 16
-# What ``prepare`` holds per sample with class-index targets, at most: the integer and range
-# checks' masks and ``floor`` (``require_class_indices``), and ``one_hot``'s masks, row numbers
-# and int64 indices
-INDEX_BYTES = 40
+# What ``prepare`` holds per sample with class-index targets beyond the int64 indices themselves
+# (the generic targets copy, ``core.Demand``), at most: the integer and range checks' masks and
+# ``floor`` (``require_class_indices``: 16), ``class_indices``' mask and gathered values (11),
+# and κ's or the balanced counts' mask, gathered indices and gathered weights (17)
+INDEX_BYTES = 48
 # What class weights hold per class beyond their compute copy: the float64 weights and counts,
 # the balanced weights' temporaries, the memo key's bytes and the list of floats shown
 WEIGHTS_BYTES = 96
 
 
-def _kappa(rows: Array, weights: Array, ignored: Array | None, dtype: ComputeDtype) -> Array:
-    """κ_i = Σ_c cw_c·y_ic, the normaliser of a class-weighted mean: Σ_i w_i·κ_i divides its sum;
-    0 for the ``ignored`` samples. float32 rows are widened a chunk at a time, not as a whole
+def _kappa(rows: Array, weights: Array, dtype: ComputeDtype) -> Array:
+    """κ_i = Σ_c cw_c·y_ic of (N, C) target rows, the normaliser of a class-weighted mean:
+    Σ_i w_i·κ_i divides its sum. float32 rows are widened a chunk at a time, not as a whole
     (N, C) float64 copy."""
     if rows.dtype == np.float64:
         kappa = rows @ weights
@@ -133,19 +148,36 @@ def _kappa(rows: Array, weights: Array, ignored: Array | None, dtype: ComputeDty
         step = max(1, KAPPA_CHUNK_ELEMENTS // max(1, rows.shape[1]))
         for start in range(0, len(rows), step):
             kappa[start : start + step] = rows[start : start + step].astype(np.float64) @ weights
+    return readonly(kappa.astype(dtype))
+
+
+def _index_kappa(
+    indices: Array, weights: Array, ignored: Array | None, dtype: ComputeDtype
+) -> Array:
+    """κ_i = cw_{y_i} of class-index targets (``class_indices``): what ``_kappa`` gives their
+    one-hot rows, to the bit (a one-hot row times the weights is exactly the one weight), 0 for
+    an index outside [0, C) and for the ``ignored`` samples."""
+    kappa = np.zeros(len(indices))
+    inside = indices >= 0
+    kappa[inside] = weights[indices[inside]]
     if ignored is not None:
         kappa[ignored] = 0.0
     return readonly(kappa.astype(dtype))
 
 
-def class_counts(rows: Array, ignored_class: int | None = None, ignored_count: int = 0) -> Array:
-    """n_c, the (fractional) count of class c in the batch's target rows, float64; the
-    ``ignored_count`` samples of ``ignored_class`` that the rows still hold (a shared one-hot
-    row of an ignored index inside [0, C)) are not counted. Counts of one-hot rows are integers,
-    exact in float64, so the subtraction gives what the rows without them sum to."""
+def index_counts(indices: Array, classes: int, ignored: Array | None) -> Array:
+    """n_c, the count of class c in the batch's class-index targets (``class_indices``), float64,
+    leaving out the indices outside [0, C) and the ``ignored`` samples: what ``class_counts``
+    gives their one-hot rows."""
+    kept = indices >= 0
+    if ignored is not None:
+        kept &= ~ignored
+    return np.bincount(indices[kept], minlength=classes).astype(np.float64)
+
+
+def class_counts(rows: Array) -> Array:
+    """n_c, the (fractional) count of class c in the batch's (N, C) target rows, float64."""
     counts: Array = rows.sum(axis=0, dtype=np.float64)
-    if ignored_class is not None:
-        counts[ignored_class] -= ignored_count
     return counts
 
 
@@ -178,25 +210,30 @@ class MulticlassParams(LossParams):
     row_scratch_bytes: ClassVar[int] = 16
 
     @classmethod
-    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
-        """The domain checks' masks, and what ``prepare`` and the drivers add: the checks and
-        index arrays of class-index targets, the mask of ignored samples, κ (kept in the memo)
-        with its float64 sum and float32 chunk, the class weights as arrays, key and shown list,
-        a driver's zeroed copy of the rows (``ignore_index`` without the mask), P from
-        log-probabilities (``distribution_targets``: kl's ``log_target``) and the drivers' row
-        scratch on every kernel thread. The shared one-hot rows are the generic targets copy."""
-        total = super().working_bytes(rows, columns, itemsize, sent=sent)
+    def working_bytes(
+        cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None, indices: bool = False
+    ) -> int:
+        """The domain checks' masks, and what ``prepare`` and the drivers add: the checks of
+        class-index targets and their temporaries, the mask of ignored samples, κ (kept in the
+        memo) with its float64 sum, the class weights as arrays, key and shown list, a driver's
+        own copy of the (N,) indices (``ignore_index`` without the mask) and the drivers' row
+        scratch on every kernel thread; with (N, C) target rows (not ``indices``), also κ's
+        float32 chunk and P from log-probabilities (``distribution_targets``: kl's
+        ``log_target``). The targets themselves, (N, C) rows or the shared (N,) int64 indices,
+        are the generic targets copy (``core.Demand``): class indices are never made rows."""
+        total = super().working_bytes(rows, columns, itemsize, sent=sent, indices=indices)
         fields = cls.model_fields
         total += INDEX_BYTES * rows
         if cls.masks_ignored:
             total += itemsize * rows
         if "class_weight" in fields:
-            chunk = min(rows * columns, max(columns, KAPPA_CHUNK_ELEMENTS))  # ``_kappa``'s
-            total += (8 + itemsize) * rows + 16 * chunk
-            total += (WEIGHTS_BYTES + itemsize) * columns
+            total += (8 + itemsize) * rows + (WEIGHTS_BYTES + itemsize) * columns
+            if not indices:
+                chunk = min(rows * columns, max(columns, KAPPA_CHUNK_ELEMENTS))  # ``_kappa``'s
+                total += 16 * chunk
         if "ignore_index" in fields and not cls.masks_ignored:
-            total += itemsize * rows * columns
-        if cls.distribution_targets:
+            total += 8 * rows
+        if cls.distribution_targets and not indices:
             total += itemsize * rows * columns
         return total + cls.row_scratch_bytes * columns * kernel_threads()
 
@@ -213,7 +250,7 @@ class MulticlassParams(LossParams):
             return
         if not from_logits:
             require_distributions(predictions, name, "predictions")
-        if self.distribution_targets:
+        if self.distribution_targets and targets.ndim == 2:  # indices: one-hot or zero rows
             require_distributions(targets, name, "targets", allow_zero=True)
 
     def prepare(
@@ -224,19 +261,17 @@ class MulticlassParams(LossParams):
         index = targets.ndim == 1 and self.index_targets and targets.shape[0] == n
         ignored = None  # (N,) bool: the samples of ignore_index, with index targets
         inside = None  # ignore_index when it is a class in [0, C) that the batch holds
-        held = 0  # how many samples the shared one-hot rows hold of that class
         if index:
             ignored = require_class_indices(targets, classes, ignore)
-            key: tuple[Any, ...] = ("one_hot", classes, dtype)
-            rows = shared = memoized(memo, key, lambda: one_hot(targets, classes, dtype))
-            if ignore is not None and 0 <= ignore < classes:
-                held = int(np.count_nonzero(ignored))
-                inside = ignore if held else None
-            if held and not self.masks_ignored:
+            key: tuple[Any, ...] = ("indices", classes)
+            rows = shared = memoized(memo, key, lambda: class_indices(targets, classes))
+            if ignore is not None and 0 <= ignore < classes and ignored.any():
+                inside = ignore
+            if inside is not None and not self.masks_ignored:
                 # a driver without the mask must see an ignored sample as an all-zero row: a
-                # copy of this loss's own, dropped with its result (one shared copy per dtype)
+                # copy of this loss's own (N,) indices with −1 there, dropped with its result
                 rows = np.array(shared)
-                rows[ignored] = 0
+                rows[ignored] = -1
                 rows = readonly(rows)
         elif targets.shape == predictions.shape:
             key = ("targets", dtype)
@@ -260,17 +295,24 @@ class MulticlassParams(LossParams):
         kappa = None
         if "class_weight" in shown:
             value = shown["class_weight"]
-            counts = partial(class_counts, shared, inside, held)
+            # the samples of an ignored class the shared indices still hold: left out of the
+            # counts and given κ 0 (an index outside [0, C) is left out by its value)
+            masked = ignored if inside is not None else None
+            counts: Callable[[], Array]
+            if index:
+                counts = partial(index_counts, shared, classes, masked)
+            else:
+                counts = partial(class_counts, shared)
             weights = self._class_weights(value, counts, classes)
             if value == "balanced":  # derived from the batch: show what was used
                 shown["class_weight"] = weights.tolist()
-            # κ of the shared rows, 0 for the samples they hold of an ignored class
-            masked = ignored if inside is not None else None
-            kappa = memoized(
-                memo,
-                (*key, "kappa", weights.tobytes(), inside),
-                partial(_kappa, shared, weights, masked, dtype),
-            )
+            make: Callable[[], Array]
+            if index:
+                make = partial(_index_kappa, shared, weights, masked, dtype)
+            else:
+                make = partial(_kappa, shared, weights, dtype)
+            kappa_key = (*key, "kappa", dtype, weights.tobytes(), inside)
+            kappa = memoized(memo, kappa_key, make)
             kernel["class_weight"] = readonly(weights.astype(dtype))
         return Prepared(rows, kernel, kappa, shown)
 

@@ -71,7 +71,8 @@ class KernelBindingError(TypeError):
 class Prepared:
     """What a loss's parameters make of a batch's targets before the kernel runs."""
 
-    targets: Array  # (N, D), compute dtype, read-only, C-contiguous
+    # read-only, C-contiguous: (N, D) rows of the compute dtype, or (N,) int64 class indices
+    targets: Array
     # the driver's parameters by their names in its signature (``LossSpec.kernel_args``)
     kernel_params: Mapping[str, Any]
     # κ_i, the normaliser of a class-weighted mean, (N,) compute dtype, read-only; None: all 1
@@ -127,7 +128,9 @@ class LossParams(BaseModel):
     def check_domain(self, predictions: Array, targets: Array) -> None:
         """Raise ``OutOfDomain`` for inputs the loss is not defined on (default: none).
 
-        Both arrays are the (N, D) compute arrays the kernel will see.
+        Both arrays are the compute arrays the kernel will see: (N, D) predictions, and the
+        targets ``prepare`` made, (N, D) rows or, for the multiclass losses, (N,) int64 class
+        indices (``_multiclass.class_indices``).
         """
 
     # What a domain check holds beyond the arrays it checks, per element: the boolean masks of
@@ -135,17 +138,21 @@ class LossParams(BaseModel):
     check_bytes: ClassVar[int] = 3
 
     @classmethod
-    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
-        """Bytes this loss holds beyond the generic arrays (the decoded inputs, the (N, C)
-        compute copies of predictions and targets, weights, per-sample and derivative outputs),
-        at most, for predictions of shape (rows, columns) in a compute dtype of ``itemsize``
-        bytes. simloss: its C x C matrix (and anything else it allocates).
+    def working_bytes(
+        cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None, indices: bool = False
+    ) -> int:
+        """Bytes this loss holds beyond the generic arrays (the decoded inputs, the compute
+        copies of predictions and targets, weights, per-sample and derivative outputs), at
+        most, for predictions of shape (rows, columns) in a compute dtype of ``itemsize`` bytes.
+        simloss: its C x C matrix (and anything else it allocates).
 
         An upper bound from the shape alone: the parameters are not validated yet. ``sent``, the
         loss's parameters as the request sent them (unvalidated, any types), may tighten it
         where they decide what is allocated (simloss's ``ordinal_base`` needs no matrix); a
-        bound must hold for every value. What a loss memoizes (``Memo``) is counted in full by
-        each loss that may make it, so the sum over a request's losses bounds the request
+        bound must hold for every value. ``indices``: the targets are declared as (N,) class
+        indices of predictions with C > 1 columns, so no (N, C) target rows exist (the losses
+        that take them say what that saves). What a loss memoizes (``Memo``) is counted in full
+        by each loss that may make it, so the sum over a request's losses bounds the request
         whatever their parameters. Default: the domain checks' masks.
         """
         return cls.check_bytes * rows * columns
@@ -196,7 +203,7 @@ class LossSpec:
     """One registry entry.
 
     ``driver(predictions, targets, w, scale, loss, grad, hess, *params)`` takes C-contiguous
-    (N, D) arrays of the compute dtype, writes ``loss[i] = l_i`` and, when ``grad`` / ``hess``
+    (N, D) arrays of the compute dtype (targets: or (N,) int64 class indices), writes ``loss[i] = l_i`` and, when ``grad`` / ``hess``
     are not empty, the derivatives of ``l_i`` times ``row_factor(w, i, scale)``. Its parameters
     are bound by name: ``kernel_args`` orders ``Prepared.kernel_params`` by the driver's own
     parameter names (``kernel_names``), so a field's place in a Params class cannot matter.

@@ -1,8 +1,13 @@
-"""Numerically stable scalar helpers shared by the kernels."""
+"""Numerically stable scalar helpers shared by the kernels, and how they read targets."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba.extending import overload
 
 from ..jit import Array, inline, scalar
 from ._vmath import exp, expm1_small, log1p_near
@@ -146,7 +151,7 @@ def log_sum_exp_row(z: Array, i: int) -> tuple[float, float]:
 
 @scalar
 def smoothed_labels(
-    targ: Array, i: int, label_smoothing: float, ignored: Array
+    i: int, classes: int, label_smoothing: float, ignored: Array
 ) -> tuple[float, float]:
     """(keep, spread) with y'_ij = keep·y_ij + spread: y' = (1 − s)y + s/C for every sample,
     whatever its row sums to (PyTorch, Keras and optax agree), and (0, 0) for a sample that
@@ -154,7 +159,7 @@ def smoothed_labels(
     ``ignored`` is (N,) with 1 where a sample is ignored, or empty when none is."""
     if ignored.shape[0] > 0 and ignored[i] != 0:
         return 0.0, 0.0
-    return 1.0 - label_smoothing, label_smoothing / targ.shape[1]
+    return 1.0 - label_smoothing, label_smoothing / classes
 
 
 @scalar
@@ -184,3 +189,48 @@ def softmax_entry(x: float, top: float, rest: float, is_top: bool) -> tuple[floa
         return 1.0 / total, -math.log1p(rest), rest / total
     e = math.exp(x - top)
     return e / total, (x - top) - math.log1p(rest), (total - e) / total
+
+
+# --- targets: (N, C) rows or (N,) class indices -------------------------------------------------
+
+
+def target_at(targ: Array, i: int, j: int) -> float:
+    """y_ij, the target of sample i for class j, whichever form the targets have: (N, C) rows
+    (one-hot or soft) give ``targ[i, j]``; (N,) int64 class indices give 1 where ``targ[i]`` is
+    j and 0 elsewhere, so an index outside [0, C) (an ignored sample) is an all-zero row and no
+    one-hot (N, C) matrix is ever made. Every multiclass kernel reads its targets through it, so
+    one written kernel serves both forms with the same arithmetic: 1.0 and 0.0 are exactly the
+    values a one-hot row holds, hence the same bits out.
+
+    In numba code this is an overload inlined into the caller's IR (``_target_at``), the branch
+    chosen once per compiled signature from the array's rank; this Python body is its meaning
+    (and what the interpreter runs)."""
+    if targ.ndim == 1:
+        return 1.0 if targ[i] == j else 0.0
+    return float(targ[i, j])
+
+
+def _index_target(targ: Any, i: Any, j: Any) -> float:
+    return np.float64(targ[i] == j)  # no branch: IR inlining warns about a ternary's phi
+
+
+def _row_target(targ: Any, i: Any, j: Any) -> Any:
+    return targ[i, j]  # in the rows' own dtype, as the kernels always read it
+
+
+def _target_at(targ: Any, i: Any, j: Any) -> Callable[[Any, Any, Any], Any]:
+    """numba's implementation of ``target_at`` for the numba types of its arguments (numba
+    wants the implementations' parameters, annotations included, to be the typing function's)."""
+    return _index_target if targ.ndim == 1 else _row_target
+
+
+overload(target_at, inline="always")(_target_at)
+
+
+@scalar
+def target_sum(targ: Array, i: int, classes: int) -> float:
+    """Σ_j y_ij of row i's targets (``target_at``), accumulated in float64."""
+    total = 0.0
+    for j in range(classes):
+        total += target_at(targ, i, j)
+    return total

@@ -11,7 +11,7 @@ import numpy as np
 from ..jit import Array, block_range, driver, scalar
 from ._multiclass import MulticlassParams
 from ._spec import Kernel
-from ._stable import row_factor
+from ._stable import row_factor, target_at
 
 
 class CategoricalHingeParams(MulticlassParams):
@@ -36,7 +36,7 @@ def tie_weights(targ: Array, pred: Array, i: int, neg: float) -> Array:
     free = -1
     slack = 1.0
     for j in range(c):
-        a = 1.0 - targ[i, j]
+        a = 1.0 - target_at(targ, i, j)
         if a * pred[i, j] != neg:
             used[j] = True  # not tied: never a candidate
         elif a == 0.0:
@@ -45,9 +45,9 @@ def tie_weights(targ: Array, pred: Array, i: int, neg: float) -> Array:
                 free = j
     if free >= 0:
         for j in range(c):
-            a = 1.0 - targ[i, j]
+            a = 1.0 - target_at(targ, i, j)
             if not used[j] and a > 0.0:
-                lam[j] = targ[i, j] / a  # each term's own minimiser
+                lam[j] = target_at(targ, i, j) / a  # each term's own minimiser
                 slack -= lam[j]
         if slack >= 0.0:
             lam[free] = slack
@@ -61,22 +61,24 @@ def tie_weights(targ: Array, pred: Array, i: int, neg: float) -> Array:
         best_t = 0.0
         for j in range(c):
             if not used[j]:
-                t = -(1.0 - targ[i, j]) * targ[i, j]
+                y = target_at(targ, i, j)
+                t = -(1.0 - y) * y
                 if best < 0 or t < best_t:
                     best = j
                     best_t = t
         if best < 0 or (inv_sum > 0.0 and best_t >= nu):
             break
         used[best] = True
-        a2 = (1.0 - targ[i, best]) ** 2
+        a2 = (1.0 - target_at(targ, i, best)) ** 2
         inv_sum += 1.0 / a2
         t_sum += best_t / a2
         nu = (1.0 + t_sum) / inv_sum
         lam[best] = -1.0  # marks the active set
     for j in range(c):
         if lam[j] == -1.0:
-            a = 1.0 - targ[i, j]
-            lam[j] = max(0.0, (nu + a * targ[i, j]) / (a * a))
+            y = target_at(targ, i, j)
+            a = 1.0 - y
+            lam[j] = max(0.0, (nu + a * y) / (a * a))
     return lam
 
 
@@ -92,13 +94,13 @@ def categorical_hinge_rows(
     want_h = hess.shape[0] > 0
     for i in block_range(k, rows, n):
         pos = 0.0
-        neg = (1.0 - targ[i, 0]) * pred[i, 0]
+        neg = (1.0 - target_at(targ, i, 0)) * pred[i, 0]
         top = 0
         ties = 1
         for j in range(c):
-            pos += targ[i, j] * pred[i, j]
+            pos += target_at(targ, i, j) * pred[i, j]
             if j > 0:
-                entry = (1.0 - targ[i, j]) * pred[i, j]
+                entry = (1.0 - target_at(targ, i, j)) * pred[i, j]
                 if entry > neg:
                     neg = entry
                     top = j
@@ -111,11 +113,13 @@ def categorical_hinge_rows(
             f = row_factor(w, i, scale)
             if margin > 0.0 and ties == 1:
                 for j in range(c):
-                    grad[i, j] = ((1.0 - targ[i, j] if j == top else 0.0) - targ[i, j]) * f
+                    y = target_at(targ, i, j)
+                    grad[i, j] = ((1.0 - y if j == top else 0.0) - y) * f
             elif margin > 0.0:
                 lam = tie_weights(targ, pred, i, neg)
                 for j in range(c):
-                    grad[i, j] = ((1.0 - targ[i, j]) * lam[j] - targ[i, j]) * f
+                    y = target_at(targ, i, j)
+                    grad[i, j] = ((1.0 - y) * lam[j] - y) * f
             else:
                 for j in range(c):
                     grad[i, j] = 0.0

@@ -23,7 +23,14 @@ from ._multiclass import (
     SoftmaxLogits,
 )
 from ._spec import ClipEpsilon, Kernel
-from ._stable import row_factor, row_max, row_sum, smoothed_labels, through_row_sum
+from ._stable import (
+    row_factor,
+    row_max,
+    row_sum,
+    smoothed_labels,
+    target_at,
+    through_row_sum,
+)
 from ._vmath import exp
 
 
@@ -56,7 +63,7 @@ def cross_entropy_rows(
     # e^(z_j − max z) is kept in the first asked-for output row until p_j = e/Σe replaces it
     kept = grad if want_g else hess
     for i in block_range(k, rows, n):
-        keep, spread = smoothed_labels(targ, i, label_smoothing, ignored)
+        keep, spread = smoothed_labels(i, c, label_smoothing, ignored)
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
@@ -75,14 +82,14 @@ def cross_entropy_rows(
             log_total = math.log(total)
             big_w = 0.0
             for j in range(c):
-                yw = class_weight[j] * (keep * targ[i, j] + spread)
+                yw = class_weight[j] * (keep * target_at(targ, i, j) + spread)
                 if yw != 0.0:  # 0·log p where p underflows is 0, not −0·inf
                     acc -= yw * ((pred[i, j] - top) - log_total)
                 big_w += yw
             if want_g or want_h:
                 for j in range(c):
                     p = kept[i, j] / total
-                    yw = class_weight[j] * (keep * targ[i, j] + spread)
+                    yw = class_weight[j] * (keep * target_at(targ, i, j) + spread)
                     if want_g:
                         grad[i, j] = (big_w * p - yw) * f
                     if want_h:
@@ -94,7 +101,7 @@ def cross_entropy_rows(
             for j in range(c):
                 q = pred[i, j] / s
                 r = min(max(q, epsilon), 1.0 - epsilon)
-                yw = class_weight[j] * (keep * targ[i, j] + spread)
+                yw = class_weight[j] * (keep * target_at(targ, i, j) + spread)
                 acc -= yw * math.log(r)
                 if epsilon < q < 1.0 - epsilon:
                     big_a -= yw / r * q
@@ -105,7 +112,7 @@ def cross_entropy_rows(
                     a = 0.0
                     b = 0.0
                     if epsilon < q < 1.0 - epsilon:
-                        yw = class_weight[j] * (keep * targ[i, j] + spread)
+                        yw = class_weight[j] * (keep * target_at(targ, i, j) + spread)
                         a = -yw / q
                         b = yw / (q * q)
                     g, h = through_row_sum(a, b, q, big_a, big_b, s)

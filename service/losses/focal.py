@@ -30,6 +30,7 @@ from ._stable import (
     smoothed_labels,
     softmax_entry,
     softmax_row,
+    target_at,
     through_row_sum,
 )
 
@@ -93,7 +94,7 @@ def focal_rows(
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     for i in block_range(k, rows, n):
-        keep, spread = smoothed_labels(targ, i, label_smoothing, ignored)
+        keep, spread = smoothed_labels(i, c, label_smoothing, ignored)
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
@@ -103,7 +104,7 @@ def focal_rows(
             sum_q = 0.0  # Σ Q_c over the classes other than the top one
             w_top = 0.0
             for j in range(c):
-                a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                a = alpha * class_weight[j] * (keep * target_at(targ, i, j) + spread)
                 p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
                 v, big_p, big_w = focal_terms(a, p, logp, u, gamma)
                 acc += v
@@ -114,7 +115,7 @@ def focal_rows(
                     sum_q += big_w / (u * u)  # u ≥ 1/2 off the top class
             if want_g or want_h:
                 for j in range(c):
-                    a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                    a = alpha * class_weight[j] * (keep * target_at(targ, i, j) + spread)
                     p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
                     _, big_p, big_w = focal_terms(a, p, logp, u, gamma)
                     g = big_p - p * sum_p
@@ -134,7 +135,7 @@ def focal_rows(
             sum_p = 0.0
             sum_q = 0.0
             for j in range(c):
-                a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                a = alpha * class_weight[j] * (keep * target_at(targ, i, j) + spread)
                 q = pred[i, j] / s
                 r = min(max(q, epsilon), 1.0 - epsilon)
                 v, big_p, big_w = focal_terms(a, r, math.log(r), 1.0 - r, gamma)
@@ -148,7 +149,7 @@ def focal_rows(
                     d = 0.0
                     e = 0.0
                     if epsilon < q < 1.0 - epsilon:
-                        a = alpha * class_weight[j] * (keep * targ[i, j] + spread)
+                        a = alpha * class_weight[j] * (keep * target_at(targ, i, j) + spread)
                         _, big_p, big_w = focal_terms(a, q, math.log(q), 1.0 - q, gamma)
                         d = big_p / q
                         e = big_w / (((1.0 - q) * q) * ((1.0 - q) * q))

@@ -14,7 +14,7 @@ from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import ClassWeights, IgnoreIndex, MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import Kernel
-from ._stable import row_factor, softmax_entry, softmax_row, through_softmax
+from ._stable import row_factor, softmax_entry, softmax_row, target_at, through_softmax
 
 
 class GeneralizedCrossEntropyParams(MulticlassParams):
@@ -62,14 +62,14 @@ def generalized_cross_entropy_rows(
             sum_q = 0.0
             for j in range(c):
                 _, logp, _ = softmax_entry(pred[i, j], top, rest, j == arg)
-                v, big_p, big_q = gce_terms(class_weight[j] * targ[i, j], logp, q)
+                v, big_p, big_q = gce_terms(class_weight[j] * target_at(targ, i, j), logp, q)
                 acc += v
                 sum_p += big_p
                 sum_q += big_q
             if want_g or want_h:
                 for j in range(c):
                     p, logp, _ = softmax_entry(pred[i, j], top, rest, j == arg)
-                    _, big_p, big_q = gce_terms(class_weight[j] * targ[i, j], logp, q)
+                    _, big_p, big_q = gce_terms(class_weight[j] * target_at(targ, i, j), logp, q)
                     g, h = through_softmax(p, big_p, big_q, sum_p, sum_q)
                     if want_g:
                         grad[i, j] = g * f
@@ -79,7 +79,7 @@ def generalized_cross_entropy_rows(
             for j in range(c):
                 p = pred[i, j]
                 v, big_p, big_q = gce_terms(
-                    class_weight[j] * targ[i, j], math.log(max(p, epsilon)), q
+                    class_weight[j] * target_at(targ, i, j), math.log(max(p, epsilon)), q
                 )
                 acc += v
                 active = p > epsilon

@@ -14,7 +14,7 @@ from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain, require_positive_row_sums
 from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import Kernel
-from ._stable import LOG2, log_sum_exp_row, row_factor, row_sum
+from ._stable import LOG2, log_sum_exp_row, row_factor, row_sum, target_at, target_sum
 
 
 class JsDivergenceParams(MulticlassParams):
@@ -25,7 +25,8 @@ class JsDivergenceParams(MulticlassParams):
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
         require_domain("js_divergence", predictions, targets, self.from_logits, renormalised=True)
-        require_positive_row_sums(targets, "js_divergence", "targets")
+        if targets.ndim == 2:  # class indices are all in [0, C) (no ignore_index): one-hot
+            require_positive_row_sums(targets, "js_divergence", "targets")
         self.require_distributions("js_divergence", predictions, targets, self.from_logits)
 
 
@@ -67,12 +68,12 @@ def js_divergence_rows(
     want_h = hess.shape[0] > 0
     for i in block_range(k, rows, n):
         top, log_total = log_sum_exp_row(pred, i) if from_logits else (0.0, 0.0)
-        row = (row_sum(targ, i), 0.0 if from_logits else row_sum(pred, i), top, log_total)
+        row = (target_sum(targ, i, c), 0.0 if from_logits else row_sum(pred, i), top, log_total)
         acc = 0.0
         g_bar = 0.0
         h_2 = 0.0
         for j in range(c):
-            p, q, log_q = js_entry(targ[i, j], pred[i, j], from_logits, row)
+            p, q, log_q = js_entry(target_at(targ, i, j), pred[i, j], from_logits, row)
             m = (p + q) / 2.0
             if p > 0:
                 acc += p * math.log(p / m)
@@ -87,7 +88,7 @@ def js_divergence_rows(
             f = row_factor(w, i, scale)
             s = row[1]
             for j in range(c):
-                p, q, log_q = js_entry(targ[i, j], pred[i, j], from_logits, row)
+                p, q, log_q = js_entry(target_at(targ, i, j), pred[i, j], from_logits, row)
                 g, hq2 = js_terms(p, q, log_q)
                 if from_logits:
                     # q_j = 0 (underflow) has a finite g_j here (log q_j = z_j - lse), so 0·g_j = 0

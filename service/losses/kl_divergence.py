@@ -18,7 +18,7 @@ from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, Normalize
 from ._spec import ComputeDtype, Kernel, Memo, Prepared
-from ._stable import log_sum_exp_row, row_factor
+from ._stable import log_sum_exp_row, row_factor, target_at
 
 
 class KlDivergenceParams(MulticlassParams):
@@ -96,7 +96,7 @@ def kl_divergence_rows(
         acc = 0.0
         if log_input:
             for j in range(c):
-                big_p, log_p = kl_target(targ[i, j], log_target)
+                big_p, log_p = kl_target(target_at(targ, i, j), log_target)
                 if big_p > 0:
                     # log P − x in one subtraction: P·(log P − x), torch's kl_div pointwise
                     acc += big_p * (log_p - pred[i, j])
@@ -108,10 +108,10 @@ def kl_divergence_rows(
             top, log_total = log_sum_exp_row(pred, i)
             mass = 0.0
             for j in range(c):
-                big_p, _ = kl_target(targ[i, j], log_target)
+                big_p, _ = kl_target(target_at(targ, i, j), log_target)
                 mass += big_p
             for j in range(c):
-                big_p, log_p = kl_target(targ[i, j], log_target)
+                big_p, log_p = kl_target(target_at(targ, i, j), log_target)
                 # (z - max z) - log Σ e^(z - max z): no overflow and no cancellation at 1e300
                 log_q = (pred[i, j] - top) - log_total
                 if big_p > 0:
@@ -124,7 +124,7 @@ def kl_divergence_rows(
                         hess[i, j] = mass * q * (1.0 - q) * f
         else:
             for j in range(c):
-                big_p, _ = kl_target(targ[i, j], log_target)
+                big_p, _ = kl_target(target_at(targ, i, j), log_target)
                 y = min(max(big_p, epsilon), 1.0)
                 q = pred[i, j]
                 acc += y * math.log(y / min(max(q, epsilon), 1.0))

@@ -13,7 +13,7 @@ from pydantic import Field
 from ..jit import Array, block_range, driver, scalar
 from ._multiclass import ClassWeights, MulticlassParams
 from ._spec import Kernel
-from ._stable import row_factor
+from ._stable import row_factor, target_at
 
 
 class MultiMarginParams(MulticlassParams):
@@ -43,9 +43,9 @@ def multi_margin_rows(
                 hess[i, j] = 0.0
         acc = 0.0
         for t in range(c):  # t: a target class (k in the formula)
-            if targ[i, t] == 0.0:
+            if target_at(targ, i, t) == 0.0:
                 continue
-            wt = targ[i, t] * class_weight[t] / c
+            wt = target_at(targ, i, t) * class_weight[t] / c
             base = margin - pred[i, t]
             for j in range(c):
                 z = base + pred[i, j]

@@ -23,6 +23,7 @@ from ._stable import (
     smoothed_labels,
     softmax_entry,
     softmax_row,
+    target_at,
     through_row_sum,
     through_softmax,
 )
@@ -69,7 +70,7 @@ def poly1_cross_entropy_rows(
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0
     for i in block_range(k, rows, n):
-        keep, spread = smoothed_labels(targ, i, label_smoothing, ignored)
+        keep, spread = smoothed_labels(i, c, label_smoothing, ignored)
         f = row_factor(w, i, scale)
         acc = 0.0
         if from_logits:
@@ -77,7 +78,7 @@ def poly1_cross_entropy_rows(
             sum_p = 0.0
             sum_q = 0.0
             for j in range(c):
-                y = keep * targ[i, j] + spread
+                y = keep * target_at(targ, i, j) + spread
                 p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
                 v, big_p, big_q = poly1_terms(y, p, logp, u, epsilon_poly)
                 acc += v
@@ -85,7 +86,7 @@ def poly1_cross_entropy_rows(
                 sum_q += big_q
             if want_g or want_h:
                 for j in range(c):
-                    y = keep * targ[i, j] + spread
+                    y = keep * target_at(targ, i, j) + spread
                     p, logp, u = softmax_entry(pred[i, j], top, rest, j == arg)
                     _, big_p, big_q = poly1_terms(y, p, logp, u, epsilon_poly)
                     g, h = through_softmax(p, big_p, big_q, sum_p, sum_q)
@@ -98,7 +99,7 @@ def poly1_cross_entropy_rows(
             sum_p = 0.0
             sum_q = 0.0
             for j in range(c):
-                y = keep * targ[i, j] + spread
+                y = keep * target_at(targ, i, j) + spread
                 q = pred[i, j] / s
                 r = min(max(q, epsilon), 1.0 - epsilon)
                 v, big_p, big_q = poly1_terms(y, r, math.log(r), 1.0 - r, epsilon_poly)
@@ -112,7 +113,7 @@ def poly1_cross_entropy_rows(
                     d = 0.0
                     e = 0.0
                     if epsilon < q < 1.0 - epsilon:
-                        y = keep * targ[i, j] + spread
+                        y = keep * target_at(targ, i, j) + spread
                         _, big_p, big_q = poly1_terms(y, q, math.log(q), 1.0 - q, epsilon_poly)
                         d = big_p / q
                         e = big_q / (q * q)

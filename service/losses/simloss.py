@@ -33,7 +33,7 @@ from ..jit import Array, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import ComputeDtype, Kernel, Memo, Prepared, Sent, readonly
-from ._stable import row_factor, softmax_entry, softmax_row
+from ._stable import row_factor, softmax_entry, softmax_row, target_at
 
 Unit = Annotated[float, Field(ge=0, le=1)]
 
@@ -136,11 +136,13 @@ class SimlossParams(MulticlassParams):
         return replace(prepared, kernel_params=kernel)
 
     @classmethod
-    def working_bytes(cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None) -> int:
+    def working_bytes(
+        cls, rows: int, columns: int, itemsize: int, *, sent: Sent = None, indices: bool = False
+    ) -> int:
         """The multiclass bound with simloss's row scratch, and the C×C matrix of a given
         ``similarity`` in the compute dtype, unless ``sent`` has an ``ordinal_base`` and no
         ``similarity`` (r^|i−j| is never built)."""
-        total = super().working_bytes(rows, columns, itemsize, sent=sent)
+        total = super().working_bytes(rows, columns, itemsize, sent=sent, indices=indices)
         return total + (0 if _ordinal(sent) else columns * columns * itemsize)
 
     @classmethod
@@ -227,7 +229,7 @@ def ordinal_row(
         s = mixed[j] + r * b
         mixed[j] = s
         b = prob[j] + r * b
-        y = targ[i, j]
+        y = target_at(targ, i, j)
         if y != 0.0:
             acc -= y * math.log(s + epsilon)
             big_a -= y * s / (s + epsilon)
@@ -255,7 +257,7 @@ def ordinal_derivatives(
     $S_{kj}^2 = (r^2)^{|k-j|}$, $u_k = y_k/(s_k + \varepsilon)^2$; and from logits
     $\sum_k u_k (S_{kj} - s_k)^2 = \sum_k S_{kj}^2 u_k - 2\sum_k S_{kj} u_k s_k
     + \sum_k u_k s_k^2$: three scans, forward into ``fd``, ``fe``, ``fv``, backward here."""
-    c = targ.shape[1]
+    c = mixed.shape[0]
     want_h = hess.shape[0] > 0
     r2 = r * r
     sd = 0.0
@@ -263,7 +265,7 @@ def ordinal_derivatives(
     sv = 0.0
     total_v = 0.0  # Σ_k u_k s_k²
     for k in range(c):
-        xd, xe, xv = ordinal_terms(targ[i, k], mixed[k], epsilon)
+        xd, xe, xv = ordinal_terms(target_at(targ, i, k), mixed[k], epsilon)
         sd = xd + r * sd
         fd[k] = sd
         if want_h:
@@ -283,7 +285,7 @@ def ordinal_derivatives(
             e = fe[j] + r2 * be
             if from_logits:  # ≥ 0 exactly; rounding may leave a few ulps below
                 e = max(0.0, (e + total_v) - 2.0 * (fv[j] + r * bv))
-        xd, xe, xv = ordinal_terms(targ[i, j], mixed[j], epsilon)
+        xd, xe, xv = ordinal_terms(target_at(targ, i, j), mixed[j], epsilon)
         bd = xd + r * bd
         be = xe + r2 * be
         bv = xv + r * bv
@@ -322,13 +324,13 @@ def matrix_row(
     last = -1
     for t in range(c):
         prob[t] = softmax_entry(pred[i, t], top, rest, t == arg)[0] if from_logits else pred[i, t]
-        if targ[i, t] != 0.0:
+        if target_at(targ, i, t) != 0.0:
             first = min(first, t)
             last = t
     acc = 0.0
     big_a = 0.0
     for t in range(first, last + 1):
-        y = targ[i, t]
+        y = target_at(targ, i, t)
         if y == 0.0:
             continue
         s = 0.0
@@ -344,7 +346,7 @@ def matrix_row(
         d = 0.0
         e = 0.0
         for t in range(first, last + 1):
-            y = targ[i, t]
+            y = target_at(targ, i, t)
             if y == 0.0:
                 continue
             den = mixed[t] + epsilon
