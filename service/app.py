@@ -157,6 +157,40 @@ def _stop_if_failed(task: asyncio.Task[None]) -> None:
     os._exit(3)
 
 
+async def _warm_up_first(state: ServiceState) -> None:
+    """The first loss's kernels (and the codecs'), on a compute thread and on the event loop: a
+    thread-unsafe threading layer stops the start-up here, and that loss is served from now."""
+    first = warm_up_order()[0]
+    await state.compute.run(warm_up, (first,), (0, len(REGISTRY)))
+    state.threading_layer = check_threading_layer()
+    run_serially_here()  # the small batches evaluated on the event loop
+    warm_up((first,))
+    state.warm.add(first.name)
+
+
+async def _finish_warm_up(state: ServiceState) -> None:
+    """Every other loss's kernels, one loss at a time, so that requests for the losses already
+    warm take the compute threads between them; each is served as soon as its own are."""
+    await state.compute.run(losses.build_catalogue)  # GET /losses: built once, not on the loop
+    order = warm_up_order()
+    for done, spec in enumerate(order[1:], 1):
+        await state.compute.run(warm_up, (spec,), (done, len(order)), False)
+        # Once more on the event loop, which evaluates small bodies itself: the kernels are
+        # loaded by now (milliseconds), and its first small request finds this thread's numba
+        # state warm.
+        warm_up((spec,), codecs=False)
+        state.warm.add(spec.name)
+    state.kernels = kernels = kernel_counts()
+    state.ready = True
+    log.info(
+        "ready: %d losses, threading layer %s, %d kernels loaded from cache, %d compiled",
+        len(REGISTRY),
+        state.threading_layer,
+        kernels.cached,
+        kernels.compiled,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the lossd application from ``settings`` (read from the environment when omitted)."""
     settings = settings if settings is not None else Settings()
@@ -171,47 +205,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     metrics.memory_budget.set(state.memory.budget)
 
-    async def finish_warm_up() -> None:
-        await state.compute.run(losses.build_catalogue)  # GET /losses: built once, not on the loop
-        order = warm_up_order()
-        for done, spec in enumerate(order[1:], 1):
-            # one loss at a time, so that requests for the losses already warm take the compute
-            # threads between them; each is served as soon as its own kernels are
-            await state.compute.run(warm_up, (spec,), (done, len(order)), False)
-            # Once more on the event loop, which evaluates small bodies itself: the kernels are
-            # loaded by now (milliseconds), and its first small request finds this thread's
-            # numba state warm.
-            warm_up((spec,), codecs=False)
-            state.warm.add(spec.name)
-        state.kernels = kernels = kernel_counts()
-        state.ready = True
-        log.info(
-            "ready: %d losses, threading layer %s, %d kernels loaded from cache, %d compiled",
-            len(REGISTRY),
-            state.threading_layer,
-            kernels.cached,
-            kernels.compiled,
-        )
-
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # A worker of uvicorn's supervisor goes when the supervisor does, SIGKILL included (the
         # port is free for a restart): at once while it starts, as on SIGTERM once it serves.
         serving = supervision.exit_with_parent() if settings.workers > 1 else None
         guard_caches()  # a failing kernel cache costs compilations, never the start
-        # One kernel first, so that a thread-unsafe threading layer stops the start-up here.
         log.info(
             "start-up: loading %d losses' kernels from numba's cache, compiling those it lacks "
             "(a cold cache takes minutes; each loss compiled is logged)",
             len(REGISTRY),
         )
-        first = warm_up_order()[0]
-        await state.compute.run(warm_up, (first,), (0, len(REGISTRY)))
-        state.threading_layer = check_threading_layer()
-        run_serially_here()  # the small batches evaluated on the event loop
-        warm_up((first,))
-        state.warm.add(first.name)
-        task = asyncio.create_task(finish_warm_up())
+        await _warm_up_first(state)
+        task = asyncio.create_task(_finish_warm_up(state))
         task.add_done_callback(_stop_if_failed)
         if settings.workers > 1:
             # One of several workers, maybe the replacement of one that died: it takes
