@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sized
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import Request, Response
@@ -50,6 +50,7 @@ INLINE_BELOW = 1 << 15
 # After a refused body the connection is closed: the rest of a 2 GiB upload is not read (and
 # thrown away) just to keep the connection open, and a slow client loses its connection.
 _CLOSE = {"Connection": "close"}
+T = TypeVar("T")
 
 
 def check_ready(state: ServiceState, spec: LossSpec | None = None) -> None:
@@ -244,10 +245,23 @@ async def run(
     *args: Any,
     lease: Lease | None = None,
 ) -> Reply:
-    """Run a codec on a body: small bodies here on the event loop (cheaper than a hop to a
-    compute thread) unless their work is not tiny or their memory not free at once
-    (``RunElsewhere``), others on the compute executor, dropped or stopped between blocks of
-    rows once the client hangs up."""
+    """Run a codec on an HTTP request's body (``run_codec``), stopped once the client hangs up."""
+    watch = partial(_until_disconnected, request)
+    return await run_codec(state, watch, codec, body, *args, lease=lease)
+
+
+async def run_codec(
+    state: ServiceState,
+    watch: Callable[[threading.Event], Coroutine[Any, Any, None]],
+    codec: Callable[..., T],
+    body: Sized,
+    *args: Any,
+    lease: Lease | None = None,
+) -> T:
+    """Run a codec on a body, on any transport: small bodies here on the event loop (cheaper
+    than a hop to a compute thread) unless their work is not tiny or their memory not free at
+    once (``RunElsewhere``), others on the compute executor, dropped or stopped between blocks of
+    rows once ``watch(cancel)`` returns (it sets ``cancel`` when the client is gone)."""
     limits = (state.settings.max_elements, state.settings.max_request_bytes)
     if len(body) < INLINE_BELOW and lease is not None:
         lease.inline = True
@@ -259,12 +273,12 @@ async def run(
             lease.inline = False
     cancel = threading.Event()
     core.CANCEL.set(cancel)  # this request's task context, copied to the compute thread
-    watch = asyncio.create_task(_until_disconnected(request, cancel))
+    gone = asyncio.create_task(watch(cancel))
     try:
         job = partial(codec, *args, body, *limits, lease=lease)
-        return await state.compute.run(job, cancel=cancel, gone=watch)
+        return await state.compute.run(job, cancel=cancel, gone=gone)
     finally:
-        watch.cancel()
+        gone.cancel()
 
 
 async def _until_disconnected(request: Request, cancel: threading.Event) -> None:

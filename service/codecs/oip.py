@@ -1,15 +1,23 @@
 """The Open Inference Protocol v2 (KServe, Triton) wire format: documents and tensors.
 
-Every loss is a model. ``infer`` decodes a v2 inference request, JSON tensors or the binary tensor
-data extension, into the core's batch and options, and encodes the core's result as v2 output
-tensors. Binary inputs are numpy views of the request body (no per-element work, no copy); binary
-outputs are the core's own arrays. Like the core, this module knows no HTTP framework.
+Every loss is a model. ``infer`` decodes a v2 inference request over REST, JSON tensors or the
+binary tensor data extension, into the core's batch and options, and encodes the core's result as
+v2 output tensors. Binary inputs are numpy views of the request body (no per-element work, no
+copy); binary outputs are the core's own arrays. Like the core, this module knows no HTTP
+framework.
+
+What REST and gRPC (``oip_grpc``) share is here: ``evaluate`` takes a request's named tensors and
+parameters (an ``InferRequest``, whatever wire it came on) with the source of their elements
+(``TensorData``: JSON ``data``, the binary section, gRPC's raw or typed contents) to the core's
+batch and options (``decode``) and on to its ``Result``; ``output_tensors`` and
+``response_parameters`` turn the result into the output tensors each wire writes its own way.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import orjson
@@ -259,19 +267,141 @@ def infer(
     """
     header, binary = framing.split(body, header_length)
     request = _parse(header, lease)
+    plan, result = evaluate(
+        name, request, BinaryData(binary), max_elements, max_request_bytes, lease=lease
+    )
+    encoded, json_length = _respond(plan, request, result)
+    return Reply(encoded, (result,), json_length)
+
+
+class TensorData(Protocol):
+    """Where a request's input elements come from when not from their JSON ``data``: the binary
+    tensor data extension's section of the body, or gRPC's raw or typed contents."""
+
+    def take(self, k: int, tensor: RequestInput, where: str) -> Array | None:
+        """Input ``k``'s elements (``tensor`` as the request declares it, its count within
+        LOSSD_MAX_ELEMENTS) as an array of its datatype's dtype (``DATATYPES``) and its shape;
+        None when they are in the tensor's JSON ``data``."""
+        ...
+
+    def check_used(self) -> None:
+        """422 when the request sent data that no input took."""
+        ...
+
+
+class BinaryData:
+    """The binary tensor data extension: inputs with ``parameters.binary_data_size`` are views of
+    the bytes after the JSON header, in the order of ``inputs``."""
+
+    def __init__(self, binary: Array) -> None:
+        self.section = framing.BinarySection(binary)
+
+    def take(self, k: int, tensor: RequestInput, where: str) -> Array | None:
+        size = tensor.parameters.get("binary_data_size")
+        if size is None:
+            return None
+        if tensor.data is not None:
+            raise Unprocessable(f"{where} has both `data` and parameters.binary_data_size")
+        dtype = DATATYPES[tensor.datatype]
+        return self.section.take(where, dtype, tensor.datatype, tensor.shape, size)
+
+    def check_used(self) -> None:
+        self.section.check_used("the inputs'")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request asks of its loss, decided before any tensor is decoded."""
+
+    spec: LossSpec
+    params: LossParams
+    options: core.Options
+    outputs: dict[str, bool]  # the outputs to return, in order, each with whether it is binary
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    """One output of a response: its name, datatype (FP64 or FP32) and C-contiguous
+    little-endian array, and whether the request wants it in binary."""
+
+    name: str
+    datatype: str
+    array: Array
+    binary: bool
+
+
+def evaluate(
+    name: str,
+    request: InferRequest,
+    data: TensorData,
+    max_elements: int,
+    max_request_bytes: int | None = None,
+    *,
+    lease: Lease | None = None,
+    binary_outputs: bool = False,
+) -> tuple[Plan, core.Result]:
+    """A request, on any wire, through the core: ``decode``, then ``core.evaluate`` (the decoded
+    inputs are let go before the outputs are encoded)."""
+    plan, batch = decode(
+        name, request, data, max_elements, max_request_bytes, lease, binary_outputs
+    )
+    result = core.evaluate(plan.spec, plan.params, batch, plan.options)
+    return plan, result
+
+
+def decode(
+    name: str,
+    request: InferRequest,
+    data: TensorData,
+    max_elements: int,
+    max_request_bytes: int | None = None,
+    lease: Lease | None = None,
+    binary_outputs: bool = False,
+) -> tuple[Plan, core.Batch]:
+    """A request's named tensors and parameters as the core's loss, parameters, options and
+    batch. The memory its declared shapes need is checked against ``max_request_bytes`` and held
+    in ``lease`` before any tensor is decoded; ``binary_outputs``: every output goes in binary
+    whatever the request says (gRPC, whose outputs are raw contents)."""
     spec, options, params, outputs = _plan(name, request)
+    if binary_outputs:
+        outputs = dict.fromkeys(outputs, True)
     demand = _demand(request, (spec, params.model_dump()), options, outputs, max_elements)
     if demand is not None:
         core.reserve(demand, max_request_bytes, lease)
-    inputs = _decode_inputs(spec, request.inputs, binary, max_elements)
+    inputs = _decode_inputs(spec, request.inputs, data, max_elements)
     weight = inputs.get("sample_weight")
     batch = core.Batch(
         inputs["predictions"][0], inputs["targets"][0], None if weight is None else weight[0]
     )
-    result = core.evaluate(spec, params, batch, options)
-    del batch, inputs
-    encoded, json_length = _respond(spec, request, options, outputs, result)
-    return Reply(encoded, (result,), json_length)
+    return Plan(spec, params, options, outputs), batch
+
+
+def output_tensors(plan: Plan, result: core.Result) -> list[OutputTensor]:
+    """The result's outputs the request asked for, in its order, in the compute dtype."""
+    dtype = np.dtype(plan.options.dtype)
+    arrays = {name: getattr(result, name) for name in OUTPUTS}
+    if "value" in plan.outputs:
+        arrays["value"] = np.array([result.value], dtype=dtype)
+    datatype = "FP32" if dtype == np.float32 else "FP64"
+    return [
+        OutputTensor(
+            name,
+            datatype,
+            np.ascontiguousarray(arrays[name], dtype=dtype.newbyteorder("<")),
+            binary,
+        )
+        for name, binary in plan.outputs.items()
+    ]
+
+
+def response_parameters(plan: Plan, result: core.Result) -> dict[str, Any]:
+    """The response's ``parameters``: how the loss was reduced, and over what."""
+    return {
+        "reduction": plan.options.reduction,
+        "reduce_over": plan.options.reduce_over,
+        "weight_sum": result.weight_sum,
+        "n": result.n,
+    }
 
 
 def _parse(header: Array, lease: Lease | None = None) -> InferRequest:
@@ -418,11 +548,11 @@ def _refuse_shared_memory(params: Parameters, where: str) -> None:
 
 
 def _decode_inputs(
-    spec: LossSpec, inputs: list[RequestInput], binary: Array, max_elements: int
+    spec: LossSpec, inputs: list[RequestInput], data: TensorData, max_elements: int
 ) -> dict[str, tuple[Array, str]]:
-    """Each input's array and datatype; binary ones are views of the body's binary section."""
+    """Each input's array and datatype, from its JSON ``data`` or from ``data`` (binary ones are
+    views of the request's bytes; FP16 and BF16 are widened to float32)."""
     found: dict[str, tuple[Array, str]] = {}
-    section = framing.BinarySection(binary)
     for k, tensor in enumerate(inputs):
         where = f"inputs[{k}] ({tensor.name})"
         if tensor.name in found:
@@ -430,15 +560,12 @@ def _decode_inputs(
         _check_datatype(spec, tensor, where)
         count = _count(tensor, where, max_elements)
         _refuse_shared_memory(tensor.parameters, where)
-        size = tensor.parameters.get("binary_data_size")
-        if size is None:
-            array = _from_json(tensor, where, count, max_elements)
-        else:
-            array = _from_binary(tensor, where, section, size)
+        taken = data.take(k, tensor, where)
+        array = _from_json(tensor, where, count, max_elements) if taken is None else widen(taken)
         if tensor.datatype in FLOATS:
             check_finite(array, where, where)
         found[tensor.name] = (array, tensor.datatype)
-    section.check_used("the inputs'")
+    data.check_used()
     for required in ("predictions", "targets"):
         if required not in found:
             raise Unprocessable(f"the input {required} is required (inputs names none)")
@@ -498,51 +625,27 @@ def _round_bfloat16(array: Array) -> Array:
     return rounded
 
 
-def _from_binary(
-    tensor: RequestInput, where: str, section: framing.BinarySection, size: Any
-) -> Array:
-    if tensor.data is not None:
-        raise Unprocessable(f"{where} has both `data` and parameters.binary_data_size")
-    array = section.take(where, DATATYPES[tensor.datatype], tensor.datatype, tensor.shape, size)
-    return widen(array)
-
-
-def _respond(
-    spec: LossSpec,
-    request: InferRequest,
-    options: core.Options,
-    outputs: dict[str, bool],
-    result: core.Result,
-) -> tuple[Encoded, int | None]:
+def _respond(plan: Plan, request: InferRequest, result: core.Result) -> tuple[Encoded, int | None]:
     """The response: a JSON header, then the binary outputs' bytes in the order it lists them."""
-    dtype = np.dtype(options.dtype)
-    arrays = {name: getattr(result, name) for name in OUTPUTS}
-    if "value" in outputs:
-        arrays["value"] = np.array([result.value], dtype=dtype)
     tensors: list[dict[str, Any]] = []
     buffers: list[memoryview] = []
-    for name, binary in outputs.items():
-        array = np.ascontiguousarray(arrays[name], dtype=dtype.newbyteorder("<"))
+    for output in output_tensors(plan, result):
+        array = output.array
         tensor: dict[str, Any] = {
-            "name": name,
-            "datatype": "FP32" if dtype == np.float32 else "FP64",
+            "name": output.name,
+            "datatype": output.datatype,
             "shape": list(array.shape),
         }
-        if binary:
+        if output.binary:
             tensor["parameters"] = {"binary_data_size": array.nbytes}
             buffers.append(framing.raw_bytes(array))
         else:
             tensor["data"] = array.reshape(-1)
         tensors.append(tensor)
-    doc: dict[str, Any] = {"model_name": spec.name, "model_version": VERSION}
+    doc: dict[str, Any] = {"model_name": plan.spec.name, "model_version": VERSION}
     if request.id is not None:
         doc["id"] = request.id
-    doc["parameters"] = {
-        "reduction": options.reduction,
-        "reduce_over": options.reduce_over,
-        "weight_sum": result.weight_sum,
-        "n": result.n,
-    }
+    doc["parameters"] = response_parameters(plan, result)
     doc["outputs"] = tensors
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     return framing.framed(header, buffers), len(header) if buffers else None
