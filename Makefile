@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # answers sooner. Everything else installs both, and satisfies `serve` with it.
 SERVE_STAMP := $(VENV)/.installed-serve
 
-.PHONY: serve test test-loss lint openapi docs bench load clean docker-smoke
+.PHONY: serve test test-loss lint openapi docs proto bench load clean docker-smoke
 
 $(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,12 @@ load: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/lossd openapi > openapi/openapi.json
+
+# The gRPC messages (service/protos/lossd_inference_pb2.py) from their .proto, by grpcio-tools'
+# protoc; tests/test_grpc.py fails when the committed file drifts. The generated protobuf runtime
+# check pins pyproject.toml's protobuf to that protoc's version or newer.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iservice/protos --python_out=service/protos service/protos/lossd_inference.proto
 
 # docs/losses.md from the registry (service/catalogue_doc.py); tests/test_losses_doc.py fails
 # when it drifts. Written through a temporary file so that a failed run leaves the old one.
