@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Flags win over LOSSD_* variables; they go through the environment so that every worker
     # process (uvicorn spawns them with --workers > 1) builds the same settings.
-    for key in ("host", "port", "workers", "log_level"):
+    for key in ("host", "port", "grpc_port", "workers", "log_level"):
         value = getattr(args, key)
         if value is not None:
             os.environ[f"LOSSD_{key.upper()}"] = str(value)
@@ -120,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", default=None, help="bind address (LOSSD_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (LOSSD_PORT, 8000)")
+    serve.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="the gRPC Open Inference Protocol's port (LOSSD_GRPC_PORT; off when unset)",
+    )
     serve.add_argument("--workers", type=int, default=None, help="processes (LOSSD_WORKERS, 1)")
     serve.add_argument("--log-level", default=None, help="LOSSD_LOG_LEVEL (info)")
     serve.set_defaults(run=_serve)

@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -43,6 +43,9 @@ from .memory import MemoryAccount
 from .metrics import Metrics
 from .settings import Settings
 from .warmup import guard_caches, kernel_counts, warm_up, warm_up_order
+
+if TYPE_CHECKING:
+    from .api.grpc_server import GrpcServer
 
 log = logging.getLogger("lossd")
 CLIENT_CLOSED_REQUEST = 499
@@ -191,6 +194,17 @@ async def _finish_warm_up(state: ServiceState) -> None:
     )
 
 
+async def _start_grpc(state: ServiceState, metrics: Metrics) -> GrpcServer | None:
+    """The gRPC Open Inference Protocol when LOSSD_GRPC_PORT is set (imported only then)."""
+    if state.settings.grpc_port is None:
+        return None
+    from .api.grpc_server import GrpcServer
+
+    server = GrpcServer(state, metrics)
+    await server.start()
+    return server
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the lossd application from ``settings`` (read from the environment when omitted)."""
     settings = settings if settings is not None else Settings()
@@ -224,9 +238,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # connections only once it can answer them (uvicorn accepts after the start-up),
             # and its siblings serve meanwhile, where it would answer 503 not_ready.
             await task
+        grpc_server = await _start_grpc(state, metrics)
         if serving is not None:
             serving.set()
         yield
+        if grpc_server is not None:  # after uvicorn's drain: calls in flight get their grace
+            await grpc_server.stop()
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task

@@ -97,16 +97,30 @@ class ComputeExecutor:
             job = functools.partial(contextvars.copy_context().run, _unless, cancel, fn, *args)
             queued = self._pool.submit(job)
             result = asyncio.wrap_future(queued)
-            if gone is not None:
-                await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
-                if not result.done() and queued.cancel():  # still queued: out of the queue
-                    raise ClientGone("the client closed the connection while its request queued")
-            return await result
+            try:
+                if gone is not None:
+                    await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
+                    if not result.done() and queued.cancel():  # still queued: out of the queue
+                        raise ClientGone(
+                            "the client closed the connection while its request queued"
+                        )
+                return await result
+            except asyncio.CancelledError:
+                # The caller's task was cancelled (a gRPC call that ended): the job, out of the
+                # queue if it still can be, ends on its own; its outcome is read, not logged.
+                queued.cancel()
+                result.add_done_callback(_outcome_read)
+                raise
         finally:
             self.pending -= 1
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcome_read(result: asyncio.Future[Any]) -> None:
+    if not result.cancelled():
+        result.exception()
 
 
 def _unless(cancel: threading.Event | None, fn: Callable[..., T], *args: Any) -> T:

@@ -161,7 +161,7 @@ class _LoggedOnce(logging.Filter):
         return not getattr(exc, "_lossd_logged", False)
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+def request_id(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's X-Request-ID when it is printable ASCII of 1 to 128 characters, else a new one.
 
     A new id is 128 random bits in hex, the shape of ``uuid4().hex`` at a sixth of its cost.
@@ -213,7 +213,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
-        obs = Observation(_request_id(scope["headers"]), self.metrics)
+        obs = Observation(request_id(scope["headers"]), self.metrics)
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
@@ -266,32 +266,54 @@ class RequestLog:
         size_out: int,
     ) -> None:
         route = getattr(scope.get("route"), "path", NONE)
-        self.metrics.request(obs.loss, status, obs.encoding, route, seconds)
-        evaluated = obs.evaluated or ([obs.loss] if obs.loss != NONE else [])
-        self.metrics.inference(evaluated, status, seconds)
         path = scope["path"]
-        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
-        if not _ACCESS.isEnabledFor(level):
-            return
-        fields: dict[str, Any] = {
-            "request_id": obs.request_id,
-            "method": scope["method"],
-            "path": path,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-        loss = obs.loss if obs.loss != NONE else ",".join(obs.evaluated or ())
-        if loss:
-            fields["loss"] = loss
-        if obs.encoding != NONE:
-            fields["encoding"] = obs.encoding
-        if obs.elements:
-            fields["elements"] = obs.elements
-        if size_in:
-            fields["bytes_in"] = size_in
-        if size_out:
-            fields["bytes_out"] = size_out
-        # A record made directly: Logger.info would also walk the stack to find its caller.
-        record = logging.LogRecord(_ACCESS.name, level, "", 0, "request", None, None)
-        record.fields = fields
-        _ACCESS.handle(record)
+        finish(obs, scope["method"], path, route, status, seconds, size_in, size_out)
+
+
+def finish(
+    obs: Observation,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    seconds: float,
+    size_in: int,
+    size_out: int,
+    *,
+    quiet: bool = False,
+    **extra: Any,
+) -> None:
+    """Count a finished request in the metrics and write its ``request`` line (HTTP requests
+    through ``RequestLog``; gRPC calls, whose ``status`` is the HTTP status of their outcome and
+    whose ``extra`` fields name their gRPC status, from service/api/grpc_server.py). Probes and
+    scrapes (``QUIET_PATHS``, or ``quiet``) log at debug."""
+    metrics = obs.metrics
+    metrics.request(obs.loss, status, obs.encoding, route, seconds)
+    evaluated = obs.evaluated or ([obs.loss] if obs.loss != NONE else [])
+    metrics.inference(evaluated, status, seconds)
+    level = logging.DEBUG if quiet or path in QUIET_PATHS else logging.INFO
+    if not _ACCESS.isEnabledFor(level):
+        return
+    fields: dict[str, Any] = {
+        "request_id": obs.request_id,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+    loss = obs.loss if obs.loss != NONE else ",".join(obs.evaluated or ())
+    if loss:
+        fields["loss"] = loss
+    if obs.encoding != NONE:
+        fields["encoding"] = obs.encoding
+    if obs.elements:
+        fields["elements"] = obs.elements
+    if size_in:
+        fields["bytes_in"] = size_in
+    if size_out:
+        fields["bytes_out"] = size_out
+    fields.update(extra)
+    # A record made directly: Logger.info would also walk the stack to find its caller.
+    record = logging.LogRecord(_ACCESS.name, level, "", 0, "request", None, None)
+    record.fields = fields
+    _ACCESS.handle(record)

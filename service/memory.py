@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import MemoryBudget, Overloaded
+from .errors import ClientGone, MemoryBudget, Overloaded
 
 # What the process itself holds before any request (the interpreter, numpy, numba, LLVM and
 # the compiled kernels: about 250 MiB measured at ready) and what the budget leaves for the
@@ -137,6 +137,9 @@ class Lease:
         self.held = 0
         # set while a codec runs on the event loop, which must not wait: see RunElsewhere
         self.inline = False
+        # set by ``close``: the request is over, and its work may not take more memory (a gRPC
+        # call cancelled while its work runs on a compute thread, which then stops)
+        self.closed = False
         self._lock = threading.Lock()
 
     def __del__(self) -> None:
@@ -170,8 +173,7 @@ class Lease:
             if self.inline:
                 raise RunElsewhere
             raise self._busy(size, what)
-        with self._lock:
-            self.held += size
+        self._add(size)
 
     async def hold_async(self, size: int, what: str) -> None:
         """``hold`` on the event loop: the wait yields to other tasks."""
@@ -180,8 +182,17 @@ class Lease:
         self._check(size, what)
         if not await self.account.take_async(size, self.account.wait):
             raise self._busy(size, what)
+        self._add(size)
+
+    def _add(self, size: int) -> None:
+        """Count ``size`` reserved bytes as held, unless the lease was closed meanwhile: then
+        they go back, and the request's work stops (``ClientGone``)."""
         with self._lock:
-            self.held += size
+            if not self.closed:
+                self.held += size
+                return
+        self.account.give_back(size)
+        raise ClientGone("the request is over; its work was stopped")
 
     def drop(self, size: int) -> None:
         """Give back ``size`` bytes (at most what is held)."""
@@ -196,4 +207,7 @@ class Lease:
         self.drop(self.held - size)
 
     def close(self) -> None:
+        """Give everything back; from now on ``hold`` raises ``ClientGone``."""
+        with self._lock:
+            self.closed = True
         self.drop(self.held)

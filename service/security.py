@@ -75,27 +75,41 @@ class APIKeys:
 
     def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
         self.app = app
-        self.digests = [_digest(key.encode()) for key in keys]
+        self.keys = KeyRing(keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
-        offered = _offered(scope["headers"])
-        if offered is not None and self._known(offered):
+        refusal = self.keys.refusal(scope["headers"])
+        if refusal is None:
             await self.app(scope, receive, send)
             return
-        detail = (
-            "this route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>"
-            if offered is None
-            else "the API key is not valid"
-        )
         headers = dict(CHALLENGE)
         if _has_body(scope["headers"]):
             headers["Connection"] = "close"  # the body is not read; the connection goes
-        await error_response(scope["path"], Unauthorized(detail, headers=headers))(
+        await error_response(scope["path"], Unauthorized(refusal, headers=headers))(
             scope, receive, send
         )
+
+
+class KeyRing:
+    """The configured API keys, as digests; what HTTP headers and gRPC metadata are checked
+    against."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.digests = [_digest(key.encode()) for key in keys]
+
+    def refusal(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+        """None when ``headers`` (lower-case names) carry one of the keys, else why not."""
+        offered = _offered(headers)
+        if offered is not None and self._known(offered):
+            return None
+        if offered is None:
+            return (
+                "this route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+            )
+        return "the API key is not valid"
 
     def _known(self, offered: list[bytes]) -> bool:
         """Compare with every key in constant time, without stopping at the first match."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # The gRPC Open Inference Protocol (service/api/grpc_server.py) on this port of ``host``, in
+    # every worker's process and event loop; off when unset (or empty)
+    grpc_port: int | None = Field(None, ge=0, le=65535)
     workers: int = Field(1, ge=1)
     compute_threads: int = Field(default_factory=available_cpus, ge=1)
     max_body_bytes: int = Field(268_435_456, ge=1)
@@ -67,6 +70,11 @@ class Settings(BaseSettings):
     max_pipelined: int = Field(4, ge=1)
     # Seconds a response may wait for a client that does not read; then the connection is cut.
     send_timeout: float = Field(30.0, gt=0)
+
+    @field_validator("grpc_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     def process_bytes(self) -> int:
         """The process-wide memory budget in force (``max_process_bytes`` or its default)."""

@@ -148,6 +148,7 @@ def test_the_pods_worst_case_fits_its_memory_limit() -> None:
         + tmp
     )
     assert settings.max_process_bytes is not None  # set in the manifest, not derived
+    assert settings.grpc_port is None  # the sum has no gRPC term (README): off in the pod
     assert worst < limit, (worst / 2**20, limit / 2**20)
     assert settings.max_request_bytes <= settings.process_bytes()
 

@@ -87,9 +87,14 @@ def start_server(env: dict[str, str] | None = None, timeout: float = 540.0) -> S
 
 @contextmanager
 def served(env: dict[str, str] | None = None) -> Iterator[Server]:
-    """A server for the block; it must stop cleanly (exit 0 on SIGTERM)."""
+    """A server for the block; it must stop cleanly (exit 0 on SIGTERM). A block that fails
+    stops it too, so that no server outlives its test."""
     srv = start_server(env)
-    yield srv
+    try:
+        yield srv
+    except BaseException:
+        srv.stop()
+        raise
     assert srv.stop() == 0
 
 
