@@ -5,6 +5,7 @@ contents, malformed requests), and REST's answers to the same requests as the re
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from tritonclient.utils import InferenceServerException
 
 from service import errors
 from service.api.grpc_server import STATUS, address, status_code
+from service.codecs import oip_grpc
 from service.losses import REGISTRY
 from service.memory import MemoryAccount
 from service.protos import lossd_inference_pb2 as pb
@@ -620,6 +622,33 @@ def test_grpc_is_off_unless_its_port_is_set(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("LOSSD_GRPC_PORT", "8001")
     assert Settings().grpc_port == 8001
     assert address("::", 8001) == "[::]:8001" and address("0.0.0.0", 1) == "0.0.0.0:1"
+
+
+@pytest.mark.loss("mse")
+def test_raw_contents_are_read_in_place_and_bad_bytes_are_refused() -> None:
+    """split_raw keeps the raw contents as views of the message and hands protobuf the rest:
+    the same message as protobuf's own parse. Truncated or random bytes are lossd's 422 (never
+    another exception, so never INTERNAL)."""
+    request = pb.ModelInferRequest(model_name="mse", model_version="1", id="x")
+    request.parameters["reduction"].string_param = "sum"
+    request.parameters["delta"].double_param = 0.5
+    for name in ("predictions", "targets"):
+        request.inputs.add(name=name, datatype="FP64", shape=[3])
+    request.outputs.add(name="value")
+    raw = [np.arange(3.0).tobytes(), np.ones(3).tobytes()]
+    request.raw_input_contents.extend(raw)
+    data = request.SerializeToString()
+    header, views = oip_grpc.split_raw(data)
+    assert [bytes(v) for v in views] == raw
+    assert all(v.obj is data for v in views)
+    del request.raw_input_contents[:]
+    assert pb.ModelInferRequest.FromString(header) == request
+    rng = np.random.default_rng(5)
+    cases = [data[:cut] for cut in range(1, len(data))]
+    cases += [rng.bytes(int(rng.integers(1, 64))) for _ in range(2000)]
+    for case in cases:
+        with contextlib.suppress(errors.LossdError):
+            oip_grpc.infer(lambda _: None, case, 1000)
 
 
 def test_no_error_of_lossd_is_internal() -> None:

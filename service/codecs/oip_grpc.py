@@ -49,7 +49,9 @@ TYPED = (
 )
 # The most a protobuf message may hold (protobuf's own limit, and tritonclient's).
 MAX_MESSAGE_BYTES = 2**31 - 1
-# ModelInferResponse.raw_output_contents: field 6, length-delimited.
+# ModelInferRequest.raw_input_contents is field 7; ModelInferResponse.raw_output_contents is
+# field 6, length-delimited (wire type 2).
+_RAW_INPUT_FIELD = 7
 _RAW_OUTPUT_TAG = bytes([6 << 3 | 2])
 
 
@@ -64,16 +66,18 @@ def infer(
     """``ModelInfer``: the serialized request in, the serialized response and its result out.
 
     ``ready`` raises ``NotReady`` while the loss's kernels compile (after the model name is known
-    to be a loss: an unknown one is ``NotFound`` first). The message's parse is held in ``lease``
-    before it is made; the rest as on REST (``oip.decode``).
+    to be a loss: an unknown one is ``NotFound`` first). The raw contents stay in ``data`` (views,
+    ``split_raw``); the rest of the message is parsed, held in ``lease`` before it is; the rest
+    as on REST (``oip.decode``).
     """
+    header, raw = split_raw(data)
     if lease is not None:
-        lease.hold(len(data), "parsing the message")
-    message = parse(pb.ModelInferRequest, data)
+        lease.hold(len(header), "parsing the message")
+    message = parse(pb.ModelInferRequest, header)
     spec = oip.model(message.model_name, message.model_version or None)
     note(loss=spec.name)
     ready(spec)
-    tensors = GrpcData(message)
+    tensors = GrpcData(message, raw)
     note(encoding="grpc-raw" if tensors.raw else "grpc-contents")
     request = infer_request(message)
     plan, result = oip.evaluate(
@@ -147,13 +151,60 @@ def infer_request(message: Any) -> oip.InferRequest:
         raise from_validation(Unprocessable, "invalid inference request", exc) from None
 
 
+def split_raw(data: bytes) -> tuple[bytes, list[memoryview]]:
+    """A serialized ``ModelInferRequest`` as the message without its ``raw_input_contents``
+    (what protobuf parses: names, shapes, parameters) and those contents as views of ``data``:
+    protobuf would copy each twice (parsing, then handing one out). Only the top level of the
+    message is read here, a handful of fields; 422 when it is not protobuf's wire format."""
+    view = memoryview(data)
+    header = bytearray()
+    raw: list[memoryview] = []
+    position, end = 0, len(data)
+    while position < end:
+        start = position
+        key, position = _read_varint(data, position)
+        field, wire = key >> 3, key & 7
+        content = position
+        if wire == 0:
+            _, position = _read_varint(data, position)
+        elif wire == 1:
+            position += 8
+        elif wire == 2:
+            length, content = _read_varint(data, position)
+            position = content + length
+        elif wire == 5:
+            position += 4
+        else:
+            position = end + 1  # groups (3, 4) are not proto3; 6 and 7 are no wire type
+        if position > end:
+            raise Unprocessable("the request is not a valid ModelInferRequest protobuf message")
+        if field == _RAW_INPUT_FIELD and wire == 2:
+            raw.append(view[content:position])
+        else:
+            header += view[start:position]
+    return bytes(header), raw
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    """The base-128 varint at ``position``, and the position after it."""
+    value = shift = 0
+    for index in range(position, min(position + 10, len(data))):
+        byte = data[index]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, index + 1
+        shift += 7
+    raise Unprocessable("the request is not a valid ModelInferRequest protobuf message")
+
+
 class GrpcData:
     """The inputs' elements of a ``ModelInferRequest``: every input's little-endian bytes in
-    ``raw_input_contents`` (in the order of ``inputs``), or each one's typed ``contents``."""
+    ``raw_input_contents`` (``raw``, in the order of ``inputs``), or each one's typed
+    ``contents``."""
 
-    def __init__(self, message: Any) -> None:
+    def __init__(self, message: Any, raw: list[memoryview]) -> None:
         self.tensors = message.inputs
-        self.raw = message.raw_input_contents
+        self.raw = raw
         if self.raw and len(self.raw) != len(self.tensors):
             raise Unprocessable(
                 f"raw_input_contents has {len(self.raw)} entries for {len(self.tensors)} inputs: "
@@ -205,7 +256,7 @@ class GrpcData:
         """Every raw entry belongs to an input (checked when the message is read)."""
 
 
-def _raw(raw: bytes, k: int, tensor: oip.RequestInput, where: str) -> Array:
+def _raw(raw: memoryview, k: int, tensor: oip.RequestInput, where: str) -> Array:
     """An input's raw bytes viewed as its datatype and shape (no copy unless misaligned)."""
     dtype = oip.DATATYPES[tensor.datatype]
     size = math.prod(tensor.shape) * dtype.itemsize
