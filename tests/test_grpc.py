@@ -605,13 +605,15 @@ def test_api_keys_and_two_workers_sharing_the_port() -> None:
         assert len(pids) == 2
 
 
-def test_a_grpc_port_in_use_fails_the_start() -> None:
+def test_a_grpc_port_in_use_fails_the_start(server: Server, grpc_port: int) -> None:
+    """A port another process holds fails the start, a plain socket's or another lossd's: one
+    worker binds without SO_REUSEPORT (gRPC's default would share the port silently)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(RuntimeError, match=r"cannot bind 127\.0\.0\.1:"):
-            start_server({"LOSSD_GRPC_PORT": str(port)}, timeout=300)
+        for port in (taken.getsockname()[1], grpc_port):
+            with pytest.raises(RuntimeError, match=r"cannot bind 127\.0\.0\.1:"):
+                start_server({"LOSSD_GRPC_PORT": str(port)}, timeout=300).stop()  # not started
 
 
 def test_grpc_is_off_unless_its_port_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
