@@ -211,6 +211,9 @@ class GrpcServer:
                 context.set_trailing_metadata(echo)
                 return answer
             except LossdError as error:
+                if context.done():  # the call is over (cancelled, past its deadline): no answer
+                    status, grpc_status = CLIENT_CLOSED_REQUEST, grpc.StatusCode.CANCELLED
+                    return b""
                 status, grpc_status = error.status, status_code(error)
                 trailing = echo + tuple((k.lower(), v) for k, v in error.headers.items())
                 await context.abort(grpc_status, error.detail, trailing)
