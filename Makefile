@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # answers sooner. Everything else installs both, and satisfies `serve` with it.
 SERVE_STAMP := $(VENV)/.installed-serve
 
-.PHONY: serve test test-loss lint openapi docs bench load clean docker-smoke
+.PHONY: serve test test-loss lint openapi docs bench load clean docker-smoke vendor
 
 $(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,23 @@ CHROMIUM := /usr/bin/chromium
 $(TS_STAMP): $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
 	touch $(TS_STAMP)
+
+# The explorer page's plotting library, uPlot, pinned in explorer/package-lock.json: `make vendor`
+# copies the locked version's files into the package (service/explorer/static/vendor, committed,
+# so the service needs no node to run); tests/test_explorer.py checks that the copy is that
+# version's, byte for byte, against this install.
+EXPLORER_STAMP := explorer/node_modules/.installed
+UPLOT := explorer/node_modules/uplot
+VENDOR := service/explorer/static/vendor
+
+$(EXPLORER_STAMP): explorer/package-lock.json
+	cd explorer && npm ci --no-audit --no-fund
+	touch $(EXPLORER_STAMP)
+
+vendor: $(EXPLORER_STAMP)
+	mkdir -p $(VENDOR)
+	cp $(UPLOT)/dist/uPlot.iife.min.js $(UPLOT)/dist/uPlot.min.css $(VENDOR)/
+	cp $(UPLOT)/LICENSE $(VENDOR)/uPlot.LICENSE
 
 $(CHROMIUM):
 	@[ "$$(id -u)" = 0 ] || { echo "tests/test_docs.py needs Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; }
