@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # answers sooner. Everything else installs both, and satisfies `serve` with it.
 SERVE_STAMP := $(VENV)/.installed-serve
 
-.PHONY: serve test test-loss lint openapi docs bench load clean docker-smoke vendor
+.PHONY: serve test test-loss lint openapi docs bench load clean docker-smoke vendor screenshots
 
 $(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,8 +62,13 @@ $(CHROMIUM):
 serve: $(SERVE_STAMP)
 	$(BIN)/lossd serve
 
-test: $(STAMP) $(TS_STAMP) $(CHROMIUM)
+test: $(STAMP) $(TS_STAMP) $(EXPLORER_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# docs/explorer/*.png, the README's pictures of the explorer: the curves of each loss family and
+# the files' results, taken in headless chromium by the browser tests that check their numbers.
+screenshots: $(STAMP) $(CHROMIUM)
+	LOSSD_EXPLORER_SCREENSHOTS=docs/explorer $(BIN)/python -m pytest -q tests/test_explorer.py -k "curves or uploaded"
 
 # Everything one loss needs (a name or an alias): its contract tests, conventions and references,
 # e.g. `make test-loss NAME=huber` (tests/conftest.py's --loss option; under a minute when warm).
