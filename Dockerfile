@@ -17,7 +17,8 @@ COPY pyproject.toml ./
 RUN python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > requirements.txt \
     && /opt/lossd/bin/pip install --no-cache-dir --requirement requirements.txt
 
-# Then the app, installed (not editable) into site-packages, whose files the numba cache stamps.
+# Then the app, installed (not editable) into site-packages, whose files the numba cache stamps;
+# the explorer page's files (service/explorer/static) go with it as pyproject.toml's package-data.
 COPY README.md ./
 COPY service ./service
 RUN /opt/lossd/bin/pip install --no-cache-dir --no-deps /src

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # answers sooner. Everything else installs both, and satisfies `serve` with it.
 SERVE_STAMP := $(VENV)/.installed-serve
 
-.PHONY: serve test test-loss lint openapi docs proto bench load clean docker-smoke
+.PHONY: serve test test-loss lint openapi docs proto bench load clean docker-smoke vendor screenshots
 
 $(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,23 @@ $(TS_STAMP): $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
 	touch $(TS_STAMP)
 
+# The explorer page's plotting library, uPlot, pinned in explorer/package-lock.json: `make vendor`
+# copies the locked version's files into the package (service/explorer/static/vendor, committed,
+# so the service needs no node to run); tests/test_explorer.py checks that the copy is that
+# version's, byte for byte, against this install.
+EXPLORER_STAMP := explorer/node_modules/.installed
+UPLOT := explorer/node_modules/uplot
+VENDOR := service/explorer/static/vendor
+
+$(EXPLORER_STAMP): explorer/package-lock.json
+	cd explorer && npm ci --no-audit --no-fund
+	touch $(EXPLORER_STAMP)
+
+vendor: $(EXPLORER_STAMP)
+	mkdir -p $(VENDOR)
+	cp $(UPLOT)/dist/uPlot.iife.min.js $(UPLOT)/dist/uPlot.min.css $(VENDOR)/
+	cp $(UPLOT)/LICENSE $(VENDOR)/uPlot.LICENSE
+
 $(CHROMIUM):
 	@[ "$$(id -u)" = 0 ] || { echo "tests/test_docs.py needs Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; }
 	apt-get update -qq
@@ -45,8 +62,13 @@ $(CHROMIUM):
 serve: $(SERVE_STAMP)
 	$(BIN)/lossd serve
 
-test: $(STAMP) $(TS_STAMP) $(CHROMIUM)
+test: $(STAMP) $(TS_STAMP) $(EXPLORER_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# docs/explorer/*.png, the README's pictures of the explorer: the curves of each loss family and
+# the files' results, taken in headless chromium by the browser tests that check their numbers.
+screenshots: $(STAMP) $(CHROMIUM)
+	LOSSD_EXPLORER_SCREENSHOTS=docs/explorer $(BIN)/python -m pytest -q tests/test_explorer.py -k "curves or uploaded"
 
 # Everything one loss needs (a name or an alias): its contract tests, conventions and references,
 # e.g. `make test-loss NAME=huber` (tests/conftest.py's --loss option; under a minute when warm).

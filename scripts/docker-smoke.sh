@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make docker-smoke: build the image from the real Dockerfile with podman, run it the way a
 # hardened deployment does (read-only root, a tmpfs at /tmp, non-root), and check that it turns
-# healthy, answers a request correctly, loaded every kernel from the cache baked into the image
-# (none compiled at start) and exits 0 on SIGTERM.
+# healthy, answers a request correctly, serves the explorer page's files, loaded every kernel from
+# the cache baked into the image (none compiled at start) and exits 0 on SIGTERM.
 #
 # No Docker engine or image registry is needed: podman (Debian's, installed here when missing)
 # builds and runs the image. The base image named by the Dockerfile's first FROM is pulled when a
@@ -134,6 +134,15 @@ assert out["value"] == 0.78125 and out["per_sample"] == [0.8125, 0.75], out
 assert out["gradient"] == [[0.125, 0.25], [0.0, -0.25]], out
 EOF
     say "POST /loss/huber: value 0.78125, per-sample losses and gradient as documented"
+
+    # The explorer page's files are the package's (pyproject.toml's package-data), as committed.
+    for file in index.html explorer.js vendor/uPlot.iife.min.js; do
+        path=/explore/static/$file
+        [ "$file" = index.html ] && path=/explore
+        curl --silent --show-error --fail --max-time 10 "$url$path" |
+            cmp --silent - "service/explorer/static/$file" || fail "GET $path: not the committed file"
+    done
+    say "explorer: /explore and its files served from the installed package"
 
     # No kernel compiled at start: /readyz and the ready log line count cache hits and compiles.
     ready=$(curl --silent --show-error --fail --max-time 10 "$url/readyz")

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from . import __version__, security, supervision
+from . import __version__, explorer, security, supervision
 from .api import health, losses, v2
 from .api import metrics as metrics_api
 from .api._docs import (
@@ -262,11 +262,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     app.state.lossd = state
-    security.install(app, settings)  # API keys and CORS; the request id's middleware after
+    # API keys and CORS; the request id's middleware after. With keys, the explorer's files are
+    # public (a browser opens the page before its user pastes a key into it).
+    public = explorer.public_paths() if settings.explorer and settings.api_keys else frozenset()
+    security.install(app, settings, public)
     app.include_router(losses.router)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(v2.router)
+    if settings.explorer:
+        explorer.install(app)  # last: the API's routes are matched before the page's
     _install_error_handlers(app)
     v2.answer_errors_as_protocol(app)  # after the handlers it wraps
     app.state.metrics = metrics

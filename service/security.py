@@ -1,6 +1,7 @@
 """API keys, CORS, and the security schemes of the OpenAPI spec, all as configured.
 
-With ``LOSSD_API_KEYS`` set, every route but the health routes needs ``Authorization: Bearer
+With ``LOSSD_API_KEYS`` set, every route but the health routes (and the explorer page's own
+files, which a browser loads before its user can paste a key) needs ``Authorization: Bearer
 <key>`` or ``X-API-Key: <key>``. The check is a pure ASGI middleware, so it covers every route
 (including ``/metrics``, ``/docs``, ``/openapi.json`` and ``/v2``) without touching any of them,
 and answers before a byte of the body is read. CORS is off unless ``LOSSD_CORS_ORIGINS`` is set.
@@ -71,14 +72,16 @@ def _digest(key: bytes) -> bytes:
 
 
 class APIKeys:
-    """Pure ASGI middleware: 401 unless the request carries one of the keys."""
+    """Pure ASGI middleware: 401 unless the request carries one of the keys, or asks for one of
+    the ``exempt`` paths (the health routes, and the explorer page's files when it is on)."""
 
-    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: Sequence[str], exempt: frozenset[str] = EXEMPT) -> None:
         self.app = app
         self.keys = KeyRing(keys)
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         refusal = self.keys.refusal(scope["headers"])
@@ -171,14 +174,16 @@ class Cors(CORSMiddleware):
         await send(message)
 
 
-def install(app: FastAPI, settings: Settings) -> None:
+def install(app: FastAPI, settings: Settings, public: frozenset[str] = frozenset()) -> None:
     """The API-key check inside CORS (a preflight needs no key, a 401 gets CORS headers).
+    ``public`` are paths that need no key besides the health routes (the explorer's files: a
+    browser opens the page before its user can paste a key into it).
 
     Middleware added after this call wraps both: the request id's goes there, so that a 401
     carries it too.
     """
     if settings.api_keys:
-        app.add_middleware(APIKeys, keys=settings.api_keys)
+        app.add_middleware(APIKeys, keys=settings.api_keys, exempt=EXEMPT | public)
     if settings.cors_origins:
         app.add_middleware(
             Cors,

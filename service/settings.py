@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_pipelined: int = Field(4, ge=1)
     # Seconds a response may wait for a client that does not read; then the connection is cut.
     send_timeout: float = Field(30.0, gt=0)
+    # The explorer page at /explore (service/explorer): plain files, added after every API route;
+    # false leaves it out altogether (404), e.g. where nothing but the API should be reachable.
+    explorer: bool = True
 
     @field_validator("grpc_port", mode="before")
     @classmethod

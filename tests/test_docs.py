@@ -4,39 +4,18 @@ out" sends example requests the server accepts."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 import shutil
 import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from websockets.sync.client import ClientConnection, connect
 
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, SETUP_HINT, browser
 from tests.support.servers import ROOT, Server
-
-CHROMIUM = "/usr/bin/chromium"
-SETUP_HINT = "run the test set-up first: `make test` installs Debian's chromium"
-# Every run of Chromium: headless, no first-run or background traffic, and no host but
-# 127.0.0.1 resolvable, so that nothing the page does can reach the network.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 
 
 class _Assets(HTMLParser):
@@ -186,60 +165,6 @@ async (operation, choices) => {
 """
 
 
-class _Page:
-    """One page of a Chromium run, driven over the DevTools protocol."""
-
-    def __init__(self, socket: ClientConnection) -> None:
-        self._socket = socket
-        self._ids = itertools.count(1)
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        """Send one command and wait for its answer (events in between are skipped)."""
-        command = next(self._ids)
-        self._socket.send(json.dumps({"id": command, "method": method, "params": params}))
-        while True:
-            message: dict[str, Any] = json.loads(self._socket.recv(timeout=120))
-            if message.get("id") == command:
-                assert "error" not in message, message
-                result: dict[str, Any] = message["result"]
-                return result
-
-    def run(self, function: str, *args: Any) -> Any:
-        """Await the JavaScript ``function`` called with ``args``; its JSON text, parsed."""
-        call = f"({function})(...{json.dumps(args)})"
-        found = self.call("Runtime.evaluate", expression=call, awaitPromise=True)
-        assert "exceptionDetails" not in found, found["exceptionDetails"]
-        return json.loads(found["result"]["value"])
-
-
-@contextmanager
-def _browser(profile: Path) -> Iterator[_Page]:
-    """Headless Chromium with the DevTools protocol on a free port; its blank page. Its stderr
-    goes to a file (a pipe nobody reads could fill and stall it), read for the port."""
-    log = profile.with_suffix(".log")
-    flags = [f"--user-data-dir={profile}", "--remote-debugging-port=0"]
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [CHROMIUM, *CHROMIUM_FLAGS, *flags, "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not (
-            port := re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", log.read_text())
-        ):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
-        targets = httpx.get(f"http://127.0.0.1:{port.group(1)}/json/list", timeout=30).json()
-        (page,) = [target for target in targets if target["type"] == "page"]
-        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
-            yield _Page(socket)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def _json_examples(path: str) -> dict[str, Any]:
     """The named JSON body examples of POST ``path`` in the committed spec."""
     spec = json.loads((ROOT / "openapi" / "openapi.json").read_text())
@@ -254,7 +179,7 @@ def test_try_it_out_sends_examples_the_server_accepts(server: Server, tmp_path: 
     is the example (no `additionalProp1` placeholder)."""
     assert shutil.which(CHROMIUM), SETUP_HINT
     named = _json_examples("/loss/{name}")
-    with _browser(tmp_path / "profile") as page:
+    with browser(tmp_path / "profile") as page:
         page.call("Page.navigate", url=f"{server.url}/docs#/losses/evaluate_loss")
         choices = [[None, None], *[[name, name] for name in reversed(named)]]
         shown = page.run(TRY_IT_OUT, "operations-losses-evaluate_loss", choices)

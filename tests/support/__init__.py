@@ -17,6 +17,9 @@
 ``servers``
     ``ROOT``, real ``lossd serve`` processes (``Server``, ``start_server``, ``served``) and
     ``http_client``; ``tests/conftest.py`` builds its fixtures on them.
+``browser``
+    Debian's headless Chromium over the DevTools protocol (``browser``, ``Page``): pages that can
+    reach nothing but 127.0.0.1, their console errors kept, keys, files and screenshots.
 ``selection``
     Which losses a collected test is about, for ``pytest --loss NAME`` (``make test-loss``).
 """
