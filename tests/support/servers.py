@@ -4,6 +4,7 @@ uvicorn on a free port) and HTTP clients of them."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,8 +51,11 @@ class Server:
         return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
-def start_server(env: dict[str, str] | None = None, timeout: float = 540.0) -> Server:
-    """Start ``python -m service serve`` on a free port and wait until /readyz is 200.
+def start_server(
+    env: dict[str, str] | None = None, timeout: float = 540.0, wait_for: str = "/readyz"
+) -> Server:
+    """Start ``python -m service serve`` on a free port and wait until /readyz (or
+    ``wait_for``: /healthz for a server still warming its kernels) is 200.
 
     The first server of a fresh clone compiles every kernel signature (278) into the keyed
     cache: one to five minutes on two cores, hence the generous wait; later ones load in seconds.
@@ -74,7 +78,7 @@ def start_server(env: dict[str, str] | None = None, timeout: float = 540.0) -> S
             log.close()
             raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{wait_for}", timeout=2).status_code == 200:
                 return Server(url, process, log)
         except httpx.HTTPError:
             pass
@@ -97,3 +101,10 @@ def served(env: dict[str, str] | None = None) -> Iterator[Server]:
 def http_client(srv: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=srv.url, timeout=60) as http:
         yield http
+
+
+def answered(srv: Server, loss: str, status: int = 200) -> float:
+    """Requests for ``loss`` the server answered with ``status`` (its /metrics; no API key)."""
+    text = httpx.get(f"{srv.url}/metrics", timeout=30).text
+    pattern = rf'lossd_requests_total{{[^}}]*loss="{loss}"[^}}]*status="{status}"[^}}]*}} (\S+)'
+    return sum(map(float, re.findall(pattern, text)))
