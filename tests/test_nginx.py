@@ -29,10 +29,8 @@ from lossd_client._wire import binary_body, json_body
 from service.kernel_cache import keyed_dir
 from service.settings import Settings
 from service.warmup import FIRST, warm_up_order
-from tests.support.balancer import NGINX, balancer, renderer
+from tests.support.balancer import balancer, renderer
 from tests.support.servers import ROOT, Server, answered, start_server
-
-pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="make test installs Debian's nginx")
 
 # lossd behind a balancer keeps idle connections longer than the balancer does (60 s)
 REPLICA_ENV = {"LOSSD_KEEP_ALIVE_TIMEOUT": "75"}

@@ -48,6 +48,8 @@ class Balancer:
 @contextmanager
 def balancer(servers: Sequence[str]) -> Iterator[Balancer]:
     """nginx in front of ``servers`` (lossd URLs), stopped (and waited for) at the end."""
+    if not NGINX.exists():
+        raise RuntimeError(f"no {NGINX}: `make test` installs Debian's nginx (apt-get, as root)")
     with tempfile.TemporaryDirectory(prefix="lossd-nginx-") as tmp:
         directory = Path(tmp)
         port = free_port()
