@@ -1,7 +1,7 @@
 """The Python client over several replicas (``Client(urls=[...])``): the pieces of a large
 evaluation spread over every replica, the merged answer the single server's to the last bit
-(same pieces), and a replica killed (SIGKILL) before or while evaluating costs no piece: each is
-answered by another."""
+(same pieces), and a replica killed (SIGKILL) before or while evaluating, or a proxy answering
+502 for one, costs no piece: each is answered by another."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from lossd_client import AsyncClient, Client, Result
 
-from tests.support.servers import Server, answered, served, start_server
+from tests.support.balancer import balancer
+from tests.support.servers import Server, answered, free_port, served, start_server
 
 PIECE = 65_536  # max_elements given to the clients: rows of one piece (16 summation blocks)
 N = 6 * PIECE + 1234  # seven pieces, the last a partial one
@@ -129,3 +130,19 @@ def test_a_replica_killed_while_evaluating_costs_no_piece(server: Server) -> Non
     assert killed.is_set()
     _assert_identical(got, expected)
     assert got.requests == 40
+
+
+@pytest.mark.loss("mse")
+def test_a_502_sends_the_piece_to_another_replica(server: Server) -> None:
+    """A proxy whose replica is gone answers 502 (here nginx in front of a closed port): the
+    client takes it for an unreachable replica and every piece is answered by the other."""
+    p, t, w = _batch()
+    expected = _alone(server, p, t, w)
+    before = answered(server, "mse")
+    with balancer([f"http://127.0.0.1:{free_port()}"]) as gateway:
+        with Client(urls=[gateway.url, server.url], max_elements=PIECE) as sharded:
+            got = sharded.evaluate("mse", p, t, sample_weight=w, gradient=True)
+        statuses = [line.split('"')[2].split()[0] for line in gateway.access_log()]
+    _assert_identical(got, expected)
+    assert answered(server, "mse") - before == 7
+    assert statuses and set(statuses) == {"502"}
