@@ -406,17 +406,19 @@ class Client:
             try:
                 response = self._https[index].get("/losses")
             except UNREACHABLE as unreachable:
-                time.sleep(route.failed(index, unreachable, reachable=False))
-                continue
+                delay = route.failed(index, unreachable, reachable=False)
+                response = None
             finally:
                 self._replicas.done(index)
-            if response.status_code == 200:
-                losses: list[dict[str, Any]] = response.json()["losses"]
-                return losses
-            error = error_from_answer(response.status_code, response.headers, response.content)
-            if not isinstance(error, ServerError) or error.status not in (502, 503):
-                raise error
-            time.sleep(route.failed(index, error, reachable=_reachable(error)))
+            if response is not None:
+                if response.status_code == 200:
+                    losses: list[dict[str, Any]] = response.json()["losses"]
+                    return losses
+                error = error_from_answer(response.status_code, response.headers, response.content)
+                if not isinstance(error, ServerError) or error.status not in (502, 503):
+                    raise error
+                delay = route.failed(index, error, reachable=_reachable(error))
+            time.sleep(delay)
 
     # --- evaluating --------------------------------------------------------------------------
 
@@ -533,23 +535,25 @@ class Client:
             except ServerError as error:
                 if error.status not in (502, 503):
                     raise
-                time.sleep(route.failed(index, error, reachable=_reachable(error)))
+                delay = route.failed(index, error, reachable=_reachable(error))
             except UNREACHABLE as error:
-                time.sleep(route.failed(index, error, reachable=False))
+                delay = route.failed(index, error, reachable=False)
             except TooLarge as error:
                 smaller = piece.job.resplit(piece, error, settings.limits)
                 if not smaller:
                     raise
                 return smaller
             except CUT_OFF:
-                if route.cut(index):
-                    continue
-                smaller = piece.job.cut(piece, settings.limits)
-                if not smaller:
-                    raise
-                return smaller
+                if not route.cut(index):
+                    smaller = piece.job.cut(piece, settings.limits)
+                    if not smaller:
+                        raise
+                    return smaller
+                delay = 0.0
             finally:
-                self._replicas.done(index)
+                self._replicas.done(index)  # not in flight while waiting
+            if delay:
+                time.sleep(delay)
 
     def _exchange(self, piece: Piece, index: int) -> None:
         """One request to replica ``index`` and its answer, written into the job's outputs."""
@@ -629,17 +633,19 @@ class AsyncClient:
             try:
                 response = await self._https[index].get("/losses")
             except UNREACHABLE as unreachable:
-                await asyncio.sleep(route.failed(index, unreachable, reachable=False))
-                continue
+                delay = route.failed(index, unreachable, reachable=False)
+                response = None
             finally:
                 self._replicas.done(index)
-            if response.status_code == 200:
-                losses: list[dict[str, Any]] = response.json()["losses"]
-                return losses
-            error = error_from_answer(response.status_code, response.headers, response.content)
-            if not isinstance(error, ServerError) or error.status not in (502, 503):
-                raise error
-            await asyncio.sleep(route.failed(index, error, reachable=_reachable(error)))
+            if response is not None:
+                if response.status_code == 200:
+                    losses: list[dict[str, Any]] = response.json()["losses"]
+                    return losses
+                error = error_from_answer(response.status_code, response.headers, response.content)
+                if not isinstance(error, ServerError) or error.status not in (502, 503):
+                    raise error
+                delay = route.failed(index, error, reachable=_reachable(error))
+            await asyncio.sleep(delay)
 
     async def evaluate(
         self,
@@ -740,23 +746,25 @@ class AsyncClient:
             except ServerError as error:
                 if error.status not in (502, 503):
                     raise
-                await asyncio.sleep(route.failed(index, error, reachable=_reachable(error)))
+                delay = route.failed(index, error, reachable=_reachable(error))
             except UNREACHABLE as error:
-                await asyncio.sleep(route.failed(index, error, reachable=False))
+                delay = route.failed(index, error, reachable=False)
             except TooLarge as error:
                 smaller = piece.job.resplit(piece, error, settings.limits)
                 if not smaller:
                     raise
                 return smaller
             except CUT_OFF:
-                if route.cut(index):
-                    continue
-                smaller = piece.job.cut(piece, settings.limits)
-                if not smaller:
-                    raise
-                return smaller
+                if not route.cut(index):
+                    smaller = piece.job.cut(piece, settings.limits)
+                    if not smaller:
+                        raise
+                    return smaller
+                delay = 0.0
             finally:
-                self._replicas.done(index)
+                self._replicas.done(index)  # not in flight while waiting
+            if delay:
+                await asyncio.sleep(delay)
 
     async def _exchange(self, piece: Piece, index: int) -> None:
         chunks, headers = _request(piece, self._settings.upload_chunk_bytes)
