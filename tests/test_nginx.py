@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,11 +25,9 @@ import pytest
 import yaml
 from lossd_client._wire import binary_body, json_body
 
-from service.kernel_cache import keyed_dir
 from service.settings import Settings
-from service.warmup import FIRST, warm_up_order
 from tests.support.balancer import balancer, renderer
-from tests.support.servers import ROOT, Server, answered, start_server
+from tests.support.servers import ROOT, Server, answered, cache_without, cold_losses, start_server
 
 # lossd behind a balancer keeps idle connections longer than the balancer does (60 s)
 REPLICA_ENV = {"LOSSD_KEEP_ALIVE_TIMEOUT": "75"}
@@ -302,33 +299,13 @@ def test_a_replica_given_sigterm_drains_and_gets_no_new_requests(replicas: list[
     assert drained.split(b"\r\n\r\n", 1)[1] == answers[0].content
 
 
-# The losses warmed after the first five (service/warmup.py's FIRST): a replica whose cache lacks
-# their kernels listens within seconds (an empty cache takes 20 s and more before it listens,
-# compiling the first loss), then compiles theirs for minutes, tversky last, answering
-# 503 not_ready for each until its own are ready.
-COLD = tuple(spec.name for spec in warm_up_order()[len(FIRST) :])
-
-
-def _cache_without(losses: tuple[str, ...], into: Path) -> None:
-    """This checkout's kernel cache, less the kernels of ``losses``: their modules' (under
-    losses_*) and their batch drivers' (``jit.<loss>_batch``, under service_*)."""
-    warm = keyed_dir(os.environ)
-    assert warm is not None and warm.is_dir()
-
-    def left_out(name: str) -> bool:
-        module, _, rest = name.partition(".")
-        driver = rest.split("-", 1)[0].removesuffix("_batch")
-        return module in losses or (module == "jit" and driver in losses)
-
-    shutil.copytree(warm, into, ignore=lambda _, names: [n for n in names if left_out(n)])
-
-
 @pytest.mark.loss("tversky")
 def test_a_replica_whose_cache_is_cold_is_passed_over_until_ready(replicas: list[Server]) -> None:
     """A replica whose cache lacks most losses' kernels answers 503 not_ready for tversky (warmed
     last) while it compiles them; nginx takes that 503 as a failure and retries on the warm replica, so no
     caller sees it, and the cold one answers none of them."""
-    assert COLD[-1] == "tversky"
+    cold_ones = cold_losses()
+    assert cold_ones[-1] == "tversky"
     warm = replicas[2]
     body = json.dumps(
         {
@@ -341,7 +318,7 @@ def test_a_replica_whose_cache_is_cold_is_passed_over_until_ready(replicas: list
     assert expected.status_code == 200
     with tempfile.TemporaryDirectory(prefix="lossd-cold-") as tmp:
         cache = Path(tmp) / "numba"
-        _cache_without(COLD, cache)
+        cache_without(cold_ones, cache)
         cold = start_server({**REPLICA_ENV, "NUMBA_CACHE_DIR": str(cache)}, wait_for="/healthz")
         try:
             assert _post(cold.url, "tversky", body, headers).status_code == 503

@@ -1,21 +1,32 @@
 """The Python client over several replicas (``Client(urls=[...])``): the pieces of a large
 evaluation spread over every replica, the merged answer the single server's to the last bit
-(same pieces), and a replica killed (SIGKILL) before or while evaluating, or a proxy answering
-502 for one, costs no piece: each is answered by another."""
+(same pieces), and a replica killed (SIGKILL) before or while evaluating, one answering 503
+not_ready (its kernels still compiling), or a proxy answering 502 for one, costs no piece: each
+is answered by another."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from lossd_client import AsyncClient, Client, Result
 
 from tests.support.balancer import balancer
-from tests.support.servers import Server, answered, free_port, served, start_server
+from tests.support.servers import (
+    Server,
+    answered,
+    cache_without,
+    cold_losses,
+    free_port,
+    served,
+    start_server,
+)
 
 PIECE = 65_536  # max_elements given to the clients: rows of one piece (16 summation blocks)
 N = 6 * PIECE + 1234  # seven pieces, the last a partial one
@@ -146,3 +157,25 @@ def test_a_502_sends_the_piece_to_another_replica(server: Server) -> None:
     _assert_identical(got, expected)
     assert answered(server, "mse") - before == 7
     assert statuses and set(statuses) == {"502"}
+
+
+@pytest.mark.loss("tversky")
+def test_a_503_sends_the_piece_to_another_replica_at_once(server: Server) -> None:
+    """A replica still compiling tversky's kernels answers 503 not_ready: the client sends the
+    piece to the other replica without waiting, and passes on none of the 503s."""
+    cold_ones = cold_losses()
+    assert cold_ones[-1] == "tversky"
+    p, t = rng.uniform(size=N), rng.integers(0, 2, N).astype(np.float64)
+    with Client(server.url, max_elements=PIECE) as one:
+        expected = one.evaluate("tversky", p, t, gradient=True)
+    with tempfile.TemporaryDirectory(prefix="lossd-cold-") as tmp:
+        cache = Path(tmp) / "numba"
+        cache_without(cold_ones, cache)
+        cold = start_server({"NUMBA_CACHE_DIR": str(cache)}, wait_for="/healthz")
+        try:
+            with Client(urls=[cold.url, server.url], max_elements=PIECE) as sharded:
+                got = sharded.evaluate("tversky", p, t, gradient=True)
+            assert answered(cold, "tversky", 503) >= 1 and answered(cold, "tversky", 200) == 0
+        finally:
+            _kill(cold)
+    _assert_identical(got, expected)

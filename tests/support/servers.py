@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -108,3 +109,29 @@ def answered(srv: Server, loss: str, status: int = 200) -> float:
     text = httpx.get(f"{srv.url}/metrics", timeout=30).text
     pattern = rf'lossd_requests_total{{[^}}]*loss="{loss}"[^}}]*status="{status}"[^}}]*}} (\S+)'
     return sum(map(float, re.findall(pattern, text)))
+
+
+def cold_losses() -> tuple[str, ...]:
+    """The losses warmed after the first five (service/warmup.py's order), tversky last: a
+    server whose cache lacks their kernels (``cache_without``) listens within seconds (an empty
+    cache takes 20 s and more before it listens, compiling the first loss), then compiles theirs
+    for minutes, answering 503 not_ready for each until its own are ready."""
+    from service.warmup import FIRST, warm_up_order  # numba and every loss: only when needed
+
+    return tuple(spec.name for spec in warm_up_order()[len(FIRST) :])
+
+
+def cache_without(losses: tuple[str, ...], into: Path) -> None:
+    """This checkout's kernel cache, less the kernels of ``losses``: their modules' (under
+    losses_*) and their batch drivers' (``jit.<loss>_batch``, under service_*)."""
+    from service.kernel_cache import keyed_dir
+
+    warm = keyed_dir(os.environ)
+    assert warm is not None and warm.is_dir()
+
+    def left_out(name: str) -> bool:
+        module, _, rest = name.partition(".")
+        driver = rest.split("-", 1)[0].removesuffix("_batch")
+        return module in losses or (module == "jit" and driver in losses)
+
+    shutil.copytree(warm, into, ignore=lambda _, names: [n for n in names if left_out(n)])
