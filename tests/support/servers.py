@@ -111,6 +111,25 @@ def answered(srv: Server, loss: str, status: int = 200) -> float:
     return sum(map(float, re.findall(pattern, text)))
 
 
+def grown(
+    servers: list[Server],
+    loss: str,
+    before: list[float],
+    total: float,
+    status: int = 200,
+    within: float = 10.0,
+) -> list[float]:
+    """How many more requests for ``loss`` each server answered with ``status`` than ``before``,
+    once they add up to ``total`` or after ``within`` seconds: a server counts a request just
+    after it sent the answer, so a count read at once may lag the answers a client has."""
+    deadline = time.monotonic() + within
+    while True:
+        now = [answered(s, loss, status) - b for s, b in zip(servers, before, strict=True)]
+        if sum(now) >= total or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
 def cold_losses() -> tuple[str, ...]:
     """The losses warmed after the first five (service/warmup.py's order), tversky last: a
     server whose cache lacks their kernels (``cache_without``) listens within seconds (an empty
