@@ -59,10 +59,21 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
+# tests/test_nginx.py runs deploy/nginx's template in front of lossd processes with Debian's
+# nginx, installed when missing (apt-get, so as root, as CI runs). Its service is not started:
+# the tests run their own nginx, a foreground process on a free port.
+NGINX := /usr/sbin/nginx
+
+$(NGINX):
+	@[ "$$(id -u)" = 0 ] || { echo "tests/test_nginx.py needs Debian's nginx: sudo apt-get install -y nginx" >&2; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx
+	-invoke-rc.d nginx stop >/dev/null 2>&1
+
 serve: $(SERVE_STAMP)
 	$(BIN)/lossd serve
 
-test: $(STAMP) $(TS_STAMP) $(EXPLORER_STAMP) $(CHROMIUM)
+test: $(STAMP) $(TS_STAMP) $(EXPLORER_STAMP) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest
 
 # docs/explorer/*.png, the README's pictures of the explorer: the curves of each loss family and

@@ -5,9 +5,19 @@ and merging (``_jobs``), the same bodies and answer readers (``_wire``); only th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import TracebackType
@@ -19,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import __version__
-from ._errors import Overloaded, TooLarge, error_from_answer
+from ._errors import ServerError, TooLarge, error_from_answer
 from ._jobs import Job, Limits, Piece, Result
 from ._wire import (
     BINARY,
@@ -43,6 +53,13 @@ UPLOAD_CHUNK_BYTES = 4 << 20
 # How a refused upload can look when the server's answer is lost with its connection (a 413
 # before the body is read, then close): see ``Job.cut``.
 CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
+# A replica that could not be reached: no connection, or a proxy in front of it answering 502
+# (its upstream failed). With several replicas the piece goes to another at once.
+UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
+# Seconds a replica that could not be reached is passed over while others are up.
+DOWN_SECONDS = 2.0
+# Requests in flight per replica when ``concurrency`` is not given.
+PER_REPLICA = 4
 ComputeDtype = Literal["float64", "float32"]
 ReduceOver = Literal["samples", "elements"]
 # A batch of a stream: (predictions, targets) or (predictions, targets, sample_weight).
@@ -111,11 +128,109 @@ class _Settings:
         )
         return Job(evaluation.name, arrays, options, self.transport)
 
-    def retry_delay(self, error: Overloaded, attempt: int) -> float:
+    def retry_delay(self, error: ServerError, attempt: int) -> float:
         """Seconds to wait before retrying a 503: its Retry-After, else a doubling backoff from
         0.25 s; never more than ``max_retry_wait``."""
         delay = error.retry_after if error.retry_after is not None else 0.25 * 2**attempt
         return min(delay, self.max_retry_wait)
+
+
+def _urls(url: str, urls: Sequence[str] | None) -> list[str]:
+    if urls is None:
+        return [url]
+    if isinstance(urls, str):
+        raise TypeError("urls must be a sequence of URLs, not one string")
+    if not urls:
+        raise ValueError("urls must name at least one server")
+    return list(urls)
+
+
+class _Replicas:
+    """The servers a client spreads its requests over, and what it knows of them: requests in
+    flight on each, and which could not be reached lately. ``pick`` chooses the reachable
+    replica with the fewest requests in flight, taking turns among equals."""
+
+    def __init__(self, count: int) -> None:
+        self.in_flight = [0] * count
+        self.down_until = [0.0] * count
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.in_flight)
+
+    def pick(self, avoid: set[int]) -> int:
+        """A replica for the next request (counted in flight until ``done``), not one in
+        ``avoid`` unless that is all there is."""
+        with self._lock:
+            count = len(self.in_flight)
+            start = next(self._turn) % count
+            order = [(start + k) % count for k in range(count)]
+            candidates = [i for i in order if i not in avoid] or order
+            now = time.monotonic()
+            up = [i for i in candidates if self.down_until[i] <= now] or candidates
+            chosen = min(up, key=lambda i: self.in_flight[i])  # the first of equals: in turn
+            self.in_flight[chosen] += 1
+            return chosen
+
+    def done(self, index: int) -> None:
+        with self._lock:
+            self.in_flight[index] -= 1
+
+    def unreachable(self, index: int) -> None:
+        with self._lock:
+            self.down_until[index] = time.monotonic() + DOWN_SECONDS
+
+
+class _Route:
+    """One piece's attempts over the replicas. A round tries each replica at most once: a
+    replica that answers 503 or 502 or cannot be reached is left for the next one at once. A
+    round in which every replica failed so ends the piece with the error when none was a 503
+    (nothing to wait for), else waits the 503's Retry-After and starts the next, up to
+    ``retries`` times. A connection cut while the piece was sent or answered is tried once on
+    another replica (the first may have died) before it is taken for a refusal of the body's
+    size (``Job.cut``). With one replica this is the single-server client's behaviour."""
+
+    def __init__(self, replicas: _Replicas, settings: _Settings) -> None:
+        self.replicas = replicas
+        self.settings = settings
+        self.tried: set[int] = set()
+        self.rounds = 0
+        self.overloaded: ServerError | None = None
+        self.cut_elsewhere = False
+
+    def pick(self) -> int:
+        return self.replicas.pick(self.tried)
+
+    def failed(self, index: int, error: Exception, *, reachable: bool) -> float:
+        """After a 503, a 502 or no connection: 0 to try another replica now, else the seconds
+        to wait before the next round; raises ``error`` when the piece must give up."""
+        if not reachable:
+            self.replicas.unreachable(index)
+        elif isinstance(error, ServerError) and error.status == 503:
+            self.overloaded = error
+        self.tried.add(index)
+        if len(self.tried) < len(self.replicas):
+            return 0.0
+        overloaded, self.overloaded = self.overloaded, None
+        if overloaded is None or self.rounds == self.settings.retries:
+            raise error
+        self.tried.clear()
+        self.rounds += 1
+        return self.settings.retry_delay(overloaded, self.rounds - 1)
+
+    def cut(self, index: int) -> bool:
+        """Whether to send a piece whose connection was cut to another replica first."""
+        if self.cut_elsewhere or len(self.replicas) == 1:
+            return False
+        self.cut_elsewhere = True
+        self.tried = {index}
+        return True
+
+
+def _reachable(error: ServerError) -> bool:
+    """A 502 is a proxy's word that the server behind it failed: as good as no connection."""
+    return error.status != 502
 
 
 def _headers(api_key: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -214,7 +329,8 @@ class _Stream:
 
 
 class Client:
-    """A client of one lossd server. Thread-safe; use it as a context manager or ``close()`` it.
+    """A client of one lossd server, or of several replicas (``urls``). Thread-safe; use it as a
+    context manager or ``close()`` it.
 
     ``transport``: ``"binary"`` (default) sends the arrays as raw bytes in lossd's binary
     framing and asks for answers the same way; ``"json"`` sends JSON with base64-packed arrays.
@@ -222,6 +338,14 @@ class Client:
     time and merged exactly; the limits are ``max_elements``/``max_body_bytes`` when given, else
     the server's defaults, lowered when a 413 names lower ones. A 503 is retried up to
     ``retries`` times after its Retry-After (at most ``max_retry_wait`` seconds).
+
+    ``urls`` (instead of ``url``): replicas of one service. Each request goes to the replica
+    with the fewest of this client's requests in flight (in turn among equals), so the pieces of
+    a large evaluation are spread over them; a piece that meets no connection, a cut
+    connection, a 502 or a 503 is sent to another replica at once (loss requests are
+    idempotent), and the answers merge as one server's do: the same pieces give the same bits
+    whichever replica answered each. ``concurrency`` is then the requests in flight in all,
+    4 per replica unless given.
     """
 
     def __init__(
@@ -229,26 +353,32 @@ class Client:
         url: str = DEFAULT_URL,
         api_key: str | None = None,
         *,
+        urls: Sequence[str] | None = None,
         timeout: float = 60.0,
         transport: Transport = "binary",
         max_elements: int | None = None,
         max_body_bytes: int | None = None,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         retries: int = 5,
         max_retry_wait: float = 30.0,
         upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        bases = _urls(url, urls)
         self._settings = _Settings(
             transport=transport,
             max_elements=max_elements,
             max_body_bytes=max_body_bytes,
-            concurrency=concurrency,
+            concurrency=PER_REPLICA * len(bases) if concurrency is None else concurrency,
             retries=retries,
             max_retry_wait=max_retry_wait,
             upload_chunk_bytes=upload_chunk_bytes,
         )
-        self._http = httpx.Client(base_url=url, timeout=timeout, headers=_headers(api_key, headers))
+        self._replicas = _Replicas(len(bases))
+        self._https = [
+            httpx.Client(base_url=base, timeout=timeout, headers=_headers(api_key, headers))
+            for base in bases
+        ]
 
     def __enter__(self) -> Self:
         return self
@@ -262,23 +392,33 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._https:
+            http.close()
 
     # --- the catalogue -----------------------------------------------------------------------
 
     def losses(self) -> list[dict[str, Any]]:
         """The catalogue (``GET /losses``): every loss with its aliases, parameters (JSON
         schema), formula and reference."""
-        for attempt in range(self._settings.retries + 1):
-            response = self._http.get("/losses")
-            if response.status_code == 200:
-                losses: list[dict[str, Any]] = response.json()["losses"]
-                return losses
-            error = error_from_answer(response.status_code, response.headers, response.content)
-            if not isinstance(error, Overloaded) or attempt == self._settings.retries:
-                raise error
-            time.sleep(self._settings.retry_delay(error, attempt))
-        raise AssertionError("unreachable")
+        route = _Route(self._replicas, self._settings)
+        while True:
+            index = route.pick()
+            try:
+                response = self._https[index].get("/losses")
+            except UNREACHABLE as unreachable:
+                delay = route.failed(index, unreachable, reachable=False)
+                response = None
+            finally:
+                self._replicas.done(index)
+            if response is not None:
+                if response.status_code == 200:
+                    losses: list[dict[str, Any]] = response.json()["losses"]
+                    return losses
+                error = error_from_answer(response.status_code, response.headers, response.content)
+                if not isinstance(error, ServerError) or error.status not in (502, 503):
+                    raise error
+                delay = route.failed(index, error, reachable=_reachable(error))
+            time.sleep(delay)
 
     # --- evaluating --------------------------------------------------------------------------
 
@@ -386,31 +526,41 @@ class Client:
         smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
         if len(smaller) > 1:  # limits learnt since it was planned
             return smaller
-        for attempt in range(settings.retries + 1):
+        route = _Route(self._replicas, settings)
+        while True:
+            index = route.pick()
             try:
-                self._exchange(piece)
+                self._exchange(piece, index)
                 return []
-            except Overloaded as error:
-                if attempt == settings.retries:
+            except ServerError as error:
+                if error.status not in (502, 503):
                     raise
-                time.sleep(settings.retry_delay(error, attempt))
+                delay = route.failed(index, error, reachable=_reachable(error))
+            except UNREACHABLE as error:
+                delay = route.failed(index, error, reachable=False)
             except TooLarge as error:
                 smaller = piece.job.resplit(piece, error, settings.limits)
                 if not smaller:
                     raise
                 return smaller
             except CUT_OFF:
-                smaller = piece.job.cut(piece, settings.limits)
-                if not smaller:
-                    raise
-                return smaller
-        raise AssertionError("unreachable")
+                if not route.cut(index):
+                    smaller = piece.job.cut(piece, settings.limits)
+                    if not smaller:
+                        raise
+                    return smaller
+                delay = 0.0
+            finally:
+                self._replicas.done(index)  # not in flight while waiting
+            if delay:
+                time.sleep(delay)
 
-    def _exchange(self, piece: Piece) -> None:
-        """One request and its answer, written into the job's outputs."""
+    def _exchange(self, piece: Piece, index: int) -> None:
+        """One request to replica ``index`` and its answer, written into the job's outputs."""
         chunks, headers = _request(piece, self._settings.upload_chunk_bytes)
         path = _path(piece.job.name)
-        with self._http.stream("POST", path, content=chunks, headers=headers) as response:
+        http = self._https[index]
+        with http.stream("POST", path, content=chunks, headers=headers) as response:
             if response.status_code != 200:
                 body = response.read()
                 raise error_from_answer(response.status_code, response.headers, body)
@@ -433,28 +583,32 @@ class AsyncClient:
         url: str = DEFAULT_URL,
         api_key: str | None = None,
         *,
+        urls: Sequence[str] | None = None,
         timeout: float = 60.0,
         transport: Transport = "binary",
         max_elements: int | None = None,
         max_body_bytes: int | None = None,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         retries: int = 5,
         max_retry_wait: float = 30.0,
         upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        bases = _urls(url, urls)
         self._settings = _Settings(
             transport=transport,
             max_elements=max_elements,
             max_body_bytes=max_body_bytes,
-            concurrency=concurrency,
+            concurrency=PER_REPLICA * len(bases) if concurrency is None else concurrency,
             retries=retries,
             max_retry_wait=max_retry_wait,
             upload_chunk_bytes=upload_chunk_bytes,
         )
-        self._http = httpx.AsyncClient(
-            base_url=url, timeout=timeout, headers=_headers(api_key, headers)
-        )
+        self._replicas = _Replicas(len(bases))
+        self._https = [
+            httpx.AsyncClient(base_url=base, timeout=timeout, headers=_headers(api_key, headers))
+            for base in bases
+        ]
 
     async def __aenter__(self) -> Self:
         return self
@@ -468,20 +622,30 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        for http in self._https:
+            await http.aclose()
 
     async def losses(self) -> list[dict[str, Any]]:
         """The catalogue (``GET /losses``)."""
-        for attempt in range(self._settings.retries + 1):
-            response = await self._http.get("/losses")
-            if response.status_code == 200:
-                losses: list[dict[str, Any]] = response.json()["losses"]
-                return losses
-            error = error_from_answer(response.status_code, response.headers, response.content)
-            if not isinstance(error, Overloaded) or attempt == self._settings.retries:
-                raise error
-            await asyncio.sleep(self._settings.retry_delay(error, attempt))
-        raise AssertionError("unreachable")
+        route = _Route(self._replicas, self._settings)
+        while True:
+            index = route.pick()
+            try:
+                response = await self._https[index].get("/losses")
+            except UNREACHABLE as unreachable:
+                delay = route.failed(index, unreachable, reachable=False)
+                response = None
+            finally:
+                self._replicas.done(index)
+            if response is not None:
+                if response.status_code == 200:
+                    losses: list[dict[str, Any]] = response.json()["losses"]
+                    return losses
+                error = error_from_answer(response.status_code, response.headers, response.content)
+                if not isinstance(error, ServerError) or error.status not in (502, 503):
+                    raise error
+                delay = route.failed(index, error, reachable=_reachable(error))
+            await asyncio.sleep(delay)
 
     async def evaluate(
         self,
@@ -573,30 +737,39 @@ class AsyncClient:
         smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
         if len(smaller) > 1:
             return smaller
-        for attempt in range(settings.retries + 1):
+        route = _Route(self._replicas, settings)
+        while True:
+            index = route.pick()
             try:
-                await self._exchange(piece)
+                await self._exchange(piece, index)
                 return []
-            except Overloaded as error:
-                if attempt == settings.retries:
+            except ServerError as error:
+                if error.status not in (502, 503):
                     raise
-                await asyncio.sleep(settings.retry_delay(error, attempt))
+                delay = route.failed(index, error, reachable=_reachable(error))
+            except UNREACHABLE as error:
+                delay = route.failed(index, error, reachable=False)
             except TooLarge as error:
                 smaller = piece.job.resplit(piece, error, settings.limits)
                 if not smaller:
                     raise
                 return smaller
             except CUT_OFF:
-                smaller = piece.job.cut(piece, settings.limits)
-                if not smaller:
-                    raise
-                return smaller
-        raise AssertionError("unreachable")
+                if not route.cut(index):
+                    smaller = piece.job.cut(piece, settings.limits)
+                    if not smaller:
+                        raise
+                    return smaller
+                delay = 0.0
+            finally:
+                self._replicas.done(index)  # not in flight while waiting
+            if delay:
+                await asyncio.sleep(delay)
 
-    async def _exchange(self, piece: Piece) -> None:
+    async def _exchange(self, piece: Piece, index: int) -> None:
         chunks, headers = _request(piece, self._settings.upload_chunk_bytes)
         path = _path(piece.job.name)
-        async with self._http.stream(
+        async with self._https[index].stream(
             "POST", path, content=_async_chunks(chunks), headers=headers
         ) as response:
             if response.status_code != 200:
