@@ -39,8 +39,8 @@ D independent labels (multilabel), and l_i is the mean over the D columns.
   predictions that are probabilities, or logits with `from_logits: true`, where p = σ(z). Label
   smoothing replaces each target by y′ = y(1 − s) + s/2. `binary_cross_entropy`'s `pos_weight`
   P multiplies the positive term: one number for every column, or one per column.
-- `hinge` and `squared_hinge` take raw scores and labels t in {−1, 1}, or in {0, 1} with 0
-  meaning −1; a batch holding both 0 and −1 is a 422 because it is ambiguous.""",
+- `hinge`, `squared_hinge` and `soft_margin` take raw scores and labels t in {−1, 1}, or in
+  {0, 1} with 0 meaning −1; a batch holding both 0 and −1 is a 422 because it is ambiguous.""",
     ),
     "multiclass": (
         "Multiclass",
@@ -134,6 +134,12 @@ DETAILS: dict[str, str] = {
     "hinge": "∂ℓ/∂ŷ = −t where 1 − t·ŷ > 0, else 0 (also at the margin); ∂²ℓ/∂ŷ² = 0.",
     "squared_hinge": (
         "With m = 1 − t·ŷ: ∂ℓ/∂ŷ = −2t·m and ∂²ℓ/∂ŷ² = 2t² where m > 0, else both 0."
+    ),
+    "soft_margin": (
+        "∂ℓ/∂ŷ = −t·σ(−t·ŷ), ∂²ℓ/∂ŷ² = σ(t·ŷ)σ(−t·ŷ); finite for any finite score (PyTorch's "
+        "log1p(exp(−t·ŷ)) overflows past t·ŷ ≈ −709). Labels {0, 1} are read as 2y − 1, as "
+        "for the hinges, where PyTorch would take a label 0 as it is (log 2): send ±1 for "
+        "PyTorch's answer to those."
     ),
     "cross_entropy": (
         "From logits, with W = Σ_c cw_c·y′_c: ∂l/∂z_j = W·p_j − cw_j·y′_j and "

@@ -13,6 +13,7 @@ import pytest
 from service.codecs.loss import evaluate_one
 from service.errors import LossdError
 from service.losses import REGISTRY, LossSpec, resolve
+from service.losses._binary import SignTargetParams
 from tests.support.harness import (
     ATOL,
     RTOL,
@@ -26,9 +27,11 @@ from tests.support.references import binary
 BCE = resolve("binary_cross_entropy")
 FOCAL = resolve("binary_focal")
 BINARY = [spec for spec in REGISTRY if spec.family == "binary"]
-# the cross-entropies take probabilities (or logits, from_logits); the margin losses take scores
+# the cross-entropies take probabilities (or logits, from_logits); the losses of labels in
+# {−1, 1} (or {0, 1}) take scores, Keras' two hinges among them
 CROSS_ENTROPIES = [spec for spec in BINARY if "from_logits" in spec.params.model_fields]
-MARGINS = [spec for spec in BINARY if "from_logits" not in spec.params.model_fields]
+SIGN_LABELS = [spec for spec in BINARY if issubclass(spec.params, SignTargetParams)]
+HINGES = [resolve("hinge"), resolve("squared_hinge")]
 
 
 def _soft_batch(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +122,7 @@ def test_targets_outside_unit_interval_are_422(spec: LossSpec) -> None:
     assert "[0, 1]" in problem.detail
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", SIGN_LABELS, ids=spec_id)
 def test_hinge_with_both_0_and_minus_1_is_ambiguous(spec: LossSpec) -> None:
     """A hinge batch with 0 and −1 labels is a 422 saying to use {0, 1} or {−1, 1}."""
     problem = _problem(spec, {"predictions": [0.5, -0.2, 1.5], "targets": [1, 0, -1]})
@@ -129,7 +132,7 @@ def test_hinge_with_both_0_and_minus_1_is_ambiguous(spec: LossSpec) -> None:
     assert problem.errors[0] == (["targets", 1], problem.errors[0][1])
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", SIGN_LABELS, ids=spec_id)
 @pytest.mark.parametrize("bad", [0.5, 2.0, -3.0])
 def test_hinge_rejects_other_labels(spec: LossSpec, bad: float) -> None:
     """Hinge labels other than −1, 0 and 1 are a 422 locating the first one."""
@@ -139,7 +142,7 @@ def test_hinge_rejects_other_labels(spec: LossSpec, bad: float) -> None:
     assert "[1, 0]" in problem.detail
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", SIGN_LABELS, ids=spec_id)
 @pytest.mark.parametrize("shape", [(8,), (4, 3)])
 def test_hinge_zero_one_labels_equal_sign_labels(spec: LossSpec, shape: tuple[int, ...]) -> None:
     """{0, 1} labels give the same response as the {−1, 1} labels they stand for."""
@@ -157,7 +160,7 @@ def test_hinge_zero_one_labels_equal_sign_labels(spec: LossSpec, shape: tuple[in
     assert orjson.loads(one)["per_sample"] == pytest.approx(expected.tolist(), rel=RTOL)
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", HINGES, ids=spec_id)
 def test_hinge_at_the_margin_takes_gradient_zero(spec: LossSpec) -> None:
     """Exactly at the margin 1 − tŷ = 0 the hinge gradients and Hessians are 0."""
     out = evaluate(spec, np.array([1.0, -1.0]), np.array([1.0, -1.0]), None,
@@ -415,7 +418,7 @@ def test_probabilities_match_keras(label_smoothing: float) -> None:
         np.testing.assert_allclose(focal.per_sample, np.asarray(expected), **KERAS_TOL)
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", HINGES, ids=spec_id)
 def test_hinges_match_keras(spec: LossSpec) -> None:
     """hinge and squared_hinge equal Keras, which also converts a {0, 1} batch to ±1."""
     keras = _keras()

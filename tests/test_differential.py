@@ -343,6 +343,16 @@ def _alias_cases() -> list[AliasCase]:
         )
         cases.append(
             AliasCase(
+                "SoftMarginLoss",
+                "soft_margin",
+                shape,
+                _uniform(-4, 4, "sign"),
+                F.soft_margin_loss,
+                divides_by="elements",
+            )
+        )
+        cases.append(
+            AliasCase(
                 "BCELoss",
                 "binary_cross_entropy",
                 shape,

@@ -116,6 +116,7 @@ BINARY_LOGITS = (
     [1e300, -1e300, 1e15, -1e15, 0.3, -1e300, 1e300],
     [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
 )
+SIGNS = [1.0, 1.0, -1.0, -1.0, 1.0, -1.0, -1.0]  # labels of BINARY_LOGITS' scores as ±1
 BINARY_PROBABILITIES = (
     [0.0, 1.0, 1e-300, 1 - 1e-16, 0.5, 1.0, 0.0],
     [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0],
@@ -230,6 +231,28 @@ def _edges() -> list[Edge]:
         edges.append(
             Edge(R(name), {}, _a([1e300, -1e300, 0.5]), _a([-1.0, 1.0, -1.0]), "scores-1e300")
         )
+    # any finite score gives a finite soft-margin loss (−log σ(t·ŷ) = |t·ŷ| at most, about)
+    for label, pred, targ in (
+        ("scores-1e300", [1e300, -1e300, 1e15, -1e15, 0.3, -1e300, 1e300], SIGNS),
+        ("scores-1e300-zero-one", [1e300, -1e300, 40.0, -40.0, 0.3], [1.0, 1.0, 0.0, 0.0, 1.0]),
+        (
+            "score-rows-1e300",
+            [[1e300, -1e300, 1e15], [-750.0, 750.0, 1e-300]],
+            [[1.0, 1.0, -1.0]] * 2,
+        ),
+    ):
+        edges.append(Edge(R("soft_margin"), {}, _a(pred), _a(targ), label, must_answer=True))
+    edges.append(
+        Edge(
+            R("soft_margin"),
+            {},
+            _a([1e19, -1e19, 90.0, -90.0, 0.3], "float32"),
+            _a([1.0, 1.0, -1.0, -1.0, 1.0], "float32"),
+            "scores-1e19",
+            "float32",
+            must_answer=True,
+        )
+    )
     for name, variants in {
         "binary_cross_entropy": ({}, {"label_smoothing": 0.1, "pos_weight": 2.5}),
         "binary_focal": ({}, {"alpha": 0.25, "gamma": 2.5, "label_smoothing": 0.1}),

@@ -86,6 +86,7 @@ CONVENTIONS: dict[str, Alias] = {
     "NLLLoss": _torch(from_logits=True),
     "nll": _torch(from_logits=True),
     "MultiMarginLoss": _torch(),
+    "SoftMarginLoss": _torch(),
     "KLDivLoss": _torch(log_input=True),
     # optax: logits
     "softmax_cross_entropy": _optax(from_logits=True),

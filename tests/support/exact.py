@@ -35,6 +35,8 @@ from tests.support.references import Array, one_hot
 
 DIGITS = 400
 CLASS_WEIGHTED = ("cross_entropy", "focal", "generalized_cross_entropy", "multi_margin")
+# the losses of labels in {−1, 1}, where a batch of {0, 1} labels means 2y − 1
+SIGN_LABELS = ("hinge", "squared_hinge", "soft_margin")
 Num = Any  # an mpf
 
 
@@ -464,6 +466,7 @@ ROWS: dict[str, Row] = {
     "binary_focal": _elementwise(_binary_focal),
     "hinge": _elementwise(lambda x, y, _: relu(1 - y * x)),
     "squared_hinge": _elementwise(lambda x, y, _: relu(1 - y * x) ** 2),
+    "soft_margin": _elementwise(lambda x, y, _: -log_sigmoid(y * x)),
     "cross_entropy": _cross_entropy,
     "focal": _focal,
     "generalized_cross_entropy": _gce,
@@ -499,7 +502,7 @@ def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) 
         ignored = targ == ignore if ignore is not None else ignored
     else:
         t2 = targ.reshape(n, -1).astype(np.float64)
-    if name in ("hinge", "squared_hinge") and np.isin(t2, (0.0, 1.0)).all():
+    if name in SIGN_LABELS and np.isin(t2, (0.0, 1.0)).all():
         t2 = 2 * t2 - 1  # keras: a batch of {0, 1} labels means {−1, 1}
     fn = ROWS[name]
     values, grads, hessians, kappas = [], [], [], []

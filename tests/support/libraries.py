@@ -337,6 +337,10 @@ def _binary(name: str) -> Builder:
             return "keras squared_hinge in torch float64", lambda p: (
                 torch.relu(1 - labels * p) ** 2
             ).mean(-1)
+        if name == "soft_margin":
+            return "torch F.soft_margin_loss", lambda p: F.soft_margin_loss(
+                p, labels, reduction="none"
+            ).mean(-1)
         raise KeyError(name)
 
     return build
@@ -528,6 +532,7 @@ HANDLED: dict[str, set[str]] = {
     "binary_focal": {"gamma", "alpha", "from_logits", "label_smoothing", "epsilon"},
     "hinge": set(),
     "squared_hinge": set(),
+    "soft_margin": set(),
     "cross_entropy": _SOFTMAX | {"label_smoothing", "class_weight", "ignore_index"},
     "focal": _SOFTMAX | {"gamma", "alpha", "label_smoothing", "class_weight", "ignore_index"},
     "generalized_cross_entropy": _SOFTMAX | {"q", "class_weight", "ignore_index"},

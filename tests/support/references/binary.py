@@ -68,6 +68,11 @@ def squared_hinge(p: Array, t: Array) -> Array:
     return rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p) ** 2)
 
 
+def soft_margin(p: Array, t: Array) -> Array:
+    # torch.nn.functional.soft_margin_loss: log(1 + e^(−t·ŷ)), {0, 1} labels as 2y − 1
+    return rowmean(-log_sigmoid(_hinge_labels(t) * p))
+
+
 # A pos_weight list has D entries, and the harness runs D = 1 and D = 3: lists are tested in
 # tests/test_binary_losses.py, numbers here.
 CASES: dict[str, Case] = {
@@ -103,4 +108,5 @@ CASES: dict[str, Case] = {
     ),
     "hinge": Case(hinge, targ="sign"),
     "squared_hinge": Case(squared_hinge, targ="sign"),
+    "soft_margin": Case(soft_margin, targ="sign"),
 }
