@@ -40,7 +40,9 @@ D independent labels (multilabel), and l_i is the mean over the D columns.
   smoothing replaces each target by y′ = y(1 − s) + s/2. `binary_cross_entropy`'s `pos_weight`
   P multiplies the positive term: one number for every column, or one per column.
 - `hinge`, `squared_hinge` and `soft_margin` take raw scores and labels t in {−1, 1}, or in
-  {0, 1} with 0 meaning −1; a batch holding both 0 and −1 is a 422 because it is ambiguous.""",
+  {0, 1} with 0 meaning −1; a batch holding both 0 and −1 is a 422 because it is ambiguous.
+- `multilabel_soft_margin` always takes logits, and targets in [0, 1]; its `weight` w_c
+  multiplies each column's term: one number for every column, or one per column.""",
     ),
     "multiclass": (
         "Multiclass",
@@ -140,6 +142,12 @@ DETAILS: dict[str, str] = {
         "log1p(exp(−t·ŷ)) overflows past t·ŷ ≈ −709). Labels {0, 1} are read as 2y − 1, as "
         "for the hinges, where PyTorch would take a label 0 as it is (log 2): send ±1 for "
         "PyTorch's answer to those."
+    ),
+    "multilabel_soft_margin": (
+        "∂l/∂z_c = w_c((1 − y)σ(z) − y·σ(−z))/C, ∂²l/∂z_c² = w_c·σ(z)σ(−z)/C. "
+        "`binary_cross_entropy` with `from_logits` and no weights is the same loss. Rank-1 "
+        "predictions are N samples of one class each, as for the whole family, where PyTorch "
+        "reads a 1-D input as one sample of C classes: send it as (1, C) for PyTorch's answer."
     ),
     "cross_entropy": (
         "From logits, with W = Σ_c cw_c·y′_c: ∂l/∂z_j = W·p_j − cw_j·y′_j and "

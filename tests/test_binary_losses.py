@@ -26,6 +26,7 @@ from tests.support.references import binary
 
 BCE = resolve("binary_cross_entropy")
 FOCAL = resolve("binary_focal")
+MULTILABEL = resolve("multilabel_soft_margin")
 BINARY = [spec for spec in REGISTRY if spec.family == "binary"]
 # the cross-entropies take probabilities (or logits, from_logits); the losses of labels in
 # {−1, 1} (or {0, 1}) take scores, Keras' two hinges among them
@@ -343,6 +344,40 @@ def test_bce_with_logits_matches_torch(label_smoothing: float) -> None:
     assert out.value == pytest.approx(float(value), rel=RTOL)
     np.testing.assert_allclose(out.gradient, grad.numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(out.hessian, hess.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.loss(MULTILABEL.name)
+@pytest.mark.parametrize("weight", [None, 0.5, [0.5, 0.0, 3.0]])
+def test_multilabel_soft_margin_matches_torch(weight: float | list[float] | None) -> None:
+    """multilabel_soft_margin_loss(weight) with a per-class list, a number or none, on soft
+    labels: per-sample losses, the autograd gradient and the Hessian diagonal of the sum."""
+    torch = _torch()
+    rng = np.random.default_rng(45)
+    z, targ = rng.uniform(-4, 4, size=(6, 3)), rng.uniform(0, 1, size=(6, 3))
+    out = evaluate(MULTILABEL, z, targ, None, {"weight": weight}, reduction="sum", gradient=True,
+                   hessian=True)  # fmt: skip
+    w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
+    y = torch.tensor(targ)
+
+    def per_row(x: Any) -> Any:
+        return torch.nn.functional.multilabel_soft_margin_loss(x, y, weight=w, reduction="none")
+
+    value, grad, hess = _diag_hessian(torch, lambda x: per_row(x).sum(), torch.tensor(z))
+    np.testing.assert_allclose(out.per_sample, per_row(torch.tensor(z)).numpy(), rtol=RTOL,
+                               atol=ATOL)  # fmt: skip
+    assert out.value == pytest.approx(float(value), rel=RTOL)
+    np.testing.assert_allclose(out.gradient, grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.hessian, hess.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.loss(MULTILABEL.name)
+def test_multilabel_soft_margin_checks_its_weights_and_labels() -> None:
+    """A weight list of the wrong length and targets outside [0, 1] are 422s naming them."""
+    problem = _problem(MULTILABEL, {"predictions": [[0.5, -1.0]], "targets": [[1, 0]],
+                                    "params": {"weight": [1.0, 2.0, 3.0]}})  # fmt: skip
+    assert problem.code == "invalid_params" and problem.errors[0][0] == ["params", "weight"]
+    problem = _problem(MULTILABEL, {"predictions": [[0.5, -1.0]], "targets": [[1, -1]]})
+    assert problem.code == "invalid_array" and "[0, 1]" in problem.detail
 
 
 def _optax_focal(torch: Any, z: Any, y: Any, alpha: float | None, gamma: float) -> Any:

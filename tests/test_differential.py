@@ -455,6 +455,20 @@ def _alias_cases() -> list[AliasCase]:
                 shows={"from_logits": True},
             )
         )
+    for params in (None, {"weight": [0.5, 1.0, 2.0]}):
+        weight = None if params is None else torch.tensor(params["weight"], dtype=torch.float64)
+        cases.append(
+            AliasCase(
+                "MultiLabelSoftMarginLoss",
+                "multilabel_soft_margin",
+                rows,
+                _uniform(-4, 4, "binary"),
+                lambda z, y, reduction, weight=weight: F.multilabel_soft_margin_loss(
+                    z, y, weight=weight, reduction=reduction
+                ),
+                params=params,
+            )
+        )
     cases.append(
         AliasCase(
             "MultiMarginLoss",

@@ -253,6 +253,28 @@ def _edges() -> list[Edge]:
             must_answer=True,
         )
     )
+    # multilabel_soft_margin takes logits only: any finite one gives a finite answer
+    for params in ({}, {"weight": 2.5}, {"weight": [0.5, 0.0, 3.0]}):
+        edges.append(
+            Edge(
+                R("multilabel_soft_margin"),
+                params,
+                _a([[1e300, -1e300, 1e15], [-1e15, 0.3, -1e300], [40.0, -750.0, 1e300]]),
+                _a([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.25, 1.0, 0.5]]),
+                "logit-rows-1e300",
+                must_answer=True,
+            )
+        )
+    edges.append(
+        Edge(
+            R("multilabel_soft_margin"),
+            {},
+            _a(BINARY_LOGITS[0]),
+            _a(BINARY_LOGITS[1]),
+            "logits-1e300",
+            must_answer=True,
+        )
+    )
     for name, variants in {
         "binary_cross_entropy": ({}, {"label_smoothing": 0.1, "pos_weight": 2.5}),
         "binary_focal": ({}, {"alpha": 0.25, "gamma": 2.5, "label_smoothing": 0.1}),

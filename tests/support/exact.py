@@ -302,6 +302,16 @@ def _binary_focal(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
     return out
 
 
+def _multilabel_soft_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    w = prm.get("weight")
+    ws = w if isinstance(w, list) else [1.0 if w is None else w] * len(xs)
+    terms = [
+        -mpf(c) * (y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
+        for c, x, y in zip(ws, xs, t, strict=True)
+    ]
+    return mean(terms)
+
+
 def _smoothed_rows(t: list[Num], prm: dict[str, Any], ignored: bool) -> list[Num]:
     if ignored:
         return [mpf(0)] * len(t)
@@ -467,6 +477,7 @@ ROWS: dict[str, Row] = {
     "hinge": _elementwise(lambda x, y, _: relu(1 - y * x)),
     "squared_hinge": _elementwise(lambda x, y, _: relu(1 - y * x) ** 2),
     "soft_margin": _elementwise(lambda x, y, _: -log_sigmoid(y * x)),
+    "multilabel_soft_margin": _multilabel_soft_margin,
     "cross_entropy": _cross_entropy,
     "focal": _focal,
     "generalized_cross_entropy": _gce,

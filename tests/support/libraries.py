@@ -337,6 +337,12 @@ def _binary(name: str) -> Builder:
             return "keras squared_hinge in torch float64", lambda p: (
                 torch.relu(1 - labels * p) ** 2
             ).mean(-1)
+        if name == "multilabel_soft_margin":
+            cw = prm.get("weight")
+            weight = None if cw is None else torch.tensor(cw, dtype=torch.float64)
+            return "torch F.multilabel_soft_margin_loss", lambda z: (
+                F.multilabel_soft_margin_loss(z, t, weight=weight, reduction="none")
+            )
         if name == "soft_margin":
             return "torch F.soft_margin_loss", lambda p: F.soft_margin_loss(
                 p, labels, reduction="none"
@@ -533,6 +539,7 @@ HANDLED: dict[str, set[str]] = {
     "hinge": set(),
     "squared_hinge": set(),
     "soft_margin": set(),
+    "multilabel_soft_margin": {"weight"},
     "cross_entropy": _SOFTMAX | {"label_smoothing", "class_weight", "ignore_index"},
     "focal": _SOFTMAX | {"gamma", "alpha", "label_smoothing", "class_weight", "ignore_index"},
     "generalized_cross_entropy": _SOFTMAX | {"q", "class_weight", "ignore_index"},

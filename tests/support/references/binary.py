@@ -73,8 +73,14 @@ def soft_margin(p: Array, t: Array) -> Array:
     return rowmean(-log_sigmoid(_hinge_labels(t) * p))
 
 
-# A pos_weight list has D entries, and the harness runs D = 1 and D = 3: lists are tested in
-# tests/test_binary_losses.py, numbers here.
+def multilabel_soft_margin(p: Array, t: Array, weight: object = None) -> Array:
+    # torch.nn.functional.multilabel_soft_margin_loss(weight): class terms weighted, row means
+    w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
+    return rowmean(-w * (t * log_sigmoid(p) + (1 - t) * log_sigmoid(-p)))
+
+
+# A pos_weight or weight list has D entries, and the harness runs D = 1 and D = 3: lists are
+# tested in tests/test_binary_losses.py, numbers here.
 CASES: dict[str, Case] = {
     "binary_cross_entropy": Case(
         binary_cross_entropy,
@@ -109,4 +115,10 @@ CASES: dict[str, Case] = {
     "hinge": Case(hinge, targ="sign"),
     "squared_hinge": Case(squared_hinge, targ="sign"),
     "soft_margin": Case(soft_margin, targ="sign"),
+    "multilabel_soft_margin": Case(
+        multilabel_soft_margin,
+        targ="binary",
+        soft=True,
+        params=({}, {"weight": 2.5}, {"weight": 0.0}),
+    ),
 }
