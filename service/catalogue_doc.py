@@ -39,8 +39,9 @@ D independent labels (multilabel), and l_i is the mean over the D columns.
   predictions that are probabilities, or logits with `from_logits: true`, where p = σ(z). Label
   smoothing replaces each target by y′ = y(1 − s) + s/2. `binary_cross_entropy`'s `pos_weight`
   P multiplies the positive term: one number for every column, or one per column.
-- `hinge`, `squared_hinge` and `soft_margin` take raw scores and labels t in {−1, 1}, or in
-  {0, 1} with 0 meaning −1; a batch holding both 0 and −1 is a 422 because it is ambiguous.
+- `hinge`, `squared_hinge`, `soft_margin` and `hinge_embedding` take raw scores (distances for
+  `hinge_embedding`) and labels t in {−1, 1}, or in {0, 1} with 0 meaning −1; a batch holding
+  both 0 and −1 is a 422 because it is ambiguous.
 - `multilabel_soft_margin` always takes logits, and targets in [0, 1]; its `weight` w_c
   multiplies each column's term: one number for every column, or one per column.""",
     ),
@@ -142,6 +143,12 @@ DETAILS: dict[str, str] = {
         "log1p(exp(−t·ŷ)) overflows past t·ŷ ≈ −709). Labels {0, 1} are read as 2y − 1, as "
         "for the hinges, where PyTorch would take a label 0 as it is (log 2): send ±1 for "
         "PyTorch's answer to those."
+    ),
+    "hinge_embedding": (
+        "∂ℓ/∂ŷ = 1 for t = 1; for t = −1, −1 where m − ŷ > 0, else 0 (also at the margin); "
+        "∂²ℓ/∂ŷ² = 0. The predictions are usually distances (PyTorch's use: a pairwise "
+        "distance and whether the pair is similar); any real number is accepted, and for t = 1 "
+        "the loss is ŷ itself, negative where ŷ is, as in PyTorch."
     ),
     "multilabel_soft_margin": (
         "∂l/∂z_c = w_c((1 − y)σ(z) − y·σ(−z))/C, ∂²l/∂z_c² = w_c·σ(z)σ(−z)/C. "

@@ -343,6 +343,16 @@ def _alias_cases() -> list[AliasCase]:
         )
         cases.append(
             AliasCase(
+                "HingeEmbeddingLoss",
+                "hinge_embedding",
+                shape,
+                _uniform(-3, 3, "sign"),
+                F.hinge_embedding_loss,
+                divides_by="elements",
+            )
+        )
+        cases.append(
+            AliasCase(
                 "SoftMarginLoss",
                 "soft_margin",
                 shape,

@@ -231,6 +231,16 @@ def _edges() -> list[Edge]:
         edges.append(
             Edge(R(name), {}, _a([1e300, -1e300, 0.5]), _a([-1.0, 1.0, -1.0]), "scores-1e300")
         )
+    for params in ({}, {"margin": 2.0}):
+        hinge_embedding = R("hinge_embedding")
+        edges += [
+            Edge(hinge_embedding, params, _a([1e300, -1e300, 0.5, 3.0]), _a([1.0, -1.0, -1.0, 1.0]),
+                 "distances-1e300"),
+            Edge(hinge_embedding, params, _a([[1e154, -1e154, 1.5], [2.0, -2.0, 0.0]]),
+                 _a([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), "rows-1e154-zero-one"),
+            Edge(hinge_embedding, params, _a([1e19, -1e19, 0.5], "float32"),
+                 _a([1.0, -1.0, -1.0], "float32"), "distances-1e19", "float32"),
+        ]  # fmt: skip
     # any finite score gives a finite soft-margin loss (−log σ(t·ŷ) = |t·ŷ| at most, about)
     for label, pred, targ in (
         ("scores-1e300", [1e300, -1e300, 1e15, -1e15, 0.3, -1e300, 1e300], SIGNS),

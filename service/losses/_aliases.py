@@ -87,6 +87,7 @@ CONVENTIONS: dict[str, Alias] = {
     "nll": _torch(from_logits=True),
     "MultiMarginLoss": _torch(),
     "SoftMarginLoss": _torch(),
+    "HingeEmbeddingLoss": _torch(),
     # torch's multilabel_soft_margin_loss averages each row over its classes first: its mean
     # and sum are over samples
     "MultiLabelSoftMarginLoss": Alias("torch", {}, "samples", _TORCH_NAMES),

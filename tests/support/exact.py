@@ -36,7 +36,7 @@ from tests.support.references import Array, one_hot
 DIGITS = 400
 CLASS_WEIGHTED = ("cross_entropy", "focal", "generalized_cross_entropy", "multi_margin")
 # the losses of labels in {−1, 1}, where a batch of {0, 1} labels means 2y − 1
-SIGN_LABELS = ("hinge", "squared_hinge", "soft_margin")
+SIGN_LABELS = ("hinge", "squared_hinge", "soft_margin", "hinge_embedding")
 Num = Any  # an mpf
 
 
@@ -477,6 +477,9 @@ ROWS: dict[str, Row] = {
     "hinge": _elementwise(lambda x, y, _: relu(1 - y * x)),
     "squared_hinge": _elementwise(lambda x, y, _: relu(1 - y * x) ** 2),
     "soft_margin": _elementwise(lambda x, y, _: -log_sigmoid(y * x)),
+    "hinge_embedding": _elementwise(
+        lambda x, y, prm: x if y > 0 else relu(mpf(prm.get("margin", 1.0)) - x)
+    ),
     "multilabel_soft_margin": _multilabel_soft_margin,
     "cross_entropy": _cross_entropy,
     "focal": _focal,

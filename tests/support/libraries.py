@@ -343,6 +343,11 @@ def _binary(name: str) -> Builder:
             return "torch F.multilabel_soft_margin_loss", lambda z: (
                 F.multilabel_soft_margin_loss(z, t, weight=weight, reduction="none")
             )
+        if name == "hinge_embedding":
+            m = prm.get("margin", 1.0)
+            return "torch F.hinge_embedding_loss", lambda p: F.hinge_embedding_loss(
+                p, labels, margin=m, reduction="none"
+            ).mean(-1)
         if name == "soft_margin":
             return "torch F.soft_margin_loss", lambda p: F.soft_margin_loss(
                 p, labels, reduction="none"
@@ -539,6 +544,7 @@ HANDLED: dict[str, set[str]] = {
     "hinge": set(),
     "squared_hinge": set(),
     "soft_margin": set(),
+    "hinge_embedding": {"margin"},
     "multilabel_soft_margin": {"weight"},
     "cross_entropy": _SOFTMAX | {"label_smoothing", "class_weight", "ignore_index"},
     "focal": _SOFTMAX | {"gamma", "alpha", "label_smoothing", "class_weight", "ignore_index"},

@@ -73,6 +73,11 @@ def soft_margin(p: Array, t: Array) -> Array:
     return rowmean(-log_sigmoid(_hinge_labels(t) * p))
 
 
+def hinge_embedding(p: Array, t: Array, margin: float = 1.0) -> Array:
+    # torch.nn.functional.hinge_embedding_loss(margin): ŷ for t = 1, max(0, m − ŷ) for t = −1
+    return rowmean(np.where(_hinge_labels(t) > 0, p, np.maximum(0.0, margin - p)))
+
+
 def multilabel_soft_margin(p: Array, t: Array, weight: object = None) -> Array:
     # torch.nn.functional.multilabel_soft_margin_loss(weight): class terms weighted, row means
     w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
@@ -115,6 +120,9 @@ CASES: dict[str, Case] = {
     "hinge": Case(hinge, targ="sign"),
     "squared_hinge": Case(squared_hinge, targ="sign"),
     "soft_margin": Case(soft_margin, targ="sign"),
+    "hinge_embedding": Case(
+        hinge_embedding, targ="sign", params=({}, {"margin": 0.5}, {"margin": 2.0})
+    ),
     "multilabel_soft_margin": Case(
         multilabel_soft_margin,
         targ="binary",
