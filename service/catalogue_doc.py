@@ -66,7 +66,11 @@ before the kernel runs, so the two forms give the same response to the last bit.
   cw_c = n / (C·n_c) from the batch itself, where n_c is the (fractional, for soft targets) count
   of class c among the samples not ignored and n = Σ_c n_c; a class absent from the batch gets 0.
   The response's `params` shows the weights used. With class weights the mean divides by
-  Σ_i w_i·κ_i with κ_i = Σ_c cw_c·y_ic (see [Reductions](#sample-weights-and-reductions)).""",
+  Σ_i w_i·κ_i with κ_i = Σ_c cw_c·y_ic (see [Reductions](#sample-weights-and-reductions)).
+- **`multilabel_margin`** takes scores and PyTorch's multilabel targets instead: an `(N, C)`
+  array whose row i lists sample i's classes as integers in [0, C), ended by the first −1. The
+  entries after it are ignored but, as PyTorch checks, must also lie in [−1, C); a class listed
+  twice counts twice.""",
     ),
     "distribution": (
         "Distribution",
@@ -173,6 +177,12 @@ DETAILS: dict[str, str] = {
     "multi_margin": (
         "Its `mean` divides by Σ_i w_i·cw_{y_i}, the sum of the targets' class weights, not by "
         "N as PyTorch's does."
+    ),
+    "multilabel_margin": (
+        "Each active term max(0, 1 − ŷ_j + ŷ_c) (j listed, c not) adds n_j/C to ∂l/∂ŷ_c and "
+        "takes it from ∂l/∂ŷ_j, n_j being how many times j is listed; a term exactly at its "
+        "margin adds nothing, as in PyTorch's gradient; the Hessian is 0. A row listing "
+        "no class, or every class, has loss 0. Each row costs O(C²) steps at most."
     ),
     "kl_divergence": (
         "From probabilities P and Q are both clipped to [ε, 1] as Keras does (a target of 0 "

@@ -491,6 +491,16 @@ def _alias_cases() -> list[AliasCase]:
     )
     cases.append(
         AliasCase(
+            "MultiLabelMarginLoss",
+            "multilabel_margin",
+            rows,
+            _uniform(-3, 3, "labels"),
+            lambda x, y, reduction: F.multilabel_margin_loss(x, y.long(), reduction=reduction),
+            derivative=_multilabel_margin_formula,
+        )
+    )
+    cases.append(
+        AliasCase(
             "KLDivLoss",
             "kl_divergence",
             rows,
@@ -528,6 +538,12 @@ def _multi_margin_formula(x: torch.Tensor, y: torch.Tensor, reduction: str) -> t
     rows = F.one_hot(y, x.shape[1]).to(torch.float64)
     ones = torch.ones(x.shape[1], dtype=torch.float64)
     return _samples(lib.multi_margin_formula(x, rows, ones, 1, 1.0), reduction)
+
+
+def _multilabel_margin_formula(x: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+    """torch's ``multilabel_margin_loss`` written out, for its Hessian (no double backward)."""
+    counts = lib.label_counts(y.numpy())
+    return _samples(lib.multilabel_margin_formula(x, counts), reduction)
 
 
 def _simplex_and_index(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[Array, Array]:

@@ -397,6 +397,15 @@ def _edges() -> list[Edge]:
                 "scores-1e153",
             )
         )
+    multilabel_margin = R("multilabel_margin")
+    edges += [
+        Edge(multilabel_margin, {}, _a([[1e300, -1e300, 0.0], [1e154, -1e154, 0.5]]),
+             _a([[1.0, -1.0, 0.0], [0.0, 2.0, -1.0]]), "scores-1e300"),
+        Edge(multilabel_margin, {}, _a([[1e153, -1e153, 0.0], [0.5, 2.0, -1.0]]),
+             _a([[2.0, 2.0, -1.0], [-1.0, 1.0, 2.0]]), "scores-1e153-repeated"),
+        Edge(multilabel_margin, {}, _a([[1e19, -1e19, 0.5], [0.5, 2.0, -1.0]], "float32"),
+             _a([[1.0, -1.0, -1.0], [0.0, 1.0, 2.0]], "float32"), "scores-1e19", "float32"),
+    ]  # fmt: skip
     for name in ("dice", "tversky"):
         for params in ({}, {"smooth": 0.0}):
             edges.append(

@@ -211,6 +211,56 @@ def test_multi_margin_matches_torch(params: dict[str, Any]) -> None:
     assert mean.weight_sum == pytest.approx(float(np.sum(w * kappa)), rel=RTOL)
 
 
+@pytest.mark.loss("multilabel_margin")
+def test_multilabel_margin_reads_target_lists_as_torch_does() -> None:
+    """The list ends at the first −1 (entries after it are ignored), a class listed twice
+    counts twice, a row listing every class or none has loss 0; integer and float targets
+    agree; per-sample losses and the weighted-sum gradient are torch's, at a margin 0."""
+    torch = pytest.importorskip("torch")
+    scores = np.array([[0.1, 0.2, 0.4, 0.8], [0.1, 0.2, 0.4, 0.8], [2.0, 1.0, 0.0, 3.0],
+                       [0.5, -0.5, 1.5, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.5, 0.0]])
+    targets = np.array([[3, 0, -1, 1], [3, 3, -1, 2], [0, 1, 2, 3], [-1, 0, 1, 2], [3, -1, 0, 0],
+                        [1, -1, -1, -1]])  # fmt: skip
+    w = np.array([0.5, 1.0, 2.0, 1.0, 1.5, 3.0])
+    z = torch.tensor(scores, requires_grad=True)
+    per_sample = torch.nn.functional.multilabel_margin_loss(z, torch.tensor(targets),
+                                                            reduction="none")  # fmt: skip
+    (per_sample * torch.tensor(w)).sum().backward()
+    spec = resolve("multilabel_margin")
+    for sent in (targets, targets.astype(float)):
+        out = evaluate(spec, scores, sent, w, reduction="sum", gradient=True, hessian=True)
+        np.testing.assert_allclose(out.per_sample, per_sample.detach().numpy(), rtol=RTOL,
+                                   atol=ATOL)  # fmt: skip
+        assert z.grad is not None
+        np.testing.assert_allclose(out.gradient, z.grad.numpy(), rtol=RTOL, atol=ATOL)
+        np.testing.assert_array_equal(out.hessian, np.zeros_like(scores))
+    assert out.per_sample[2] == out.per_sample[3] == 0.0
+    # row 5: class 1 (listed) against classes 0 and 3 sits exactly at the margin: no term
+    assert out.gradient[5, 0] == out.gradient[5, 3] == 0.0
+    assert out.gradient[5, 1] == -out.gradient[5, 2] == pytest.approx(-3.0 / 4, rel=RTOL)
+
+
+@pytest.mark.loss("multilabel_margin")
+@pytest.mark.parametrize(
+    ("targets", "code", "fragment"),
+    [
+        ([[0, 3, -1], [1, -1, 0]], "invalid_array", "not a class index"),
+        ([[0, -1, 5], [1, -1, 0]], "invalid_array", "not a class index"),
+        ([[0, -2, 1], [1, -1, 0]], "invalid_array", "not a class index"),
+        ([[0, 1.5, -1], [1, -1, 0]], "invalid_array", "not an integer"),
+        ([0, 1], "shape_mismatch", "ended by -1"),
+    ],
+)
+def test_multilabel_margin_targets_say_what_to_change(
+    targets: list[Any], code: str, fragment: str
+) -> None:
+    """Entries outside [−1, C) (after the −1 too, as torch checks), fractions and (N,) targets
+    are 422s that say what multilabel_margin takes."""
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve("multilabel_margin"), np.zeros((2, 3)), np.array(targets))
+    assert info.value.code == code and fragment in info.value.detail
+
+
 def _torch_focal(z: Any, y: Any, gamma: float, alpha: float, from_logits: bool, eps: float) -> Any:
     torch = pytest.importorskip("torch")
     if from_logits:

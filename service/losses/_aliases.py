@@ -86,6 +86,7 @@ CONVENTIONS: dict[str, Alias] = {
     "NLLLoss": _torch(from_logits=True),
     "nll": _torch(from_logits=True),
     "MultiMarginLoss": _torch(),
+    "MultiLabelMarginLoss": _torch(),
     "SoftMarginLoss": _torch(),
     "HingeEmbeddingLoss": _torch(),
     # torch's multilabel_soft_margin_loss averages each row over its classes first: its mean

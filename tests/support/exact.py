@@ -395,6 +395,20 @@ def _multi_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     return out
 
 
+def _multilabel_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    listed: list[int] = []
+    for y in t:
+        if y < 0:
+            break
+        listed.append(int(y))
+    out = Jet(0)
+    for j in listed:
+        for c in range(len(xs)):
+            if c not in listed:
+                out = out + relu(1 - xs[j] + xs[c]) / len(xs)
+    return out
+
+
 def _kl(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     if prm.get("log_target", False):
         t = [mpmath.exp(y) for y in t]
@@ -488,6 +502,7 @@ ROWS: dict[str, Row] = {
     "simloss": _simloss,
     "categorical_hinge": _categorical_hinge,
     "multi_margin": _multi_margin,
+    "multilabel_margin": _multilabel_margin,
     "kl_divergence": _kl,
     "js_divergence": _js,
     "dice": _dice,

@@ -202,6 +202,27 @@ def multi_margin_formula(x: Tensor, y: Tensor, cw: Tensor, power: int, margin: f
     return total
 
 
+def label_counts(rows: Array) -> Tensor:
+    """torch's multilabel targets (rows of class indices ended by −1) as (N, C) counts of each
+    class before the row's first −1."""
+    counts = np.zeros(rows.shape)
+    for i, row in enumerate(rows):
+        for v in row:
+            if v < 0:
+                break
+            counts[i, int(v)] += 1
+    return torch.tensor(counts, dtype=torch.float64)
+
+
+def multilabel_margin_formula(x: Tensor, counts: Tensor) -> Tensor:
+    """``torch.nn.functional.multilabel_margin_loss(x, y)`` per row, written out (torch has no
+    double backward for it): Σ_j n_j Σ_{c: n_c = 0} max(0, 1 − x_j + x_c) / C, n the counts of
+    ``label_counts``, as torch's loop over the list (a class listed twice counts twice)."""
+    pairs = torch.relu(1 - x[:, :, None] + x[:, None, :])  # [i, j, c]
+    weights = counts[:, :, None] * (counts == 0).to(x.dtype)[:, None, :]
+    return (weights * pairs).sum((1, 2)) / x.shape[1]
+
+
 def _sigmoid_if(p: Tensor, from_logits: bool) -> Tensor:
     return torch.sigmoid(p) if from_logits else p
 
@@ -443,6 +464,11 @@ def _multiclass(name: str) -> Builder:
             return "keras categorical_hinge in torch float64", lambda p: torch.relu(
                 ((1 - y) * p).max(-1).values - (y * p).sum(-1) + 1
             )
+        if name == "multilabel_margin":
+            counts = label_counts(tg.rows)
+            return "torch F.multilabel_margin_loss's formula", lambda x: (
+                multilabel_margin_formula(x, counts)
+            )
         if name == "multi_margin":
             power, margin = prm.get("p", 1), prm.get("margin", 1.0)
             return "torch F.multi_margin_loss's formula", lambda x: multi_margin_formula(
@@ -553,6 +579,7 @@ HANDLED: dict[str, set[str]] = {
     "simloss": _SOFTMAX | {"similarity", "ordinal_base"},
     "categorical_hinge": set(),
     "multi_margin": {"p", "margin", "class_weight"},
+    "multilabel_margin": set(),
     "kl_divergence": _SOFTMAX | {"log_input", "log_target"},
     "js_divergence": {"from_logits", "normalize"},
     "dice": {"smooth", "from_logits"},
@@ -625,7 +652,8 @@ def direct_values(name: str, params: dict[str, Any], pred: Array, targ: Array) -
     """The per-sample losses of the library's own call, where the reference is its formula
     (no autograd, or no double backward): scikit-learn's ``mean_pinball_loss`` and
     ``mean_tweedie_deviance`` on each row, scipy's ``jensenshannon(P, Q) ** 2``, torch's
-    ``multi_margin_loss`` (target-weighted over the classes of a soft row)."""
+    ``multi_margin_loss`` (target-weighted over the classes of a soft row) and
+    ``multilabel_margin_loss``."""
     n = pred.shape[0]
     p2 = pred.reshape(n, -1)
     if name == "pinball":
@@ -657,6 +685,10 @@ def direct_values(name: str, params: dict[str, Any], pred: Array, targ: Array) -
                 x, at_k, reduction="none", **kw
             )
         return out.numpy()
+    if name == "multilabel_margin":
+        x = torch.tensor(pred, dtype=torch.float64)
+        y = torch.tensor(targ, dtype=torch.long)
+        return F.multilabel_margin_loss(x, y, reduction="none").numpy()
     if name == "js_divergence":
         rows = targets_of(pred, targ, params).rows
         q = pred

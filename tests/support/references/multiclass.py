@@ -154,6 +154,30 @@ def multi_margin(
     return out
 
 
+def labels_of(row: Array) -> list[int]:
+    """torch's multilabel target row: the class indices before the first −1 (repeats kept)."""
+    listed: list[int] = []
+    for v in row:
+        if v < 0:
+            break
+        listed.append(int(v))
+    return listed
+
+
+def multilabel_margin(p: Array, t: Array) -> Array:
+    # torch.nn.functional.multilabel_margin_loss, reduction="none": each listed class j (twice
+    # if listed twice) against every class k that is not listed, hinge with margin 1, over C
+    n, c = p.shape
+    out = np.zeros(n)
+    for i in range(n):
+        listed = labels_of(t[i])
+        for j in listed:
+            for k in range(c):
+                if k not in listed:
+                    out[i] += max(0.0, 1.0 - p[i, j] + p[i, k]) / c
+    return out
+
+
 CASES: dict[str, Case] = {
     "cross_entropy": Case(
         cross_entropy,
@@ -228,6 +252,7 @@ CASES: dict[str, Case] = {
         ),
     ),
     "categorical_hinge": Case(categorical_hinge, pred=(-3.0, 3.0), targ="index", soft=True),
+    "multilabel_margin": Case(multilabel_margin, pred=(-3.0, 3.0), targ="labels"),
     "multi_margin": Case(
         multi_margin,
         pred=(-3.0, 3.0),
