@@ -126,6 +126,13 @@ DETAILS: dict[str, str] = {
         "limits of the formula. scikit-learn's domain checks are a 422 `out_of_domain`: "
         "predictions > 0 unless p = 0, targets ≥ 0 for 1 ≤ p < 2, targets > 0 for p ≥ 2."
     ),
+    "gamma": (
+        "ŷ is a margin, the log of the mean μ = e^ŷ, as XGBoost hands it to a custom objective; "
+        "targets must be positive (a 422 otherwise, as XGBoost refuses them). "
+        "∂ℓ/∂ŷ = 1 − y·e^(−ŷ) and ∂²ℓ/∂ŷ² = y·e^(−ŷ) > 0 are `reg:gamma`'s gradient and "
+        "Hessian. ℓ is `gamma-nloglik` (dispersion 1) without that metric's floor μ ≥ 1e-6; the "
+        "gamma deviance 2(y/μ − log(y/μ) − 1) = 2(ℓ − 1 − log y) has twice these derivatives."
+    ),
     "cosine_similarity": "l_i sums over the row rather than averaging, and lies in [−1, 1].",
     "binary_cross_entropy": (
         "From logits z, with P = `pos_weight`: ∂l/∂z = (1 + (P − 1)y′)σ(z) − P·y′ and "

@@ -51,9 +51,7 @@ def warm_up(
         _warm_up_codecs()
     for spec in specs:
         params = spec.params.model_validate(spec.params.warm_up)
-        # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and
-        # target rows that are distributions, counts, hinge labels (0 stands for -1), masks
-        predictions, targets = np.full((2, 2), 0.5), np.eye(2)
+        predictions, targets = spec.params.warm_up_batch()  # inside the loss's domain
         for weight in (None, np.ones(2)):
             batch = core.Batch(predictions, targets, weight)
             for dtype in core.DTYPES:

@@ -193,6 +193,16 @@ def _edges() -> list[Edge]:
         Edge(R("tweedie"), {"power": 2.0}, _a([1.0, 2.0]), _a([0.0, 1.0]), "target-0"),
         Edge(R("tweedie"), {"power": -0.5}, _a([1e154, 1e-300]), _a([-3.0, 2.0]), "means-1e154"),
     ]
+    # any finite log-mean has an answer wherever y·e^(−ŷ) is finite
+    for label, pred, targ, dtype in (
+        ("log-means-1e300", [1e300, 720.0, -705.0, 0.5], [2.0, 1e300, 1e-300, 3.0], "float64"),
+        ("log-mean-past-exp", [-1e300, 0.5], [2.0, 1.0], "float64"),
+        ("targets-1e-300", [-750.0, 700.5, -1.0], [1e-300, 1e-300, 1e300], "float64"),
+        ("log-means-90", [90.0, -80.0, 0.5], [3e38, 1e-30, 2.0], "float32"),
+    ):
+        edges.append(
+            Edge(R("gamma"), {}, _a(pred, dtype), _a(targ, dtype), label, dtype, must_answer=True)
+        )
     cosine = [
         ("row-2e154", [[2e154, 1.0]], [[1.0, 1.0]], "float64"),
         (

@@ -485,6 +485,7 @@ ROWS: dict[str, Row] = {
     ),
     "poisson": _elementwise(_poisson),
     "tweedie": _elementwise(_tweedie),
+    "gamma": _elementwise(lambda x, y, _: y * exp(-x) + x),
     "cosine_similarity": _cosine,
     "binary_cross_entropy": _elementwise(_bce),
     "binary_focal": _elementwise(_binary_focal),

@@ -298,6 +298,10 @@ def _regression(name: str) -> Builder:
             return "sklearn mean_tweedie_deviance's formula in torch", lambda p: tweedie_deviance(
                 p, t, pw
             ).mean(-1)
+        if name == "gamma":
+            return "XGBoost reg:gamma (gamma-nloglik at mu = e^x) in torch", lambda p: (
+                t * torch.exp(-p) + p
+            ).mean(-1)
         if name == "cosine_similarity":
             eps = prm.get("epsilon", 1e-7)
 
@@ -564,6 +568,7 @@ HANDLED: dict[str, set[str]] = {
     "pinball": {"quantile"},
     "poisson": {"log_input", "full", "epsilon"},
     "tweedie": {"power"},
+    "gamma": set(),
     "cosine_similarity": {"epsilon"},
     "binary_cross_entropy": {"from_logits", "label_smoothing", "pos_weight", "epsilon"},
     "binary_focal": {"gamma", "alpha", "from_logits", "label_smoothing", "epsilon"},
@@ -779,13 +784,17 @@ def xgboost_derivatives(
     """Gradient and Hessian of XGBoost's objective for the loss, per element, unweighted:
     ``reg:pseudohubererror`` (src/objective/regression_loss.h: z = ŷ − y,
     g = z/√(1 + (z/δ)²), h = δ²/((δ² + z²)·√(1 + (z/δ)²))), ``binary:logistic``
-    (g = σ(z) − y, h = σ(1 − σ)) and ``multi:softprob`` (g = p − y; its Hessian 2p(1 − p) is
+    (g = σ(z) − y, h = σ(1 − σ)), ``reg:gamma`` (src/objective/regression_obj.cu:
+    g = 1 − y/e^ŷ, h = y/e^ŷ) and ``multi:softprob`` (g = p − y; its Hessian 2p(1 − p) is
     XGBoost's approximation, not the loss's, and is not compared)."""
     if name == "pseudo_huber":
         d = params.get("delta", 1.0)
         z = pred - targ
         root = np.sqrt(1 + (z / d) ** 2)
         return z / root, d**2 / ((d**2 + z**2) * root)
+    if name == "gamma":
+        r = targ * np.exp(-pred)
+        return 1 - r, r
     if name == "binary_cross_entropy" and params == {"from_logits": True}:
         sig = 1 / (1 + np.exp(-pred))
         return sig - targ, sig * (1 - sig)
