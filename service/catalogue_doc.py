@@ -77,7 +77,9 @@ before the kernel runs, so the two forms give the same response to the last bit.
         """\
 Divergences between a target distribution P (the targets, one row per sample) and the predicted
 distribution Q (the predictions): `(N, C)` rows, targets as soft rows or `(N,)` class indices.
-l_i is a sum over the C classes.""",
+l_i is a sum over the C classes. `generalized_kl_divergence` compares unnormalised measures: its
+predictions are log Q as given (any real numbers) and its targets any non-negative P, whatever
+each row sums to.""",
     ),
     "overlap": (
         "Overlap",
@@ -195,6 +197,11 @@ DETAILS: dict[str, str] = {
         "From probabilities P and Q are both clipped to [ε, 1] as Keras does (a target of 0 "
         "counts as ε); from logits it is PyTorch's `kl_div(log_softmax(z), P)` per row, with "
         "0·log 0 = 0."
+    ),
+    "generalized_kl_divergence": (
+        "∂l/∂x_c = e^(x_c) − P_c, ∂²l/∂x_c² = e^(x_c) > 0. Each class's term is non-negative "
+        "(the Bregman divergence of u log u − u) and 0 where Q_c = P_c. optax called it "
+        "`convex_kl_divergence` before renaming it; the old name is an alias."
     ),
     "js_divergence": (
         "Both rows are renormalised to sum 1 first, as SciPy's `jensenshannon` does; a row "

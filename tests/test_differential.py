@@ -60,6 +60,7 @@ MASS_LOSSES = (
     "simloss",
     "categorical_hinge",
     "multi_margin",
+    "generalized_kl_divergence",  # unnormalised measures, any mass by definition
 )
 
 
@@ -301,11 +302,19 @@ def _uniform(lo: float, hi: float, targ: Kind) -> Callable[..., tuple[Array, Arr
     return make
 
 
+def _log_softmax(z: Array) -> Array:
+    logp = z - z.max(axis=1, keepdims=True)
+    return np.asarray(logp - np.log(np.exp(logp).sum(axis=1, keepdims=True)))
+
+
 def _log_probabilities(targ: Kind) -> Callable[..., tuple[Array, Array]]:
+    """Log-probability predictions, and targets of kind ``targ`` or, for ``"log-soft"``,
+    log-probabilities too."""
+
     def make(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[Array, Array]:
-        z = rng.normal(scale=2.0, size=shape)
-        logp = z - z.max(axis=1, keepdims=True)
-        logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        logp = _log_softmax(rng.normal(scale=2.0, size=shape))
+        if targ == "log-soft":
+            return logp, _log_softmax(rng.normal(scale=2.0, size=shape))
         return logp, draw(targ, shape, rng)
 
     return make
@@ -510,6 +519,16 @@ def _alias_cases() -> list[AliasCase]:
             ),
             shows={"log_input": True},
             divides_by="elements",
+        )
+    )
+    cases.append(
+        AliasCase(
+            "kl_divergence_with_log_targets",
+            "kl_divergence",
+            rows,
+            _log_probabilities("log-soft"),
+            lambda x, y, reduction: _samples((torch.exp(y) * (y - x)).sum(-1), reduction),
+            shows={"log_input": True, "log_target": True},
         )
     )
     cases.append(

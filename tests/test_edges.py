@@ -455,6 +455,17 @@ def _edges() -> list[Edge]:
                     "row-1e300-as-probabilities",
                 )
             )
+    generalized_kl = R("generalized_kl_divergence")
+    edges += [
+        Edge(generalized_kl, {}, _a([[-1e300, 0.5, -750.0], [700.0, -1e15, 0.0]]),
+             _a([[1.0, 0.0, 1e-300], [2.0, 1e-300, 0.0]]), "log-q-1e300", must_answer=True),
+        Edge(generalized_kl, {}, _a([[710.0, 0.0, 0.0]]), _a([[1.0, 0.0, 0.0]]),
+             "log-q-past-exp", must_answer=True),
+        Edge(generalized_kl, {}, _a(LOGIT_ROWS), _a(LOGIT_INDEX), "log-q-1e300-index",
+             must_answer=True),
+        Edge(generalized_kl, {}, _a([[80.0, -1e19, 0.5]], "float32"),
+             _a([[1e-30, 3.0, 0.0]], "float32"), "log-q-80", "float32", must_answer=True),
+    ]  # fmt: skip
     for name in ("kl_divergence", "js_divergence"):
         edges.append(
             Edge(

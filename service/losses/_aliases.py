@@ -97,6 +97,8 @@ CONVENTIONS: dict[str, Alias] = {
     "softmax_cross_entropy": _optax(from_logits=True),
     "sigmoid_binary_cross_entropy": _optax(from_logits=True),
     "sigmoid_focal": _optax(from_logits=True),
+    # log-probabilities as given against log-probability targets
+    "kl_divergence_with_log_targets": _optax(log_input=True, log_target=True),
     # scikit-learn: binary on (N,), multiclass on (N, C), clipped at float64's epsilon
     "log_loss": Alias("scikit-learn", {"epsilon": _FLOAT64_EPS}, rows_loss="cross_entropy"),
 }

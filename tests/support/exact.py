@@ -420,6 +420,13 @@ def _kl(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     return total([y * (mpmath.log(y) - log(clip(x, e, 1))) for y, x in zip(yc, xs, strict=True)])
 
 
+def _generalized_kl(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    terms = [
+        exp(x) - y + (y * (mpmath.log(y) - x) if y > 0 else 0) for x, y in zip(xs, t, strict=True)
+    ]
+    return total(terms)
+
+
 def _js(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     mass = mpmath.fsum(t)
     pt = [y / mass for y in t]
@@ -505,6 +512,7 @@ ROWS: dict[str, Row] = {
     "multi_margin": _multi_margin,
     "multilabel_margin": _multilabel_margin,
     "kl_divergence": _kl,
+    "generalized_kl_divergence": _generalized_kl,
     "js_divergence": _js,
     "dice": _dice,
     "tversky": _tversky,

@@ -18,7 +18,8 @@ library reference
       itself is called by ``keras_reference`` and compared at 1e-6; the 1e-9 comparison is with
       the same formula in torch float64.
     - optax (``sigmoid_focal_loss``, ``poly_loss_cross_entropy``, ``softmax_cross_entropy``,
-      ``sigmoid_binary_cross_entropy``; JAX is not installed): the formulas of
+      ``sigmoid_binary_cross_entropy``, ``kl_divergence_with_log_targets``,
+      ``generalized_kl_divergence``; JAX is not installed): the formulas of
       ``optax/losses/_classification.py`` (google-deepmind/optax at 2edbcbe), including the
       log-space ``log(1 − p_t)`` of ``sigmoid_focal_loss``.
     - scikit-learn (``mean_pinball_loss``, ``mean_tweedie_deviance``, ``log_loss``) and scipy
@@ -503,6 +504,11 @@ def _distribution(name: str) -> Builder:
             return "keras kl_divergence in torch float64", lambda p: (
                 yc * torch.log(yc / torch.clamp(p, eps, 1.0))
             ).sum(-1)
+        if name == "generalized_kl_divergence":
+            log_y = torch.where(y == 0, 0.0, torch.log(torch.where(y == 0, 1.0, y)))
+            return "optax generalized_kl_divergence in torch float64", lambda x: (
+                (y * (log_y - x)).sum(-1) + (torch.exp(x) - y).sum(-1)
+            )
         if name == "js_divergence":
             pt = y / y.sum(-1, keepdim=True)
 
@@ -586,6 +592,7 @@ HANDLED: dict[str, set[str]] = {
     "multi_margin": {"p", "margin", "class_weight"},
     "multilabel_margin": set(),
     "kl_divergence": _SOFTMAX | {"log_input", "log_target"},
+    "generalized_kl_divergence": set(),
     "js_divergence": {"from_logits", "normalize"},
     "dice": {"smooth", "from_logits"},
     "tversky": {"alpha", "beta", "smooth", "from_logits"},

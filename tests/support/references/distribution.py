@@ -38,6 +38,12 @@ def kl_divergence(
     return np.asarray((y * np.log(y / q)).sum(axis=1))
 
 
+def generalized_kl_divergence(p: Array, t: Array) -> Array:
+    # optax.generalized_kl_divergence(log_predictions=p, targets=t): KL + Σ (e^p − t), P ≥ 0
+    # of any mass, 0·log 0 = 0
+    return np.asarray((_xlogy_ratio(t, np.ones_like(t)) - t * p + np.exp(p) - t).sum(axis=1))
+
+
 def js_divergence(p: Array, t: Array, from_logits: bool = False, normalize: bool = False) -> Array:
     # scipy.spatial.distance.jensenshannon(t, p, axis=1) ** 2: both rows renormalised first
     q = np.exp(log_softmax(p)) if from_logits else p / p.sum(axis=1, keepdims=True)
@@ -59,6 +65,9 @@ CASES: dict[str, Case] = {
             {"from_logits": True, "epsilon": 0.1},
             {"log_input": True},
         ),
+    ),
+    "generalized_kl_divergence": Case(
+        generalized_kl_divergence, pred=(-3.0, 1.0), targ="index", soft=True
     ),
     "js_divergence": Case(
         js_divergence,
