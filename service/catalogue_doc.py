@@ -67,6 +67,8 @@ before the kernel runs, so the two forms give the same response to the last bit.
   of class c among the samples not ignored and n = Σ_c n_c; a class absent from the batch gets 0.
   The response's `params` shows the weights used. With class weights the mean divides by
   Σ_i w_i·κ_i with κ_i = Σ_c cw_c·y_ic (see [Reductions](#sample-weights-and-reductions)).
+- **`sparsemax`** takes scores and one target class a row: class indices or one-hot rows (soft
+  rows are a 422).
 - **`multilabel_margin`** takes scores and PyTorch's multilabel targets instead: an `(N, C)`
   array whose row i lists sample i's classes as integers in [0, C), ended by the first −1. The
   entries after it are ignored but, as PyTorch checks, must also lie in [−1, C); a class listed
@@ -186,6 +188,13 @@ DETAILS: dict[str, str] = {
     "multi_margin": (
         "Its `mean` divides by Σ_i w_i·cw_{y_i}, the sum of the targets' class weights, not by "
         "N as PyTorch's does."
+    ),
+    "sparsemax": (
+        "sparsemax(z) = max(z − τ, 0), τ making it sum to 1 (the Euclidean projection of z onto "
+        "the simplex); computed as optax does, Σ_{j∈S} p_j(z_j − z_y) + ½(1 − Σ_j p_j²), which "
+        "is the formula above without squares of the scores. ∂l/∂z = sparsemax(z) − onehot(y); "
+        "the loss is 0 once sparsemax is onehot(y). optax's `sparsemax_loss` is the binary one, "
+        "not this."
     ),
     "multilabel_margin": (
         "Each active term max(0, 1 − ŷ_j + ŷ_c) (j listed, c not) adds n_j/C to ∂l/∂ŷ_c and "

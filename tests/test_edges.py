@@ -407,6 +407,18 @@ def _edges() -> list[Edge]:
                 "scores-1e153",
             )
         )
+    sparsemax = R("sparsemax")
+    one_hot_rows = [[1.0 if j == k else 0.0 for j in range(3)] for k in (0, 0, 2, 0, 1)]
+    edges += [
+        Edge(sparsemax, {}, _a(LOGIT_ROWS), _a(LOGIT_INDEX), "scores-1e300-index",
+             must_answer=True),
+        Edge(sparsemax, {}, _a(LOGIT_ROWS), _a(one_hot_rows), "scores-1e300-one-hot",
+             must_answer=True),
+        Edge(sparsemax, {}, _a([[1e-300, 0.0, -1e-300], [0.3, 0.3, 0.3], [1.0, 0.5, 1e16]]),
+             _a([1.0, 2.0, 0.0]), "scores-ties-and-1e16", must_answer=True),
+        Edge(sparsemax, {}, _a([[1e19, -1e19, 0.5], [0.25, 0.5, -0.125]], "float32"),
+             _a([1.0, 0.0], "float32"), "scores-1e19", "float32", must_answer=True),
+    ]  # fmt: skip
     multilabel_margin = R("multilabel_margin")
     edges += [
         Edge(multilabel_margin, {}, _a([[1e300, -1e300, 0.0], [1e154, -1e154, 0.5]]),

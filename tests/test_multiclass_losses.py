@@ -211,6 +211,41 @@ def test_multi_margin_matches_torch(params: dict[str, Any]) -> None:
     assert mean.weight_sum == pytest.approx(float(np.sum(w * kappa)), rel=RTOL)
 
 
+@pytest.mark.loss("sparsemax")
+def test_sparsemax_is_the_closed_form_and_zero_on_a_confident_target() -> None:
+    """The loss is −z_y + ½Σ_{j∈S}(z_j² − τ²) + ½ (Martins and Astudillo), its gradient
+    sparsemax(z) − onehot(y), 0 once sparsemax puts all its mass on the target; its Hessian
+    diagonal is 1 − 1/|S| on the support."""
+    z = np.array([[0.9, 0.4, -0.3, 0.6], [3.0, 0.5, 1.0, -2.0], [0.1, 0.2, 0.3, 0.4]])
+    y = np.array([1, 0, 3])
+    out = evaluate(resolve("sparsemax"), z, y.astype(float), None, reduction="none",
+                   gradient=True, hessian=True)  # fmt: skip
+    for i in range(3):
+        s = np.sort(z[i])[::-1]
+        k = np.arange(1, 5)
+        size = int(np.max(k[1 + k * s > np.cumsum(s)]))
+        tau = (np.sum(s[:size]) - 1) / size
+        p = np.maximum(z[i] - tau, 0.0)
+        closed = -z[i, y[i]] + 0.5 * np.sum(np.where(p > 0, z[i] ** 2 - tau**2, 0.0)) + 0.5
+        assert out.per_sample[i] == pytest.approx(closed, rel=1e-12, abs=1e-15)
+        np.testing.assert_allclose(out.gradient[i], p - np.eye(4)[y[i]], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(out.hessian[i], np.where(p > 0, 1 - 1 / size, 0.0), rtol=RTOL)
+    assert out.per_sample[1] == 0.0 and np.all(out.gradient[1] == 0.0)
+
+
+@pytest.mark.loss("sparsemax")
+@pytest.mark.parametrize(
+    ("targets", "fragment"),
+    [([[0.5, 0.5, 0.0]], "neither 0 nor 1"), ([[1.0, 1.0, 0.0]], "2 ones"),
+     ([[0.0, 0.0, 0.0]], "0 ones")],
+)  # fmt: skip
+def test_sparsemax_takes_one_target_class_a_row(targets: list[list[float]], fragment: str) -> None:
+    """Soft rows, rows of two classes or none are 422s: the loss needs one target class."""
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve("sparsemax"), np.zeros((1, 3)), np.array(targets))
+    assert info.value.code == "invalid_array" and fragment in info.value.detail
+
+
 @pytest.mark.loss("multilabel_margin")
 def test_multilabel_margin_reads_target_lists_as_torch_does() -> None:
     """The list ends at the first −1 (entries after it are ignored), a class listed twice

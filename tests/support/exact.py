@@ -395,6 +395,21 @@ def _multi_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     return out
 
 
+def _sparsemax(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    y = max(range(len(t)), key=lambda j: t[j])
+    order = sorted(range(len(xs)), key=lambda j: -xs[j].v)
+    support: list[int] = []
+    running = mpf(0)
+    for k, j in enumerate(order, start=1):
+        running += xs[j].v
+        if 1 + k * xs[j].v > running:
+            support.append(j)
+    tau = (total([xs[j] for j in support]) - 1) / len(support)
+    p = {j: xs[j] - tau for j in support}
+    cross = total([p[j] * (xs[j] - xs[y]) for j in support])
+    return cross + (1 - total([p[j] * p[j] for j in support])) / 2
+
+
 def _multilabel_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     listed: list[int] = []
     for y in t:
@@ -510,6 +525,7 @@ ROWS: dict[str, Row] = {
     "simloss": _simloss,
     "categorical_hinge": _categorical_hinge,
     "multi_margin": _multi_margin,
+    "sparsemax": _sparsemax,
     "multilabel_margin": _multilabel_margin,
     "kl_divergence": _kl,
     "generalized_kl_divergence": _generalized_kl,

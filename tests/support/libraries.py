@@ -19,7 +19,7 @@ library reference
       the same formula in torch float64.
     - optax (``sigmoid_focal_loss``, ``poly_loss_cross_entropy``, ``softmax_cross_entropy``,
       ``sigmoid_binary_cross_entropy``, ``kl_divergence_with_log_targets``,
-      ``generalized_kl_divergence``; JAX is not installed): the formulas of
+      ``generalized_kl_divergence``, ``multiclass_sparsemax_loss``; JAX is not installed): the formulas of
       ``optax/losses/_classification.py`` (google-deepmind/optax at 2edbcbe), including the
       log-space ``log(1 − p_t)`` of ``sigmoid_focal_loss``.
     - scikit-learn (``mean_pinball_loss``, ``mean_tweedie_deviance``, ``log_loss``) and scipy
@@ -201,6 +201,25 @@ def multi_margin_formula(x: Tensor, y: Tensor, cw: Tensor, power: int, margin: f
         others = torch.cat([terms[:, :k], terms[:, k + 1 :]], dim=1).sum(-1)
         total = total + y[:, k] * cw[k] * others / c
     return total
+
+
+def sparsemax(z: Tensor) -> Tensor:
+    """sparsemax of each row (the Euclidean projection onto the simplex), by sorting, with
+    autograd: the threshold is a mean of the sorted scores in the support."""
+    s, _ = torch.sort(z, dim=-1, descending=True)
+    cumulative = s.cumsum(-1)
+    k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    size = (1 + k * s > cumulative).sum(-1, keepdim=True)
+    tau = (cumulative.gather(-1, size - 1) - 1) / size
+    return torch.clamp(z - tau, min=0.0)
+
+
+def optax_multiclass_sparsemax(z: Tensor, y: Tensor) -> Tensor:
+    """``optax.multiclass_sparsemax_loss(z, labels)`` per row, ``y`` the one-hot rows of the
+    labels: Σ_j p_j·(z_j − z_y) over p_j ≠ 0, plus (1 − Σ_j p_j²)/2."""
+    p = sparsemax(z)
+    scores = z - (z * y).sum(-1, keepdim=True)
+    return (p * torch.where(p != 0, scores, 0.0)).sum(-1) + 0.5 * (1 - (p * p).sum(-1))
 
 
 def label_counts(rows: Array) -> Tensor:
@@ -469,6 +488,10 @@ def _multiclass(name: str) -> Builder:
             return "keras categorical_hinge in torch float64", lambda p: torch.relu(
                 ((1 - y) * p).max(-1).values - (y * p).sum(-1) + 1
             )
+        if name == "sparsemax":
+            return "optax multiclass_sparsemax_loss in torch float64", lambda z: (
+                optax_multiclass_sparsemax(z, y)
+            )
         if name == "multilabel_margin":
             counts = label_counts(tg.rows)
             return "torch F.multilabel_margin_loss's formula", lambda x: (
@@ -590,6 +613,7 @@ HANDLED: dict[str, set[str]] = {
     "simloss": _SOFTMAX | {"similarity", "ordinal_base"},
     "categorical_hinge": set(),
     "multi_margin": {"p", "margin", "class_weight"},
+    "sparsemax": set(),
     "multilabel_margin": set(),
     "kl_divergence": _SOFTMAX | {"log_input", "log_target"},
     "generalized_kl_divergence": set(),

@@ -154,6 +154,25 @@ def multi_margin(
     return out
 
 
+def sparsemax_of(z: Array) -> Array:
+    """sparsemax(z) of one row: the Euclidean projection onto the simplex, by sorting."""
+    s = np.sort(z)[::-1]
+    cumulative = np.cumsum(s)
+    k = np.arange(1, len(z) + 1)
+    size = int(np.max(k[1 + k * s > cumulative]))
+    tau = (cumulative[size - 1] - 1) / size
+    return np.asarray(np.maximum(z - tau, 0.0))
+
+
+def sparsemax(p: Array, t: Array) -> Array:
+    # optax.multiclass_sparsemax_loss: Σ_j q_j (z_j − z_y) over the support + (1 − Σ q²)/2
+    out = np.zeros(p.shape[0])
+    for i in range(p.shape[0]):
+        q, y = sparsemax_of(p[i]), int(np.argmax(t[i]))
+        out[i] = np.sum(np.where(q > 0, q * (p[i] - p[i, y]), 0.0)) + 0.5 * (1 - np.sum(q * q))
+    return out
+
+
 def labels_of(row: Array) -> list[int]:
     """torch's multilabel target row: the class indices before the first −1 (repeats kept)."""
     listed: list[int] = []
@@ -252,6 +271,7 @@ CASES: dict[str, Case] = {
         ),
     ),
     "categorical_hinge": Case(categorical_hinge, pred=(-3.0, 3.0), targ="index", soft=True),
+    "sparsemax": Case(sparsemax, pred=(-1.0, 1.0), targ="index"),
     "multilabel_margin": Case(multilabel_margin, pred=(-3.0, 3.0), targ="labels"),
     "multi_margin": Case(
         multi_margin,
