@@ -67,8 +67,9 @@ before the kernel runs, so the two forms give the same response to the last bit.
   of class c among the samples not ignored and n = Σ_c n_c; a class absent from the batch gets 0.
   The response's `params` shows the weights used. With class weights the mean divides by
   Σ_i w_i·κ_i with κ_i = Σ_c cw_c·y_ic (see [Reductions](#sample-weights-and-reductions)).
-- **`sparsemax`** takes scores and one target class a row: class indices or one-hot rows (soft
-  rows are a 422).
+- **`sparsemax`**, **`additive_margin_softmax`** and **`additive_angular_margin_softmax`**
+  take scores (cosine similarities for the last two) and one target class a row: class indices
+  or one-hot rows (soft rows are a 422).
 - **`multilabel_margin`** takes scores and PyTorch's multilabel targets instead: an `(N, C)`
   array whose row i lists sample i's classes as integers in [0, C), ended by the first −1. The
   entries after it are ignored but, as PyTorch checks, must also lie in [−1, C); a class listed
@@ -195,6 +196,22 @@ DETAILS: dict[str, str] = {
         "is the formula above without squares of the scores. ∂l/∂z = sparsemax(z) − onehot(y); "
         "the loss is 0 once sparsemax is onehot(y). optax's `sparsemax_loss` is the binary one, "
         "not this."
+    ),
+    "additive_margin_softmax": (
+        "With p = softmax(s·(cos θ − m·onehot(y))): ∂l/∂cos θ_j = s(p_j − 1[j = y]), "
+        "∂²l/∂cos θ_j² = s²p_j(1 − p_j) >= 0. The predictions are cosines but are not required "
+        "to lie in [−1, 1]; the margin is applied to differences from the row's largest cosine, "
+        "so that it is not rounded away next to large scores."
+    ),
+    "additive_angular_margin_softmax": (
+        "insightface's ArcFace with easy_margin false: the target logit is "
+        "cos(θ_y + m) = c·cos m − √(1 − c²)·sin m while θ_y + m ≤ π (c = cos θ_y > cos(π − m)), "
+        "and c − m·sin m beyond, which keeps it decreasing in θ_y; the loss jumps where the two "
+        "meet (they differ there by 1 − cos m − m·sin m, 0.117 at m = 0.5). Predictions are "
+        "cosines in [−1, 1] (a 422 otherwise). Off the target the derivatives are "
+        "AM-softmax's; on it, with φ' = cos m + c·sin m/√(1 − c²), ∂l/∂c = −s(1 − p_y)φ' and "
+        "∂²l/∂c² = s²p_y(1 − p_y)φ'² − s(1 − p_y)·sin m/(1 − c²)^(3/2). At c = 1 the slope is "
+        "infinite: the value is answered, a gradient or Hessian asked for there is a 422."
     ),
     "multilabel_margin": (
         "Each active term max(0, 1 − ŷ_j + ŷ_c) (j listed, c not) adds n_j/C to ∂l/∂ŷ_c and "

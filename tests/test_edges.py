@@ -419,6 +419,29 @@ def _edges() -> list[Edge]:
         Edge(sparsemax, {}, _a([[1e19, -1e19, 0.5], [0.25, 0.5, -0.125]], "float32"),
              _a([1.0, 0.0], "float32"), "scores-1e19", "float32", must_answer=True),
     ]  # fmt: skip
+    # the margin softmaxes: AM-softmax takes any scores (its margin must survive next to 1e300);
+    # ArcFace cosines in [−1, 1], at ±1, at its threshold cos(π − m) and just inside 1
+    am, arc = R("additive_margin_softmax"), R("additive_angular_margin_softmax")
+    for params in ({}, {"scale": 1.0, "margin": 0.0}):
+        edges += [
+            Edge(am, params, _a(LOGIT_ROWS), _a(LOGIT_INDEX), "scores-1e300-index",
+                 must_answer=True),
+            Edge(am, params, _a(LOGIT_ROWS), _a(one_hot_rows), "scores-1e300-one-hot",
+                 must_answer=True),
+        ]  # fmt: skip
+    cosines = [[1.0, 0.0, -1.0], [-1.0, 1.0, 0.0], [-0.8775825618903728, 0.2, 0.1],
+               [1 - 2**-52, 0.5, -1.0], [0.3, 0.3, 0.3], [-1.0, -1.0, 1.0]]  # fmt: skip
+    for params in ({}, {"margin": 1.0, "scale": 30.0}):
+        edges += [
+            Edge(am, params, _a(cosines), _a([0.0, 1.0, 0.0, 0.0, 2.0, 2.0]), "cosines",
+                 must_answer=True),
+            Edge(arc, params, _a(cosines), _a([0.0, 1.0, 0.0, 0.0, 2.0, 2.0]), "cosines",
+                 must_answer=True),
+            Edge(arc, params, _a(cosines), _a([1.0, 0.0, 1.0, 2.0, 0.0, 0.0]), "cosines-off-target",
+                 must_answer=True),
+            Edge(arc, params, _a(cosines, "float32"), _a([1.0, 0.0, 1.0, 2.0, 0.0, 0.0], "float32"),
+                 "cosines", "float32", must_answer=True),
+        ]  # fmt: skip
     multilabel_margin = R("multilabel_margin")
     edges += [
         Edge(multilabel_margin, {}, _a([[1e300, -1e300, 0.0], [1e154, -1e154, 0.5]]),

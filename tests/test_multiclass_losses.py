@@ -11,6 +11,7 @@ import pytest
 
 from service.errors import InvalidParams, LossdError
 from service.losses import REGISTRY, LossSpec, resolve
+from tests.support.exact import evaluate_exact, rounded
 from tests.support.harness import ATOL, RTOL, evaluate, spec_id
 
 LOGITS = np.array([[2.0, -1.0, 0.5], [0.1, 0.3, -2.5], [-1.5, 1.5, 0.0], [3.0, 2.5, -3.0]])
@@ -244,6 +245,68 @@ def test_sparsemax_takes_one_target_class_a_row(targets: list[list[float]], frag
     with pytest.raises(LossdError) as info:
         evaluate(resolve("sparsemax"), np.zeros((1, 3)), np.array(targets))
     assert info.value.code == "invalid_array" and fragment in info.value.detail
+
+
+@pytest.mark.loss("additive_margin_softmax", "additive_angular_margin_softmax")
+@pytest.mark.parametrize("name", ["additive_margin_softmax", "additive_angular_margin_softmax"])
+def test_margin_softmaxes_match_torch_with_sum(name: str) -> None:
+    """Issue 15's acceptance: with reduction sum and the defaults (AM-softmax s = 30, m = 0.35;
+    ArcFace s = 64, m = 0.5) the value and the gradient are torch's autograd of
+    cross_entropy on the margin logits (ArcFace's as insightface forms them) within 1e-8."""
+    torch = pytest.importorskip("torch")
+    from tests.support.libraries import insightface_arcface_logits
+
+    rng = np.random.default_rng(46)
+    cosines = rng.uniform(-1, 1, size=(64, 10))
+    index = rng.integers(0, 10, size=64)
+    x = torch.tensor(cosines, requires_grad=True)
+    y = torch.nn.functional.one_hot(torch.tensor(index), 10).to(torch.float64)
+    if name == "additive_margin_softmax":
+        logits = 30.0 * (x - 0.35 * y)
+    else:
+        logits = insightface_arcface_logits(x, y, 64.0, 0.5)
+    value = torch.nn.functional.cross_entropy(logits, torch.tensor(index), reduction="sum")
+    value.backward()
+    out = evaluate(resolve(name), cosines, index.astype(float), None, reduction="sum",
+                   gradient=True)  # fmt: skip
+    assert out.value == pytest.approx(value.item(), rel=1e-8)
+    assert x.grad is not None
+    np.testing.assert_allclose(out.gradient, x.grad.numpy(), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.loss("additive_margin_softmax", "additive_angular_margin_softmax")
+@pytest.mark.parametrize("name", ["additive_margin_softmax", "additive_angular_margin_softmax"])
+def test_margin_softmaxes_are_exact_on_any_cosines(name: str) -> None:
+    """On cosines anywhere in (−1, 1), where at the default scales one class's softmax often
+    nears 1 (torch's double backward forms 1 − p by cancellation there), the per-sample
+    losses, gradient and Hessian diagonal equal the mpmath reference at 1e-9 / 1e-12."""
+    rng = np.random.default_rng(47)
+    cosines = rng.uniform(-1, 1, size=(8, 4))
+    index = rng.integers(0, 4, size=8).astype(float)
+    out = evaluate(resolve(name), cosines, index, None, reduction="sum", gradient=True,
+                   hessian=True)  # fmt: skip
+    exact = evaluate_exact(name, cosines, index, {})
+    for got, want in ((out.per_sample, exact.per_sample), (out.gradient, exact.gradient),
+                      (out.hessian, exact.hessian)):  # fmt: skip
+        np.testing.assert_allclose(got, rounded(want, np.float64).reshape(np.shape(got)),
+                                   rtol=RTOL, atol=ATOL)  # fmt: skip
+
+
+@pytest.mark.loss("additive_angular_margin_softmax")
+def test_arcface_takes_cosines_and_has_no_slope_at_one() -> None:
+    """Cosines outside [−1, 1] are a 422; a target cosine of exactly 1 has a value, and a
+    gradient asked for there (cos(arccos c + m) has an infinite slope at c = 1) is a 422."""
+    spec = resolve("additive_angular_margin_softmax")
+    with pytest.raises(LossdError) as info:
+        evaluate(spec, np.array([[1.5, 0.0]]), np.array([0.0]))
+    assert info.value.code == "out_of_domain" and "[-1, 1]" in info.value.detail
+    at_one = np.array([[1.0, 0.0, -0.5]])
+    out = evaluate(spec, at_one, np.array([0.0]), reduction="sum")
+    expected = -np.log(1 / (1 + np.exp(64 * (0 - np.cos(0.5))) + np.exp(64 * (-0.5 - np.cos(0.5)))))
+    assert out.value == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(LossdError) as info:
+        evaluate(spec, at_one, np.array([0.0]), gradient=True)
+    assert info.value.code == "out_of_domain" and "finite" in info.value.detail
 
 
 @pytest.mark.loss("multilabel_margin")

@@ -410,6 +410,29 @@ def _sparsemax(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     return cross + (1 - total([p[j] * p[j] for j in support])) / 2
 
 
+def _margin_softmax(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    y = max(range(len(t)), key=lambda j: t[j])
+    if prm["_angular"]:
+        s, m = mpf(prm.get("scale", 64.0)), mpf(prm.get("margin", 0.5))
+        c = xs[y]
+        if c.v <= mpmath.cos(mpmath.pi - m):
+            target = c - m * mpmath.sin(m)
+        elif c.v == 1:
+            # the slope of cos(arccos c + m) is infinite at c = 1: so are the loss's first and
+            # second derivative in c (−s(1 − p_y)φ', and φ'' outgrows φ'²), the value is finite
+            if not c.constant:
+                held = _margin_softmax([*xs[:y], Jet(1), *xs[y + 1 :]], t, prm)
+                return Jet(held.v, -mpmath.inf, -mpmath.inf)
+            target = Jet(mpmath.cos(m))
+        else:
+            target = c * mpmath.cos(m) - sqrt((1 - c) * (1 + c)) * mpmath.sin(m)
+    else:
+        s, m = mpf(prm.get("scale", 30.0)), mpf(prm.get("margin", 0.35))
+        target = xs[y] - m
+    logits = [s * (target if j == y else x) for j, x in enumerate(xs)]
+    return -log_softmax(logits)[y]
+
+
 def _multilabel_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     listed: list[int] = []
     for y in t:
@@ -526,6 +549,12 @@ ROWS: dict[str, Row] = {
     "categorical_hinge": _categorical_hinge,
     "multi_margin": _multi_margin,
     "sparsemax": _sparsemax,
+    "additive_margin_softmax": lambda xs, t, prm: _margin_softmax(
+        xs, t, {**prm, "_angular": False}
+    ),
+    "additive_angular_margin_softmax": lambda xs, t, prm: _margin_softmax(
+        xs, t, {**prm, "_angular": True}
+    ),
     "multilabel_margin": _multilabel_margin,
     "kl_divergence": _kl,
     "generalized_kl_divergence": _generalized_kl,

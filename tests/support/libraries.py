@@ -222,6 +222,17 @@ def optax_multiclass_sparsemax(z: Tensor, y: Tensor) -> Tensor:
     return (p * torch.where(p != 0, scores, 0.0)).sum(-1) + 0.5 * (1 - (p * p).sum(-1))
 
 
+def insightface_arcface_logits(x: Tensor, y: Tensor, s: float, m: float) -> Tensor:
+    """insightface's ``ArcFace.forward`` (recognition/arcface_torch/losses.py, easy_margin
+    false) on cosines ``x`` and one-hot rows ``y``, line by line: the target cosine c becomes
+    c·cos m − sin θ·sin m where c > cos(π − m), else c − sin(π − m)·m; every logit times s."""
+    c = (x * y).sum(-1)
+    sin_theta = torch.sqrt(1.0 - torch.pow(c, 2))
+    cos_theta_m = c * math.cos(m) - sin_theta * math.sin(m)
+    final = torch.where(c > math.cos(math.pi - m), cos_theta_m, c - math.sin(math.pi - m) * m)
+    return s * (x * (1 - y) + final[:, None] * y)
+
+
 def label_counts(rows: Array) -> Tensor:
     """torch's multilabel targets (rows of class indices ended by −1) as (N, C) counts of each
     class before the row's first −1."""
@@ -385,8 +396,8 @@ def _binary(name: str) -> Builder:
         if name == "multilabel_soft_margin":
             cw = prm.get("weight")
             weight = None if cw is None else torch.tensor(cw, dtype=torch.float64)
-            return "torch F.multilabel_soft_margin_loss", lambda z: (
-                F.multilabel_soft_margin_loss(z, t, weight=weight, reduction="none")
+            return "torch F.multilabel_soft_margin_loss", lambda z: F.multilabel_soft_margin_loss(
+                z, t, weight=weight, reduction="none"
             )
         if name == "hinge_embedding":
             m = prm.get("margin", 1.0)
@@ -488,14 +499,33 @@ def _multiclass(name: str) -> Builder:
             return "keras categorical_hinge in torch float64", lambda p: torch.relu(
                 ((1 - y) * p).max(-1).values - (y * p).sum(-1) + 1
             )
+        if name in ("additive_margin_softmax", "additive_angular_margin_softmax"):
+            angular = name == "additive_angular_margin_softmax"
+            sc, m = (
+                prm.get("scale", 64.0 if angular else 30.0),
+                prm.get("margin", 0.5 if angular else 0.35),
+            )
+            label = tg.index if tg.index is not None else tg.rows.argmax(-1)
+            idx = torch.tensor(label, dtype=torch.long)
+            if angular:
+                return (
+                    "insightface ArcFace logits, torch F.cross_entropy",
+                    lambda x: F.cross_entropy(
+                        insightface_arcface_logits(x, y, sc, m), idx, reduction="none"
+                    ),
+                )
+            return "torch F.cross_entropy(s·(cos − m·onehot(y)))", lambda x: F.cross_entropy(
+                sc * (x - m * y), idx, reduction="none"
+            )
         if name == "sparsemax":
-            return "optax multiclass_sparsemax_loss in torch float64", lambda z: (
-                optax_multiclass_sparsemax(z, y)
+            return (
+                "optax multiclass_sparsemax_loss in torch float64",
+                lambda z: optax_multiclass_sparsemax(z, y),
             )
         if name == "multilabel_margin":
             counts = label_counts(tg.rows)
-            return "torch F.multilabel_margin_loss's formula", lambda x: (
-                multilabel_margin_formula(x, counts)
+            return "torch F.multilabel_margin_loss's formula", lambda x: multilabel_margin_formula(
+                x, counts
             )
         if name == "multi_margin":
             power, margin = prm.get("p", 1), prm.get("margin", 1.0)
@@ -529,8 +559,9 @@ def _distribution(name: str) -> Builder:
             ).sum(-1)
         if name == "generalized_kl_divergence":
             log_y = torch.where(y == 0, 0.0, torch.log(torch.where(y == 0, 1.0, y)))
-            return "optax generalized_kl_divergence in torch float64", lambda x: (
-                (y * (log_y - x)).sum(-1) + (torch.exp(x) - y).sum(-1)
+            return (
+                "optax generalized_kl_divergence in torch float64",
+                lambda x: (y * (log_y - x)).sum(-1) + (torch.exp(x) - y).sum(-1),
             )
         if name == "js_divergence":
             pt = y / y.sum(-1, keepdim=True)
@@ -614,6 +645,8 @@ HANDLED: dict[str, set[str]] = {
     "categorical_hinge": set(),
     "multi_margin": {"p", "margin", "class_weight"},
     "sparsemax": set(),
+    "additive_margin_softmax": {"scale", "margin"},
+    "additive_angular_margin_softmax": {"scale", "margin"},
     "multilabel_margin": set(),
     "kl_divergence": _SOFTMAX | {"log_input", "log_target"},
     "generalized_kl_divergence": set(),

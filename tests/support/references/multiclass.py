@@ -173,6 +173,23 @@ def sparsemax(p: Array, t: Array) -> Array:
     return out
 
 
+def additive_margin_softmax(p: Array, t: Array, scale: float = 30.0, margin: float = 0.35) -> Array:
+    # torch.nn.functional.cross_entropy(s·(cos − m·onehot(y)), y): CosFace / AM-softmax
+    return np.asarray(-(t * log_softmax(scale * (p - margin * t))).sum(axis=1))
+
+
+def additive_angular_margin_softmax(
+    p: Array, t: Array, scale: float = 64.0, margin: float = 0.5
+) -> Array:
+    # insightface ArcFace (easy_margin false): the target cosine c becomes cos(arccos c + m)
+    # where c > cos(π − m), else c − m·sin m; then cross-entropy of s times the cosines
+    c = (p * t).sum(axis=1)
+    arc = np.cos(np.arccos(c) + margin)
+    phi = np.where(c > np.cos(np.pi - margin), arc, c - margin * np.sin(margin))
+    logits = scale * (p * (1 - t) + phi[:, None] * t)
+    return np.asarray(-(t * log_softmax(logits)).sum(axis=1))
+
+
 def labels_of(row: Array) -> list[int]:
     """torch's multilabel target row: the class indices before the first −1 (repeats kept)."""
     listed: list[int] = []
@@ -272,6 +289,22 @@ CASES: dict[str, Case] = {
     ),
     "categorical_hinge": Case(categorical_hinge, pred=(-3.0, 3.0), targ="index", soft=True),
     "sparsemax": Case(sparsemax, pred=(-1.0, 1.0), targ="index"),
+    "additive_margin_softmax": Case(
+        additive_margin_softmax,
+        pred=(-1.0, 1.0),
+        targ="index",
+        params=({}, {"scale": 10.0, "margin": 0.2}, {"scale": 1.0, "margin": 0.0}),
+    ),
+    # cosines near 0, as a high-dimensional embedding has them with most class centres: at
+    # s = 64 a class whose softmax nears 1 leaves torch's double backward (the library
+    # reference) s²·ε off in its Hessian, 2e-12; tests/test_multiclass_losses.py checks such
+    # rows against mpmath. m = 1.6 puts cos(π − m) = 0.03 inside: both branches are drawn.
+    "additive_angular_margin_softmax": Case(
+        additive_angular_margin_softmax,
+        pred=(-0.1, 0.1),
+        targ="index",
+        params=({}, {"scale": 16.0, "margin": 0.2}, {"scale": 8.0, "margin": 1.6}),
+    ),
     "multilabel_margin": Case(multilabel_margin, pred=(-3.0, 3.0), targ="labels"),
     "multi_margin": Case(
         multi_margin,
