@@ -82,7 +82,8 @@ Divergences between a target distribution P (the targets, one row per sample) an
 distribution Q (the predictions): `(N, C)` rows, targets as soft rows or `(N,)` class indices.
 l_i is a sum over the C classes. `generalized_kl_divergence` compares unnormalised measures: its
 predictions are log Q as given (any real numbers) and its targets any non-negative P, whatever
-each row sums to.""",
+each row sums to. `cauchy_schwarz_divergence` is unchanged when P or Q is scaled, so it too takes
+rows of any sum (probabilities in [0, 1], or logits with `from_logits: true`).""",
     ),
     "overlap": (
         "Overlap",
@@ -228,6 +229,14 @@ DETAILS: dict[str, str] = {
         "∂l/∂x_c = e^(x_c) − P_c, ∂²l/∂x_c² = e^(x_c) > 0. Each class's term is non-negative "
         "(the Bregman divergence of u log u − u) and 0 where Q_c = P_c. optax called it "
         "`convex_kl_divergence` before renaming it; the old name is an alias."
+    ),
+    "cauchy_schwarz_divergence": (
+        "−log of the cosine of the angle between P and Q: 0 where Q is proportional to P. With "
+        "g_j = −P_j/⟨P, Q⟩ + Q_j/‖Q‖², ∂l/∂Q_j = g_j and "
+        "∂²l/∂Q_j² = P_j²/⟨P, Q⟩² + 1/‖Q‖² − 2Q_j²/‖Q‖⁴; from logits Q_j·g_j and "
+        "Q_j·g_j + Q_j²·∂²l/∂Q_j². Rows with no positive entry in common have an infinite "
+        "divergence, and a target row of zeros none: both are 422s. The formula is Jenssen et "
+        "al. (2006)'s for discrete densities; no library has it, so it is its own reference."
     ),
     "js_divergence": (
         "Both rows are renormalised to sum 1 first, as SciPy's `jensenshannon` does; a row "

@@ -501,6 +501,21 @@ def _edges() -> list[Edge]:
         Edge(generalized_kl, {}, _a([[80.0, -1e19, 0.5]], "float32"),
              _a([[1e-30, 3.0, 0.0]], "float32"), "log-q-80", "float32", must_answer=True),
     ]  # fmt: skip
+    cauchy_schwarz = R("cauchy_schwarz_divergence")
+    edges += [
+        Edge(cauchy_schwarz, {}, _a([[1e-300, 2e-300, 0.0], [1.0, 1.0, 1e-300]]),
+             _a([[1e-300, 0.0, 1.0], [1e300, 1.0, 1e-300]]), "rows-1e-300", must_answer=True),
+        Edge(cauchy_schwarz, {}, _a([[0.5, 0.5, 0.0]]), _a([[0.0, 0.0, 1.0]]), "no-overlap"),
+        Edge(cauchy_schwarz, {}, _a(PROBABILITY_ROWS), _a(PROBABILITY_INDEX),
+             "probabilities-0-and-1", must_answer=True),
+        Edge(cauchy_schwarz, {"from_logits": True}, _a(LOGIT_ROWS), _a(LOGIT_INDEX),
+             "logits-1e300-index", must_answer=True),
+        Edge(cauchy_schwarz, {"from_logits": True}, _a(LOGIT_ROWS), _a(SOFT_ROWS),
+             "logits-1e300-soft", must_answer=True),
+        Edge(cauchy_schwarz, {}, _a([[1e-30, 2e-30, 0.5], [0.25, 0.5, 1.0]], "float32"),
+             _a([[1e-30, 0.0, 1.0], [3e38, 1.0, 0.0]], "float32"), "rows-1e-30", "float32",
+             must_answer=True),
+    ]  # fmt: skip
     for name in ("kl_divergence", "js_divergence"):
         edges.append(
             Edge(

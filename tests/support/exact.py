@@ -489,6 +489,18 @@ def _q_log_q_over_m(q: Jet, m: Jet, p: Num) -> Jet:
     return Jet(0, -mpmath.inf * mpmath.sign(q.d) if q.d else 0, mpmath.nan if q.d else 0)
 
 
+def _cauchy_schwarz(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    q = [exp(v) for v in log_softmax(xs)] if prm.get("from_logits", False) else xs
+    dot = total([y * v for y, v in zip(t, q, strict=True)])
+    if dot.v == 0:  # no overlap: an infinite divergence
+        return Jet(mpmath.inf)
+    return (
+        -log(dot)
+        + mpmath.log(mpmath.fsum(y * y for y in t)) / 2
+        + log(total([v * v for v in q])) / 2
+    )
+
+
 def _masks(xs: list[Jet], prm: dict[str, Any]) -> list[Jet]:
     return [sigmoid(x) for x in xs] if prm.get("from_logits", False) else xs
 
@@ -559,6 +571,7 @@ ROWS: dict[str, Row] = {
     "kl_divergence": _kl,
     "generalized_kl_divergence": _generalized_kl,
     "js_divergence": _js,
+    "cauchy_schwarz_divergence": _cauchy_schwarz,
     "dice": _dice,
     "tversky": _tversky,
 }

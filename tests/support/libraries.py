@@ -563,6 +563,17 @@ def _distribution(name: str) -> Builder:
                 "optax generalized_kl_divergence in torch float64",
                 lambda x: (y * (log_y - x)).sum(-1) + (torch.exp(x) - y).sum(-1),
             )
+        if name == "cauchy_schwarz_divergence":
+
+            def cauchy_schwarz(p: Tensor) -> Tensor:
+                q = torch.softmax(p, -1) if logits else p
+                return (
+                    -torch.log((y * q).sum(-1))
+                    + 0.5 * torch.log((y * y).sum(-1))
+                    + 0.5 * torch.log((q * q).sum(-1))
+                )
+
+            return "the Cauchy-Schwarz divergence formula in torch", cauchy_schwarz
         if name == "js_divergence":
             pt = y / y.sum(-1, keepdim=True)
 
@@ -651,6 +662,7 @@ HANDLED: dict[str, set[str]] = {
     "kl_divergence": _SOFTMAX | {"log_input", "log_target"},
     "generalized_kl_divergence": set(),
     "js_divergence": {"from_logits", "normalize"},
+    "cauchy_schwarz_divergence": {"from_logits"},
     "dice": {"smooth", "from_logits"},
     "tversky": {"alpha", "beta", "smooth", "from_logits"},
 }

@@ -52,6 +52,16 @@ def js_divergence(p: Array, t: Array, from_logits: bool = False, normalize: bool
     return np.asarray(0.5 * (_xlogy_ratio(pt, m).sum(axis=1) + _xlogy_ratio(q, m).sum(axis=1)))
 
 
+def cauchy_schwarz_divergence(p: Array, t: Array, from_logits: bool = False) -> Array:
+    # Jenssen et al. 2006: −log Σ PQ + ½ log Σ P² + ½ log Σ Q², Q = softmax(z) from logits
+    q = np.exp(log_softmax(p)) if from_logits else p
+    return np.asarray(
+        -np.log((t * q).sum(axis=1))
+        + 0.5 * np.log((t * t).sum(axis=1))
+        + 0.5 * np.log((q * q).sum(axis=1))
+    )
+
+
 CASES: dict[str, Case] = {
     "kl_divergence": Case(
         kl_divergence,
@@ -68,6 +78,13 @@ CASES: dict[str, Case] = {
     ),
     "generalized_kl_divergence": Case(
         generalized_kl_divergence, pred=(-3.0, 1.0), targ="index", soft=True
+    ),
+    "cauchy_schwarz_divergence": Case(
+        cauchy_schwarz_divergence,
+        pred="simplex",
+        targ="index",
+        soft=True,
+        params=({}, {"from_logits": True}),
     ),
     "js_divergence": Case(
         js_divergence,
