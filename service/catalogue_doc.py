@@ -207,8 +207,9 @@ DETAILS: dict[str, str] = {
     "additive_angular_margin_softmax": (
         "insightface's ArcFace with easy_margin false: the target logit is "
         "cos(θ_y + m) = c·cos m − √(1 − c²)·sin m while θ_y + m ≤ π (c = cos θ_y > cos(π − m)), "
-        "and c − m·sin m beyond, which keeps it decreasing in θ_y; the loss jumps where the two "
-        "meet (they differ there by 1 − cos m − m·sin m, 0.117 at m = 0.5). Predictions are "
+        "and c − m·sin m beyond, which keeps it decreasing in θ_y; the target logit jumps at "
+        "the threshold, the second branch lying cos m + m·sin m − 1 below the first there "
+        "(0.117 at m = 0.5), as in insightface. Predictions are "
         "cosines in [−1, 1] (a 422 otherwise). Off the target the derivatives are "
         "AM-softmax's; on it, with φ' = cos m + c·sin m/√(1 − c²), ∂l/∂c = −s(1 − p_y)φ' and "
         "∂²l/∂c² = s²p_y(1 − p_y)φ'² − s(1 − p_y)·sin m/(1 − c²)^(3/2). At c = 1 the slope is "
