@@ -39,8 +39,11 @@ D independent labels (multilabel), and l_i is the mean over the D columns.
   predictions that are probabilities, or logits with `from_logits: true`, where p = σ(z). Label
   smoothing replaces each target by y′ = y(1 − s) + s/2. `binary_cross_entropy`'s `pos_weight`
   P multiplies the positive term: one number for every column, or one per column.
-- `hinge` and `squared_hinge` take raw scores and labels t in {−1, 1}, or in {0, 1} with 0
-  meaning −1; a batch holding both 0 and −1 is a 422 because it is ambiguous.""",
+- `hinge`, `squared_hinge`, `soft_margin` and `hinge_embedding` take raw scores (distances for
+  `hinge_embedding`) and labels t in {−1, 1}, or in {0, 1} with 0 meaning −1; a batch holding
+  both 0 and −1 is a 422 because it is ambiguous.
+- `multilabel_soft_margin` always takes logits, and targets in [0, 1]; its `weight` w_c
+  multiplies each column's term: one number for every column, or one per column.""",
     ),
     "multiclass": (
         "Multiclass",
@@ -64,14 +67,24 @@ of its one-hot row, so the two forms give the same response to the last bit.
   cw_c = n / (C·n_c) from the batch itself, where n_c is the (fractional, for soft targets) count
   of class c among the samples not ignored and n = Σ_c n_c; a class absent from the batch gets 0.
   The response's `params` shows the weights used. With class weights the mean divides by
-  Σ_i w_i·κ_i with κ_i = Σ_c cw_c·y_ic (see [Reductions](#sample-weights-and-reductions)).""",
+  Σ_i w_i·κ_i with κ_i = Σ_c cw_c·y_ic (see [Reductions](#sample-weights-and-reductions)).
+- **`sparsemax`**, **`additive_margin_softmax`** and **`additive_angular_margin_softmax`**
+  take scores (cosine similarities for the last two) and one target class a row: class indices
+  or one-hot rows (soft rows are a 422).
+- **`multilabel_margin`** takes scores and PyTorch's multilabel targets instead: an `(N, C)`
+  array whose row i lists sample i's classes as integers in [0, C), ended by the first −1. The
+  entries after it are ignored but, as PyTorch checks, must also lie in [−1, C); a class listed
+  twice counts twice.""",
     ),
     "distribution": (
         "Distribution",
         """\
 Divergences between a target distribution P (the targets, one row per sample) and the predicted
 distribution Q (the predictions): `(N, C)` rows, targets as soft rows or `(N,)` class indices.
-l_i is a sum over the C classes.""",
+l_i is a sum over the C classes. `generalized_kl_divergence` compares unnormalised measures: its
+predictions are log Q as given (any real numbers) and its targets any non-negative P, whatever
+each row sums to. `cauchy_schwarz_divergence` is unchanged when P or Q is scaled, so it too takes
+rows of any sum (probabilities in [0, 1], or logits with `from_logits: true`).""",
     ),
     "overlap": (
         "Overlap",
@@ -120,6 +133,13 @@ DETAILS: dict[str, str] = {
         "limits of the formula. scikit-learn's domain checks are a 422 `out_of_domain`: "
         "predictions > 0 unless p = 0, targets ≥ 0 for 1 ≤ p < 2, targets > 0 for p ≥ 2."
     ),
+    "gamma": (
+        "ŷ is a margin, the log of the mean μ = e^ŷ, as XGBoost hands it to a custom objective; "
+        "targets must be positive (a 422 otherwise, as XGBoost refuses them). "
+        "∂ℓ/∂ŷ = 1 − y·e^(−ŷ) and ∂²ℓ/∂ŷ² = y·e^(−ŷ) > 0 are `reg:gamma`'s gradient and "
+        "Hessian. ℓ is `gamma-nloglik` (dispersion 1) without that metric's floor μ ≥ 1e-6; the "
+        "gamma deviance 2(y/μ − log(y/μ) − 1) = 2(ℓ − 1 − log y) has twice these derivatives."
+    ),
     "cosine_similarity": "l_i sums over the row rather than averaging, and lies in [−1, 1].",
     "binary_cross_entropy": (
         "From logits z, with P = `pos_weight`: ∂l/∂z = (1 + (P − 1)y′)σ(z) − P·y′ and "
@@ -135,6 +155,24 @@ DETAILS: dict[str, str] = {
     "hinge": "∂ℓ/∂ŷ = −t where 1 − t·ŷ > 0, else 0 (also at the margin); ∂²ℓ/∂ŷ² = 0.",
     "squared_hinge": (
         "With m = 1 − t·ŷ: ∂ℓ/∂ŷ = −2t·m and ∂²ℓ/∂ŷ² = 2t² where m > 0, else both 0."
+    ),
+    "soft_margin": (
+        "∂ℓ/∂ŷ = −t·σ(−t·ŷ), ∂²ℓ/∂ŷ² = σ(t·ŷ)σ(−t·ŷ); finite for any finite score (PyTorch's "
+        "log1p(exp(−t·ŷ)) overflows past t·ŷ ≈ −709). Labels {0, 1} are read as 2y − 1, as "
+        "for the hinges, where PyTorch would take a label 0 as it is (log 2): send ±1 for "
+        "PyTorch's answer to those."
+    ),
+    "hinge_embedding": (
+        "∂ℓ/∂ŷ = 1 for t = 1; for t = −1, −1 where m − ŷ > 0, else 0 (also at the margin); "
+        "∂²ℓ/∂ŷ² = 0. The predictions are usually distances (PyTorch's use: a pairwise "
+        "distance and whether the pair is similar); any real number is accepted, and for t = 1 "
+        "the loss is ŷ itself, negative where ŷ is, as in PyTorch."
+    ),
+    "multilabel_soft_margin": (
+        "∂l/∂z_c = w_c((1 − y)σ(z) − y·σ(−z))/C, ∂²l/∂z_c² = w_c·σ(z)σ(−z)/C. "
+        "`binary_cross_entropy` with `from_logits` and no weights is the same loss. Rank-1 "
+        "predictions are N samples of one class each, as for the whole family, where PyTorch "
+        "reads a 1-D input as one sample of C classes: send it as (1, C) for PyTorch's answer."
     ),
     "cross_entropy": (
         "From logits, with W = Σ_c cw_c·y′_c: ∂l/∂z_j = W·p_j − cw_j·y′_j and "
@@ -154,10 +192,53 @@ DETAILS: dict[str, str] = {
         "Its `mean` divides by Σ_i w_i·cw_{y_i}, the sum of the targets' class weights, not by "
         "N as PyTorch's does."
     ),
+    "sparsemax": (
+        "sparsemax(z) = max(z − τ, 0), τ making it sum to 1 (the Euclidean projection of z onto "
+        "the simplex); computed as optax does, Σ_{j∈S} p_j(z_j − z_y) + ½(1 − Σ_j p_j²), which "
+        "is the formula above without squares of the scores. ∂l/∂z = sparsemax(z) − onehot(y); "
+        "the loss is 0 once sparsemax is onehot(y). optax's `sparsemax_loss` is the binary one, "
+        "not this."
+    ),
+    "additive_margin_softmax": (
+        "With p = softmax(s·(cos θ − m·onehot(y))): ∂l/∂cos θ_j = s(p_j − 1[j = y]), "
+        "∂²l/∂cos θ_j² = s²p_j(1 − p_j) >= 0. The predictions are cosines but are not required "
+        "to lie in [−1, 1]; the margin is applied to differences from the row's largest cosine, "
+        "so that it is not rounded away next to large scores."
+    ),
+    "additive_angular_margin_softmax": (
+        "insightface's ArcFace with easy_margin false: the target logit is "
+        "cos(θ_y + m) = c·cos m − √(1 − c²)·sin m while θ_y + m ≤ π (c = cos θ_y > cos(π − m)), "
+        "and c − m·sin m beyond, which keeps it decreasing in θ_y; the target logit jumps at "
+        "the threshold, the second branch lying cos m + m·sin m − 1 below the first there "
+        "(0.117 at m = 0.5), as in insightface. Predictions are "
+        "cosines in [−1, 1] (a 422 otherwise). Off the target the derivatives are "
+        "AM-softmax's; on it, with φ' = cos m + c·sin m/√(1 − c²), ∂l/∂c = −s(1 − p_y)φ' and "
+        "∂²l/∂c² = s²p_y(1 − p_y)φ'² − s(1 − p_y)·sin m/(1 − c²)^(3/2). At c = 1 the slope is "
+        "infinite: the value is answered, a gradient or Hessian asked for there is a 422."
+    ),
+    "multilabel_margin": (
+        "Each active term max(0, 1 − ŷ_j + ŷ_c) (j listed, c not) adds n_j/C to ∂l/∂ŷ_c and "
+        "takes it from ∂l/∂ŷ_j, n_j being how many times j is listed; a term exactly at its "
+        "margin adds nothing, as in PyTorch's gradient; the Hessian is 0. A row listing "
+        "no class, or every class, has loss 0. Each row costs O(C²) steps at most."
+    ),
     "kl_divergence": (
         "From probabilities P and Q are both clipped to [ε, 1] as Keras does (a target of 0 "
         "counts as ε); from logits it is PyTorch's `kl_div(log_softmax(z), P)` per row, with "
         "0·log 0 = 0."
+    ),
+    "generalized_kl_divergence": (
+        "∂l/∂x_c = e^(x_c) − P_c, ∂²l/∂x_c² = e^(x_c) > 0. Each class's term is non-negative "
+        "(the Bregman divergence of u log u − u) and 0 where Q_c = P_c. optax called it "
+        "`convex_kl_divergence` before renaming it; the old name is an alias."
+    ),
+    "cauchy_schwarz_divergence": (
+        "−log of the cosine of the angle between P and Q: 0 where Q is proportional to P. With "
+        "g_j = −P_j/⟨P, Q⟩ + Q_j/‖Q‖², ∂l/∂Q_j = g_j and "
+        "∂²l/∂Q_j² = P_j²/⟨P, Q⟩² + 1/‖Q‖² − 2Q_j²/‖Q‖⁴; from logits Q_j·g_j and "
+        "Q_j·g_j + Q_j²·∂²l/∂Q_j². Rows with no positive entry in common have an infinite "
+        "divergence, and a target row of zeros none: both are 422s. The formula is Jenssen et "
+        "al. (2006)'s for discrete densities; no library has it, so it is its own reference."
     ),
     "js_divergence": (
         "Both rows are renormalised to sum 1 first, as SciPy's `jensenshannon` does; a row "

@@ -53,12 +53,10 @@ def warm_up(
         _warm_up_codecs()
     for spec in specs:
         params = spec.params.model_validate(spec.params.warm_up)
-        # predictions 0.5 and one-hot targets are in every loss's domain: probability rows and
-        # target rows that are distributions, counts, hinge labels (0 stands for -1), masks;
-        # the losses that take class indices read them as they are ((N,) int64, no one-hot
-        # rows), another signature of their drivers
-        predictions = np.full((2, 2), 0.5)
-        forms: list[Array] = [np.eye(2)]
+        # a batch inside the loss's domain; the losses that take class indices read them as
+        # they are ((N,) int64, no one-hot rows), another signature of their drivers
+        predictions, rows = spec.params.warm_up_batch()
+        forms: list[Array] = [rows]
         if "class_index" in spec.targets:
             forms.append(np.arange(2))
         for targets, weight in itertools.product(forms, (None, np.ones(2))):

@@ -13,6 +13,7 @@ import pytest
 from service.codecs.loss import evaluate_one
 from service.errors import LossdError
 from service.losses import REGISTRY, LossSpec, resolve
+from service.losses._binary import SignTargetParams
 from tests.support.harness import (
     ATOL,
     RTOL,
@@ -25,10 +26,13 @@ from tests.support.references import binary
 
 BCE = resolve("binary_cross_entropy")
 FOCAL = resolve("binary_focal")
+MULTILABEL = resolve("multilabel_soft_margin")
 BINARY = [spec for spec in REGISTRY if spec.family == "binary"]
-# the cross-entropies take probabilities (or logits, from_logits); the margin losses take scores
+# the cross-entropies take probabilities (or logits, from_logits); the losses of labels in
+# {−1, 1} (or {0, 1}) take scores, Keras' two hinges among them
 CROSS_ENTROPIES = [spec for spec in BINARY if "from_logits" in spec.params.model_fields]
-MARGINS = [spec for spec in BINARY if "from_logits" not in spec.params.model_fields]
+SIGN_LABELS = [spec for spec in BINARY if issubclass(spec.params, SignTargetParams)]
+HINGES = [resolve("hinge"), resolve("squared_hinge")]
 
 
 def _soft_batch(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +123,7 @@ def test_targets_outside_unit_interval_are_422(spec: LossSpec) -> None:
     assert "[0, 1]" in problem.detail
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", SIGN_LABELS, ids=spec_id)
 def test_hinge_with_both_0_and_minus_1_is_ambiguous(spec: LossSpec) -> None:
     """A hinge batch with 0 and −1 labels is a 422 saying to use {0, 1} or {−1, 1}."""
     problem = _problem(spec, {"predictions": [0.5, -0.2, 1.5], "targets": [1, 0, -1]})
@@ -129,7 +133,7 @@ def test_hinge_with_both_0_and_minus_1_is_ambiguous(spec: LossSpec) -> None:
     assert problem.errors[0] == (["targets", 1], problem.errors[0][1])
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", SIGN_LABELS, ids=spec_id)
 @pytest.mark.parametrize("bad", [0.5, 2.0, -3.0])
 def test_hinge_rejects_other_labels(spec: LossSpec, bad: float) -> None:
     """Hinge labels other than −1, 0 and 1 are a 422 locating the first one."""
@@ -139,7 +143,7 @@ def test_hinge_rejects_other_labels(spec: LossSpec, bad: float) -> None:
     assert "[1, 0]" in problem.detail
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", SIGN_LABELS, ids=spec_id)
 @pytest.mark.parametrize("shape", [(8,), (4, 3)])
 def test_hinge_zero_one_labels_equal_sign_labels(spec: LossSpec, shape: tuple[int, ...]) -> None:
     """{0, 1} labels give the same response as the {−1, 1} labels they stand for."""
@@ -157,7 +161,7 @@ def test_hinge_zero_one_labels_equal_sign_labels(spec: LossSpec, shape: tuple[in
     assert orjson.loads(one)["per_sample"] == pytest.approx(expected.tolist(), rel=RTOL)
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", HINGES, ids=spec_id)
 def test_hinge_at_the_margin_takes_gradient_zero(spec: LossSpec) -> None:
     """Exactly at the margin 1 − tŷ = 0 the hinge gradients and Hessians are 0."""
     out = evaluate(spec, np.array([1.0, -1.0]), np.array([1.0, -1.0]), None,
@@ -342,6 +346,40 @@ def test_bce_with_logits_matches_torch(label_smoothing: float) -> None:
     np.testing.assert_allclose(out.hessian, hess.numpy(), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.loss(MULTILABEL.name)
+@pytest.mark.parametrize("weight", [None, 0.5, [0.5, 0.0, 3.0]])
+def test_multilabel_soft_margin_matches_torch(weight: float | list[float] | None) -> None:
+    """multilabel_soft_margin_loss(weight) with a per-class list, a number or none, on soft
+    labels: per-sample losses, the autograd gradient and the Hessian diagonal of the sum."""
+    torch = _torch()
+    rng = np.random.default_rng(45)
+    z, targ = rng.uniform(-4, 4, size=(6, 3)), rng.uniform(0, 1, size=(6, 3))
+    out = evaluate(MULTILABEL, z, targ, None, {"weight": weight}, reduction="sum", gradient=True,
+                   hessian=True)  # fmt: skip
+    w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
+    y = torch.tensor(targ)
+
+    def per_row(x: Any) -> Any:
+        return torch.nn.functional.multilabel_soft_margin_loss(x, y, weight=w, reduction="none")
+
+    value, grad, hess = _diag_hessian(torch, lambda x: per_row(x).sum(), torch.tensor(z))
+    np.testing.assert_allclose(out.per_sample, per_row(torch.tensor(z)).numpy(), rtol=RTOL,
+                               atol=ATOL)  # fmt: skip
+    assert out.value == pytest.approx(float(value), rel=RTOL)
+    np.testing.assert_allclose(out.gradient, grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.hessian, hess.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.loss(MULTILABEL.name)
+def test_multilabel_soft_margin_checks_its_weights_and_labels() -> None:
+    """A weight list of the wrong length and targets outside [0, 1] are 422s naming them."""
+    problem = _problem(MULTILABEL, {"predictions": [[0.5, -1.0]], "targets": [[1, 0]],
+                                    "params": {"weight": [1.0, 2.0, 3.0]}})  # fmt: skip
+    assert problem.code == "invalid_params" and problem.errors[0][0] == ["params", "weight"]
+    problem = _problem(MULTILABEL, {"predictions": [[0.5, -1.0]], "targets": [[1, -1]]})
+    assert problem.code == "invalid_array" and "[0, 1]" in problem.detail
+
+
 def _optax_focal(torch: Any, z: Any, y: Any, alpha: float | None, gamma: float) -> Any:
     """optax.sigmoid_focal_loss written with torch ops (log-space focal weight)."""
     log_p = torch.nn.functional.logsigmoid(z)
@@ -415,7 +453,7 @@ def test_probabilities_match_keras(label_smoothing: float) -> None:
         np.testing.assert_allclose(focal.per_sample, np.asarray(expected), **KERAS_TOL)
 
 
-@pytest.mark.parametrize("spec", MARGINS, ids=spec_id)
+@pytest.mark.parametrize("spec", HINGES, ids=spec_id)
 def test_hinges_match_keras(spec: LossSpec) -> None:
     """hinge and squared_hinge equal Keras, which also converts a {0, 1} batch to ±1."""
     keras = _keras()

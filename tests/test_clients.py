@@ -203,7 +203,6 @@ def test_python_client_lists_the_catalogue(lossd_client: ModuleType, server: Ser
         huber = get_loss.sync("Huber", client=api)
     assert isinstance(catalogue, models.Catalogue)
     assert [entry.name for entry in catalogue.losses] == [spec.name for spec in REGISTRY]
-    assert len(catalogue.losses) == 27
     assert isinstance(huber, models.LossInfo)
     assert huber.name == "huber"
     assert huber.family == models.LossInfoFamily.REGRESSION

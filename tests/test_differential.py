@@ -60,6 +60,7 @@ MASS_LOSSES = (
     "simloss",
     "categorical_hinge",
     "multi_margin",
+    "generalized_kl_divergence",  # unnormalised measures, any mass by definition
 )
 
 
@@ -301,11 +302,19 @@ def _uniform(lo: float, hi: float, targ: Kind) -> Callable[..., tuple[Array, Arr
     return make
 
 
+def _log_softmax(z: Array) -> Array:
+    logp = z - z.max(axis=1, keepdims=True)
+    return np.asarray(logp - np.log(np.exp(logp).sum(axis=1, keepdims=True)))
+
+
 def _log_probabilities(targ: Kind) -> Callable[..., tuple[Array, Array]]:
+    """Log-probability predictions, and targets of kind ``targ`` or, for ``"log-soft"``,
+    log-probabilities too."""
+
     def make(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[Array, Array]:
-        z = rng.normal(scale=2.0, size=shape)
-        logp = z - z.max(axis=1, keepdims=True)
-        logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        logp = _log_softmax(rng.normal(scale=2.0, size=shape))
+        if targ == "log-soft":
+            return logp, _log_softmax(rng.normal(scale=2.0, size=shape))
         return logp, draw(targ, shape, rng)
 
     return make
@@ -338,6 +347,26 @@ def _alias_cases() -> list[AliasCase]:
                 _uniform(-2, 2, (0.0, 5.0)),
                 F.poisson_nll_loss,
                 shows={"log_input": True},
+                divides_by="elements",
+            )
+        )
+        cases.append(
+            AliasCase(
+                "HingeEmbeddingLoss",
+                "hinge_embedding",
+                shape,
+                _uniform(-3, 3, "sign"),
+                F.hinge_embedding_loss,
+                divides_by="elements",
+            )
+        )
+        cases.append(
+            AliasCase(
+                "SoftMarginLoss",
+                "soft_margin",
+                shape,
+                _uniform(-4, 4, "sign"),
+                F.soft_margin_loss,
                 divides_by="elements",
             )
         )
@@ -445,6 +474,20 @@ def _alias_cases() -> list[AliasCase]:
                 shows={"from_logits": True},
             )
         )
+    for params in (None, {"weight": [0.5, 1.0, 2.0]}):
+        weight = None if params is None else torch.tensor(params["weight"], dtype=torch.float64)
+        cases.append(
+            AliasCase(
+                "MultiLabelSoftMarginLoss",
+                "multilabel_soft_margin",
+                rows,
+                _uniform(-4, 4, "binary"),
+                lambda z, y, reduction, weight=weight: F.multilabel_soft_margin_loss(
+                    z, y, weight=weight, reduction=reduction
+                ),
+                params=params,
+            )
+        )
     cases.append(
         AliasCase(
             "MultiMarginLoss",
@@ -453,6 +496,16 @@ def _alias_cases() -> list[AliasCase]:
             _uniform(-3, 3, "index"),
             F.multi_margin_loss,
             derivative=_multi_margin_formula,
+        )
+    )
+    cases.append(
+        AliasCase(
+            "MultiLabelMarginLoss",
+            "multilabel_margin",
+            rows,
+            _uniform(-3, 3, "labels"),
+            lambda x, y, reduction: F.multilabel_margin_loss(x, y.long(), reduction=reduction),
+            derivative=_multilabel_margin_formula,
         )
     )
     cases.append(
@@ -466,6 +519,16 @@ def _alias_cases() -> list[AliasCase]:
             ),
             shows={"log_input": True},
             divides_by="elements",
+        )
+    )
+    cases.append(
+        AliasCase(
+            "kl_divergence_with_log_targets",
+            "kl_divergence",
+            rows,
+            _log_probabilities("log-soft"),
+            lambda x, y, reduction: _samples((torch.exp(y) * (y - x)).sum(-1), reduction),
+            shows={"log_input": True, "log_target": True},
         )
     )
     cases.append(
@@ -494,6 +557,12 @@ def _multi_margin_formula(x: torch.Tensor, y: torch.Tensor, reduction: str) -> t
     rows = F.one_hot(y, x.shape[1]).to(torch.float64)
     ones = torch.ones(x.shape[1], dtype=torch.float64)
     return _samples(lib.multi_margin_formula(x, rows, ones, 1, 1.0), reduction)
+
+
+def _multilabel_margin_formula(x: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+    """torch's ``multilabel_margin_loss`` written out, for its Hessian (no double backward)."""
+    counts = lib.label_counts(y.numpy())
+    return _samples(lib.multilabel_margin_formula(x, counts), reduction)
 
 
 def _simplex_and_index(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[Array, Array]:

@@ -116,6 +116,7 @@ BINARY_LOGITS = (
     [1e300, -1e300, 1e15, -1e15, 0.3, -1e300, 1e300],
     [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
 )
+SIGNS = [1.0, 1.0, -1.0, -1.0, 1.0, -1.0, -1.0]  # labels of BINARY_LOGITS' scores as ±1
 BINARY_PROBABILITIES = (
     [0.0, 1.0, 1e-300, 1 - 1e-16, 0.5, 1.0, 0.0],
     [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0],
@@ -192,6 +193,16 @@ def _edges() -> list[Edge]:
         Edge(R("tweedie"), {"power": 2.0}, _a([1.0, 2.0]), _a([0.0, 1.0]), "target-0"),
         Edge(R("tweedie"), {"power": -0.5}, _a([1e154, 1e-300]), _a([-3.0, 2.0]), "means-1e154"),
     ]
+    # any finite log-mean has an answer wherever y·e^(−ŷ) is finite
+    for label, pred, targ, dtype in (
+        ("log-means-1e300", [1e300, 720.0, -705.0, 0.5], [2.0, 1e300, 1e-300, 3.0], "float64"),
+        ("log-mean-past-exp", [-1e300, 0.5], [2.0, 1.0], "float64"),
+        ("targets-1e-300", [-750.0, 700.5, -1.0], [1e-300, 1e-300, 1e300], "float64"),
+        ("log-means-90", [90.0, -80.0, 0.5], [3e38, 1e-30, 2.0], "float32"),
+    ):
+        edges.append(
+            Edge(R("gamma"), {}, _a(pred, dtype), _a(targ, dtype), label, dtype, must_answer=True)
+        )
     cosine = [
         ("row-2e154", [[2e154, 1.0]], [[1.0, 1.0]], "float64"),
         (
@@ -230,6 +241,60 @@ def _edges() -> list[Edge]:
         edges.append(
             Edge(R(name), {}, _a([1e300, -1e300, 0.5]), _a([-1.0, 1.0, -1.0]), "scores-1e300")
         )
+    for params in ({}, {"margin": 2.0}):
+        hinge_embedding = R("hinge_embedding")
+        edges += [
+            Edge(hinge_embedding, params, _a([1e300, -1e300, 0.5, 3.0]), _a([1.0, -1.0, -1.0, 1.0]),
+                 "distances-1e300"),
+            Edge(hinge_embedding, params, _a([[1e154, -1e154, 1.5], [2.0, -2.0, 0.0]]),
+                 _a([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), "rows-1e154-zero-one"),
+            Edge(hinge_embedding, params, _a([1e19, -1e19, 0.5], "float32"),
+                 _a([1.0, -1.0, -1.0], "float32"), "distances-1e19", "float32"),
+        ]  # fmt: skip
+    # any finite score gives a finite soft-margin loss (−log σ(t·ŷ) = |t·ŷ| at most, about)
+    for label, pred, targ in (
+        ("scores-1e300", [1e300, -1e300, 1e15, -1e15, 0.3, -1e300, 1e300], SIGNS),
+        ("scores-1e300-zero-one", [1e300, -1e300, 40.0, -40.0, 0.3], [1.0, 1.0, 0.0, 0.0, 1.0]),
+        (
+            "score-rows-1e300",
+            [[1e300, -1e300, 1e15], [-750.0, 750.0, 1e-300]],
+            [[1.0, 1.0, -1.0]] * 2,
+        ),
+    ):
+        edges.append(Edge(R("soft_margin"), {}, _a(pred), _a(targ), label, must_answer=True))
+    edges.append(
+        Edge(
+            R("soft_margin"),
+            {},
+            _a([1e19, -1e19, 90.0, -90.0, 0.3], "float32"),
+            _a([1.0, 1.0, -1.0, -1.0, 1.0], "float32"),
+            "scores-1e19",
+            "float32",
+            must_answer=True,
+        )
+    )
+    # multilabel_soft_margin takes logits only: any finite one gives a finite answer
+    for params in ({}, {"weight": 2.5}, {"weight": [0.5, 0.0, 3.0]}):
+        edges.append(
+            Edge(
+                R("multilabel_soft_margin"),
+                params,
+                _a([[1e300, -1e300, 1e15], [-1e15, 0.3, -1e300], [40.0, -750.0, 1e300]]),
+                _a([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.25, 1.0, 0.5]]),
+                "logit-rows-1e300",
+                must_answer=True,
+            )
+        )
+    edges.append(
+        Edge(
+            R("multilabel_soft_margin"),
+            {},
+            _a(BINARY_LOGITS[0]),
+            _a(BINARY_LOGITS[1]),
+            "logits-1e300",
+            must_answer=True,
+        )
+    )
     for name, variants in {
         "binary_cross_entropy": ({}, {"label_smoothing": 0.1, "pos_weight": 2.5}),
         "binary_focal": ({}, {"alpha": 0.25, "gamma": 2.5, "label_smoothing": 0.1}),
@@ -342,6 +407,50 @@ def _edges() -> list[Edge]:
                 "scores-1e153",
             )
         )
+    sparsemax = R("sparsemax")
+    one_hot_rows = [[1.0 if j == k else 0.0 for j in range(3)] for k in (0, 0, 2, 0, 1)]
+    edges += [
+        Edge(sparsemax, {}, _a(LOGIT_ROWS), _a(LOGIT_INDEX), "scores-1e300-index",
+             must_answer=True),
+        Edge(sparsemax, {}, _a(LOGIT_ROWS), _a(one_hot_rows), "scores-1e300-one-hot",
+             must_answer=True),
+        Edge(sparsemax, {}, _a([[1e-300, 0.0, -1e-300], [0.3, 0.3, 0.3], [1.0, 0.5, 1e16]]),
+             _a([1.0, 2.0, 0.0]), "scores-ties-and-1e16", must_answer=True),
+        Edge(sparsemax, {}, _a([[1e19, -1e19, 0.5], [0.25, 0.5, -0.125]], "float32"),
+             _a([1.0, 0.0], "float32"), "scores-1e19", "float32", must_answer=True),
+    ]  # fmt: skip
+    # the margin softmaxes: AM-softmax takes any scores (its margin must survive next to 1e300);
+    # ArcFace cosines in [−1, 1], at ±1, at its threshold cos(π − m) and just inside 1
+    am, arc = R("additive_margin_softmax"), R("additive_angular_margin_softmax")
+    for params in ({}, {"scale": 1.0, "margin": 0.0}):
+        edges += [
+            Edge(am, params, _a(LOGIT_ROWS), _a(LOGIT_INDEX), "scores-1e300-index",
+                 must_answer=True),
+            Edge(am, params, _a(LOGIT_ROWS), _a(one_hot_rows), "scores-1e300-one-hot",
+                 must_answer=True),
+        ]  # fmt: skip
+    cosines = [[1.0, 0.0, -1.0], [-1.0, 1.0, 0.0], [-0.8775825618903728, 0.2, 0.1],
+               [1 - 2**-52, 0.5, -1.0], [0.3, 0.3, 0.3], [-1.0, -1.0, 1.0]]  # fmt: skip
+    for params in ({}, {"margin": 1.0, "scale": 30.0}):
+        edges += [
+            Edge(am, params, _a(cosines), _a([0.0, 1.0, 0.0, 0.0, 2.0, 2.0]), "cosines",
+                 must_answer=True),
+            Edge(arc, params, _a(cosines), _a([0.0, 1.0, 0.0, 0.0, 2.0, 2.0]), "cosines",
+                 must_answer=True),
+            Edge(arc, params, _a(cosines), _a([1.0, 0.0, 1.0, 2.0, 0.0, 0.0]), "cosines-off-target",
+                 must_answer=True),
+            Edge(arc, params, _a(cosines, "float32"), _a([1.0, 0.0, 1.0, 2.0, 0.0, 0.0], "float32"),
+                 "cosines", "float32", must_answer=True),
+        ]  # fmt: skip
+    multilabel_margin = R("multilabel_margin")
+    edges += [
+        Edge(multilabel_margin, {}, _a([[1e300, -1e300, 0.0], [1e154, -1e154, 0.5]]),
+             _a([[1.0, -1.0, 0.0], [0.0, 2.0, -1.0]]), "scores-1e300"),
+        Edge(multilabel_margin, {}, _a([[1e153, -1e153, 0.0], [0.5, 2.0, -1.0]]),
+             _a([[2.0, 2.0, -1.0], [-1.0, 1.0, 2.0]]), "scores-1e153-repeated"),
+        Edge(multilabel_margin, {}, _a([[1e19, -1e19, 0.5], [0.5, 2.0, -1.0]], "float32"),
+             _a([[1.0, -1.0, -1.0], [0.0, 1.0, 2.0]], "float32"), "scores-1e19", "float32"),
+    ]  # fmt: skip
     for name in ("dice", "tversky"):
         for params in ({}, {"smooth": 0.0}):
             edges.append(
@@ -381,6 +490,32 @@ def _edges() -> list[Edge]:
                     "row-1e300-as-probabilities",
                 )
             )
+    generalized_kl = R("generalized_kl_divergence")
+    edges += [
+        Edge(generalized_kl, {}, _a([[-1e300, 0.5, -750.0], [700.0, -1e15, 0.0]]),
+             _a([[1.0, 0.0, 1e-300], [2.0, 1e-300, 0.0]]), "log-q-1e300", must_answer=True),
+        Edge(generalized_kl, {}, _a([[710.0, 0.0, 0.0]]), _a([[1.0, 0.0, 0.0]]),
+             "log-q-past-exp", must_answer=True),
+        Edge(generalized_kl, {}, _a(LOGIT_ROWS), _a(LOGIT_INDEX), "log-q-1e300-index",
+             must_answer=True),
+        Edge(generalized_kl, {}, _a([[80.0, -1e19, 0.5]], "float32"),
+             _a([[1e-30, 3.0, 0.0]], "float32"), "log-q-80", "float32", must_answer=True),
+    ]  # fmt: skip
+    cauchy_schwarz = R("cauchy_schwarz_divergence")
+    edges += [
+        Edge(cauchy_schwarz, {}, _a([[1e-300, 2e-300, 0.0], [1.0, 1.0, 1e-300]]),
+             _a([[1e-300, 0.0, 1.0], [1e300, 1.0, 1e-300]]), "rows-1e-300", must_answer=True),
+        Edge(cauchy_schwarz, {}, _a([[0.5, 0.5, 0.0]]), _a([[0.0, 0.0, 1.0]]), "no-overlap"),
+        Edge(cauchy_schwarz, {}, _a(PROBABILITY_ROWS), _a(PROBABILITY_INDEX),
+             "probabilities-0-and-1", must_answer=True),
+        Edge(cauchy_schwarz, {"from_logits": True}, _a(LOGIT_ROWS), _a(LOGIT_INDEX),
+             "logits-1e300-index", must_answer=True),
+        Edge(cauchy_schwarz, {"from_logits": True}, _a(LOGIT_ROWS), _a(SOFT_ROWS),
+             "logits-1e300-soft", must_answer=True),
+        Edge(cauchy_schwarz, {}, _a([[1e-30, 2e-30, 0.5], [0.25, 0.5, 1.0]], "float32"),
+             _a([[1e-30, 0.0, 1.0], [3e38, 1.0, 0.0]], "float32"), "rows-1e-30", "float32",
+             must_answer=True),
+    ]  # fmt: skip
     for name in ("kl_divergence", "js_divergence"):
         edges.append(
             Edge(

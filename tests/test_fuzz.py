@@ -31,6 +31,7 @@ from service.losses import REGISTRY, fold
 from service.losses._aliases import alias_conventions
 from tests.support.problems import MAX_ERROR_BYTES
 from tests.support.references import CASES
+from tests.support.references import draw as draw_kind
 from tests.support.servers import ROOT, Server
 
 SPEC = ROOT / "openapi" / "openapi.json"
@@ -279,8 +280,12 @@ def near_valid(draw: st.DrawFn, many: bool = False) -> tuple[str, dict[str, Any]
     sized = [len(v) for v in params.values() if isinstance(v, list)]
     n, c = draw(st.integers(0, 6)), sized[0] if sized else draw(st.integers(1, 4))
     shape = (n, c) if rank == 2 else (n,)
-    pred, targ = case.sample(shape, draw(st.integers(0, 2**16)), params)
-    if "class_index" in spec.targets and targ.ndim == 2 and draw(st.booleans()):
+    seed = draw(st.integers(0, 2**16))
+    pred, targ = case.sample(shape, seed, params)
+    log_targets = _reads_log_targets(name, params)
+    if log_targets:  # the alias reads the targets as log-probabilities: send some
+        targ = np.log(draw_kind("soft", shape, np.random.default_rng(seed)))
+    elif "class_index" in spec.targets and targ.ndim == 2 and draw(st.booleans()):
         targ = np.argmax(targ, axis=1).astype(np.float64)  # one-hot rows as class indices
     which = draw(st.sampled_from(["predictions", "targets"]))
     array_fault = draw(st.sampled_from(PACKED_FAULTS)) if fault == "packed" else fault
@@ -312,7 +317,12 @@ def near_valid(draw: st.DrawFn, many: bool = False) -> tuple[str, dict[str, Any]
             for other in COMPATIBLE[spec.name, rank]
             if CASES[other].params[0].get("from_logits", False) == logits
         ]
-        chosen = draw(st.lists(st.sampled_from(others), max_size=2)) if others else []
+        # log-probability targets are no other loss's targets
+        chosen = (
+            draw(st.lists(st.sampled_from(others), max_size=2))
+            if others and not log_targets
+            else []
+        )
         doc["losses"] = [*chosen, {"name": name, "params": params}]
     else:
         doc["params"] = params
@@ -321,6 +331,14 @@ def near_valid(draw: st.DrawFn, many: bool = False) -> tuple[str, dict[str, Any]
     if fault == "drop_key":
         doc.pop(draw(st.sampled_from(sorted(doc))))
     return name, doc, fault
+
+
+def _reads_log_targets(name: str, params: dict[str, Any]) -> bool:
+    """Whether the name's alias reads the targets as log-probabilities (optax's
+    kl_divergence_with_log_targets), unless the request's params say otherwise."""
+    alias = alias_conventions(name)
+    default = bool(alias is not None and alias.params.get("log_target"))
+    return bool(params.get("log_target", default))
 
 
 def request_body(request: tuple[str, dict[str, Any], str | None]) -> bytes:

@@ -11,6 +11,7 @@ import pytest
 
 from service.errors import InvalidParams, LossdError
 from service.losses import REGISTRY, LossSpec, resolve
+from tests.support.exact import evaluate_exact, rounded
 from tests.support.harness import ATOL, RTOL, evaluate, spec_id
 
 LOGITS = np.array([[2.0, -1.0, 0.5], [0.1, 0.3, -2.5], [-1.5, 1.5, 0.0], [3.0, 2.5, -3.0]])
@@ -209,6 +210,153 @@ def test_multi_margin_matches_torch(params: dict[str, Any]) -> None:
     mean = evaluate(spec, scores, index.astype(float), w, params)
     kappa = np.ones(4)[index] if weight is None else np.asarray(weight)[index]
     assert mean.weight_sum == pytest.approx(float(np.sum(w * kappa)), rel=RTOL)
+
+
+@pytest.mark.loss("sparsemax")
+def test_sparsemax_is_the_closed_form_and_zero_on_a_confident_target() -> None:
+    """The loss is −z_y + ½Σ_{j∈S}(z_j² − τ²) + ½ (Martins and Astudillo), its gradient
+    sparsemax(z) − onehot(y), 0 once sparsemax puts all its mass on the target; its Hessian
+    diagonal is 1 − 1/|S| on the support."""
+    z = np.array([[0.9, 0.4, -0.3, 0.6], [3.0, 0.5, 1.0, -2.0], [0.1, 0.2, 0.3, 0.4]])
+    y = np.array([1, 0, 3])
+    out = evaluate(resolve("sparsemax"), z, y.astype(float), None, reduction="none",
+                   gradient=True, hessian=True)  # fmt: skip
+    for i in range(3):
+        s = np.sort(z[i])[::-1]
+        k = np.arange(1, 5)
+        size = int(np.max(k[1 + k * s > np.cumsum(s)]))
+        tau = (np.sum(s[:size]) - 1) / size
+        p = np.maximum(z[i] - tau, 0.0)
+        closed = -z[i, y[i]] + 0.5 * np.sum(np.where(p > 0, z[i] ** 2 - tau**2, 0.0)) + 0.5
+        assert out.per_sample[i] == pytest.approx(closed, rel=1e-12, abs=1e-15)
+        np.testing.assert_allclose(out.gradient[i], p - np.eye(4)[y[i]], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(out.hessian[i], np.where(p > 0, 1 - 1 / size, 0.0), rtol=RTOL)
+    assert out.per_sample[1] == 0.0 and np.all(out.gradient[1] == 0.0)
+
+
+@pytest.mark.loss("sparsemax")
+@pytest.mark.parametrize(
+    ("targets", "fragment"),
+    [([[0.5, 0.5, 0.0]], "neither 0 nor 1"), ([[1.0, 1.0, 0.0]], "2 ones"),
+     ([[0.0, 0.0, 0.0]], "0 ones")],
+)  # fmt: skip
+def test_sparsemax_takes_one_target_class_a_row(targets: list[list[float]], fragment: str) -> None:
+    """Soft rows, rows of two classes or none are 422s: the loss needs one target class."""
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve("sparsemax"), np.zeros((1, 3)), np.array(targets))
+    assert info.value.code == "invalid_array" and fragment in info.value.detail
+
+
+@pytest.mark.loss("additive_margin_softmax", "additive_angular_margin_softmax")
+@pytest.mark.parametrize("name", ["additive_margin_softmax", "additive_angular_margin_softmax"])
+def test_margin_softmaxes_match_torch_with_sum(name: str) -> None:
+    """Issue 15's acceptance: with reduction sum and the defaults (AM-softmax s = 30, m = 0.35;
+    ArcFace s = 64, m = 0.5) the value and the gradient are torch's autograd of
+    cross_entropy on the margin logits (ArcFace's as insightface forms them) within 1e-8."""
+    torch = pytest.importorskip("torch")
+    from tests.support.libraries import insightface_arcface_logits
+
+    rng = np.random.default_rng(46)
+    cosines = rng.uniform(-1, 1, size=(64, 10))
+    index = rng.integers(0, 10, size=64)
+    x = torch.tensor(cosines, requires_grad=True)
+    y = torch.nn.functional.one_hot(torch.tensor(index), 10).to(torch.float64)
+    if name == "additive_margin_softmax":
+        logits = 30.0 * (x - 0.35 * y)
+    else:
+        logits = insightface_arcface_logits(x, y, 64.0, 0.5)
+    value = torch.nn.functional.cross_entropy(logits, torch.tensor(index), reduction="sum")
+    value.backward()
+    out = evaluate(resolve(name), cosines, index.astype(float), None, reduction="sum",
+                   gradient=True)  # fmt: skip
+    assert out.value == pytest.approx(value.item(), rel=1e-8)
+    assert x.grad is not None
+    np.testing.assert_allclose(out.gradient, x.grad.numpy(), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.loss("additive_margin_softmax", "additive_angular_margin_softmax")
+@pytest.mark.parametrize("name", ["additive_margin_softmax", "additive_angular_margin_softmax"])
+def test_margin_softmaxes_are_exact_on_any_cosines(name: str) -> None:
+    """On cosines anywhere in (−1, 1), where at the default scales one class's softmax often
+    nears 1 (torch's double backward forms 1 − p by cancellation there), the per-sample
+    losses, gradient and Hessian diagonal equal the mpmath reference at 1e-9 / 1e-12."""
+    rng = np.random.default_rng(47)
+    cosines = rng.uniform(-1, 1, size=(8, 4))
+    index = rng.integers(0, 4, size=8).astype(float)
+    out = evaluate(resolve(name), cosines, index, None, reduction="sum", gradient=True,
+                   hessian=True)  # fmt: skip
+    exact = evaluate_exact(name, cosines, index, {})
+    for got, want in ((out.per_sample, exact.per_sample), (out.gradient, exact.gradient),
+                      (out.hessian, exact.hessian)):  # fmt: skip
+        np.testing.assert_allclose(got, rounded(want, np.float64).reshape(np.shape(got)),
+                                   rtol=RTOL, atol=ATOL)  # fmt: skip
+
+
+@pytest.mark.loss("additive_angular_margin_softmax")
+def test_arcface_takes_cosines_and_has_no_slope_at_one() -> None:
+    """Cosines outside [−1, 1] are a 422; a target cosine of exactly 1 has a value, and a
+    gradient asked for there (cos(arccos c + m) has an infinite slope at c = 1) is a 422."""
+    spec = resolve("additive_angular_margin_softmax")
+    with pytest.raises(LossdError) as info:
+        evaluate(spec, np.array([[1.5, 0.0]]), np.array([0.0]))
+    assert info.value.code == "out_of_domain" and "[-1, 1]" in info.value.detail
+    at_one = np.array([[1.0, 0.0, -0.5]])
+    out = evaluate(spec, at_one, np.array([0.0]), reduction="sum")
+    expected = -np.log(1 / (1 + np.exp(64 * (0 - np.cos(0.5))) + np.exp(64 * (-0.5 - np.cos(0.5)))))
+    assert out.value == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(LossdError) as info:
+        evaluate(spec, at_one, np.array([0.0]), gradient=True)
+    assert info.value.code == "out_of_domain" and "finite" in info.value.detail
+
+
+@pytest.mark.loss("multilabel_margin")
+def test_multilabel_margin_reads_target_lists_as_torch_does() -> None:
+    """The list ends at the first −1 (entries after it are ignored), a class listed twice
+    counts twice, a row listing every class or none has loss 0; integer and float targets
+    agree; per-sample losses and the weighted-sum gradient are torch's, at a margin 0."""
+    torch = pytest.importorskip("torch")
+    scores = np.array([[0.1, 0.2, 0.4, 0.8], [0.1, 0.2, 0.4, 0.8], [2.0, 1.0, 0.0, 3.0],
+                       [0.5, -0.5, 1.5, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.5, 0.0]])
+    targets = np.array([[3, 0, -1, 1], [3, 3, -1, 2], [0, 1, 2, 3], [-1, 0, 1, 2], [3, -1, 0, 0],
+                        [1, -1, -1, -1]])  # fmt: skip
+    w = np.array([0.5, 1.0, 2.0, 1.0, 1.5, 3.0])
+    z = torch.tensor(scores, requires_grad=True)
+    per_sample = torch.nn.functional.multilabel_margin_loss(z, torch.tensor(targets),
+                                                            reduction="none")  # fmt: skip
+    (per_sample * torch.tensor(w)).sum().backward()
+    spec = resolve("multilabel_margin")
+    for sent in (targets, targets.astype(float)):
+        out = evaluate(spec, scores, sent, w, reduction="sum", gradient=True, hessian=True)
+        np.testing.assert_allclose(out.per_sample, per_sample.detach().numpy(), rtol=RTOL,
+                                   atol=ATOL)  # fmt: skip
+        assert z.grad is not None
+        np.testing.assert_allclose(out.gradient, z.grad.numpy(), rtol=RTOL, atol=ATOL)
+        np.testing.assert_array_equal(out.hessian, np.zeros_like(scores))
+    assert out.per_sample[2] == out.per_sample[3] == 0.0
+    # row 5: class 1 (listed) against classes 0 and 3 sits exactly at the margin: no term
+    assert out.gradient[5, 0] == out.gradient[5, 3] == 0.0
+    assert out.gradient[5, 1] == -out.gradient[5, 2] == pytest.approx(-3.0 / 4, rel=RTOL)
+
+
+@pytest.mark.loss("multilabel_margin")
+@pytest.mark.parametrize(
+    ("targets", "code", "fragment"),
+    [
+        ([[0, 3, -1], [1, -1, 0]], "invalid_array", "not a class index"),
+        ([[0, -1, 5], [1, -1, 0]], "invalid_array", "not a class index"),
+        ([[0, -2, 1], [1, -1, 0]], "invalid_array", "not a class index"),
+        ([[0, 1.5, -1], [1, -1, 0]], "invalid_array", "not an integer"),
+        ([0, 1], "shape_mismatch", "ended by -1"),
+    ],
+)
+def test_multilabel_margin_targets_say_what_to_change(
+    targets: list[Any], code: str, fragment: str
+) -> None:
+    """Entries outside [−1, C) (after the −1 too, as torch checks), fractions and (N,) targets
+    are 422s that say what multilabel_margin takes."""
+    with pytest.raises(LossdError) as info:
+        evaluate(resolve("multilabel_margin"), np.zeros((2, 3)), np.array(targets))
+    assert info.value.code == code and fragment in info.value.detail
 
 
 def _torch_focal(z: Any, y: Any, gamma: float, alpha: float, from_logits: bool, eps: float) -> Any:

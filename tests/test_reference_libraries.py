@@ -43,3 +43,34 @@ def test_pseudo_huber_matches_xgboost_formulas() -> None:
     np.testing.assert_allclose(out.gradient, z / scale_sqrt, rtol=RTOL, atol=ATOL)
     hess = slope**2 / ((slope**2 + z**2) * scale_sqrt)
     np.testing.assert_allclose(out.hessian, hess, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.loss("gamma")
+def test_gamma_is_xgboosts_reg_gamma() -> None:
+    """XGBoost itself: its gamma-nloglik metric at the margins (base_margin, no trees) is the mean
+    loss, and boosting with lossd's gradient and Hessian as a custom objective grows the trees
+    the built-in reg:gamma grows (XGBoost computes in float32: compared at 1e-5)."""
+    xgb = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(25)
+    x = rng.normal(size=(400, 3))
+    y = rng.gamma(2.0, np.exp(0.5 * x[:, 0]) / 2.0)
+    margins = rng.uniform(-2, 2, size=400)
+    weights = rng.uniform(0.5, 2.0, size=400)
+    spec = resolve("gamma")
+    metric = xgb.DMatrix(x, label=y, base_margin=margins)
+    untrained = xgb.train({"objective": "reg:gamma", "eval_metric": "gamma-nloglik"}, metric, 0)
+    value = float(untrained.eval(metric).split(":")[1])
+    assert evaluate(spec, margins, y, None).value == pytest.approx(value, rel=1e-6)
+
+    def objective(predt: np.ndarray, data: Any) -> tuple[np.ndarray, np.ndarray]:
+        out = evaluate(spec, predt.astype(np.float64), data.get_label().astype(np.float64),
+                       data.get_weight().astype(np.float64), reduction="sum", gradient=True,
+                       hessian=True)  # fmt: skip
+        return out.gradient, out.hessian
+
+    train = xgb.DMatrix(x, label=y, weight=weights)
+    common = {"max_depth": 3, "eta": 0.3, "tree_method": "exact"}
+    builtin = xgb.train({**common, "objective": "reg:gamma", "base_score": 1.0}, train, 10)
+    custom = xgb.train({**common, "base_score": 0.0}, train, 10, obj=objective)
+    np.testing.assert_allclose(custom.predict(train, output_margin=True),
+                               builtin.predict(train, output_margin=True), rtol=1e-5, atol=1e-5)  # fmt: skip

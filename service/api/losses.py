@@ -120,8 +120,8 @@ async def get_loss(name: str) -> Response:
     return Response(_entry(resolve(name).name), media_type=JSON)
 
 
-# The catalogue is fixed for the life of the process, and building it (27 parameter schemas)
-# takes tens of milliseconds: it is built once, not on the event loop for every request.
+# The catalogue is fixed for the life of the process, and building it (a parameter schema per
+# loss) takes tens of milliseconds: it is built once, not on the event loop for every request.
 @cache
 def _catalogue() -> bytes:
     return orjson.dumps({"losses": core.catalogue()})

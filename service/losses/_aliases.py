@@ -86,11 +86,19 @@ CONVENTIONS: dict[str, Alias] = {
     "NLLLoss": _torch(from_logits=True),
     "nll": _torch(from_logits=True),
     "MultiMarginLoss": _torch(),
+    "MultiLabelMarginLoss": _torch(),
+    "SoftMarginLoss": _torch(),
+    "HingeEmbeddingLoss": _torch(),
+    # torch's multilabel_soft_margin_loss averages each row over its classes first: its mean
+    # and sum are over samples
+    "MultiLabelSoftMarginLoss": Alias("torch", {}, "samples", _TORCH_NAMES),
     "KLDivLoss": _torch(log_input=True),
     # optax: logits
     "softmax_cross_entropy": _optax(from_logits=True),
     "sigmoid_binary_cross_entropy": _optax(from_logits=True),
     "sigmoid_focal": _optax(from_logits=True),
+    # log-probabilities as given against log-probability targets
+    "kl_divergence_with_log_targets": _optax(log_input=True, log_target=True),
     # scikit-learn: binary on (N,), multiclass on (N, C), clipped at float64's epsilon
     "log_loss": Alias("scikit-learn", {"epsilon": _FLOAT64_EPS}, rows_loss="cross_entropy"),
 }

@@ -61,6 +61,30 @@ def require_non_negative(targets: Array, name: str) -> None:
         )
 
 
+def require_one_hot(rows: Array, name: str) -> None:
+    """(N, C) targets that are one-hot rows: entries 0 or 1, exactly one 1 a row (the losses
+    whose formula needs the one target class: sparsemax, the margin softmaxes)."""
+    if not rows.size:
+        return
+    bad = (rows != 0) & (rows != 1)
+    if bad.any():
+        where = _first(bad)
+        raise InvalidArray(
+            f"{name} takes one-hot target rows (or (N,) class indices); targets{where} is "
+            "neither 0 nor 1 (soft targets have no single target class here)",
+            errors=[(("targets", *where), "must be 0 or 1 in a one-hot row")],
+        )
+    ones = rows.sum(axis=1)
+    off = ones != 1
+    if off.any():
+        row = int(np.argmax(off))
+        raise InvalidArray(
+            f"{name} takes one-hot target rows (or (N,) class indices); target row {row} has "
+            f"{int(ones[row])} ones, not exactly one",
+            errors=[(("targets", row), "must have exactly one 1")],
+        )
+
+
 def require_domain(
     name: str,
     predictions: Array,

@@ -97,6 +97,15 @@ class LossParams(BaseModel):
     # of ``kernel_params`` (a null as a number).
     host_fields: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def warm_up_batch(cls) -> tuple[Array, Array]:
+        """Predictions and targets inside the loss's domain that the start-up warm-up compiles
+        with (their dtypes and ranks decide the signatures, not their values): predictions 0.5
+        and one-hot targets, which are probability rows and target rows that are distributions,
+        counts, hinge labels (0 stands for -1) and masks; a loss whose domain excludes them
+        (gamma's positive targets) gives its own."""
+        return np.full((2, 2), 0.5), np.eye(2)
+
     def kernel_params(self) -> dict[str, Any]:
         """The driver's parameters by name: every field but the ``host_fields``, as a plain float
         or bool, so that every call hits the one compiled (and cached) signature per dtype."""

@@ -35,6 +35,8 @@ from tests.support.references import Array, one_hot
 
 DIGITS = 400
 CLASS_WEIGHTED = ("cross_entropy", "focal", "generalized_cross_entropy", "multi_margin")
+# the losses of labels in {−1, 1}, where a batch of {0, 1} labels means 2y − 1
+SIGN_LABELS = ("hinge", "squared_hinge", "soft_margin", "hinge_embedding")
 Num = Any  # an mpf
 
 
@@ -300,6 +302,16 @@ def _binary_focal(x: Jet, y: Num, prm: dict[str, Any]) -> Jet:
     return out
 
 
+def _multilabel_soft_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    w = prm.get("weight")
+    ws = w if isinstance(w, list) else [1.0 if w is None else w] * len(xs)
+    terms = [
+        -mpf(c) * (y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
+        for c, x, y in zip(ws, xs, t, strict=True)
+    ]
+    return mean(terms)
+
+
 def _smoothed_rows(t: list[Num], prm: dict[str, Any], ignored: bool) -> list[Num]:
     if ignored:
         return [mpf(0)] * len(t)
@@ -383,6 +395,58 @@ def _multi_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     return out
 
 
+def _sparsemax(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    y = max(range(len(t)), key=lambda j: t[j])
+    order = sorted(range(len(xs)), key=lambda j: -xs[j].v)
+    support: list[int] = []
+    running = mpf(0)
+    for k, j in enumerate(order, start=1):
+        running += xs[j].v
+        if 1 + k * xs[j].v > running:
+            support.append(j)
+    tau = (total([xs[j] for j in support]) - 1) / len(support)
+    p = {j: xs[j] - tau for j in support}
+    cross = total([p[j] * (xs[j] - xs[y]) for j in support])
+    return cross + (1 - total([p[j] * p[j] for j in support])) / 2
+
+
+def _margin_softmax(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    y = max(range(len(t)), key=lambda j: t[j])
+    if prm["_angular"]:
+        s, m = mpf(prm.get("scale", 64.0)), mpf(prm.get("margin", 0.5))
+        c = xs[y]
+        if c.v <= mpmath.cos(mpmath.pi - m):
+            target = c - m * mpmath.sin(m)
+        elif c.v == 1:
+            # the slope of cos(arccos c + m) is infinite at c = 1: so are the loss's first and
+            # second derivative in c (−s(1 − p_y)φ', and φ'' outgrows φ'²), the value is finite
+            if not c.constant:
+                held = _margin_softmax([*xs[:y], Jet(1), *xs[y + 1 :]], t, prm)
+                return Jet(held.v, -mpmath.inf, -mpmath.inf)
+            target = Jet(mpmath.cos(m))
+        else:
+            target = c * mpmath.cos(m) - sqrt((1 - c) * (1 + c)) * mpmath.sin(m)
+    else:
+        s, m = mpf(prm.get("scale", 30.0)), mpf(prm.get("margin", 0.35))
+        target = xs[y] - m
+    logits = [s * (target if j == y else x) for j, x in enumerate(xs)]
+    return -log_softmax(logits)[y]
+
+
+def _multilabel_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    listed: list[int] = []
+    for y in t:
+        if y < 0:
+            break
+        listed.append(int(y))
+    out = Jet(0)
+    for j in listed:
+        for c in range(len(xs)):
+            if c not in listed:
+                out = out + relu(1 - xs[j] + xs[c]) / len(xs)
+    return out
+
+
 def _kl(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     if prm.get("log_target", False):
         t = [mpmath.exp(y) for y in t]
@@ -392,6 +456,13 @@ def _kl(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     e = mpf(prm.get("epsilon", 1e-7))
     yc = [min(max(y, e), 1) for y in t]
     return total([y * (mpmath.log(y) - log(clip(x, e, 1))) for y, x in zip(yc, xs, strict=True)])
+
+
+def _generalized_kl(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    terms = [
+        exp(x) - y + (y * (mpmath.log(y) - x) if y > 0 else 0) for x, y in zip(xs, t, strict=True)
+    ]
+    return total(terms)
 
 
 def _js(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
@@ -416,6 +487,18 @@ def _q_log_q_over_m(q: Jet, m: Jet, p: Num) -> Jet:
     if p == 0:
         return q * mpmath.log(2)
     return Jet(0, -mpmath.inf * mpmath.sign(q.d) if q.d else 0, mpmath.nan if q.d else 0)
+
+
+def _cauchy_schwarz(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    q = [exp(v) for v in log_softmax(xs)] if prm.get("from_logits", False) else xs
+    dot = total([y * v for y, v in zip(t, q, strict=True)])
+    if dot.v == 0:  # no overlap: an infinite divergence
+        return Jet(mpmath.inf)
+    return (
+        -log(dot)
+        + mpmath.log(mpmath.fsum(y * y for y in t)) / 2
+        + log(total([v * v for v in q])) / 2
+    )
 
 
 def _masks(xs: list[Jet], prm: dict[str, Any]) -> list[Jet]:
@@ -459,11 +542,17 @@ ROWS: dict[str, Row] = {
     ),
     "poisson": _elementwise(_poisson),
     "tweedie": _elementwise(_tweedie),
+    "gamma": _elementwise(lambda x, y, _: y * exp(-x) + x),
     "cosine_similarity": _cosine,
     "binary_cross_entropy": _elementwise(_bce),
     "binary_focal": _elementwise(_binary_focal),
     "hinge": _elementwise(lambda x, y, _: relu(1 - y * x)),
     "squared_hinge": _elementwise(lambda x, y, _: relu(1 - y * x) ** 2),
+    "soft_margin": _elementwise(lambda x, y, _: -log_sigmoid(y * x)),
+    "hinge_embedding": _elementwise(
+        lambda x, y, prm: x if y > 0 else relu(mpf(prm.get("margin", 1.0)) - x)
+    ),
+    "multilabel_soft_margin": _multilabel_soft_margin,
     "cross_entropy": _cross_entropy,
     "focal": _focal,
     "generalized_cross_entropy": _gce,
@@ -471,8 +560,18 @@ ROWS: dict[str, Row] = {
     "simloss": _simloss,
     "categorical_hinge": _categorical_hinge,
     "multi_margin": _multi_margin,
+    "sparsemax": _sparsemax,
+    "additive_margin_softmax": lambda xs, t, prm: _margin_softmax(
+        xs, t, {**prm, "_angular": False}
+    ),
+    "additive_angular_margin_softmax": lambda xs, t, prm: _margin_softmax(
+        xs, t, {**prm, "_angular": True}
+    ),
+    "multilabel_margin": _multilabel_margin,
     "kl_divergence": _kl,
+    "generalized_kl_divergence": _generalized_kl,
     "js_divergence": _js,
+    "cauchy_schwarz_divergence": _cauchy_schwarz,
     "dice": _dice,
     "tversky": _tversky,
 }
@@ -499,7 +598,7 @@ def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) 
         ignored = targ == ignore if ignore is not None else ignored
     else:
         t2 = targ.reshape(n, -1).astype(np.float64)
-    if name in ("hinge", "squared_hinge") and np.isin(t2, (0.0, 1.0)).all():
+    if name in SIGN_LABELS and np.isin(t2, (0.0, 1.0)).all():
         t2 = 2 * t2 - 1  # keras: a batch of {0, 1} labels means {−1, 1}
     fn = ROWS[name]
     values, grads, hessians, kappas = [], [], [], []

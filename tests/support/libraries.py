@@ -18,7 +18,8 @@ library reference
       itself is called by ``keras_reference`` and compared at 1e-6; the 1e-9 comparison is with
       the same formula in torch float64.
     - optax (``sigmoid_focal_loss``, ``poly_loss_cross_entropy``, ``softmax_cross_entropy``,
-      ``sigmoid_binary_cross_entropy``; JAX is not installed): the formulas of
+      ``sigmoid_binary_cross_entropy``, ``kl_divergence_with_log_targets``,
+      ``generalized_kl_divergence``, ``multiclass_sparsemax_loss``; JAX is not installed): the formulas of
       ``optax/losses/_classification.py`` (google-deepmind/optax at 2edbcbe), including the
       log-space ``log(1 − p_t)`` of ``sigmoid_focal_loss``.
     - scikit-learn (``mean_pinball_loss``, ``mean_tweedie_deviance``, ``log_loss``) and scipy
@@ -202,6 +203,57 @@ def multi_margin_formula(x: Tensor, y: Tensor, cw: Tensor, power: int, margin: f
     return total
 
 
+def sparsemax(z: Tensor) -> Tensor:
+    """sparsemax of each row (the Euclidean projection onto the simplex), by sorting, with
+    autograd: the threshold is a mean of the sorted scores in the support."""
+    s, _ = torch.sort(z, dim=-1, descending=True)
+    cumulative = s.cumsum(-1)
+    k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    size = (1 + k * s > cumulative).sum(-1, keepdim=True)
+    tau = (cumulative.gather(-1, size - 1) - 1) / size
+    return torch.clamp(z - tau, min=0.0)
+
+
+def optax_multiclass_sparsemax(z: Tensor, y: Tensor) -> Tensor:
+    """``optax.multiclass_sparsemax_loss(z, labels)`` per row, ``y`` the one-hot rows of the
+    labels: Σ_j p_j·(z_j − z_y) over p_j ≠ 0, plus (1 − Σ_j p_j²)/2."""
+    p = sparsemax(z)
+    scores = z - (z * y).sum(-1, keepdim=True)
+    return (p * torch.where(p != 0, scores, 0.0)).sum(-1) + 0.5 * (1 - (p * p).sum(-1))
+
+
+def insightface_arcface_logits(x: Tensor, y: Tensor, s: float, m: float) -> Tensor:
+    """insightface's ``ArcFace.forward`` (recognition/arcface_torch/losses.py, easy_margin
+    false) on cosines ``x`` and one-hot rows ``y``, line by line: the target cosine c becomes
+    c·cos m − sin θ·sin m where c > cos(π − m), else c − sin(π − m)·m; every logit times s."""
+    c = (x * y).sum(-1)
+    sin_theta = torch.sqrt(1.0 - torch.pow(c, 2))
+    cos_theta_m = c * math.cos(m) - sin_theta * math.sin(m)
+    final = torch.where(c > math.cos(math.pi - m), cos_theta_m, c - math.sin(math.pi - m) * m)
+    return s * (x * (1 - y) + final[:, None] * y)
+
+
+def label_counts(rows: Array) -> Tensor:
+    """torch's multilabel targets (rows of class indices ended by −1) as (N, C) counts of each
+    class before the row's first −1."""
+    counts = np.zeros(rows.shape)
+    for i, row in enumerate(rows):
+        for v in row:
+            if v < 0:
+                break
+            counts[i, int(v)] += 1
+    return torch.tensor(counts, dtype=torch.float64)
+
+
+def multilabel_margin_formula(x: Tensor, counts: Tensor) -> Tensor:
+    """``torch.nn.functional.multilabel_margin_loss(x, y)`` per row, written out (torch has no
+    double backward for it): Σ_j n_j Σ_{c: n_c = 0} max(0, 1 − x_j + x_c) / C, n the counts of
+    ``label_counts``, as torch's loop over the list (a class listed twice counts twice)."""
+    pairs = torch.relu(1 - x[:, :, None] + x[:, None, :])  # [i, j, c]
+    weights = counts[:, :, None] * (counts == 0).to(x.dtype)[:, None, :]
+    return (weights * pairs).sum((1, 2)) / x.shape[1]
+
+
 def _sigmoid_if(p: Tensor, from_logits: bool) -> Tensor:
     return torch.sigmoid(p) if from_logits else p
 
@@ -277,6 +329,10 @@ def _regression(name: str) -> Builder:
             return "sklearn mean_tweedie_deviance's formula in torch", lambda p: tweedie_deviance(
                 p, t, pw
             ).mean(-1)
+        if name == "gamma":
+            return "XGBoost reg:gamma (gamma-nloglik at mu = e^x) in torch", lambda p: (
+                t * torch.exp(-p) + p
+            ).mean(-1)
         if name == "cosine_similarity":
             eps = prm.get("epsilon", 1e-7)
 
@@ -336,6 +392,21 @@ def _binary(name: str) -> Builder:
         if name == "squared_hinge":
             return "keras squared_hinge in torch float64", lambda p: (
                 torch.relu(1 - labels * p) ** 2
+            ).mean(-1)
+        if name == "multilabel_soft_margin":
+            cw = prm.get("weight")
+            weight = None if cw is None else torch.tensor(cw, dtype=torch.float64)
+            return "torch F.multilabel_soft_margin_loss", lambda z: F.multilabel_soft_margin_loss(
+                z, t, weight=weight, reduction="none"
+            )
+        if name == "hinge_embedding":
+            m = prm.get("margin", 1.0)
+            return "torch F.hinge_embedding_loss", lambda p: F.hinge_embedding_loss(
+                p, labels, margin=m, reduction="none"
+            ).mean(-1)
+        if name == "soft_margin":
+            return "torch F.soft_margin_loss", lambda p: F.soft_margin_loss(
+                p, labels, reduction="none"
             ).mean(-1)
         raise KeyError(name)
 
@@ -428,6 +499,34 @@ def _multiclass(name: str) -> Builder:
             return "keras categorical_hinge in torch float64", lambda p: torch.relu(
                 ((1 - y) * p).max(-1).values - (y * p).sum(-1) + 1
             )
+        if name in ("additive_margin_softmax", "additive_angular_margin_softmax"):
+            angular = name == "additive_angular_margin_softmax"
+            sc, m = (
+                prm.get("scale", 64.0 if angular else 30.0),
+                prm.get("margin", 0.5 if angular else 0.35),
+            )
+            label = tg.index if tg.index is not None else tg.rows.argmax(-1)
+            idx = torch.tensor(label, dtype=torch.long)
+            if angular:
+                return (
+                    "insightface ArcFace logits, torch F.cross_entropy",
+                    lambda x: F.cross_entropy(
+                        insightface_arcface_logits(x, y, sc, m), idx, reduction="none"
+                    ),
+                )
+            return "torch F.cross_entropy(s·(cos − m·onehot(y)))", lambda x: F.cross_entropy(
+                sc * (x - m * y), idx, reduction="none"
+            )
+        if name == "sparsemax":
+            return (
+                "optax multiclass_sparsemax_loss in torch float64",
+                lambda z: optax_multiclass_sparsemax(z, y),
+            )
+        if name == "multilabel_margin":
+            counts = label_counts(tg.rows)
+            return "torch F.multilabel_margin_loss's formula", lambda x: multilabel_margin_formula(
+                x, counts
+            )
         if name == "multi_margin":
             power, margin = prm.get("p", 1), prm.get("margin", 1.0)
             return "torch F.multi_margin_loss's formula", lambda x: multi_margin_formula(
@@ -458,6 +557,23 @@ def _distribution(name: str) -> Builder:
             return "keras kl_divergence in torch float64", lambda p: (
                 yc * torch.log(yc / torch.clamp(p, eps, 1.0))
             ).sum(-1)
+        if name == "generalized_kl_divergence":
+            log_y = torch.where(y == 0, 0.0, torch.log(torch.where(y == 0, 1.0, y)))
+            return (
+                "optax generalized_kl_divergence in torch float64",
+                lambda x: (y * (log_y - x)).sum(-1) + (torch.exp(x) - y).sum(-1),
+            )
+        if name == "cauchy_schwarz_divergence":
+
+            def cauchy_schwarz(p: Tensor) -> Tensor:
+                q = torch.softmax(p, -1) if logits else p
+                return (
+                    -torch.log((y * q).sum(-1))
+                    + 0.5 * torch.log((y * y).sum(-1))
+                    + 0.5 * torch.log((q * q).sum(-1))
+                )
+
+            return "the Cauchy-Schwarz divergence formula in torch", cauchy_schwarz
         if name == "js_divergence":
             pt = y / y.sum(-1, keepdim=True)
 
@@ -523,11 +639,15 @@ HANDLED: dict[str, set[str]] = {
     "pinball": {"quantile"},
     "poisson": {"log_input", "full", "epsilon"},
     "tweedie": {"power"},
+    "gamma": set(),
     "cosine_similarity": {"epsilon"},
     "binary_cross_entropy": {"from_logits", "label_smoothing", "pos_weight", "epsilon"},
     "binary_focal": {"gamma", "alpha", "from_logits", "label_smoothing", "epsilon"},
     "hinge": set(),
     "squared_hinge": set(),
+    "soft_margin": set(),
+    "hinge_embedding": {"margin"},
+    "multilabel_soft_margin": {"weight"},
     "cross_entropy": _SOFTMAX | {"label_smoothing", "class_weight", "ignore_index"},
     "focal": _SOFTMAX | {"gamma", "alpha", "label_smoothing", "class_weight", "ignore_index"},
     "generalized_cross_entropy": _SOFTMAX | {"q", "class_weight", "ignore_index"},
@@ -535,8 +655,14 @@ HANDLED: dict[str, set[str]] = {
     "simloss": _SOFTMAX | {"similarity", "ordinal_base"},
     "categorical_hinge": set(),
     "multi_margin": {"p", "margin", "class_weight"},
+    "sparsemax": set(),
+    "additive_margin_softmax": {"scale", "margin"},
+    "additive_angular_margin_softmax": {"scale", "margin"},
+    "multilabel_margin": set(),
     "kl_divergence": _SOFTMAX | {"log_input", "log_target"},
+    "generalized_kl_divergence": set(),
     "js_divergence": {"from_logits", "normalize"},
+    "cauchy_schwarz_divergence": {"from_logits"},
     "dice": {"smooth", "from_logits"},
     "tversky": {"alpha", "beta", "smooth", "from_logits"},
 }
@@ -607,7 +733,8 @@ def direct_values(name: str, params: dict[str, Any], pred: Array, targ: Array) -
     """The per-sample losses of the library's own call, where the reference is its formula
     (no autograd, or no double backward): scikit-learn's ``mean_pinball_loss`` and
     ``mean_tweedie_deviance`` on each row, scipy's ``jensenshannon(P, Q) ** 2``, torch's
-    ``multi_margin_loss`` (target-weighted over the classes of a soft row)."""
+    ``multi_margin_loss`` (target-weighted over the classes of a soft row) and
+    ``multilabel_margin_loss``."""
     n = pred.shape[0]
     p2 = pred.reshape(n, -1)
     if name == "pinball":
@@ -639,6 +766,10 @@ def direct_values(name: str, params: dict[str, Any], pred: Array, targ: Array) -
                 x, at_k, reduction="none", **kw
             )
         return out.numpy()
+    if name == "multilabel_margin":
+        x = torch.tensor(pred, dtype=torch.float64)
+        y = torch.tensor(targ, dtype=torch.long)
+        return F.multilabel_margin_loss(x, y, reduction="none").numpy()
     if name == "js_divergence":
         rows = targets_of(pred, targ, params).rows
         q = pred
@@ -729,13 +860,17 @@ def xgboost_derivatives(
     """Gradient and Hessian of XGBoost's objective for the loss, per element, unweighted:
     ``reg:pseudohubererror`` (src/objective/regression_loss.h: z = ŷ − y,
     g = z/√(1 + (z/δ)²), h = δ²/((δ² + z²)·√(1 + (z/δ)²))), ``binary:logistic``
-    (g = σ(z) − y, h = σ(1 − σ)) and ``multi:softprob`` (g = p − y; its Hessian 2p(1 − p) is
+    (g = σ(z) − y, h = σ(1 − σ)), ``reg:gamma`` (src/objective/regression_obj.cu:
+    g = 1 − y/e^ŷ, h = y/e^ŷ) and ``multi:softprob`` (g = p − y; its Hessian 2p(1 − p) is
     XGBoost's approximation, not the loss's, and is not compared)."""
     if name == "pseudo_huber":
         d = params.get("delta", 1.0)
         z = pred - targ
         root = np.sqrt(1 + (z / d) ** 2)
         return z / root, d**2 / ((d**2 + z**2) * root)
+    if name == "gamma":
+        r = targ * np.exp(-pred)
+        return 1 - r, r
     if name == "binary_cross_entropy" and params == {"from_logits": True}:
         sig = 1 / (1 + np.exp(-pred))
         return sig - targ, sig * (1 - sig)

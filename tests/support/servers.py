@@ -58,8 +58,9 @@ def start_server(
     """Start ``python -m service serve`` on a free port and wait until /readyz (or
     ``wait_for``: /healthz for a server still warming its kernels) is 200.
 
-    The first server of a fresh clone compiles every kernel signature (278) into the keyed
-    cache: one to five minutes on two cores, hence the generous wait; later ones load in seconds.
+    The first server of a fresh clone compiles every kernel signature (hundreds: each loss's
+    per dtype, and the helpers its kernels call) into the keyed cache: a few minutes on two
+    cores, hence the generous wait; later ones load in seconds.
     """
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once the server is up or failed

@@ -56,7 +56,7 @@ async function listCatalogue(): Promise<void> {
   // LOSSD_LOSSES: the registry's names in order, passed in by the Python test
   const registry = (process.env.LOSSD_LOSSES ?? "").split(",");
   check(names.join(",") === registry.join(","), `catalogue ${names} != registry ${registry}`);
-  check(names.length === 27, `27 losses, got ${names.length}`);
+  check(names.length === registry.length, `${registry.length} losses, got ${names.length}`);
   const huber = data?.losses.find((entry) => entry.name === "huber");
   check(huber?.family === "regression" && huber.gradient, "huber is a regression loss");
 }

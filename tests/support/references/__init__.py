@@ -17,8 +17,10 @@ kind
     How one input array is drawn: a ``(low, high)`` range, uniform, or one of the named kinds
     ``"simplex"`` (positive rows summing to 1), ``"unit"`` (uniform in [0.02, 0.98]),
     ``"index"`` (class indices), ``"onehot"`` (one-hot rows), ``"soft"`` (random distributions
-    as rows), ``"binary"`` ({0, 1}) and ``"sign"`` ({-1, 1}). Uniform draws of predictions and
-    targets are kept 0.05 apart, away from the kinks of piecewise losses.
+    as rows), ``"binary"`` ({0, 1}), ``"sign"`` ({-1, 1}) and ``"labels"`` (torch's multilabel
+    targets: each row some class indices, repeats allowed, ended by -1 when it lists fewer than
+    C, and any of -1 .. C - 1 after that). Uniform draws of predictions and targets are kept 0.05
+    apart, away from the kinks of piecewise losses.
 target form
     ``spec.targets`` in the registry: ``"same_shape"`` (targets shaped like the predictions) and,
     for the losses that take them, ``"class_index"`` (an (N,) vector of class indices for (N, C)
@@ -113,6 +115,15 @@ def draw(kind: Kind, shape: tuple[int, ...], rng: np.random.Generator) -> Array:
         return rng.choice([-1.0, 1.0], size=shape)
     if kind == "unit":
         return rng.uniform(0.02, 0.98, size=shape)
+    if kind == "labels":
+        out = np.empty((n, c))
+        for i in range(n):
+            k = int(rng.integers(0, c + 1))
+            out[i, :k] = rng.integers(0, c, size=k)
+            if k < c:
+                out[i, k] = -1
+                out[i, k + 1 :] = rng.integers(-1, c, size=c - k - 1)
+        return out.reshape(shape)
     raise ValueError(kind)
 
 

@@ -68,8 +68,24 @@ def squared_hinge(p: Array, t: Array) -> Array:
     return rowmean(np.maximum(0.0, 1 - _hinge_labels(t) * p) ** 2)
 
 
-# A pos_weight list has D entries, and the harness runs D = 1 and D = 3: lists are tested in
-# tests/test_binary_losses.py, numbers here.
+def soft_margin(p: Array, t: Array) -> Array:
+    # torch.nn.functional.soft_margin_loss: log(1 + e^(−t·ŷ)), {0, 1} labels as 2y − 1
+    return rowmean(-log_sigmoid(_hinge_labels(t) * p))
+
+
+def hinge_embedding(p: Array, t: Array, margin: float = 1.0) -> Array:
+    # torch.nn.functional.hinge_embedding_loss(margin): ŷ for t = 1, max(0, m − ŷ) for t = −1
+    return rowmean(np.where(_hinge_labels(t) > 0, p, np.maximum(0.0, margin - p)))
+
+
+def multilabel_soft_margin(p: Array, t: Array, weight: object = None) -> Array:
+    # torch.nn.functional.multilabel_soft_margin_loss(weight): class terms weighted, row means
+    w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
+    return rowmean(-w * (t * log_sigmoid(p) + (1 - t) * log_sigmoid(-p)))
+
+
+# A pos_weight or weight list has D entries, and the harness runs D = 1 and D = 3: lists are
+# tested in tests/test_binary_losses.py, numbers here.
 CASES: dict[str, Case] = {
     "binary_cross_entropy": Case(
         binary_cross_entropy,
@@ -103,4 +119,14 @@ CASES: dict[str, Case] = {
     ),
     "hinge": Case(hinge, targ="sign"),
     "squared_hinge": Case(squared_hinge, targ="sign"),
+    "soft_margin": Case(soft_margin, targ="sign"),
+    "hinge_embedding": Case(
+        hinge_embedding, targ="sign", params=({}, {"margin": 0.5}, {"margin": 2.0})
+    ),
+    "multilabel_soft_margin": Case(
+        multilabel_soft_margin,
+        targ="binary",
+        soft=True,
+        params=({}, {"weight": 2.5}, {"weight": 0.0}),
+    ),
 }

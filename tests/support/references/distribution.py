@@ -38,12 +38,28 @@ def kl_divergence(
     return np.asarray((y * np.log(y / q)).sum(axis=1))
 
 
+def generalized_kl_divergence(p: Array, t: Array) -> Array:
+    # optax.generalized_kl_divergence(log_predictions=p, targets=t): KL + Σ (e^p − t), P ≥ 0
+    # of any mass, 0·log 0 = 0
+    return np.asarray((_xlogy_ratio(t, np.ones_like(t)) - t * p + np.exp(p) - t).sum(axis=1))
+
+
 def js_divergence(p: Array, t: Array, from_logits: bool = False, normalize: bool = False) -> Array:
     # scipy.spatial.distance.jensenshannon(t, p, axis=1) ** 2: both rows renormalised first
     q = np.exp(log_softmax(p)) if from_logits else p / p.sum(axis=1, keepdims=True)
     pt = t / t.sum(axis=1, keepdims=True)
     m = (pt + q) / 2.0
     return np.asarray(0.5 * (_xlogy_ratio(pt, m).sum(axis=1) + _xlogy_ratio(q, m).sum(axis=1)))
+
+
+def cauchy_schwarz_divergence(p: Array, t: Array, from_logits: bool = False) -> Array:
+    # Jenssen et al. 2006: −log Σ PQ + ½ log Σ P² + ½ log Σ Q², Q = softmax(z) from logits
+    q = np.exp(log_softmax(p)) if from_logits else p
+    return np.asarray(
+        -np.log((t * q).sum(axis=1))
+        + 0.5 * np.log((t * t).sum(axis=1))
+        + 0.5 * np.log((q * q).sum(axis=1))
+    )
 
 
 CASES: dict[str, Case] = {
@@ -59,6 +75,16 @@ CASES: dict[str, Case] = {
             {"from_logits": True, "epsilon": 0.1},
             {"log_input": True},
         ),
+    ),
+    "generalized_kl_divergence": Case(
+        generalized_kl_divergence, pred=(-3.0, 1.0), targ="index", soft=True
+    ),
+    "cauchy_schwarz_divergence": Case(
+        cauchy_schwarz_divergence,
+        pred="simplex",
+        targ="index",
+        soft=True,
+        params=({}, {"from_logits": True}),
     ),
     "js_divergence": Case(
         js_divergence,

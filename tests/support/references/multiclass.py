@@ -154,6 +154,66 @@ def multi_margin(
     return out
 
 
+def sparsemax_of(z: Array) -> Array:
+    """sparsemax(z) of one row: the Euclidean projection onto the simplex, by sorting."""
+    s = np.sort(z)[::-1]
+    cumulative = np.cumsum(s)
+    k = np.arange(1, len(z) + 1)
+    size = int(np.max(k[1 + k * s > cumulative]))
+    tau = (cumulative[size - 1] - 1) / size
+    return np.asarray(np.maximum(z - tau, 0.0))
+
+
+def sparsemax(p: Array, t: Array) -> Array:
+    # optax.multiclass_sparsemax_loss: Σ_j q_j (z_j − z_y) over the support + (1 − Σ q²)/2
+    out = np.zeros(p.shape[0])
+    for i in range(p.shape[0]):
+        q, y = sparsemax_of(p[i]), int(np.argmax(t[i]))
+        out[i] = np.sum(np.where(q > 0, q * (p[i] - p[i, y]), 0.0)) + 0.5 * (1 - np.sum(q * q))
+    return out
+
+
+def additive_margin_softmax(p: Array, t: Array, scale: float = 30.0, margin: float = 0.35) -> Array:
+    # torch.nn.functional.cross_entropy(s·(cos − m·onehot(y)), y): CosFace / AM-softmax
+    return np.asarray(-(t * log_softmax(scale * (p - margin * t))).sum(axis=1))
+
+
+def additive_angular_margin_softmax(
+    p: Array, t: Array, scale: float = 64.0, margin: float = 0.5
+) -> Array:
+    # insightface ArcFace (easy_margin false): the target cosine c becomes cos(arccos c + m)
+    # where c > cos(π − m), else c − m·sin m; then cross-entropy of s times the cosines
+    c = (p * t).sum(axis=1)
+    arc = np.cos(np.arccos(c) + margin)
+    phi = np.where(c > np.cos(np.pi - margin), arc, c - margin * np.sin(margin))
+    logits = scale * (p * (1 - t) + phi[:, None] * t)
+    return np.asarray(-(t * log_softmax(logits)).sum(axis=1))
+
+
+def labels_of(row: Array) -> list[int]:
+    """torch's multilabel target row: the class indices before the first −1 (repeats kept)."""
+    listed: list[int] = []
+    for v in row:
+        if v < 0:
+            break
+        listed.append(int(v))
+    return listed
+
+
+def multilabel_margin(p: Array, t: Array) -> Array:
+    # torch.nn.functional.multilabel_margin_loss, reduction="none": each listed class j (twice
+    # if listed twice) against every class k that is not listed, hinge with margin 1, over C
+    n, c = p.shape
+    out = np.zeros(n)
+    for i in range(n):
+        listed = labels_of(t[i])
+        for j in listed:
+            for k in range(c):
+                if k not in listed:
+                    out[i] += max(0.0, 1.0 - p[i, j] + p[i, k]) / c
+    return out
+
+
 CASES: dict[str, Case] = {
     "cross_entropy": Case(
         cross_entropy,
@@ -228,6 +288,24 @@ CASES: dict[str, Case] = {
         ),
     ),
     "categorical_hinge": Case(categorical_hinge, pred=(-3.0, 3.0), targ="index", soft=True),
+    "sparsemax": Case(sparsemax, pred=(-1.0, 1.0), targ="index"),
+    "additive_margin_softmax": Case(
+        additive_margin_softmax,
+        pred=(-1.0, 1.0),
+        targ="index",
+        params=({}, {"scale": 10.0, "margin": 0.2}, {"scale": 1.0, "margin": 0.0}),
+    ),
+    # cosines near 0, as a high-dimensional embedding has them with most class centres: at
+    # s = 64 a class whose softmax nears 1 leaves torch's double backward (the library
+    # reference) s²·ε off in its Hessian, 2e-12; tests/test_multiclass_losses.py checks such
+    # rows against mpmath. m = 1.6 puts cos(π − m) = 0.03 inside: both branches are drawn.
+    "additive_angular_margin_softmax": Case(
+        additive_angular_margin_softmax,
+        pred=(-0.1, 0.1),
+        targ="index",
+        params=({}, {"scale": 16.0, "margin": 0.2}, {"scale": 8.0, "margin": 1.6}),
+    ),
+    "multilabel_margin": Case(multilabel_margin, pred=(-3.0, 3.0), targ="labels"),
     "multi_margin": Case(
         multi_margin,
         pred=(-3.0, 3.0),

@@ -83,6 +83,11 @@ def tweedie(p: Array, t: Array, power: float = 1.5) -> Array:
     return rowmean(dev)
 
 
+def gamma(p: Array, t: Array) -> Array:
+    # XGBoost reg:gamma: gamma-nloglik y/μ + log μ at μ = e^ŷ
+    return rowmean(t * np.exp(-p) + p)
+
+
 def cosine_similarity(p: Array, t: Array, epsilon: float = 1e-7) -> Array:
     u = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), epsilon)
     v = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), epsilon)
@@ -118,5 +123,6 @@ CASES: dict[str, Case] = {
             {"power": -0.5},
         ),
     ),
+    "gamma": Case(gamma, pred=(-3.0, 3.0), targ=(0.1, 5.0)),
     "cosine_similarity": Case(cosine_similarity, params=({}, {"epsilon": 1e-3})),
 }
