@@ -15,6 +15,7 @@ would underflow (``cauchy_schwarz_divergence_rows``).
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from ._stable import row_factor, row_max
 
 
 class CauchySchwarzDivergenceParams(MulticlassParams):
+    index_targets: ClassVar[bool] = False  # P is a row, scaled by its maximum: (N, C) targets
     from_logits: SoftmaxLogits = False
 
     def check_domain(self, predictions: Array, targets: Array) -> None:

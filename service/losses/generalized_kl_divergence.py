@@ -12,6 +12,7 @@ Edges: e^x overflows past x ≈ 709.78 where the exact loss is past the range to
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from ..jit import Array, block_range, driver, scalar
 from ._multiclass import MulticlassParams
@@ -21,7 +22,9 @@ from ._stable import row_factor
 
 class GeneralizedKlDivergenceParams(MulticlassParams):
     """`generalized_kl_divergence` takes no parameters: predictions are log Q as given, targets
-    non-negative P (any row sum), or class indices (one-hot P)."""
+    non-negative (N, C) P (any row sum)."""
+
+    index_targets: ClassVar[bool] = False  # P is a row: its kernel reads (N, C) targets
 
 
 @scalar
