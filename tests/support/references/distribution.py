@@ -76,14 +76,12 @@ CASES: dict[str, Case] = {
             {"log_input": True},
         ),
     ),
-    "generalized_kl_divergence": Case(
-        generalized_kl_divergence, pred=(-3.0, 1.0), targ="index", soft=True
-    ),
+    # (N, C) rows only: their kernels read P as rows (no class-index targets)
+    "generalized_kl_divergence": Case(generalized_kl_divergence, pred=(-3.0, 1.0), targ="soft"),
     "cauchy_schwarz_divergence": Case(
         cauchy_schwarz_divergence,
         pred="simplex",
-        targ="index",
-        soft=True,
+        targ="soft",
         params=({}, {"from_logits": True}),
     ),
     "js_divergence": Case(
