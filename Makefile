@@ -18,12 +18,13 @@ $(SERVE_STAMP): pyproject.toml
 	touch $(SERVE_STAMP)
 
 # The Python client (clients/python) is a package of its own, installed editable beside the
-# service: the tests and benchmarks import it as users do, from the working tree. (A
+# service, with its dask extra (tests/test_dask.py): the tests and benchmarks import it as users
+# do, from the working tree. (A
 # `lossd-client @ file:...` requirement in pyproject.toml would need an absolute path.)
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]' -e clients/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' -e 'clients/python[dask]'
 	touch $(STAMP) $(SERVE_STAMP)
 
 # The generated-client and /docs tests need node packages and a browser: `npm ci` of the

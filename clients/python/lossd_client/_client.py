@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import threading
 import time
 from collections.abc import (
@@ -25,12 +24,11 @@ from typing import Any, Literal, Self, cast
 from urllib.parse import quote
 
 import httpx
-import numpy as np
 import numpy.typing as npt
 
 from . import __version__
 from ._errors import ServerError, TooLarge, error_from_answer
-from ._jobs import Job, Limits, Piece, Result
+from ._jobs import Job, Limits, Piece, Result, merge
 from ._wire import (
     BINARY,
     HEADER_LENGTH,
@@ -83,6 +81,40 @@ class Evaluation:
     hessian: bool = False
     dtype: ComputeDtype | None = None
     reduce_over: ReduceOver | None = None
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """A client's constructor arguments, hashable and picklable: what another process needs to
+    make the same client (``lossd_client.dask`` sends them to its workers)."""
+
+    urls: tuple[str, ...]
+    api_key: str | None = None
+    timeout: float = 60.0
+    transport: Transport = "binary"
+    max_elements: int | None = None
+    max_body_bytes: int | None = None
+    concurrency: int | None = None
+    retries: int = 5
+    max_retry_wait: float = 30.0
+    upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def client(self) -> Client:
+        """A new ``Client`` with these arguments."""
+        return Client(
+            urls=self.urls,
+            api_key=self.api_key,
+            timeout=self.timeout,
+            transport=self.transport,
+            max_elements=self.max_elements,
+            max_body_bytes=self.max_body_bytes,
+            concurrency=self.concurrency,
+            retries=self.retries,
+            max_retry_wait=self.max_retry_wait,
+            upload_chunk_bytes=self.upload_chunk_bytes,
+            headers=dict(self.headers),
+        )
 
 
 class _Settings:
@@ -304,20 +336,15 @@ class _Stream:
         return result.n
 
     def result(self) -> Result:
-        weight_sum = math.fsum(self.weight_sums)
-        value: float | None = None
-        if self.reduction != "none":
-            value = math.fsum(self.totals)
-            if self.reduction == "mean":
-                value = value / weight_sum if weight_sum > 0 else 0.0
-                if self.dtype == "float32":
-                    value = float(np.float32(value))
+        merged = merge(
+            self.reduction, self.totals, self.weight_sums, float32=self.dtype == "float32"
+        )
         first = self.first
         return Result(
             loss=first.loss if first else self.name,
             reduction=self.reduction,
-            value=value,
-            weight_sum=weight_sum,
+            value=merged.value,
+            weight_sum=merged.weight_sum,
             n=self.n,
             per_sample=None,
             gradient=None,
@@ -365,6 +392,19 @@ class Client:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         bases = _urls(url, urls)
+        self.options = ClientOptions(
+            tuple(bases),
+            api_key,
+            timeout,
+            transport,
+            max_elements,
+            max_body_bytes,
+            concurrency,
+            retries,
+            max_retry_wait,
+            upload_chunk_bytes,
+            tuple((headers or {}).items()),
+        )
         self._settings = _Settings(
             transport=transport,
             max_elements=max_elements,
@@ -595,6 +635,19 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         bases = _urls(url, urls)
+        self.options = ClientOptions(
+            tuple(bases),
+            api_key,
+            timeout,
+            transport,
+            max_elements,
+            max_body_bytes,
+            concurrency,
+            retries,
+            max_retry_wait,
+            upload_chunk_bytes,
+            tuple((headers or {}).items()),
+        )
         self._settings = _Settings(
             transport=transport,
             max_elements=max_elements,

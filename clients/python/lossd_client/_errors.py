@@ -55,6 +55,11 @@ class LossdError(Exception):
         self.errors = errors
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled with its fields (an Exception pickles its message only): an error raised
+        # where a dask worker evaluated a partition reaches the caller as the same exception
+        return (type(self), (self.status, self.code, self.detail, self.errors, self.retry_after))
+
 
 class RequestError(LossdError):
     """4xx: the server refused the request as it is."""
@@ -96,6 +101,9 @@ class AnswerError(LossdError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(200, "unreadable_answer", detail)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.detail,))
 
 
 _BY_STATUS: dict[int, type[LossdError]] = {

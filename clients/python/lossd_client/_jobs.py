@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,8 +237,19 @@ class Job:
         value = first.get("value")
         weight_sum = float(first["weight_sum"])
         if len(answers) > 1:
-            weight_sum = math.fsum(float(a["weight_sum"]) for a in answers)
-            value = self._merged_value(answers, weight_sum)
+            merged = merge(
+                self.options.reduction,
+                [float(a["value"]) for a in answers if a.get("value") is not None],
+                [float(a["weight_sum"]) for a in answers],
+                float32=computes_float32(
+                    self.options.dtype, [a.dtype for a in self.arrays.values()]
+                ),
+            )
+            value, weight_sum = merged.value, merged.weight_sum
+            for name in ("gradient", "hessian"):
+                out = self._outputs.get(name)
+                if out is not None and merged.scale is not None:
+                    np.multiply(out, out.dtype.type(merged.scale), out=out)
         return Result(
             loss=str(first.get("loss", self.name)),
             reduction=self.options.reduction,
@@ -253,28 +264,41 @@ class Job:
             requests=len(answers),
         )
 
-    def _merged_value(self, answers: list[dict[str, Any]], weight_sum: float) -> float | None:
-        """The batch's value from its pieces' totals; a mean's derivatives divided by the
-        batch's weight sum (they are the pieces' sums' derivatives)."""
-        reduction = self.options.reduction
-        if reduction == "none":
-            return None
-        total = math.fsum(float(a["value"]) for a in answers)
-        if reduction == "sum":
-            return total
-        scale = 1.0 / weight_sum if weight_sum > 0 else 0.0
-        for name in ("gradient", "hessian"):
-            out = self._outputs.get(name)
-            if out is not None:
-                np.multiply(out, out.dtype.type(scale), out=out)
-        value = total / weight_sum if weight_sum > 0 else 0.0
-        if self._float32():
-            value = float(np.float32(value))
-        return value
 
-    def _float32(self) -> bool:
-        """Whether the server computes this evaluation in float32 (its rule: asked for, or
-        half-precision inputs and no dtype)."""
-        if self.options.dtype is not None:
-            return self.options.dtype == "float32"
-        return any(a.dtype == np.float16 for a in self.arrays.values())
+@dataclass(frozen=True)
+class Merged:
+    """Pieces' scalars merged: the batch's value (None for reduction ``none``) and weight sum,
+    and ``scale``, what the pieces' derivatives of their sums are multiplied by to give a
+    mean's (None when they stand as they are)."""
+
+    value: float | None
+    weight_sum: float
+    scale: float | None
+
+
+def merge(
+    reduction: str, totals: Sequence[float], weight_sums: Sequence[float], *, float32: bool
+) -> Merged:
+    """The exact merge of pieces each evaluated as a sum (a split mean is asked of every piece
+    as a sum, see the module docstring): totals and weight sums added exactly (``math.fsum``,
+    whatever their order or grouping), a mean recomputed as the server computes it. Shared by
+    split batches, streams (``Client.evaluate_stream``) and dask partitions."""
+    weight_sum = math.fsum(weight_sums)
+    if reduction == "none":
+        return Merged(None, weight_sum, None)
+    total = math.fsum(totals)
+    if reduction == "sum":
+        return Merged(total, weight_sum, None)
+    scale = 1.0 / weight_sum if weight_sum > 0 else 0.0
+    value = total / weight_sum if weight_sum > 0 else 0.0
+    if float32:
+        value = float(np.float32(value))
+    return Merged(value, weight_sum, scale)
+
+
+def computes_float32(dtype: str | None, input_dtypes: Iterable[Any]) -> bool:
+    """Whether the server computes an evaluation in float32 (its rule: asked for, or
+    half-precision inputs and no dtype), from the inputs' dtypes."""
+    if dtype is not None:
+        return dtype == "float32"
+    return any(str(kind) == "float16" for kind in input_dtypes)
