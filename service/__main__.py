@@ -37,7 +37,7 @@ def _metrics_dir(workers: int) -> Iterator[None]:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .settings import Settings
+    from .settings import DRAIN_SECONDS, Settings
 
     # Flags win over LOSSD_* variables; they go through the environment so that every worker
     # process (uvicorn spawns them with --workers > 1) builds the same settings.
@@ -65,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=settings.log_level,
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=DRAIN_SECONDS,
             # lossd's connection bounds (server.py); each worker imports the class by name
             http=HttpProtocol,
             timeout_keep_alive=settings.keep_alive_timeout,

@@ -17,6 +17,11 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+# How long SIGTERM lets the requests in flight finish before the process exits (uvicorn's
+# graceful shutdown; the gRPC server's grace after it): what a Kubernetes pod's
+# terminationGracePeriodSeconds must leave room for after its preStop (deploy/k8s).
+DRAIN_SECONDS = 30
+
 # A key is compared with what a header carries, which HTTP strips of surrounding blanks.
 APIKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 

@@ -42,6 +42,7 @@ from ..memory import Lease
 from ..metrics import CURRENT, Metrics, Observation, observe
 from ..protos import lossd_inference_pb2 as pb
 from ..security import KeyRing
+from ..settings import DRAIN_SECONDS
 from ._wire import check_ready, run_codec
 from .state import ServiceState
 
@@ -67,7 +68,7 @@ STATUS = {
 }
 CLIENT_CLOSED_REQUEST = 499
 # How long calls in flight may take to finish once the server stops (uvicorn's drain, too).
-GRACE_SECONDS = 30.0
+GRACE_SECONDS = float(DRAIN_SECONDS)
 
 
 @dataclass(frozen=True)
