@@ -13,7 +13,7 @@ the server accepts are split into row pieces, sent concurrently and merged exact
 
 __version__ = "0.1.0"
 
-from ._client import DEFAULT_URL, AsyncClient, Batch, Client, Evaluation
+from ._client import DEFAULT_URL, AsyncClient, Batch, Client, ClientOptions, Evaluation
 from ._errors import (
     AnswerError,
     LossdError,
@@ -36,6 +36,7 @@ __all__ = [
     "AsyncClient",
     "Batch",
     "Client",
+    "ClientOptions",
     "Evaluation",
     "LossdError",
     "NotFound",

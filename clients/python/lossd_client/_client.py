@@ -18,9 +18,9 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Generic, Literal, Self, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -102,45 +102,27 @@ class ClientOptions:
 
     def client(self) -> Client:
         """A new ``Client`` with these arguments."""
-        return Client(
-            urls=self.urls,
-            api_key=self.api_key,
-            timeout=self.timeout,
-            transport=self.transport,
-            max_elements=self.max_elements,
-            max_body_bytes=self.max_body_bytes,
-            concurrency=self.concurrency,
-            retries=self.retries,
-            max_retry_wait=self.max_retry_wait,
-            upload_chunk_bytes=self.upload_chunk_bytes,
-            headers=dict(self.headers),
-        )
+        arguments: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Client(**{**arguments, "headers": dict(self.headers)})
 
 
 class _Settings:
     """What both clients share: how to build jobs, the limits learnt, the retry policy."""
 
-    def __init__(
-        self,
-        *,
-        transport: Transport,
-        max_elements: int | None,
-        max_body_bytes: int | None,
-        concurrency: int,
-        retries: int,
-        max_retry_wait: float,
-        upload_chunk_bytes: int,
-    ) -> None:
-        if transport not in ("binary", "json"):
-            raise ValueError(f"transport must be 'binary' or 'json', not {transport!r}")
+    def __init__(self, options: ClientOptions) -> None:
+        if options.transport not in ("binary", "json"):
+            raise ValueError(f"transport must be 'binary' or 'json', not {options.transport!r}")
+        concurrency = options.concurrency
+        if concurrency is None:
+            concurrency = PER_REPLICA * len(options.urls)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.transport: Transport = transport
-        self.limits = Limits(max_elements, max_body_bytes)
+        self.transport: Transport = options.transport
+        self.limits = Limits(options.max_elements, options.max_body_bytes)
         self.concurrency = concurrency
-        self.retries = retries
-        self.max_retry_wait = max_retry_wait
-        self.upload_chunk_bytes = upload_chunk_bytes
+        self.retries = options.retries
+        self.max_retry_wait = options.max_retry_wait
+        self.upload_chunk_bytes = options.upload_chunk_bytes
 
     def job(self, evaluation: Evaluation) -> Job:
         arrays = {
@@ -355,25 +337,11 @@ class _Stream:
         )
 
 
-class Client:
-    """A client of one lossd server, or of several replicas (``urls``). Thread-safe; use it as a
-    context manager or ``close()`` it.
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
-    ``transport``: ``"binary"`` (default) sends the arrays as raw bytes in lossd's binary
-    framing and asks for answers the same way; ``"json"`` sends JSON with base64-packed arrays.
-    Batches larger than the server's limits are split into row pieces sent ``concurrency`` at a
-    time and merged exactly; the limits are ``max_elements``/``max_body_bytes`` when given, else
-    the server's defaults, lowered when a 413 names lower ones. A 503 is retried up to
-    ``retries`` times after its Retry-After (at most ``max_retry_wait`` seconds).
 
-    ``urls`` (instead of ``url``): replicas of one service. Each request goes to the replica
-    with the fewest of this client's requests in flight (in turn among equals), so the pieces of
-    a large evaluation are spread over them; a piece that meets no connection, a cut
-    connection, a 502 or a 503 is sent to another replica at once (loss requests are
-    idempotent), and the answers merge as one server's do: the same pieces give the same bits
-    whichever replica answered each. ``concurrency`` is then the requests in flight in all,
-    4 per replica unless given.
-    """
+class _Base(Generic[H]):
+    """The constructor both clients share; each makes its own kind of HTTP client."""
 
     def __init__(
         self,
@@ -391,9 +359,9 @@ class Client:
         upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        bases = _urls(url, urls)
+        # its arguments, for another process to make the same client (lossd_client.dask)
         self.options = ClientOptions(
-            tuple(bases),
+            tuple(_urls(url, urls)),
             api_key,
             timeout,
             transport,
@@ -405,20 +373,41 @@ class Client:
             upload_chunk_bytes,
             tuple((headers or {}).items()),
         )
-        self._settings = _Settings(
-            transport=transport,
-            max_elements=max_elements,
-            max_body_bytes=max_body_bytes,
-            concurrency=PER_REPLICA * len(bases) if concurrency is None else concurrency,
-            retries=retries,
-            max_retry_wait=max_retry_wait,
-            upload_chunk_bytes=upload_chunk_bytes,
-        )
-        self._replicas = _Replicas(len(bases))
-        self._https = [
-            httpx.Client(base_url=base, timeout=timeout, headers=_headers(api_key, headers))
-            for base in bases
+        self._settings = _Settings(self.options)
+        self._replicas = _Replicas(len(self.options.urls))
+        self._https: list[H] = [
+            self._http(base, timeout, _headers(api_key, headers)) for base in self.options.urls
         ]
+
+    def _http(self, base: str, timeout: float, headers: dict[str, str]) -> H:
+        raise NotImplementedError
+
+
+class Client(_Base[httpx.Client]):
+    """A client of one lossd server, or of several replicas (``urls``). Thread-safe; use it as a
+    context manager or ``close()`` it.
+
+    ``transport``: ``"binary"`` (default) sends the arrays as raw bytes in lossd's binary
+    framing and asks for answers the same way; ``"json"`` sends JSON with base64-packed arrays.
+    Batches larger than the server's limits are split into row pieces sent ``concurrency`` at a
+    time and merged exactly; the limits are ``max_elements``/``max_body_bytes`` when given, else
+    the server's defaults, lowered when a 413 names lower ones. A 503 is retried up to
+    ``retries`` times after its Retry-After (at most ``max_retry_wait`` seconds).
+
+    ``urls`` (instead of ``url``): replicas of one service. Each request goes to the replica
+    with the fewest of this client's requests in flight (in turn among equals), so the pieces of
+    a large evaluation are spread over them; a piece that meets no connection, a cut
+    connection, a 502 or a 503 is sent to another replica at once (loss requests are
+    idempotent), and the answers merge as one server's do: the same pieces give the same bits
+    whichever replica answered each. ``concurrency`` is then the requests in flight in all,
+    4 per replica unless given.
+
+    ``options``: the arguments it was made with (``ClientOptions``, picklable), from which
+    ``options.client()`` makes the same client elsewhere (``lossd_client.dask``'s workers).
+    """
+
+    def _http(self, base: str, timeout: float, headers: dict[str, str]) -> httpx.Client:
+        return httpx.Client(base_url=base, timeout=timeout, headers=headers)
 
     def __enter__(self) -> Self:
         return self
@@ -615,53 +604,11 @@ class Client:
         piece.job.record(piece, doc)
 
 
-class AsyncClient:
+class AsyncClient(_Base[httpx.AsyncClient]):
     """``Client`` for asyncio: the same arguments and methods, awaited."""
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        api_key: str | None = None,
-        *,
-        urls: Sequence[str] | None = None,
-        timeout: float = 60.0,
-        transport: Transport = "binary",
-        max_elements: int | None = None,
-        max_body_bytes: int | None = None,
-        concurrency: int | None = None,
-        retries: int = 5,
-        max_retry_wait: float = 30.0,
-        upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        bases = _urls(url, urls)
-        self.options = ClientOptions(
-            tuple(bases),
-            api_key,
-            timeout,
-            transport,
-            max_elements,
-            max_body_bytes,
-            concurrency,
-            retries,
-            max_retry_wait,
-            upload_chunk_bytes,
-            tuple((headers or {}).items()),
-        )
-        self._settings = _Settings(
-            transport=transport,
-            max_elements=max_elements,
-            max_body_bytes=max_body_bytes,
-            concurrency=PER_REPLICA * len(bases) if concurrency is None else concurrency,
-            retries=retries,
-            max_retry_wait=max_retry_wait,
-            upload_chunk_bytes=upload_chunk_bytes,
-        )
-        self._replicas = _Replicas(len(bases))
-        self._https = [
-            httpx.AsyncClient(base_url=base, timeout=timeout, headers=_headers(api_key, headers))
-            for base in bases
-        ]
+    def _http(self, base: str, timeout: float, headers: dict[str, str]) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=base, timeout=timeout, headers=headers)
 
     async def __aenter__(self) -> Self:
         return self

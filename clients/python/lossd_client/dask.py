@@ -38,7 +38,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dask.array as da
@@ -46,7 +46,7 @@ import numpy as np
 from dask.base import compute, persist
 from dask.delayed import Delayed, delayed
 
-from ._client import AsyncClient, Client, ClientOptions, ComputeDtype, ReduceOver
+from ._client import AsyncClient, Client, ClientOptions, ComputeDtype, Evaluation, ReduceOver
 from ._jobs import Result, computes_float32, merge
 from ._wire import Reduction
 
@@ -74,20 +74,6 @@ class DaskResult:
     reduce_over: str
     partitions: int
     requests: int
-
-
-@dataclass(frozen=True)
-class _Request:
-    """What every partition is asked: ``evaluate``'s options (the mean asked as a sum)."""
-
-    name: str
-    reduction: Reduction
-    params: Mapping[str, Any]
-    per_sample: bool
-    gradient: bool
-    hessian: bool
-    dtype: ComputeDtype | None
-    reduce_over: ReduceOver | None
 
 
 @dataclass(frozen=True)
@@ -125,29 +111,22 @@ def _close_clients() -> None:
 
 
 def _evaluate_arrays(
-    options: ClientOptions, request: _Request, predictions: Any, targets: Any, weights: Any
+    options: ClientOptions, request: Evaluation, predictions: Any, targets: Any, weights: Any
 ) -> Result | None:
-    """One partition's answer (None for a partition without rows), on the worker holding it."""
+    """One partition's answer (None for a partition without rows), on the worker holding it:
+    ``request`` with the partition's arrays."""
     predictions = np.asarray(predictions)
     if predictions.shape[0] == 0:
         return None
-    return _worker_client(options).evaluate(
-        request.name,
-        predictions,
-        np.asarray(targets),
-        sample_weight=None if weights is None else np.asarray(weights),
-        reduction=request.reduction,
-        params=request.params,
-        per_sample=request.per_sample,
-        gradient=request.gradient,
-        hessian=request.hessian,
-        dtype=request.dtype,
-        reduce_over=request.reduce_over,
+    weights = None if weights is None else np.asarray(weights)
+    evaluation = replace(
+        request, predictions=predictions, targets=np.asarray(targets), sample_weight=weights
     )
+    return _worker_client(options).evaluate_many([evaluation])[0]
 
 
 def _evaluate_frame(
-    frame: Any, options: ClientOptions, request: _Request, layout: tuple[slice | int, ...]
+    frame: Any, options: ClientOptions, request: Evaluation, layout: tuple[slice | int, ...]
 ) -> Any:
     """``_evaluate_arrays`` for a partition of the joined frame, its answer in a one-element
     series (what a map over a dataframe's partitions gives): ``layout`` says which of its
@@ -246,7 +225,7 @@ def _is_frame(value: Any) -> bool:
 
 
 def _array_parts(
-    inputs: list[Any], options: ClientOptions, request: _Request
+    inputs: list[Any], options: ClientOptions, request: Evaluation
 ) -> tuple[list[Delayed], tuple[int, ...]]:
     """One task per row chunk of the predictions; the other arrays' rows chunked alike."""
     arrays: list[da.Array] = []
@@ -274,7 +253,7 @@ def _array_parts(
     return parts, tuple(int(r) for r in rows)
 
 
-def _frame_parts(inputs: list[Any], options: ClientOptions, request: _Request) -> list[Delayed]:
+def _frame_parts(inputs: list[Any], options: ClientOptions, request: Evaluation) -> list[Delayed]:
     """One task per partition of the frame joining the inputs' columns."""
     import dask.dataframe as dd
     import pandas as pd
@@ -339,15 +318,18 @@ def evaluate(
         raise ValueError("split_every must be at least 2")
     options = _options(client_or_urls)
     inputs = [x for x in (predictions, targets, sample_weight) if x is not None]
-    request = _Request(
+    # what every partition is asked, its arrays put in on the worker (the mean as a sum)
+    request = Evaluation(
         name,
-        "sum" if reduction == "mean" else reduction,
-        dict(params or {}),
-        per_sample,
-        gradient,
-        hessian,
-        dtype,
-        reduce_over,
+        (),
+        (),
+        reduction="sum" if reduction == "mean" else reduction,
+        params=dict(params or {}),
+        per_sample=per_sample,
+        gradient=gradient,
+        hessian=hessian,
+        dtype=dtype,
+        reduce_over=reduce_over,
     )
     known_rows: tuple[int, ...] | None = None
     if all(isinstance(x, da.Array) for x in inputs):
