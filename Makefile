@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # answers sooner. Everything else installs both, and satisfies `serve` with it.
 SERVE_STAMP := $(VENV)/.installed-serve
 
-.PHONY: serve test test-loss lint openapi docs proto bench load clean docker-smoke vendor screenshots
+.PHONY: serve test test-loss lint openapi docs proto bench bench-scale load clean docker-smoke vendor screenshots
 
 $(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -96,6 +96,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# Replicas behind nginx on 127.0.0.1 (deploy/nginx's template, as tests/test_nginx.py runs it):
+# req/s and p99 straight to one replica, through nginx to it, and through nginx to two, for
+# small and large requests at concurrency 1 and 8, in rounds; what nginx adds. Writes
+# docs/scaling.md (README, "Scaling out", gives its figures). About 5 minutes.
+bench-scale: $(STAMP) $(NGINX)
+	$(BIN)/python -m benchmarks.run --only scale --report docs/scaling.md
 
 # 64 clients, mixed losses, sizes and encodings, every answer checked against the same batch
 # evaluated in-process: 60 s alone, then 60 s beside attackers (slow readers, abandoned requests,

@@ -12,7 +12,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from benchmarks._server import HOST, cpu_seconds
@@ -25,11 +25,15 @@ except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
     _loop_factory = None
 
 
-def request_bytes(method: str, path: str, body: bytes = b"") -> bytes:
-    """One complete keep-alive request."""
-    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+def request_bytes(
+    method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+) -> bytes:
+    """One complete keep-alive request (a JSON body unless ``headers`` say otherwise)."""
+    fields = {"Host": HOST}
     if body or method == "POST":
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        fields |= {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    fields |= headers or {}
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     return head.encode() + b"\r\n" + body
 
 
@@ -42,6 +46,9 @@ class Window:
     latencies: list[float]  # seconds, one per completed request
     client_cpu: float  # the generator's CPU seconds / wall seconds (1.0 = one core)
     server_cpu: float  # the server's CPU seconds / wall seconds, all its threads
+    # with several server processes (replicas, a balancer): each one's, in the order given;
+    # server_cpu is their sum
+    process_cpu: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -59,18 +66,56 @@ def _content_length(head: bytes) -> int:
     raise ValueError("response without Content-Length")
 
 
+def _chunked(head: bytes) -> bool:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"transfer-encoding":
+            return value.strip().lower() == b"chunked"
+    return False
+
+
+async def _body(reader: asyncio.StreamReader, head: bytes) -> bytes:
+    """The response's body: Content-Length bytes, or the chunks of a chunked one (large
+    answers, streamed)."""
+    if not _chunked(head):
+        return await reader.readexactly(_content_length(head))
+    chunks = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+    await reader.readuntil(b"\r\n")  # the empty trailer
+    return b"".join(chunks)
+
+
+def _closing(head: bytes) -> bool:
+    """Whether the response says the server closes the connection after it (nginx does after
+    keepalive_requests, 1000 by default, on a client's connection)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"connection":
+            return value.strip().lower() == b"close"
+    return False
+
+
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> None:
+) -> bool:
+    """One request and its whole response; whether the server closes the connection now."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"unexpected response: {head[:200]!r}")
-    await reader.readexactly(_content_length(head))
+    await _body(reader, head)
+    return _closing(head)
 
 
 async def _load(
-    port: int, pid: int, request: bytes, concurrency: int, warmup: float, windows: list[float]
+    port: int,
+    pids: Sequence[int],
+    request: bytes,
+    concurrency: int,
+    warmup: float,
+    windows: list[float],
 ) -> list[Window]:
     streams = [await asyncio.open_connection(HOST, port, limit=1 << 20) for _ in range(concurrency)]
     # window k collects requests that complete in [edges[k], edges[k + 1])
@@ -79,15 +124,18 @@ async def _load(
     for seconds in windows:
         edges.append(edges[-1] + seconds)
     latencies: list[list[float]] = [[] for _ in windows]
-    marks: list[tuple[float, float]] = []
+    marks: list[tuple[float, tuple[float, ...]]] = []
 
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def worker(index: int) -> None:
         k = 0
         while True:
             sent = time.perf_counter()
             if sent >= edges[-1]:
                 return
-            await _exchange(reader, writer, request)
+            reader, writer = streams[index]
+            if await _exchange(reader, writer, request):  # closed by the server: a new one,
+                writer.close()  # opened in the request's time, as a client would
+                streams[index] = await asyncio.open_connection(HOST, port, limit=1 << 20)
             done = time.perf_counter()
             while k < len(windows) and done >= edges[k + 1]:
                 k += 1
@@ -98,33 +146,36 @@ async def _load(
         # CPU times of both sides at every window edge
         for edge in edges:
             await asyncio.sleep(max(0.0, edge - time.perf_counter()))
-            marks.append((time.process_time(), cpu_seconds(pid)))
+            marks.append((time.process_time(), tuple(cpu_seconds(pid) for pid in pids)))
 
     try:
-        await asyncio.gather(clock(), *(worker(r, w) for r, w in streams))
+        await asyncio.gather(clock(), *(worker(i) for i in range(concurrency)))
     finally:
         for _, writer in streams:
             writer.close()
     out = []
     for k, seconds in enumerate(windows):
-        (client0, server0), (client1, server1) = marks[k], marks[k + 1]
-        client, server = (client1 - client0) / seconds, (server1 - server0) / seconds
-        out.append(Window(len(latencies[k]), seconds, latencies[k], client, server))
+        (client0, servers0), (client1, servers1) = marks[k], marks[k + 1]
+        client = (client1 - client0) / seconds
+        each = tuple((b - a) / seconds for a, b in zip(servers0, servers1, strict=True))
+        out.append(Window(len(latencies[k]), seconds, latencies[k], client, sum(each), each))
     return out
 
 
 def load(
     port: int,
-    pid: int,
+    pid: int | Sequence[int],
     request: bytes,
     concurrency: int,
     warmup: float,
     duration: float,
     repeats: int,
 ) -> list[Window]:
-    """Warm up for ``warmup`` s, then ``repeats`` back-to-back windows of ``duration`` s."""
+    """Warm up for ``warmup`` s, then ``repeats`` back-to-back windows of ``duration`` s; the
+    server's CPU is ``pid``'s, or the sum of several processes' (``Window.process_cpu``)."""
+    pids = [pid] if isinstance(pid, int) else list(pid)
     with asyncio.Runner(loop_factory=_loop_factory) as runner:
-        return runner.run(_load(port, pid, request, concurrency, warmup, [duration] * repeats))
+        return runner.run(_load(port, pids, request, concurrency, warmup, [duration] * repeats))
 
 
 # --- a mixed closed loop whose every answer is checked (benchmarks/load.py) ----------------------
@@ -160,7 +211,7 @@ async def _answer(
     head = await reader.readuntil(b"\r\n\r\n")
     parts = head.split(b" ", 2)
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    return status, await reader.readexactly(_content_length(head))
+    return status, await _body(reader, head)
 
 
 async def _mixed(
