@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ from .errors import PROBLEM_MEDIA_TYPE, LossdError, Unprocessable, from_validati
 from .heap import fix_mmap_threshold
 from .logs import RequestLog, configure
 from .losses import REGISTRY
-from .memory import MemoryAccount
+from .memory import MemoryAccount, default_budget, resident_bytes
 from .metrics import Metrics
 from .settings import Settings
 from .warmup import guard_caches, kernel_counts, warm_up, warm_up_order
@@ -171,7 +171,7 @@ async def _warm_up_first(state: ServiceState) -> None:
     state.warm.add(first.name)
 
 
-async def _finish_warm_up(state: ServiceState) -> None:
+async def _finish_warm_up(state: ServiceState, show_budget: Callable[[int], None]) -> None:
     """Every other loss's kernels, one loss at a time, so that requests for the losses already
     warm take the compute threads between them; each is served as soon as its own are."""
     await state.compute.run(losses.build_catalogue)  # GET /losses: built once, not on the loop
@@ -184,6 +184,7 @@ async def _finish_warm_up(state: ServiceState) -> None:
         warm_up((spec,), codecs=False)
         state.warm.add(spec.name)
     state.kernels = kernels = kernel_counts()
+    _follow_the_process(state, show_budget)
     state.ready = True
     log.info(
         "ready: %d losses, threading layer %s, %d kernels loaded from cache, %d compiled",
@@ -192,6 +193,26 @@ async def _finish_warm_up(state: ServiceState) -> None:
         kernels.cached,
         kernels.compiled,
     )
+
+
+def _follow_the_process(state: ServiceState, show_budget: Callable[[int], None]) -> None:
+    """Without LOSSD_MAX_PROCESS_BYTES the budget assumed the process holds BASE_BYTES (its size
+    when its kernels load from the cache); one that compiled them holds several times that
+    (LLVM keeps what it used: 1.41 GiB measured), so once ready the default budget is made again
+    from the process's own resident size and never grows past the first one."""
+    settings = state.settings
+    if settings.max_process_bytes is not None:
+        return
+    budget = default_budget(settings.workers, base=resident_bytes())
+    if budget < state.memory.budget:
+        log.info(
+            "memory budget lowered from %d to %d bytes: the process holds %d bytes once ready",
+            state.memory.budget,
+            budget,
+            resident_bytes(),
+        )
+        state.memory.budget = budget
+        show_budget(budget)
 
 
 async def _start_grpc(state: ServiceState, metrics: Metrics) -> GrpcServer | None:
@@ -231,7 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             len(REGISTRY),
         )
         await _warm_up_first(state)
-        task = asyncio.create_task(_finish_warm_up(state))
+        task = asyncio.create_task(_finish_warm_up(state, metrics.memory_budget.set))
         task.add_done_callback(_stop_if_failed)
         if settings.workers > 1:
             # One of several workers, maybe the replacement of one that died: it takes

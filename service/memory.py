@@ -64,11 +64,21 @@ def memory_limit() -> int:
     return physical
 
 
-def default_budget(workers: int = 1, limit: int | None = None) -> int:
+def resident_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc/self/statm``; 0 where unreadable)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def default_budget(workers: int = 1, limit: int | None = None, base: int = BASE_BYTES) -> int:
     """The process-wide budget when LOSSD_MAX_PROCESS_BYTES is not set: SHARE of what the
-    memory limit leaves after each worker's BASE_BYTES, split between the workers."""
+    memory limit leaves after each worker's ``base`` (BASE_BYTES, or at least what the process
+    was measured to hold once its kernels were ready), split between the workers."""
     limit = memory_limit() if limit is None else limit
-    spare = max(limit - workers * BASE_BYTES, 0)
+    spare = max(limit - workers * max(base, BASE_BYTES), 0)
     return max(int(SHARE * spare / workers), 64 * 2**20)
 
 

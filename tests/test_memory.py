@@ -116,6 +116,32 @@ def test_the_default_budget_follows_the_memory_limit() -> None:
     assert default_budget(2, limit=two_gib) < one / 2 + 1  # workers split it
 
 
+def test_a_process_that_compiled_its_kernels_gets_a_budget_from_its_own_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without LOSSD_MAX_PROCESS_BYTES the budget first assumes the cached process's 384 MiB; a
+    process that compiled its kernels holds ~1.4 GiB, so once ready the budget is made again
+    from its resident size (lowered, never raised), and the gauge shows it."""
+    from service import app as app_module
+    from service.api.state import ServiceState
+    from service.settings import Settings
+
+    three_gib = 3 << 30
+    monkeypatch.setattr("service.memory.memory_limit", lambda: three_gib)
+    state = ServiceState(Settings(), None, MemoryAccount(default_budget(1)))  # type: ignore[arg-type]
+    assert state.memory.budget == int(0.6 * (three_gib - 384 * MiB))
+    shown: list[int] = []
+    monkeypatch.setattr(app_module, "resident_bytes", lambda: 1536 * MiB)
+    app_module._follow_the_process(state, shown.append)
+    assert state.memory.budget == shown[0] == int(0.6 * (three_gib - 1536 * MiB))
+    monkeypatch.setattr(app_module, "resident_bytes", lambda: 100 * MiB)
+    app_module._follow_the_process(state, shown.append)  # a smaller process never raises it
+    assert state.memory.budget == shown[-1] == int(0.6 * (three_gib - 1536 * MiB))
+    fixed = ServiceState(Settings(max_process_bytes=MiB), None, MemoryAccount(MiB))  # type: ignore[arg-type]
+    app_module._follow_the_process(fixed, shown.append)  # a budget set is the operator's
+    assert fixed.memory.budget == MiB and len(shown) == 1
+
+
 # --- cancellable, blocked evaluation ---------------------------------------------------------------
 
 
