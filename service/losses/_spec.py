@@ -14,8 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import InvalidArray, ShapeMismatch
 from ..jit import Array
 
-Family = Literal["regression", "binary", "multiclass", "distribution", "overlap"]
-TargetForm = Literal["same_shape", "class_index"]
+Family = Literal[
+    "regression",
+    "binary",
+    "multiclass",
+    "distribution",
+    "overlap",
+    "ranking",
+    "survival",
+    "embedding",
+]
+# same_shape: targets shaped like the predictions; class_index: (N,) class indices of (N, C)
+# predictions; labels: (N,) group labels (any integers) of (N, D) embeddings; interval: (N, 2)
+# [lower, upper] bounds of (N,) predictions
+TargetForm = Literal["same_shape", "class_index", "labels", "interval"]
 
 
 ComputeDtype = type[np.floating[Any]]
@@ -205,6 +217,7 @@ class CatalogueEntry(BaseModel):
     targets: tuple[TargetForm, ...] = ("same_shape",)
     hessian: bool = True
     hessian_note: str | None = None
+    batch_coupled: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,6 +242,10 @@ class LossSpec:
     targets: tuple[TargetForm, ...] = ("same_shape",)
     hessian: bool = True
     hessian_note: str | None = None
+    # a sample's loss depends on other rows of the batch (a risk set, the other embeddings):
+    # the driver runs over the whole batch at once, never over blocks of rows, and a batch is
+    # never split across requests (the catalogue says what a sample is)
+    batch_coupled: bool = False
     # the driver's parameter names after DRIVER_ARRAYS, as ``jit.driver`` named them
     kernel_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -296,5 +313,6 @@ class LossSpec:
             "gradient": True,
             "hessian": self.hessian,
             "hessian_note": self.hessian_note,
+            "batch_coupled": self.batch_coupled,
             "reference": self.reference,
         }
