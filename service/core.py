@@ -313,6 +313,12 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
             f"{list(pred.shape)}",
             errors=[(("predictions",), f"rank must be {params.min_rank}")],
         )
+    if pred.ndim > params.max_rank and pred.shape[1:] != (1,):
+        raise ShapeMismatch(
+            f"{spec.name} takes one prediction a sample: predictions of shape (N,), not "
+            f"{list(pred.shape)}",
+            errors=[(("predictions",), f"rank must be {params.max_rank}")],
+        )
     if weight is None:
         return
     if weight.shape != (pred.shape[0],):

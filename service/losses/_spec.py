@@ -101,6 +101,8 @@ class LossParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     min_rank: ClassVar[int] = 1
+    # the highest rank of predictions the loss takes: 1 for one value a sample (a margin)
+    max_rank: ClassVar[int] = 2
     # Parameters the start-up warm-up compiles with: the defaults, unless a loss has a
     # parameter without a usable default (simloss needs a similarity).
     warm_up: ClassVar[dict[str, Any]] = {}

@@ -70,8 +70,9 @@ VARIANT_IDS = [variant_id(v) for v in VARIANTS]
 
 
 def shapes_for(spec: LossSpec) -> list[tuple[int, ...]]:
-    """The harness's shapes of the ranks the loss takes (``spec.params.min_rank``)."""
-    return [s for s in SHAPES if len(s) >= spec.params.min_rank]
+    """The harness's shapes of the ranks the loss takes (``spec.params.min_rank`` to
+    ``max_rank``)."""
+    return [s for s in SHAPES if spec.params.min_rank <= len(s) <= spec.params.max_rank]
 
 
 def sample(

@@ -22,7 +22,10 @@ kind
     C, and any of -1 .. C - 1 after that), ``"grades"`` (relevance labels of ranked lists:
     integers 0 .. 3, ties within a list), ``"spread"`` (scores near multiples of 0.3, so that no
     two of a list differ by 1, the pairwise hinge's kink) and ``"groups"`` ((N,) labels of
-    embeddings: integers 0 .. 2, each several times in a batch). Uniform draws of predictions
+    embeddings: integers 0 .. 2, each several times in a batch), ``"times"`` (survival times
+    in [0.5, 5], negative for a censored sample, about a third of them) and ``"intervals"``
+    ((N, 2) rows [lower, upper] of survival times: observed, right-censored with upper −1,
+    left-censored with lower 0, and interval-censored, in turn). Uniform draws of predictions
     and targets are kept 0.05 apart, away from the kinks of piecewise losses.
 target form
     ``spec.targets`` in the registry: ``"same_shape"`` (targets shaped like the predictions) and,
@@ -126,6 +129,16 @@ def draw(kind: Kind, shape: tuple[int, ...], rng: np.random.Generator) -> Array:
         return rng.integers(0, 4, size=shape).astype(np.float64)
     if kind == "spread":
         return rng.integers(-10, 11, size=shape) * 0.3 + rng.uniform(-0.02, 0.02, size=shape)
+    if kind == "times":
+        return rng.uniform(0.5, 5.0, size=n) * rng.choice([1.0, 1.0, -1.0], size=n)
+    if kind == "intervals":
+        low = rng.uniform(0.5, 3.0, size=n)
+        high = low * rng.uniform(1.5, 3.0, size=n)
+        rows = np.stack([low, high], axis=1)
+        rows[0::4, 1] = low[0::4]  # observed
+        rows[1::4, 1] = -1.0  # right-censored: upper +inf
+        rows[2::4, 0] = 0.0  # left-censored
+        return rows
     if kind == "groups":
         return rng.integers(0, 3, size=n).astype(np.float64)
     if kind == "labels":
