@@ -154,4 +154,6 @@ def driver(rows: Any, *names: str, coupled: bool = False) -> Any:
     name = python.__name__.removesuffix("_rows") + "_batch"
     function = specialise(_driver, name, python.__module__, _rows=rows, _COUPLED=coupled)
     function.kernel_names = names
-    return _batch(function)
+    # a coupled driver never reaches its prange: compiled serial (numba warns of a parallel
+    # function it cannot parallelise)
+    return (_scalar if coupled else _batch)(function)
