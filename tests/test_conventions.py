@@ -29,7 +29,8 @@ def batches(draw: st.DrawFn, spec: LossSpec) -> Drawn:
     rank = spec.params.min_rank
     # rank-2 cases have 3 columns: their class_weight variants list 3 weights
     d = 3 if rank == 2 else draw(st.integers(1, 3))
-    shape = (n, d) if rank == 2 or draw(st.booleans()) else (n,)
+    wide = spec.params.max_rank == 2 and draw(st.booleans())
+    shape = (n, d) if rank == 2 or wide else (n,)
     seed = draw(st.integers(0, 2**32 - 1))
     params = draw(st.sampled_from(CASES[spec.name].params))
     pred, targ = sample(spec, shape, seed, params)

@@ -726,7 +726,7 @@ def test_the_exact_reference_agrees_with_the_libraries(
     ex = evaluate_exact(spec.name, pred, targ, params)
     ref = lib.reference(spec.name, spec.family, params, pred, targ)
     p = lib.rows_of(pred)
-    grad, hess = lib.gradient_and_hessian(lambda q: ref.per_sample(q).sum(), p)
+    grad, hess = lib.gradient_and_hessian(lambda q: ref.per_sample(q).sum(), p, ref.coupled)
     np.testing.assert_allclose(
         rounded(ex.per_sample, np.float64), ref.per_sample(p).detach().numpy(), RTOL, ATOL
     )

@@ -54,8 +54,8 @@ class CoxParams(LossParams):
 
     @classmethod
     def operations(cls, rows: int, columns: int, *, sent: Any = None) -> int:
-        """A sort of the times: about N log N."""
-        return rows * max(1, int(math.log2(rows + 1))) * 4
+        """A sort of the times: about N log N (C times over for C columns, which are refused)."""
+        return rows * columns * max(1, int(math.log2(rows + 1))) * 4
 
 
 @scalar

@@ -44,7 +44,7 @@ def aft(p: Array, t: Array, distribution: str = "normal", sigma: float = 1.0) ->
         pdf, cdf_l = _pdf_cdf(z, distribution)
         z_u = (np.log(np.where(upper < 0, 1.0, upper)) - pred) / sigma
         _, cdf_u = _pdf_cdf(z_u, distribution)
-    observed = -np.log(np.maximum(pdf / (sigma * lower), 1e-12))
+        observed = -np.log(np.maximum(pdf / (sigma * lower), 1e-12))
     cdf_u = np.where(upper < 0, 1.0, cdf_u)
     cdf_l = np.where(lower <= 0, 0.0, cdf_l)
     censored = -np.log(np.maximum(cdf_u - cdf_l, 1e-12))
