@@ -227,9 +227,10 @@ def test_batch_equals_row_by_row(spec: LossSpec, params: dict[str, Any]) -> None
 def test_empty_batch(spec: LossSpec) -> None:
     """N = 0 gives value 0, weight_sum 0 and empty arrays."""
     shape = (0, 3) if spec.params.min_rank == 2 else (0,)
+    targets = np.zeros((0,) if "labels" in spec.targets else shape)
     params = CASES[spec.name].params[0]
     for reduction in ("mean", "sum"):
-        out = evaluate(spec, np.zeros(shape), np.zeros(shape), None, params, reduction=reduction,
+        out = evaluate(spec, np.zeros(shape), targets, None, params, reduction=reduction,
                        gradient=True, hessian=spec.hessian)  # fmt: skip
         assert (out.value, out.weight_sum, out.n) == (0.0, 0.0, 0)
         assert out.per_sample.shape == (0,)

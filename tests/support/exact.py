@@ -709,7 +709,7 @@ def _circle(xss: list[list[Jet]], t: list[Num], prm: dict[str, Any]) -> list[Jet
             continue
         tp, tn = max(a.v for a in pos), max(b.v for b in neg)
         z = log(total([exp(a - tp) for a in pos])) + tp + log(total([exp(b - tn) for b in neg]))
-        out.append(-log_sigmoid(z + tn))
+        out.append(-log_sigmoid(-(z + tn)))  # softplus
     return out
 
 
