@@ -6,7 +6,7 @@ With s_ij = cos(x_i, x_j)/τ, P(i) the other rows of i's label and N(i) the rows
 labels, l_i = Σ_{p ∈ P(i)} [log(e^{s_ip} + Σ_{n ∈ N(i)} e^{s_in}) − s_ip]: optax's loss is
 Σ_i l_i / Σ_i |P(i)|, lossd's mean with κ_i = |P(i)| (``_embedding``). The norms are optax's,
 √max(‖x‖², ε) with ε the compute dtype's machine epsilon, so a zero row has a zero gradient
-rather than none. The exponentials are shifted by each row's largest similarity, as optax
+rather than none; norms are taken without overflow (``unit_rows``). The exponentials are shifted by each row's largest similarity, as optax
 shifts them.
 
 Derivatives: with e_ij = e^{s_ij − m_i}, A_i = Σ_{n ∈ N(i)} e_in and π_ip = e_ip/(e_ip + A_i),
@@ -47,19 +47,30 @@ class NtxentParams(EmbeddingParams):
 @scalar
 def unit_rows(pred: Array, epsilon: float) -> tuple[Array, Array, Array]:
     """(u, r, clipped): u_i = x_i / r_i with r_i = √max(‖x_i‖², ε), optax's safe norm, and
-    whether the floor is active (r_i then a constant)."""
+    whether the floor is active (r_i then a constant). The norm is taken of x_i / max_c |x_ic|
+    (as hypot does), so a row of norm 1e300 or 1e-300 has its exact direction, where ‖x_i‖²
+    would overflow or vanish."""
     n, d = pred.shape
     u = np.empty((n, d))
     r = np.empty(n)
     clipped = np.zeros(n, dtype=np.bool_)
+    floor = math.sqrt(epsilon)
     for i in range(n):
+        top = 0.0
+        for c in range(d):
+            top = max(top, abs(float(pred[i, c])))
         square = 0.0
+        if top > 0.0:
+            for c in range(d):
+                square += (float(pred[i, c]) / top) ** 2
+        norm = top * math.sqrt(square)
+        clipped[i] = norm <= floor
+        r[i] = floor if clipped[i] else norm
         for c in range(d):
-            square += float(pred[i, c]) * float(pred[i, c])
-        clipped[i] = square <= epsilon
-        r[i] = math.sqrt(max(square, epsilon))
-        for c in range(d):
-            u[i, c] = float(pred[i, c]) / r[i]
+            if clipped[i]:
+                u[i, c] = float(pred[i, c]) / floor
+            else:
+                u[i, c] = (float(pred[i, c]) / top) / math.sqrt(square)
     return u, r, clipped
 
 

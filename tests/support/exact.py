@@ -548,15 +548,74 @@ def _pointwise_sigmoid(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     )
 
 
-def _aft_cdf(z: Jet, distribution: str) -> Jet:
-    """The CDF of XGBoost's AFT distributions, with its density and the density's slope."""
+# Below this, Φ(v) is its asymptotic series φ(v)/|v|·Σ_n (−1)^n (2n − 1)!!/v^{2n} (mpmath's erfc
+# overflows for |v| near 1e300); its smallest term, about e^{−v²/2}, is below 1e-340 there
+ASYMPTOTIC_BELOW = -40
+
+
+def _normal_tail_series(v: Num) -> Num:
+    """v²·Σ_{n≥1} (−1)^n (2n − 1)!!/v^{2n} = −1 + 3/v² − 15/v⁴ + …, to its smallest term: the
+    series of Φ(v)·|v|/φ(v) is 1 + this/v², kept apart from its 1 so that nothing cancels."""
+    total, term, n = mpf(-1), mpf(-1), 1
+    while True:
+        nxt = -term * (2 * n + 1) / (v * v)
+        if abs(nxt) >= abs(term) or abs(nxt) < mpf(10) ** (-DIGITS):
+            return total
+        total, term, n = total + nxt, nxt, n + 1
+
+
+def _log_ncdf(a: Jet) -> Jet:
+    """log Φ(a) for the standard normal: slope λ = φ/Φ, curvature −λ(a + λ); below
+    ``ASYMPTOTIC_BELOW`` from the asymptotic series, λ = −a/S and −λ(a + λ) = a²(S − 1)/S² with
+    S = 1 + T/a², T = ``_normal_tail_series``."""
+
+    def log_phi(v: Num) -> Num:
+        if v < ASYMPTOTIC_BELOW:
+            log_pdf = -v * v / 2 - mpmath.log(mpmath.sqrt(2 * mpmath.pi))
+            return log_pdf - mpmath.log(-v) + mpmath.log1p(_normal_tail_series(v) / (v * v))
+        return mpmath.log(mpmath.erfc(-v / mpmath.sqrt(2)) / 2)
+
+    def ratio(v: Num) -> Num:
+        if v < ASYMPTOTIC_BELOW:
+            return -v / (1 + _normal_tail_series(v) / (v * v))
+        return mpmath.exp(-v * v / 2 - log_phi(v)) / mpmath.sqrt(2 * mpmath.pi)
+
+    def curvature(v: Num) -> Num:
+        if v < ASYMPTOTIC_BELOW:
+            t = _normal_tail_series(v)
+            return t / (1 + t / (v * v)) ** 2
+        return -ratio(v) * (v + ratio(v))
+
+    return chain(a, log_phi, ratio, curvature)
+
+
+def _aft_log_cdf(z: Jet, distribution: str) -> Jet:
+    """log F(z) of XGBoost's AFT distributions, exact in the tails."""
     if distribution == "normal":
-        pdf = lambda v: mpmath.npdf(v)  # noqa: E731
-        return chain(z, mpmath.ncdf, pdf, lambda v: -v * pdf(v))
+        return _log_ncdf(z)
     if distribution == "logistic":
-        return sigmoid(z)
-    # extreme (Gumbel of the minimum): 1 − exp(−e^z)
-    return 1 - exp(-exp(z))
+        return log_sigmoid(z)
+    # extreme: F = 1 − exp(−e^z), log F = log(−expm1(−e^z))
+    t = exp(z)
+    return chain(
+        t,
+        lambda v: mpmath.log(-mpmath.expm1(-v)),
+        lambda v: 1 / mpmath.expm1(v),
+        lambda v: -mpmath.exp(v) / mpmath.expm1(v) ** 2,
+    )
+
+
+def _aft_log_sf(z: Jet, distribution: str) -> Jet:
+    """log(1 − F(z)), exact in the tails."""
+    if distribution == "normal":
+        return _log_ncdf(-z)
+    if distribution == "logistic":
+        return log_sigmoid(-z)
+    return -exp(z)
+
+
+def _aft_cdf(z: Jet, distribution: str) -> Jet:
+    return exp(_aft_log_cdf(z, distribution))
 
 
 def _aft_minus_log_pdf(z: Jet, distribution: str) -> Jet:
@@ -576,10 +635,15 @@ def _aft(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     if lower == upper:
         z = (mpmath.log(lower) - x) / sigma
         nll = _aft_minus_log_pdf(z, dist) + mpmath.log(sigma * lower)
+    elif upper < 0 and lower <= 0:  # [0, +inf): probability 1
+        nll = Jet(0)
+    elif upper < 0:  # right-censored: upper +inf
+        nll = -_aft_log_sf((mpmath.log(lower) - x) / sigma, dist)
+    elif lower <= 0:  # left-censored
+        nll = -_aft_log_cdf((mpmath.log(upper) - x) / sigma, dist)
     else:
-        high = Jet(1) if upper < 0 else _aft_cdf((mpmath.log(upper) - x) / sigma, dist)
-        low = Jet(0) if lower <= 0 else _aft_cdf((mpmath.log(lower) - x) / sigma, dist)
-        nll = -log(high - low)
+        high = _aft_cdf((mpmath.log(upper) - x) / sigma, dist)
+        nll = -log(high - _aft_cdf((mpmath.log(lower) - x) / sigma, dist))
     floor = -mpmath.log(mpf("1e-12"))
     return Jet(
         min(nll.v, floor),
