@@ -94,6 +94,38 @@ batch is one mask of D elements, and a rank-1 batch is N one-element masks. Targ
 [0, 1]; with `from_logits: true` the sigmoid is applied elementwise (binary masks). A row whose
 denominator is 0 (two empty masks with `smooth` 0) has loss, gradient and Hessian 0.""",
     ),
+    "ranking": (
+        "Ranking",
+        """Learning-to-rank losses of optax and Rax. A **sample is one list**: row i of the `(N, L)`
+predictions holds the scores of a list's L items, row i of the `(N, L)` targets their relevance
+labels (any real numbers for `ranking_softmax`, graded relevance for the pairwise losses, clipped
+to [0, 1] by `pointwise_sigmoid`). `per_sample` is the library's loss of that one list, a sum
+over its items or its ordered pairs (j, k) with y_j > y_k, so `sum` is the library's
+`reduce_fn=jnp.sum` over the batch. `mean` is its default `reduce_fn=jnp.mean`: it divides by
+Σ_i w_i·κ_i with κ_i = 1 for `ranking_softmax` (a mean over lists), L for `pointwise_sigmoid` (over
+items) and the number of ordered pairs of list i for the pairwise losses (over pairs; a list
+whose labels are all equal has none, and a batch without pairs has mean 0). `sample_weight` weighs
+lists; the gradient and Hessian are per item, of the reduced value. Lists are independent of each
+other, so a batch of lists may be split across requests like any other.""",
+    ),
+    "survival": (
+        "Survival",
+        """XGBoost's survival objectives, on margins: predictions are `(N,)`, one margin ŷ a sample (a log
+hazard ratio for `cox`, a predicted log time for `aft`). `cox` takes `(N,)` times, negative for a
+right-censored sample (XGBoost's labels); `aft` takes `(N, 2)` rows [lower, upper] of each time's
+interval, or `(N,)` observed times, where a right-censored time (upper bound +∞, which JSON cannot
+write and no wire format accepts) is sent with a **negative upper bound** (−1). `cox` is
+**batch-coupled** (see [Batch-coupled losses](#batch-coupled-losses)): a sample is one event with
+its risk set, the whole batch.""",
+    ),
+    "embedding": (
+        "Embedding",
+        """Contrastive and metric-learning losses of a batch of embeddings: predictions are `(N, D)`, one
+embedding a row, and targets `(N,)` group labels (integers; integral floats accepted): two rows
+of one label are a positive pair, of two labels a negative pair, and a row is never paired with
+itself. A sample is one row as the anchor of its pairs, so these losses are **batch-coupled**
+(see [Batch-coupled losses](#batch-coupled-losses)); their cost grows as N²·D.""",
+    ),
 }
 
 # Derivatives and rules a user needs that the registry entries do not carry; keys are loss names
@@ -188,6 +220,41 @@ DETAILS: dict[str, str] = {
         "says which to give."
     ),
     "categorical_hinge": "At a tied maximum the gradient is the subgradient of smallest norm.",
+    "ranking_softmax": (
+        "With Y = Σ_j y_j and p = softmax(s): ∂l/∂s_j = Y·p_j − y_j, ∂²l/∂s_j² = Y·p_j(1 − p_j). "
+        "optax's `where` and `weights` arguments (masks and item weights) are not taken."
+    ),
+    "pairwise_logistic": (
+        "Each pair (j, k) with y_j > y_k and d = s_j − s_k adds −σ(−d) to item j's derivative, "
+        "σ(−d) to item k's and σ(d)σ(−d) to both curvatures; O(L²) a list."
+    ),
+    "pairwise_hinge": (
+        "Each pair with 1 − (s_j − s_k) > 0 adds −1 to item j's derivative and 1 to item k's; at "
+        "the kink, 0 (jax's relu)."
+    ),
+    "pointwise_sigmoid": "∂l/∂s_j = σ(s_j) − ȳ_j, ∂²l/∂s_j² = σ(s_j)σ(−s_j).",
+    "cox": (
+        "Send times as XGBoost takes them: positive for an event, negative for a censored "
+        "sample. Computed in logs (log-sum-exp risk sums, never subtracted), so any finite "
+        "margins, ±1e300 in one batch, have exact answers; XGBoost's loop subtracts."
+    ),
+    "aft": (
+        "Right-censored: a negative upper bound (XGBoost's +∞); left-censored: lower bound 0; "
+        "observed: lower = upper > 0; [0, negative] carries no information (loss 0). Lower "
+        "bounds must be ≥ 0 and upper bounds ≥ lower (or negative); an observed time 0 is a "
+        "422. `survival:aft` also takes XGBoost's names `aft_loss_distribution` and "
+        "`aft_loss_distribution_scale`."
+    ),
+    "ntxent": (
+        "optax's value is lossd's `mean`; its `sum` is Σ_i l_i. A row without positives has loss "
+        "0 and κ 0; a row without negatives, loss 0 (each term is log e^s − s)."
+    ),
+    "circle": (
+        "The embeddings are taken as sent (Keras expects them L2-normalised and does not "
+        "normalise them either). Keras masks the rows whose loss is 0 in its mean; κ_i is 1 for "
+        "a row with a positive and a negative, the same rows wherever softplus does not "
+        "underflow."
+    ),
     "multi_margin": (
         "Its `mean` divides by Σ_i w_i·cw_{y_i}, the sum of the targets' class weights, not by "
         "N as PyTorch's does."
@@ -283,7 +350,10 @@ is never multiplied by it.
 κ_i is 1, except for the losses with a `class_weight` parameter (`cross_entropy`, `focal`,
 `generalized_cross_entropy`, `multi_margin`), where κ_i = Σ_c cw_c·y_ic: the class weight of the
 sample's target (for soft targets the target-weighted sum; with no `class_weight` every cw_c is
-1), and 0 for an ignored sample. With index targets this is PyTorch's weighted `mean`, and
+1), and 0 for an ignored sample; and for the losses whose library averages over something other
+than samples: the items or ordered pairs of a list (`pointwise_sigmoid`, the pairwise ranking
+losses), the events (`cox`: 1 for an event, 0 for a censored sample), the positive pairs of an
+anchor (`ntxent`), the rows with a positive and a negative (`circle`). With index targets this is PyTorch's weighted `mean`, and
 one-hot targets give exactly the result of the equivalent indices. The response carries
 `weight_sum`, so a client can combine the means of several batches exactly.
 
@@ -304,6 +374,19 @@ Where it is zero or negative it is returned as it is; the entries below say wher
 
 Where a loss is not differentiable the gradient is the subgradient of smallest magnitude:
 sign(0) = 0, a hinge exactly at its margin contributes 0, the pinball loss at r = 0 gives 0.
+
+### Batch-coupled losses
+
+For most losses l_i depends on row i alone. For a **batch-coupled** loss (`batch_coupled: true`
+in `GET /losses`: `cox`, `ntxent`, `circle`) it depends on other rows of the batch too: Cox's
+risk set of an event is every sample of the batch still at risk, and a contrastive loss pairs each
+embedding with the others. Such a batch is evaluated whole (never cut into blocks of rows, so on
+one compute thread) and must not be split across requests: the Python client sends it whole, and
+says so when it exceeds the server's limits. `per_sample` and `sample_weight` keep their meaning
+(w_i weighs l_i, the term of sample i with its risk set or pairs; the risk sets and pairs
+themselves are not weighted), and the gradient and Hessian diagonal are those of the reduced
+value, Σ_i w_i·l_i (or of Σ_i l_i for `none`), with respect to every row: row k's gradient
+collects k's part in every l_i, not only in l_k.
 
 ### Probabilities and logits
 
@@ -347,6 +430,8 @@ _OUTSIDE = (
 _TARGET_FORMS = {
     "same_shape": "of the predictions' shape",
     "class_index": "`(N,)` class indices",
+    "labels": "`(N,)` group labels",
+    "interval": "`(N, 2)` intervals [lower, upper]",
 }
 
 
@@ -501,6 +586,8 @@ def _entry(spec: LossSpec) -> list[str]:
     aliases = ", ".join(_alias(name, spec) for name in spec.aliases) or "none"
     forms = " or ".join(_TARGET_FORMS[form] for form in spec.targets)
     rank = "of rank 2 only" if spec.params.min_rank == 2 else "of rank 1 or 2"
+    if spec.params.max_rank == 1:
+        rank = "`(N,)`, one value a sample"
     if not spec.hessian:
         hessian = "not available; asking for it is a 422."
     elif spec.hessian_note:
@@ -520,6 +607,11 @@ def _entry(spec: LossSpec) -> list[str]:
         f"- **Aliases:** {aliases}",
         f"- **Inputs:** predictions {rank}; targets {forms}.",
     ]
+    if spec.batch_coupled:
+        lines.append(
+            "- **Batch-coupled:** a sample's loss depends on other rows of the batch; the batch "
+            "is evaluated whole and is never split across requests."
+        )
     if spec.name in DETAILS:
         lines.append(f"- **Notes:** {DETAILS[spec.name]}")
     return [

@@ -249,11 +249,15 @@ def _run(
     hess: Array,
 ) -> None:
     """The driver over the batch; when the request can be cancelled (``CANCEL``), over blocks
-    of rows of about BLOCK_ELEMENTS elements, stopping with ``ClientGone`` once it is."""
+    of rows of about BLOCK_ELEMENTS elements, stopping with ``ClientGone`` once it is. A
+    batch-coupled loss (``spec.batch_coupled``) runs over the whole batch in one block: its rows
+    cannot be cut apart."""
     n, columns = pred.shape
     step = max(1, BLOCK_ELEMENTS // max(columns, 1))
     cancel = CANCEL.get()
-    if cancel is None:
+    if cancel is not None and cancel.is_set():
+        raise ClientGone("the client closed the connection; the evaluation was stopped")
+    if cancel is None or spec.batch_coupled:
         spec.run(pred, prepared.targets, w, scale, loss, grad, hess, prepared)
         return
     per_row = {k: v for k, v in prepared.kernel_params.items() if k in ROW_ARGS and v.shape[0] == n}
@@ -308,6 +312,12 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
             f"{spec.name} needs predictions of rank {params.min_rank} (N, C); got shape "
             f"{list(pred.shape)}",
             errors=[(("predictions",), f"rank must be {params.min_rank}")],
+        )
+    if pred.ndim > params.max_rank and pred.shape[1:] != (1,):
+        raise ShapeMismatch(
+            f"{spec.name} takes one prediction a sample: predictions of shape (N,), not "
+            f"{list(pred.shape)}",
+            errors=[(("predictions",), f"rank must be {params.max_rank}")],
         )
     if weight is None:
         return

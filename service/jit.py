@@ -29,6 +29,10 @@ A loss's parameters are named once, in its ``driver(<name>_rows, "delta", ...)``
 whatever its number of parameters: row functions take ``params``, elementwise point functions
 ``<name>_point(p, t, params)``, and each unpacks the tuple where it uses it.
 
+A batch-coupled loss (a row's loss depends on other rows: a Cox risk set, the other embeddings of
+a contrastive batch) cannot be cut into blocks: its driver hands the whole batch to its row
+function as block 0, on the calling thread (``driver(..., coupled=True)``).
+
 Why a made function and not a closure: numba caches a closure under a key that pickles its free
 variables, and a dispatcher pickles with a random id, so a closure's kernels would be compiled
 afresh at every start. ``specialise`` gives the one code object new globals instead (the row or
@@ -117,12 +121,21 @@ def _rows(
     raise NotImplementedError
 
 
+# Whether a specialised copy's loss is batch-coupled (``driver(..., coupled=True)``): a global,
+# so numba folds it into a constant and each copy keeps its own branch only.
+_COUPLED = False
+
+
 def _driver(
     pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
     *params: Any,
 ) -> None:  # fmt: skip
-    """Every loss's driver (``driver``): blocks of ``block_rows`` rows, each to ``_rows``."""
+    """Every loss's driver (``driver``): blocks of ``block_rows`` rows, each to ``_rows``; a
+    batch-coupled loss's row function takes the whole batch as block 0, on this thread."""
     n, d = pred.shape
+    if _COUPLED:
+        _rows(0, max(n, 1), pred, targ, w, scale, loss, grad, hess, params)
+        return
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
@@ -132,11 +145,15 @@ def _driver(
         _rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
 
 
-def driver(rows: Any, *names: str) -> Any:
+def driver(rows: Any, *names: str, coupled: bool = False) -> Any:
     """The batch driver ``<name>_batch`` of the row function ``<name>_rows``, taking the loss's
-    kernel parameters ``names`` in that order after the seven arrays (``kernel_names``)."""
+    kernel parameters ``names`` in that order after the seven arrays (``kernel_names``).
+    ``coupled``: the loss is batch-coupled (a row's loss depends on other rows), and its row
+    function is called once, with every row as block 0."""
     python = rows.py_func
     name = python.__name__.removesuffix("_rows") + "_batch"
-    function = specialise(_driver, name, python.__module__, _rows=rows)
+    function = specialise(_driver, name, python.__module__, _rows=rows, _COUPLED=coupled)
     function.kernel_names = names
-    return _batch(function)
+    # a coupled driver never reaches its prange: compiled serial (numba warns of a parallel
+    # function it cannot parallelise)
+    return (_scalar if coupled else _batch)(function)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .dtypes import CANONICAL_DTYPES, PACKED_DTYPES
+from .losses._spec import Family, TargetForm
 
 
 def _packed_dtype_schema(schema: dict[str, Any]) -> None:
@@ -200,14 +201,18 @@ class LossInfo(BaseModel):
 
     name: str
     aliases: list[str]
-    family: Literal["regression", "binary", "multiclass", "distribution", "overlap"]
+    family: Family
     summary: str
     formula: str = Field(description="per-sample loss in LaTeX")
-    targets: list[Literal["same_shape", "class_index"]]
+    targets: list[TargetForm]
     params: dict[str, Any] = Field(description="JSON schema of the parameters")
     gradient: bool
     hessian: bool
     hessian_note: str | None = None
+    batch_coupled: bool = Field(
+        description="a sample's loss depends on other rows of the batch (a risk set, the other "
+        "embeddings): the batch is evaluated whole and must not be split across requests"
+    )
     reference: str
     alias_conventions: dict[str, AliasConventions] = Field(
         description="the aliases that carry their library's conventions"

@@ -214,3 +214,24 @@ def test_a_workers_error_reaches_the_caller_as_the_clients_exception(
     frame = dd.from_pandas(pd.DataFrame({"p": np.ones(10)}), npartitions=2)
     with pytest.raises(TypeError, match="all dask arrays"):
         lossd_dask.evaluate(replicas[0].url, "mse", frame["p"], values)
+
+
+@pytest.mark.loss("cox")
+def test_a_batch_coupled_loss_is_not_cut_into_partitions(
+    replicas: list[Server], cluster: distributed.Client
+) -> None:
+    """Cox's risk sets span the whole batch: over two partitions it has no partial results to
+    merge, so it is refused with the reason before any partition is sent; over one partition
+    it is one request's answer."""
+    rng = np.random.default_rng(3)
+    scores, times = rng.normal(size=40), rng.uniform(1.0, 5.0, size=40)
+    with pytest.raises(ValueError, match="batch-coupled"):
+        lossd_dask.evaluate(
+            replicas[0].url, "survival:cox", da.from_array(scores, chunks=20),
+            da.from_array(times, chunks=20),
+        )  # fmt: skip
+    whole = lossd_dask.evaluate(
+        replicas[0].url, "cox", da.from_array(scores, chunks=40), da.from_array(times, chunks=40)
+    )
+    with Client(replicas[0].url) as client:
+        assert whole.value == client.evaluate("cox", scores, times).value

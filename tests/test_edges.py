@@ -527,6 +527,68 @@ def _edges() -> list[Edge]:
                 must_answer=True,
             )
         )
+    return edges + _listwise_edges()
+
+
+def _listwise_edges() -> list[Edge]:
+    """The ranking, survival and embedding losses: scores and margins of ±1e300, ties (equal
+    labels, tied times), lists of one item, all-censored batches, rows of norm 1e±300."""
+    edges: list[Edge] = []
+    scores = [[1e300, -1e300, 0.5], [1e15, -1e15, 1e300], [0.2, -0.1, 0.3]]
+    grades = [[2.0, 0.0, 1.0], [1.0, 1.0, 3.0], [0.0, 0.0, 0.0]]  # ties; one list all tied
+    for name in ("ranking_softmax", "pairwise_logistic", "pairwise_hinge", "pointwise_sigmoid"):
+        edges += [
+            Edge(R(name), {}, _a(scores), _a(grades), "scores-1e300-ties", must_answer=True),
+            Edge(R(name), {}, _a([[1e300], [-2.0], [0.5]]), _a([[1.0], [0.0], [3.0]]),
+                 "lists-of-one", must_answer=True),
+            Edge(R(name), {}, _a([[1e19, -1e19, 0.5]], "float32"), _a([[1.0, 0.0, 2.0]], "float32"),
+                 "scores-1e19", "float32", must_answer=True),
+        ]  # fmt: skip
+    cox = R("cox")
+    edges += [
+        # tied times: events with events, an event with a censored sample
+        Edge(cox, {}, _a([0.5, -1.0, 2.0, 0.3, -0.7]), _a([2.0, 2.0, -2.0, 1.0, 3.0]),
+             "tied-times", must_answer=True),
+        Edge(cox, {}, _a([0.5, -1.0, 2.0]), _a([-1.0, -2.0, -0.5]), "all-censored",
+             must_answer=True),
+        Edge(cox, {}, _a([1e300, -1e300, 0.5, 700.0]), _a([1.0, 2.0, 2.0, -3.0]),
+             "margins-1e300", must_answer=True),
+        Edge(cox, {}, _a([0.7]), _a([4.0]), "one-sample", must_answer=True),
+        Edge(cox, {}, _a([80.0, -80.0, 0.5], "float32"), _a([1.0, 2.0, 2.0], "float32"),
+             "margins-80", "float32", must_answer=True),
+    ]  # fmt: skip
+    aft = R("aft")
+    for params in ({}, {"distribution": "logistic"}, {"distribution": "extreme", "sigma": 0.5}):
+        edges += [
+            # observed, right-censored (upper −1: +inf), left-censored, interval
+            Edge(aft, params, _a([1e300, -1e300, 0.5, -1e300, 1e300, 0.2]),
+                 _a([[2.0, 2.0], [2.0, 2.0], [1.0, -1.0], [1.0, -1.0], [0.0, 3.0], [1.0, 4.0]]),
+                 "margins-1e300", must_answer=True),
+            Edge(aft, params, _a([0.5, 1.0]), _a([[0.0, -1.0], [3.0, 3.0]]), "no-information",
+                 must_answer=True),
+        ]  # fmt: skip
+    ntxent, circle = R("ntxent"), R("circle")
+    rows = [[1e300, -1e300], [1e-300, 2e-300], [0.0, 0.0], [0.6, 0.8], [-0.3, 0.4], [2.0, 1.0]]
+    labels = [0.0, 0.0, 1.0, 1.0, 0.0, 2.0]
+    edges += [
+        Edge(ntxent, {}, _a(rows), _a(labels), "rows-1e300-1e-300-zero", must_answer=True),
+        Edge(ntxent, {"temperature": 0.5}, _a([[0.6, 0.8], [0.8, 0.6], [1.0, 0.0]]),
+             _a([3.0, 3.0, 3.0]), "no-negatives", must_answer=True),
+        Edge(ntxent, {}, _a([[0.6, 0.8], [0.8, 0.6], [1.0, 0.0]]), _a([0.0, 1.0, 2.0]),
+             "no-positives", must_answer=True),
+        Edge(ntxent, {}, _a([[0.5]]), _a([1.0]), "one-row", must_answer=True),
+    ]  # fmt: skip
+    unit = [[0.6, 0.8], [0.8, 0.6], [1.0, 0.0], [0.0, -1.0], [-0.6, 0.8]]
+    for params in ({}, {"remove_diagonal": False, "gamma": 4.0}):
+        edges += [
+            # unit rows: x_i·x_i = 1, the clamp of D exactly at its kink on the diagonal
+            Edge(circle, params, _a(unit), _a([0.0, 0.0, 1.0, 1.0, 2.0]), "unit-rows",
+                 must_answer=True),
+            Edge(circle, params, _a([[1e300, 0.0], [1e300, 1.0], [0.5, 0.5]]),
+                 _a([0.0, 0.0, 1.0]), "rows-1e300"),
+            Edge(circle, params, _a([[0.6, 0.8], [0.8, 0.6]]), _a([0.0, 0.0]), "no-negatives",
+                 must_answer=True),
+        ]  # fmt: skip
     return edges
 
 
@@ -726,7 +788,7 @@ def test_the_exact_reference_agrees_with_the_libraries(
     ex = evaluate_exact(spec.name, pred, targ, params)
     ref = lib.reference(spec.name, spec.family, params, pred, targ)
     p = lib.rows_of(pred)
-    grad, hess = lib.gradient_and_hessian(lambda q: ref.per_sample(q).sum(), p)
+    grad, hess = lib.gradient_and_hessian(lambda q: ref.per_sample(q).sum(), p, ref.coupled)
     np.testing.assert_allclose(
         rounded(ex.per_sample, np.float64), ref.per_sample(p).detach().numpy(), RTOL, ATOL
     )

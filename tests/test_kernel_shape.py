@@ -123,7 +123,8 @@ ROW_PARAMETERS = ("k", "rows", *DRIVER_ARRAYS, "params")
 def test_every_driver_is_the_one_written_driver(spec: LossSpec) -> None:
     """Each driver is ``<name>_batch``, made by ``jit.driver`` from the one written-out driver
     (the same code object, so no copy can drift), calling its own module's ``<name>_rows``;
-    drivers run in parallel, row functions do not."""
+    drivers run in parallel, row functions do not, and a batch-coupled loss's driver (one call
+    of its row function over the whole batch) runs serial."""
     python = spec.driver.py_func
     assert python.__name__ == python.__qualname__ == f"{spec.name}_batch"
     assert python.__code__ is jit._driver.__code__
@@ -132,7 +133,9 @@ def test_every_driver_is_the_one_written_driver(spec: LossSpec) -> None:
     rows = getattr(module, f"{spec.name}_rows")
     assert python.__globals__["_rows"] is rows
     assert rows.py_func.__module__ == python.__module__
-    assert not rows.targetoptions.get("parallel") and spec.driver.targetoptions["parallel"]
+    assert not rows.targetoptions.get("parallel")
+    assert spec.driver.targetoptions.get("parallel", False) is not spec.batch_coupled
+    assert python.__globals__["_COUPLED"] is spec.batch_coupled
     assert spec.kernel_names == python.kernel_names
 
 

@@ -31,14 +31,22 @@ ITEMSIZES = (8, 4)
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
 def test_operations_count_n_times_c_and_simloss_its_matrix(spec: LossSpec) -> None:
-    """Every loss takes at least N·C steps; all but simloss and multilabel_margin exactly N·C
-    (double N or C and the count doubles), multilabel_margin N·C². simloss, its parameters unknown, counts a given matrix's N·C² (double C and
-    the count nearly quadruples); with ``ordinal_base`` sent, N·C."""
+    """Every loss takes at least N·C steps; the losses of independent rows but simloss,
+    multilabel_margin and the pairwise ranking losses exactly N·C (double N or C and the count
+    doubles), multilabel_margin and the pairwise ranking losses N·C² (every pair of a row). A
+    batch-coupled loss grows linearly in C and at least linearly in N (a sort of the batch, or
+    every pair of rows). simloss, its parameters unknown, counts a given matrix's N·C² (double C
+    and the count nearly quadruples); with ``ordinal_base`` sent, N·C."""
     ops = spec.params.operations
     for rows, columns in ((1, 3), (100, 10), (1000, 1000)):
         assert ops(rows, columns) >= rows * columns
-    if spec.name == "multilabel_margin":  # every listed class against every other: N·C²
+    pairs = getattr(spec.params, "counts", None) == "pairs"
+    if spec.name == "multilabel_margin" or pairs:  # every pair of a row's entries: N·C²
         assert ops(200, 30) == 200 * 30 * 30
+        return
+    if spec.batch_coupled:
+        assert ops(200, 60) == 2 * ops(200, 30)
+        assert ops(400, 30) >= 2 * ops(200, 30)
         return
     if spec.name != "simloss":
         assert ops(200, 30) == 200 * 30
@@ -97,8 +105,9 @@ def test_prepare_and_checks_stay_within_working_bytes(
     itemsize = np.dtype(dtype).itemsize
     loss_params = validate_params(spec, params)
     generic = (columns + 1) * rows * itemsize
+    shape = (rows, columns) if spec.params.max_rank == 2 else (rows,)
     for kind in CASES[spec.name].target_kinds(params):
-        pred, targ = sample(spec, (rows, columns), 3, params, kind)
+        pred, targ = sample(spec, shape, 3, params, kind)
         compute = as_compute(pred, dtype, "predictions")
         tracemalloc.start()
         try:

@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import importlib
 import pkgutil
+import threading
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -20,6 +21,7 @@ import pydantic
 import pytest
 
 import service.losses
+from service import core
 from service.codecs.loss import evaluate_one
 from service.core import validate_params
 from service.errors import InvalidParams, LossdError
@@ -164,7 +166,8 @@ def test_hessian_matches_finite_differences(spec: LossSpec, params: dict[str, An
 
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_reductions_scale_the_derivatives(spec: LossSpec, params: dict[str, Any]) -> None:
-    """mean = sum / weight_sum for values and derivatives; none gives d l_i / d row i."""
+    """mean = sum / weight_sum for values and derivatives; none gives d l_i / d row i, and for
+    a batch-coupled loss the derivatives of Σ_i l_i (sum with unit weights)."""
     shape = shapes_for(spec)[-1]
     pred, targ = sample(spec, shape, seed=7, params=params)
     w = np.random.default_rng(8).uniform(0, 2, size=shape[0])
@@ -173,10 +176,14 @@ def test_reductions_scale_the_derivatives(spec: LossSpec, params: dict[str, Any]
     ws = out["sum"].weight_sum
     assert out["mean"].value == pytest.approx(out["sum"].value / ws, rel=RTOL)
     wcol = w.reshape(-1, *([1] * (pred.ndim - 1)))
+    unit = evaluate(spec, pred, targ, None, params, reduction="sum", **asked)
     for key in ("gradient", "hessian") if spec.hessian else ("gradient",):
         mean, total, none = (getattr(out[r], key) for r in ("mean", "sum", "none"))
         np.testing.assert_allclose(mean, total / ws, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(none * wcol, total, rtol=RTOL, atol=ATOL)
+        if spec.batch_coupled:
+            np.testing.assert_array_equal(none, getattr(unit, key))
+        else:
+            np.testing.assert_allclose(none * wcol, total, rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(out["none"].per_sample, out["sum"].per_sample)
 
 
@@ -195,9 +202,16 @@ def test_float32_is_close_to_float64(spec: LossSpec, params: dict[str, Any]) -> 
     assert f32.value == pytest.approx(f64.value, rel=2e-4, abs=2e-5)
 
 
-@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+INDEPENDENT = [(s, p) for s, p in VARIANTS if not s.batch_coupled]
+INDEPENDENT_IDS = [variant_id(v) for v in INDEPENDENT]
+COUPLED = [(s, p) for s, p in VARIANTS if s.batch_coupled]
+COUPLED_IDS = [variant_id(v) for v in COUPLED]
+
+
+@pytest.mark.parametrize(("spec", "params"), INDEPENDENT, ids=INDEPENDENT_IDS)
 def test_batch_equals_row_by_row(spec: LossSpec, params: dict[str, Any]) -> None:
-    """A batch gives, row for row, the bits that each row gives alone."""
+    """A batch gives, row for row, the bits that each row gives alone (a batch-coupled loss's
+    rows depend on each other: ``test_a_batch_coupled_loss_runs_whole``)."""
     pred, targ = sample(spec, shapes_for(spec)[-1], seed=10, params=params)
     whole = evaluate(spec, pred, targ, None, params, reduction="none", gradient=True)
     if params.get("class_weight") == "balanced":  # derived from the batch: reuse the batch's
@@ -213,9 +227,10 @@ def test_batch_equals_row_by_row(spec: LossSpec, params: dict[str, Any]) -> None
 def test_empty_batch(spec: LossSpec) -> None:
     """N = 0 gives value 0, weight_sum 0 and empty arrays."""
     shape = (0, 3) if spec.params.min_rank == 2 else (0,)
+    targets = np.zeros((0,) if "labels" in spec.targets else shape)
     params = CASES[spec.name].params[0]
     for reduction in ("mean", "sum"):
-        out = evaluate(spec, np.zeros(shape), np.zeros(shape), None, params, reduction=reduction,
+        out = evaluate(spec, np.zeros(shape), targets, None, params, reduction=reduction,
                        gradient=True, hessian=spec.hessian)  # fmt: skip
         assert (out.value, out.weight_sum, out.n) == (0.0, 0.0, 0)
         assert out.per_sample.shape == (0,)
@@ -258,7 +273,7 @@ def test_packed_and_list_inputs_agree(spec: LossSpec, params: dict[str, Any]) ->
     assert one == two
 
 
-@pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize(("spec", "params"), INDEPENDENT, ids=INDEPENDENT_IDS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_parallel_blocks_equal_small_batches(
     spec: LossSpec, params: dict[str, Any], weighted: bool
@@ -283,6 +298,43 @@ def test_parallel_blocks_equal_small_batches(
         np.testing.assert_array_equal(small.gradient, whole.gradient[part])
         if spec.hessian:
             np.testing.assert_array_equal(small.hessian, whole.hessian[part])
+
+
+@pytest.mark.parametrize(("spec", "params"), COUPLED, ids=COUPLED_IDS)
+def test_a_batch_coupled_loss_runs_whole(
+    spec: LossSpec, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch-coupled loss is never cut into blocks of rows: with the core's cancellable path
+    cutting every other loss into blocks of a few elements, and with one numba thread or all,
+    it gives the bits of the whole batch at once, and the reference's values; its rows are its
+    own, not a batch of one each."""
+    shape = shapes_for(spec)[-1]
+    pred, targ = sample(spec, shape, seed=16, params=params)
+    w = np.random.default_rng(17).uniform(0.5, 2, size=shape[0])
+    asked = {"reduction": "sum", "gradient": True, "hessian": spec.hessian}
+    whole = evaluate(spec, pred, targ, w, params, **asked)
+    np.testing.assert_allclose(
+        whole.per_sample, reference(spec, pred, targ, params), rtol=RTOL, atol=ATOL
+    )
+    monkeypatch.setattr(core, "BLOCK_ELEMENTS", 2)
+    token = core.CANCEL.set(threading.Event())
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            blocked = evaluate(spec, pred, targ, w, params, **asked)
+            for key in (
+                ("per_sample", "gradient", "hessian")
+                if spec.hessian
+                else ("per_sample", "gradient")
+            ):
+                np.testing.assert_array_equal(getattr(blocked, key), getattr(whole, key))
+    finally:
+        numba.set_num_threads(before)
+        core.CANCEL.reset(token)
+    alone = [evaluate(spec, pred[i : i + 1], targ[i : i + 1], None, params).per_sample[0]
+             for i in range(shape[0])]  # fmt: skip
+    assert not np.allclose(alone, whole.per_sample)
 
 
 @pytest.mark.loss("huber")

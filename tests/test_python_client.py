@@ -298,6 +298,37 @@ def test_a_row_wider_than_the_limit_is_too_large(split_client: Client) -> None:
     assert refused.value.status == 413 and refused.value.code == "too_many_elements"
 
 
+@pytest.mark.loss("cox", "ntxent")
+def test_a_batch_coupled_loss_is_sent_whole(server: Server) -> None:
+    """A batch-coupled loss (Cox's risk sets, ntxent's pairs) is never split: with limits that
+    would split any other batch, the client learns from the catalogue that it may not and sends
+    the batch whole, which a server with the default limits answers as one request."""
+    margins, times = rng.normal(size=5000), rng.uniform(0.5, 5.0, size=5000)
+    embeddings, labels = rng.normal(size=(400, 8)), rng.integers(0, 20, size=400)
+    with Client(server.url) as whole, Client(server.url, max_elements=1000) as small:
+        for name, p, t in (("cox", margins, times), ("survival:cox", margins, times),
+                           ("ntxent", embeddings, labels)):  # fmt: skip
+            got = small.evaluate(name, p, t, gradient=True)
+            assert got.requests == 1
+            _assert_same(got, whole.evaluate(name, p, t, gradient=True), rtol=0)
+        assert small.evaluate("mse", margins, times).requests == 5  # split, as ever
+
+
+@pytest.mark.loss("cox")
+def test_a_batch_coupled_loss_over_the_limit_is_too_large(
+    split_client: Client, limited: Server
+) -> None:
+    """A batch-coupled loss's batch over the server's limit is a TooLarge that says it cannot
+    be split, whether the client learnt the limit from a 413 or was given it."""
+    margins, times = rng.normal(size=N), rng.uniform(0.5, 5.0, size=N)
+    with Client(limited.url, KEY, max_elements=LIMIT) as given:
+        for client in (split_client, given):
+            with pytest.raises(TooLarge) as refused:
+                client.evaluate("cox", margins, times)
+            assert refused.value.code == "too_many_elements"
+            assert "batch-coupled" in refused.value.detail and str(N) in refused.value.detail
+
+
 @pytest.mark.loss("cross_entropy", "mse")
 def test_problems_become_typed_exceptions(lossd: Client, limited: Server) -> None:
     """404 unknown_loss, 422 with its errors' locations, 401 without the key."""

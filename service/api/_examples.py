@@ -150,6 +150,83 @@ EVALUATE_LOSS: dict[str, Example] = {
             "params": {"smooth": 1.0, "from_logits": False},
         },
     ),
+    "pairwise_logistic": Example(
+        "ranking: pairwise_logistic on two lists of three items; the mean is over the 5 pairs",
+        request={
+            "predictions": [[2.0, 0.5, -1.0], [0.3, 1.2, 0.0]],
+            "targets": [[2, 0, 1], [1, 1, 0]],
+            "gradient": True,
+        },
+        response={
+            "loss": "pairwise_logistic",
+            "reduction": "mean",
+            "reduce_over": "samples",
+            "value": 0.553810323869161,
+            "weight_sum": 5.0,
+            "n": 2,
+            "per_sample": [1.951413907539247, 0.8176377118065583],
+            "gradient": [
+                [-0.04597027939678462, 0.2, -0.1540297206032154],
+                [-0.08511149663766822, -0.046295043300196466, 0.1314065399378647],
+            ],
+            "params": {},
+        },
+    ),
+    "cox": Example(
+        "survival: cox (batch-coupled) on four margins, a negative time censored; the mean is "
+        "over the 3 events",
+        request={
+            "predictions": [0.5, -0.2, 1.0, 0.1],
+            "targets": [3.0, -1.5, 1.0, 2.0],
+            "gradient": True,
+            "hessian": True,
+        },
+        response={
+            "loss": "cox",
+            "reduction": "mean",
+            "reduce_over": "samples",
+            "value": 0.5840400518083274,
+            "weight_sum": 3.0,
+            "n": 4,
+            "per_sample": [0.0, 0.0, 0.8391049030250297, 0.9130152523999527],
+            "gradient": [
+                0.286922603628376,
+                0.04338171709638261,
+                -0.18930096026426393,
+                -0.14100336046049475,
+            ],
+            "hessian": [
+                0.1445516303617255,
+                0.03773579696169088,
+                0.0817963995933466,
+                0.12835857093457378,
+            ],
+            "params": {},
+        },
+    ),
+    "ntxent": Example(
+        "embedding: ntxent (batch-coupled) on four 2-d embeddings in two groups",
+        request={
+            "predictions": [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]],
+            "targets": [0, 0, 1, 1],
+            "params": {"temperature": 0.5},
+        },
+        response={
+            "loss": "ntxent",
+            "reduction": "mean",
+            "reduce_over": "samples",
+            "value": 0.43019027713671143,
+            "weight_sum": 4.0,
+            "n": 4,
+            "per_sample": [
+                0.23325749699550294,
+                0.6271230572779198,
+                0.6271230572779198,
+                0.23325749699550294,
+            ],
+            "params": {"temperature": 0.5},
+        },
+    ),
 }
 
 EVALUATE_LOSSES = Example(

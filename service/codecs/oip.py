@@ -573,7 +573,7 @@ def _decode_inputs(
 
 
 def _check_datatype(spec: LossSpec, tensor: RequestInput, where: str) -> None:
-    index = tensor.name == "targets" and "class_index" in spec.targets
+    index = tensor.name == "targets" and bool({"class_index", "labels"} & set(spec.targets))
     accepted = FLOATS + INDICES if index else FLOATS
     if tensor.datatype not in accepted:
         raise InvalidArray(

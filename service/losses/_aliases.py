@@ -99,6 +99,11 @@ CONVENTIONS: dict[str, Alias] = {
     "sigmoid_focal": _optax(from_logits=True),
     # log-probabilities as given against log-probability targets
     "kl_divergence_with_log_targets": _optax(log_input=True, log_target=True),
+    # XGBoost's names for the AFT distribution and its scale
+    "survival:aft": Alias(
+        "xgboost",
+        names={"aft_loss_distribution": "distribution", "aft_loss_distribution_scale": "sigma"},
+    ),
     # scikit-learn: binary on (N,), multiclass on (N, C), clipped at float64's epsilon
     "log_loss": Alias("scikit-learn", {"epsilon": _FLOAT64_EPS}, rows_loss="cross_entropy"),
 }

@@ -14,8 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import InvalidArray, ShapeMismatch
 from ..jit import Array
 
-Family = Literal["regression", "binary", "multiclass", "distribution", "overlap"]
-TargetForm = Literal["same_shape", "class_index"]
+Family = Literal[
+    "regression",
+    "binary",
+    "multiclass",
+    "distribution",
+    "overlap",
+    "ranking",
+    "survival",
+    "embedding",
+]
+# same_shape: targets shaped like the predictions; class_index: (N,) class indices of (N, C)
+# predictions; labels: (N,) group labels (any integers) of (N, D) embeddings; interval: (N, 2)
+# [lower, upper] bounds of (N,) predictions
+TargetForm = Literal["same_shape", "class_index", "labels", "interval"]
 
 
 ComputeDtype = type[np.floating[Any]]
@@ -89,6 +101,8 @@ class LossParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     min_rank: ClassVar[int] = 1
+    # the highest rank of predictions the loss takes: 1 for one value a sample (a margin)
+    max_rank: ClassVar[int] = 2
     # Parameters the start-up warm-up compiles with: the defaults, unless a loss has a
     # parameter without a usable default (simloss needs a similarity).
     warm_up: ClassVar[dict[str, Any]] = {}
@@ -205,6 +219,7 @@ class CatalogueEntry(BaseModel):
     targets: tuple[TargetForm, ...] = ("same_shape",)
     hessian: bool = True
     hessian_note: str | None = None
+    batch_coupled: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,6 +244,10 @@ class LossSpec:
     targets: tuple[TargetForm, ...] = ("same_shape",)
     hessian: bool = True
     hessian_note: str | None = None
+    # a sample's loss depends on other rows of the batch (a risk set, the other embeddings):
+    # the driver runs over the whole batch at once, never over blocks of rows, and a batch is
+    # never split across requests (the catalogue says what a sample is)
+    batch_coupled: bool = False
     # the driver's parameter names after DRIVER_ARRAYS, as ``jit.driver`` named them
     kernel_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -296,5 +315,6 @@ class LossSpec:
             "gradient": True,
             "hessian": self.hessian,
             "hessian_note": self.hessian_note,
+            "batch_coupled": self.batch_coupled,
             "reference": self.reference,
         }

@@ -31,7 +31,7 @@ import mpmath
 import numpy as np
 from mpmath import mp, mpf
 
-from tests.support.references import Array, one_hot
+from tests.support.references import CASES, Array, one_hot
 
 DIGITS = 400
 CLASS_WEIGHTED = ("cross_entropy", "focal", "generalized_cross_entropy", "multi_margin")
@@ -523,6 +523,135 @@ def _tversky(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     return Jet(0) if den.v == 0 else 1 - (inter + s) / den
 
 
+def _ranking_softmax(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    return -total([y * ls for y, ls in zip(t, log_softmax(xs), strict=True)])
+
+
+def _pairwise(pair: Callable[[Jet], Jet]) -> Row:
+    """A Rax pairwise loss of one list: Σ pair(x_a − x_b) over the pairs with y_a > y_b."""
+
+    def row(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+        return total(
+            [pair(xs[a] - xs[b]) for a in range(len(xs)) for b in range(len(xs)) if t[a] > t[b]]
+        )
+
+    return row
+
+
+def _pointwise_sigmoid(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    clipped = [min(max(y, mpf(0)), mpf(1)) for y in t]
+    return total(
+        [
+            -(y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
+            for x, y in zip(xs, clipped, strict=True)
+        ]
+    )
+
+
+# Below this, Φ(v) is its asymptotic series φ(v)/|v|·Σ_n (−1)^n (2n − 1)!!/v^{2n} (mpmath's erfc
+# overflows for |v| near 1e300); its smallest term, about e^{−v²/2}, is below 1e-340 there
+ASYMPTOTIC_BELOW = -40
+
+
+def _normal_tail_series(v: Num) -> Num:
+    """v²·Σ_{n≥1} (−1)^n (2n − 1)!!/v^{2n} = −1 + 3/v² − 15/v⁴ + …, to its smallest term: the
+    series of Φ(v)·|v|/φ(v) is 1 + this/v², kept apart from its 1 so that nothing cancels."""
+    total, term, n = mpf(-1), mpf(-1), 1
+    while True:
+        nxt = -term * (2 * n + 1) / (v * v)
+        if abs(nxt) >= abs(term) or abs(nxt) < mpf(10) ** (-DIGITS):
+            return total
+        total, term, n = total + nxt, nxt, n + 1
+
+
+def _log_ncdf(a: Jet) -> Jet:
+    """log Φ(a) for the standard normal: slope λ = φ/Φ, curvature −λ(a + λ); below
+    ``ASYMPTOTIC_BELOW`` from the asymptotic series, λ = −a/S and −λ(a + λ) = a²(S − 1)/S² with
+    S = 1 + T/a², T = ``_normal_tail_series``."""
+
+    def log_phi(v: Num) -> Num:
+        if v < ASYMPTOTIC_BELOW:
+            log_pdf = -v * v / 2 - mpmath.log(mpmath.sqrt(2 * mpmath.pi))
+            return log_pdf - mpmath.log(-v) + mpmath.log1p(_normal_tail_series(v) / (v * v))
+        return mpmath.log(mpmath.erfc(-v / mpmath.sqrt(2)) / 2)
+
+    def ratio(v: Num) -> Num:
+        if v < ASYMPTOTIC_BELOW:
+            return -v / (1 + _normal_tail_series(v) / (v * v))
+        return mpmath.exp(-v * v / 2 - log_phi(v)) / mpmath.sqrt(2 * mpmath.pi)
+
+    def curvature(v: Num) -> Num:
+        if v < ASYMPTOTIC_BELOW:
+            t = _normal_tail_series(v)
+            return t / (1 + t / (v * v)) ** 2
+        return -ratio(v) * (v + ratio(v))
+
+    return chain(a, log_phi, ratio, curvature)
+
+
+def _aft_log_cdf(z: Jet, distribution: str) -> Jet:
+    """log F(z) of XGBoost's AFT distributions, exact in the tails."""
+    if distribution == "normal":
+        return _log_ncdf(z)
+    if distribution == "logistic":
+        return log_sigmoid(z)
+    # extreme: F = 1 − exp(−e^z), log F = log(−expm1(−e^z))
+    t = exp(z)
+    return chain(
+        t,
+        lambda v: mpmath.log(-mpmath.expm1(-v)),
+        lambda v: 1 / mpmath.expm1(v),
+        lambda v: -mpmath.exp(v) / mpmath.expm1(v) ** 2,
+    )
+
+
+def _aft_log_sf(z: Jet, distribution: str) -> Jet:
+    """log(1 − F(z)), exact in the tails."""
+    if distribution == "normal":
+        return _log_ncdf(-z)
+    if distribution == "logistic":
+        return log_sigmoid(-z)
+    return -exp(z)
+
+
+def _aft_cdf(z: Jet, distribution: str) -> Jet:
+    return exp(_aft_log_cdf(z, distribution))
+
+
+def _aft_minus_log_pdf(z: Jet, distribution: str) -> Jet:
+    if distribution == "normal":
+        return z * z / 2 + mpmath.log(mpmath.sqrt(2 * mpmath.pi))
+    if distribution == "logistic":  # pdf = e^z / (1 + e^z)²
+        return -z - 2 * log_sigmoid(-z)
+    return -(z - exp(z))
+
+
+def _aft(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    """XGBoost's AFT loss of one sample: the value floored at 1e-12 of likelihood, and the
+    derivatives of the unfloored one clipped to [−15, 15] and [1e-16, 15] as XGBoost clips."""
+    dist, sigma = prm.get("distribution", "normal"), mpf(prm.get("sigma", 1.0))
+    x = xs[0]
+    lower, upper = t[0], t[-1]
+    if lower == upper:
+        z = (mpmath.log(lower) - x) / sigma
+        nll = _aft_minus_log_pdf(z, dist) + mpmath.log(sigma * lower)
+    elif upper < 0 and lower <= 0:  # [0, +inf): probability 1
+        nll = Jet(0)
+    elif upper < 0:  # right-censored: upper +inf
+        nll = -_aft_log_sf((mpmath.log(lower) - x) / sigma, dist)
+    elif lower <= 0:  # left-censored
+        nll = -_aft_log_cdf((mpmath.log(upper) - x) / sigma, dist)
+    else:
+        high = _aft_cdf((mpmath.log(upper) - x) / sigma, dist)
+        nll = -log(high - _aft_cdf((mpmath.log(lower) - x) / sigma, dist))
+    floor = -mpmath.log(mpf("1e-12"))
+    return Jet(
+        min(nll.v, floor),
+        min(max(nll.d, mpf(-15)), mpf(15)),
+        min(max(nll.h, mpf("1e-16")), mpf(15)),
+    )
+
+
 ROWS: dict[str, Row] = {
     "mse": _elementwise(lambda x, y, _: (x - y) * (x - y)),
     "mae": _elementwise(lambda x, y, _: absolute(x - y)),
@@ -574,7 +703,81 @@ ROWS: dict[str, Row] = {
     "cauchy_schwarz_divergence": _cauchy_schwarz,
     "dice": _dice,
     "tversky": _tversky,
+    "ranking_softmax": _ranking_softmax,
+    "pairwise_logistic": _pairwise(lambda d: -log_sigmoid(d)),
+    "pairwise_hinge": _pairwise(lambda d: relu(1 - d)),
+    "pointwise_sigmoid": _pointwise_sigmoid,
+    "aft": _aft,
 }
+
+
+# --- the batch-coupled losses: the whole batch at once -----------------------------------------
+
+BatchFn = Callable[[list[list[Jet]], list[Num], dict[str, Any]], list[Jet]]
+
+
+def _cox(xss: list[list[Jet]], t: list[Num], prm: dict[str, Any]) -> list[Jet]:
+    """XGBoost's cox-nloglik terms: log Σ_{|y_j| ≥ |y_i|} e^{η_j} − η_i for an event."""
+    etas = [xs[0] for xs in xss]
+    out = []
+    for i, y in enumerate(t):
+        if y <= 0:
+            out.append(Jet(0))
+            continue
+        risk = [etas[j] for j in range(len(t)) if abs(t[j]) >= abs(y)]
+        top = max(e.v for e in risk)
+        out.append(log(total([exp(e - top) for e in risk])) + top - etas[i])
+    return out
+
+
+def _ntxent(xss: list[list[Jet]], t: list[Num], prm: dict[str, Any]) -> list[Jet]:
+    """optax's ntxent terms by anchor, norms √max(‖x‖², ε) with float64's ε."""
+    tau = mpf(prm.get("temperature", 0.07))
+    eps = mpf(float(np.finfo(np.float64).eps))
+    units = []
+    for xs in xss:
+        norm = sqrt(maximum(total([x * x for x in xs]), eps))
+        units.append([x / norm for x in xs])
+    n = len(t)
+    sims = [[total([a * b for a, b in zip(units[i], units[j], strict=True)]) / tau
+             for j in range(n)] for i in range(n)]  # fmt: skip
+    out = []
+    for i in range(n):
+        negatives = [sims[i][j] for j in range(n) if t[j] != t[i]]
+        terms = []
+        for p in (j for j in range(n) if j != i and t[j] == t[i]):
+            group = [sims[i][p], *negatives]
+            top = max(g.v for g in group)
+            terms.append(log(total([exp(g - top) for g in group])) + top - sims[i][p])
+        out.append(total(terms))
+    return out
+
+
+def _circle(xss: list[list[Jet]], t: list[Num], prm: dict[str, Any]) -> list[Jet]:
+    """keras.losses.circle per sample."""
+    gamma, m = mpf(prm.get("gamma", 80.0)), mpf(prm.get("margin", 0.4))
+    remove = prm.get("remove_diagonal", True)
+    n = len(t)
+    out = []
+    for i in range(n):
+        pos, neg = [], []
+        for j in range(n):
+            dist = maximum(1 - total([a * b for a, b in zip(xss[i], xss[j], strict=True)]), 0)
+            if t[j] == t[i]:
+                if j != i or not remove:
+                    pos.append(-gamma * maximum(m + dist, 0) * (m - dist))
+            else:
+                neg.append(gamma * maximum(1 + m - dist, 0) * ((1 - m) - dist))
+        if not pos or not neg:
+            out.append(Jet(0))
+            continue
+        tp, tn = max(a.v for a in pos), max(b.v for b in neg)
+        z = log(total([exp(a - tp) for a in pos])) + tp + log(total([exp(b - tn) for b in neg]))
+        out.append(-log_sigmoid(-(z + tn)))  # softplus
+    return out
+
+
+BATCHES: dict[str, BatchFn] = {"cox": _cox, "ntxent": _ntxent, "circle": _circle}
 
 
 @dataclass(frozen=True)
@@ -592,7 +795,7 @@ def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) 
     n = pred.shape[0]
     p2 = pred.reshape(n, -1).astype(np.float64)  # float32 inputs are exact in float64
     ignored = np.zeros(n, dtype=bool)
-    if targ.ndim == 1 and pred.ndim == 2:
+    if targ.ndim == 1 and pred.ndim == 2 and CASES[name].targ != "groups":
         ignore = params.get("ignore_index")
         t2 = one_hot(targ, pred.shape[1], ignore)
         ignored = targ == ignore if ignore is not None else ignored
@@ -600,6 +803,8 @@ def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) 
         t2 = targ.reshape(n, -1).astype(np.float64)
     if name in SIGN_LABELS and np.isin(t2, (0.0, 1.0)).all():
         t2 = 2 * t2 - 1  # keras: a batch of {0, 1} labels means {−1, 1}
+    if name in BATCHES:
+        return _evaluate_batch(name, p2, targ, params)
     fn = ROWS[name]
     values, grads, hessians, kappas = [], [], [], []
     with mp.workdps(DIGITS):
@@ -617,6 +822,31 @@ def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) 
             hessians.append(h)
             weighted = name in CLASS_WEIGHTED and not ignored[i]
             kappas.append(mpmath.fsum(t) if weighted else mpf(0) if ignored[i] else mpf(1))
+        if CASES[name].kappa is not None:
+            kappas = [mpf(float(v)) for v in CASES[name].kappa(p2, t2, params)]
+    return Exact(values, grads, hessians, kappas)
+
+
+def _evaluate_batch(name: str, p2: Array, targ: Array, params: dict[str, Any]) -> Exact:
+    """A batch-coupled loss: every l_i seeded in each element of the batch in turn; the
+    gradient and Hessian diagonal are those of Σ_i l_i."""
+    n, d = p2.shape
+    t = [mpf(float(v)) for v in targ.reshape(n, -1)[:, 0]]
+    values: list[Any] = [mpf(0)] * n
+    grads = [[mpf(0)] * d for _ in range(n)]
+    hessians = [[mpf(0)] * d for _ in range(n)]
+    with mp.workdps(DIGITS):
+        for k in range(n):
+            for c in range(d):
+                xss = [[Jet(float(p2[i, j]), 1 if (i, j) == (k, c) else 0) for j in range(d)]
+                       for i in range(n)]  # fmt: skip
+                out = BATCHES[name](xss, t, params)
+                values = [o.v for o in out]
+                grads[k][c] = mpmath.fsum(o.d for o in out)
+                hessians[k][c] = mpmath.fsum(o.h for o in out)
+        case = CASES[name]
+        rows = targ.reshape(n) if case.targ == "groups" else targ.reshape(n, -1)
+        kappas = [mpf(float(v)) for v in case.kappa(p2, rows, params)]
     return Exact(values, grads, hessians, kappas)
 
 

@@ -70,8 +70,9 @@ VARIANT_IDS = [variant_id(v) for v in VARIANTS]
 
 
 def shapes_for(spec: LossSpec) -> list[tuple[int, ...]]:
-    """The harness's shapes of the ranks the loss takes (``spec.params.min_rank``)."""
-    return [s for s in SHAPES if len(s) >= spec.params.min_rank]
+    """The harness's shapes of the ranks the loss takes (``spec.params.min_rank`` to
+    ``max_rank``)."""
+    return [s for s in SHAPES if spec.params.min_rank <= len(s) <= spec.params.max_rank]
 
 
 def sample(
@@ -93,7 +94,12 @@ def reference(spec: LossSpec, pred: Array, targ: Array, params: dict[str, Any]) 
 def kappa(spec: LossSpec, pred: Array, targ: Array, shown: dict[str, Any]) -> Array:
     """κ_i of SPEC section 4: the target's class weight for class-weighted losses, else 1.
 
-    ``shown`` is the ``params`` of the result: "balanced" weights appear there as numbers."""
+    ``shown`` is the ``params`` of the result: "balanced" weights appear there as numbers.
+    A loss whose mean counts something else (pairs, items, events) has its case's ``kappa``."""
+    case = CASES[spec.name]
+    if case.kappa is not None:
+        t2 = targ if case.targ == "groups" else targ.reshape(targ.shape[0], -1)
+        return np.asarray(case.kappa(pred.reshape(pred.shape[0], -1), t2, shown))
     if "class_weight" not in shown:
         return np.ones(pred.shape[0])
     rows = targ if targ.ndim == 2 else one_hot(targ, pred.shape[1], shown.get("ignore_index"))

@@ -52,7 +52,8 @@ import torch
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # the backend is chosen before the import
 
-from tests.support.references import Array, class_weights, one_hot
+from service.losses import resolve as spec_of
+from tests.support.references import CASES, Array, class_weights, one_hot
 
 keras.config.set_floatx("float64")
 F = torch.nn.functional
@@ -94,6 +95,7 @@ class Reference:
     label: str
     per_sample: PerSample  # (N, D) float64 tensor -> (N,)
     kappa: Array  # (N,)
+    coupled: bool = False  # l_i depends on other rows (``gradient_and_hessian``)
 
 
 def rows_of(pred: Array) -> Tensor:
@@ -616,12 +618,158 @@ def _overlap(name: str) -> Builder:
     return build
 
 
+def rax_pairs(s: Tensor, y: Tensor, pair: Callable[[Tensor], Tensor]) -> Tensor:
+    """Rax's ``pairwise_loss`` summed over each list: ``pair(s_j − s_k)`` where y_j > y_k."""
+    d = s[:, :, None] - s[:, None, :]
+    valid = y[:, :, None] > y[:, None, :]
+    return torch.where(valid, pair(d), torch.zeros_like(d)).sum(dim=(1, 2))
+
+
+def _ranking(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        y = tg.tensor
+        if name == "ranking_softmax":
+            return (
+                "optax ranking_softmax_loss in torch float64",
+                lambda s: -(y * torch.log_softmax(s, dim=-1)).sum(-1),
+            )
+        if name == "pairwise_logistic":
+            return "rax pairwise_logistic_loss in torch float64", lambda s: rax_pairs(
+                s, y, lambda d: torch.relu(-d) + torch.log1p(torch.exp(-torch.abs(d)))
+            )
+        if name == "pairwise_hinge":
+            return "rax pairwise_hinge_loss in torch float64", lambda s: rax_pairs(
+                s, y, lambda d: torch.relu(1.0 - d)
+            )
+        if name == "pointwise_sigmoid":
+            c = torch.clamp(y, 0.0, 1.0)
+            return "rax pointwise_sigmoid_loss in torch float64", lambda s: (
+                torch.relu(s) - s * c + torch.log1p(torch.exp(-torch.abs(s)))
+            ).sum(-1)
+        raise KeyError(name)
+
+    return build
+
+
+def xgboost_cox(eta: Tensor, y: Tensor) -> Tensor:
+    """XGBoost's ``cox-nloglik`` terms (Breslow) per sample: log Σ_{|y_j| ≥ |y_i|} e^{η_j} − η_i
+    for an event, 0 for a censored sample."""
+    at_risk = torch.abs(y)[None, :] >= torch.abs(y)[:, None]
+    masked = torch.where(at_risk, eta[None, :].expand_as(at_risk), -torch.inf)
+    return torch.where(y > 0, torch.logsumexp(masked, dim=1) - eta, torch.zeros_like(eta))
+
+
+def _aft_pdf_cdf(z: Tensor, distribution: str) -> tuple[Tensor, Tensor]:
+    """PDF and CDF of ``src/common/probability_distribution.h``."""
+    if distribution == "normal":
+        return torch.exp(-z * z / 2) / math.sqrt(2 * math.pi), 0.5 * (
+            1 + torch.erf(z / math.sqrt(2))
+        )
+    w = torch.exp(z)
+    if distribution == "logistic":
+        return w / (1 + w) ** 2, w / (1 + w)
+    return w * torch.exp(-w), 1 - torch.exp(-w)
+
+
+def xgboost_aft(pred: Tensor, rows: Tensor, distribution: str, sigma: float) -> Tensor:
+    """XGBoost's ``AFTLoss::Loss`` per sample (a negative upper bound for +inf), unclipped."""
+    lower, upper = rows[:, 0], rows[:, -1]
+    z = (torch.log(torch.where(lower > 0, lower, 1.0)) - pred) / sigma
+    pdf, cdf_l = _aft_pdf_cdf(z, distribution)
+    z_u = (torch.log(torch.where(upper > 0, upper, 1.0)) - pred) / sigma
+    _, cdf_u = _aft_pdf_cdf(z_u, distribution)
+    observed = -torch.log(
+        torch.clamp(pdf / (sigma * torch.where(lower > 0, lower, 1.0)), min=1e-12)
+    )
+    cdf_u = torch.where(upper < 0, 1.0, cdf_u)
+    cdf_l = torch.where(lower <= 0, 0.0, cdf_l)
+    censored = -torch.log(torch.clamp(cdf_u - cdf_l, min=1e-12))
+    return torch.where(lower == upper, observed, censored)
+
+
+def _survival(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        y = tg.tensor
+        if name == "cox":
+            return "XGBoost cox-nloglik terms in torch float64", lambda p: xgboost_cox(
+                p[:, 0], y[:, 0]
+            )
+        if name == "aft":
+            dist, sigma = prm.get("distribution", "normal"), prm.get("sigma", 1.0)
+            return "XGBoost AFTLoss in torch float64", lambda p: xgboost_aft(
+                p[:, 0], y, dist, sigma
+            )
+        raise KeyError(name)
+
+    return build
+
+
+def optax_ntxent_terms(x: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """``optax.ntxent``'s terms by anchor row, its code in torch: cosine similarities with the
+    squared norms clipped at float64's epsilon, the rows shifted by their maximum."""
+    norm2 = (x * x).sum(-1, keepdim=True)
+    unit = x / torch.sqrt(torch.clamp(norm2, min=float(np.finfo(np.float64).eps)))
+    xcs = (unit[None, :, :] * unit[:, None, :]).sum(-1) / temperature
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool)
+    matches, diffs = same & ~eye, ~same
+    xcs_diffs = torch.where(diffs, xcs, -torch.inf)
+    xcs_matches = torch.where(matches, xcs, -torch.inf)
+    top = torch.cat([xcs_diffs, xcs_matches], dim=-1).max(dim=1, keepdim=True).values.detach()
+    numer = xcs_matches - top
+    denom = torch.exp(xcs_diffs - top).sum(dim=1, keepdim=True) + torch.exp(numer)
+    log_softm = numer - torch.log(denom)
+    return -torch.where(matches, log_softm, torch.zeros_like(log_softm)).sum(dim=1)
+
+
+def keras_circle(
+    x: Tensor, labels: Tensor, gamma: float, margin: float, remove_diagonal: bool
+) -> Tensor:
+    """``keras.losses.circle``'s code in torch float64."""
+    dist = torch.clamp(1 - x @ x.T, min=0.0)
+    pos = labels[:, None] == labels[None, :]
+    neg = ~pos
+    if remove_diagonal:
+        pos = pos & ~torch.eye(len(labels), dtype=torch.bool)
+    pos_w = torch.clamp((margin + dist) * pos, min=0.0)
+    neg_w = torch.clamp((1 + margin - dist) * neg, min=0.0)
+    pos_wd = -gamma * pos_w * (margin - dist)
+    neg_wd = gamma * neg_w * ((1 - margin) - dist)
+    p_loss = torch.logsumexp(torch.where(pos, pos_wd, -torch.inf), dim=1)
+    n_loss = torch.logsumexp(torch.where(neg, neg_wd, -torch.inf), dim=1)
+    z = p_loss + n_loss
+    finite = torch.isfinite(z)
+    return torch.where(finite, F.softplus(torch.where(finite, z, 0.0)), 0.0)
+
+
+def _embedding(name: str) -> Builder:
+    def build(tg: Targets, prm: dict[str, Any]) -> tuple[str, PerSample]:
+        assert tg.index is not None
+        labels = torch.tensor(tg.index, dtype=torch.int64)
+        if name == "ntxent":
+            tau = prm.get("temperature", 0.07)
+            return "optax ntxent in torch float64", lambda x: optax_ntxent_terms(x, labels, tau)
+        if name == "circle":
+            kw = {
+                "gamma": prm.get("gamma", 80.0),
+                "margin": prm.get("margin", 0.4),
+                "remove_diagonal": prm.get("remove_diagonal", True),
+            }
+            return "keras circle in torch float64", lambda x: keras_circle(x, labels, **kw)
+        raise KeyError(name)
+
+    return build
+
+
 _FAMILY_BUILDERS = {
     "regression": _regression,
     "binary": _binary,
     "multiclass": _multiclass,
     "distribution": _distribution,
     "overlap": _overlap,
+    "ranking": _ranking,
+    "survival": _survival,
+    "embedding": _embedding,
 }
 
 
@@ -665,6 +813,14 @@ HANDLED: dict[str, set[str]] = {
     "cauchy_schwarz_divergence": {"from_logits"},
     "dice": {"smooth", "from_logits"},
     "tversky": {"alpha", "beta", "smooth", "from_logits"},
+    "ranking_softmax": set(),
+    "pairwise_logistic": set(),
+    "pairwise_hinge": set(),
+    "pointwise_sigmoid": set(),
+    "cox": set(),
+    "aft": {"distribution", "sigma"},
+    "ntxent": {"temperature"},
+    "circle": {"gamma", "margin", "remove_diagonal"},
 }
 
 
@@ -675,8 +831,22 @@ def reference(
     unread = set(params) - HANDLED[name]
     if unread:
         raise KeyError(f"the library reference of {name} does not read {sorted(unread)}")
-    tg = targets_of(pred, targ, params)
+    case = CASES[name]
+    if case.targ == "groups":  # labels of embeddings, not class indices
+        n = pred.shape[0]
+        tg = Targets(targ.reshape(n, 1).astype(np.float64), targ, np.zeros(n, dtype=bool))
+    else:
+        tg = targets_of(pred, targ, params)
     label, fn = _FAMILY_BUILDERS[family](name)(tg, params)
+    kappa = _kappa(name, tg, params)
+    if case.kappa is not None:
+        kappa = np.asarray(
+            case.kappa(
+                pred.reshape(pred.shape[0], -1),
+                tg.index if case.targ == "groups" else tg.rows,
+                params,
+            )
+        )
     if params.get("normalize") and not params.get("from_logits") and not params.get("log_input"):
         # ``normalize: true``: each probability row divided by its sum first (Keras' silent
         # renormalisation, opted into)
@@ -686,7 +856,7 @@ def reference(
             return inner(p / p.sum(-1, keepdim=True))
 
         label += " on rows divided by their sums"
-    return Reference(label, fn, _kappa(name, tg, params))
+    return Reference(label, fn, kappa, spec_of(name).batch_coupled)
 
 
 # --- reductions and derivatives of a reference ---------------------------------------------------
@@ -711,14 +881,23 @@ def reduced(
     return total / norm if norm > 0 else total * 0.0
 
 
-def gradient_and_hessian(scalar: Callable[[Tensor], Tensor], p0: Tensor) -> tuple[Array, Array]:
+def gradient_and_hessian(
+    scalar: Callable[[Tensor], Tensor], p0: Tensor, coupled: bool = False
+) -> tuple[Array, Array]:
     """The gradient of a scalar function of the (N, D) predictions and the diagonal of its
-    Hessian, by autograd and double backward. Rows are independent (every loss's l_i depends on
-    row i alone), so column j of the Hessian diagonal is the derivative of Σ_i g_ij in p_ij."""
+    Hessian, by autograd and double backward. Where rows are independent (l_i depends on row i
+    alone) column j of the Hessian diagonal is the derivative of Σ_i g_ij in p_ij; for a
+    batch-coupled loss (``coupled``) each element's is taken alone."""
     p = p0.detach().clone().requires_grad_(True)
     (g,) = torch.autograd.grad(scalar(p), p, create_graph=True)
     h = torch.zeros_like(p)
-    if g.requires_grad:
+    if g.requires_grad and coupled:
+        for i in range(p.shape[0]):
+            for j in range(p.shape[1]):
+                (row,) = torch.autograd.grad(g[i, j], p, retain_graph=True, allow_unused=True)
+                if row is not None:
+                    h[i, j] = row[i, j]
+    elif g.requires_grad:
         for j in range(p.shape[1]):
             (col,) = torch.autograd.grad(g[:, j].sum(), p, retain_graph=True, allow_unused=True)
             if col is not None:

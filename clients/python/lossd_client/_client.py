@@ -242,6 +242,22 @@ class _Route:
         return True
 
 
+def fold(name: str) -> str:
+    """A loss name as the server matches it: case-insensitive, '-' and '_' alike."""
+    return name.lower().replace("-", "_")
+
+
+def coupled_names(catalogue: list[dict[str, Any]]) -> frozenset[str]:
+    """The names and aliases (folded) of the catalogue's batch-coupled losses: a sample's loss
+    depends on the whole batch, so their batches are never split (``Job.pieces``)."""
+    return frozenset(
+        fold(name)
+        for entry in catalogue
+        if entry.get("batch_coupled")
+        for name in (entry["name"], *entry.get("aliases", ()))
+    )
+
+
 def _reachable(error: ServerError) -> bool:
     """A 502 is a proxy's word that the server behind it failed: as good as no connection."""
     return error.status != 502
@@ -375,6 +391,7 @@ class _Base(Generic[H]):
         )
         self._settings = _Settings(self.options)
         self._replicas = _Replicas(len(self.options.urls))
+        self._coupled: frozenset[str] | None = None  # the batch-coupled losses' names, folded
         self._https: list[H] = [
             self._http(base, timeout, _headers(api_key, headers)) for base in self.options.urls
         ]
@@ -391,8 +408,11 @@ class Client(_Base[httpx.Client]):
     framing and asks for answers the same way; ``"json"`` sends JSON with base64-packed arrays.
     Batches larger than the server's limits are split into row pieces sent ``concurrency`` at a
     time and merged exactly; the limits are ``max_elements``/``max_body_bytes`` when given, else
-    the server's defaults, lowered when a 413 names lower ones. A 503 is retried up to
-    ``retries`` times after its Retry-After (at most ``max_retry_wait`` seconds).
+    the server's defaults, lowered when a 413 names lower ones. A batch-coupled loss
+    (``batch_coupled`` in the catalogue, read once the first time a batch would be split) is
+    never split: its batch is sent whole, and a ``TooLarge`` says why when it does not fit. A
+    503 is retried up to ``retries`` times after its Retry-After (at most ``max_retry_wait``
+    seconds).
 
     ``urls`` (instead of ``url``): replicas of one service. Each request goes to the replica
     with the fewest of this client's requests in flight (in turn among equals), so the pieces of
@@ -487,8 +507,19 @@ class Client(_Base[httpx.Client]):
         """Several evaluations, their requests sent ``concurrency`` at a time; results in
         order."""
         jobs = [self._settings.job(e) for e in evaluations]
+        for job in jobs:
+            if len(job.pieces(self._settings.limits)) > 1:
+                self._learn(job)
         self._run([p for job in jobs for p in job.pieces(self._settings.limits)])
         return [job.result() for job in jobs]
+
+    def _learn(self, job: Job) -> None:
+        """Whether the job's loss is batch-coupled (never split), from the catalogue, fetched
+        once, the first time a batch would be split."""
+        if job.coupled is None:
+            if self._coupled is None:
+                self._coupled = coupled_names(self.losses())
+            job.coupled = fold(job.name) in self._coupled
 
     def evaluate_stream(
         self,
@@ -554,6 +585,9 @@ class Client(_Base[httpx.Client]):
         settings = self._settings
         smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
         if len(smaller) > 1:  # limits learnt since it was planned
+            self._learn(piece.job)
+            smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
+        if len(smaller) > 1:
             return smaller
         route = _Route(self._replicas, settings)
         while True:
@@ -568,12 +602,14 @@ class Client(_Base[httpx.Client]):
             except UNREACHABLE as error:
                 delay = route.failed(index, error, reachable=False)
             except TooLarge as error:
+                self._learn(piece.job)
                 smaller = piece.job.resplit(piece, error, settings.limits)
                 if not smaller:
                     raise
                 return smaller
             except CUT_OFF:
                 if not route.cut(index):
+                    self._learn(piece.job)
                     smaller = piece.job.cut(piece, settings.limits)
                     if not smaller:
                         raise
@@ -681,8 +717,18 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     async def evaluate_many(self, evaluations: Iterable[Evaluation]) -> list[Result]:
         """As ``Client.evaluate_many``."""
         jobs = [self._settings.job(e) for e in evaluations]
+        for job in jobs:
+            if len(job.pieces(self._settings.limits)) > 1:
+                await self._learn(job)
         await self._run([p for job in jobs for p in job.pieces(self._settings.limits)])
         return [job.result() for job in jobs]
+
+    async def _learn(self, job: Job) -> None:
+        """As ``Client._learn``."""
+        if job.coupled is None:
+            if self._coupled is None:
+                self._coupled = coupled_names(await self.losses())
+            job.coupled = fold(job.name) in self._coupled
 
     async def evaluate_stream(
         self,
@@ -735,6 +781,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         """As ``Client._attempt``."""
         settings = self._settings
         smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
+        if len(smaller) > 1:  # limits learnt since it was planned
+            await self._learn(piece.job)
+            smaller = piece.job.pieces(settings.limits, piece.start, piece.stop)
         if len(smaller) > 1:
             return smaller
         route = _Route(self._replicas, settings)
@@ -750,12 +799,14 @@ class AsyncClient(_Base[httpx.AsyncClient]):
             except UNREACHABLE as error:
                 delay = route.failed(index, error, reachable=False)
             except TooLarge as error:
+                await self._learn(piece.job)
                 smaller = piece.job.resplit(piece, error, settings.limits)
                 if not smaller:
                     raise
                 return smaller
             except CUT_OFF:
                 if not route.cut(index):
+                    await self._learn(piece.job)
                     smaller = piece.job.cut(piece, settings.limits)
                     if not smaller:
                         raise

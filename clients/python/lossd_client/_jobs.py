@@ -13,6 +13,10 @@ server's 4096-row summation blocks, so their block sums are the whole batch's.
 
 What this does not reproduce: the one rule that looks at a whole batch, ``hinge`` and
 ``squared_hinge`` refusing targets with both 0 and -1, is checked piece by piece.
+
+What is never split: a batch-coupled loss (``batch_coupled`` in ``GET /losses``: Cox's risk
+sets, the pairs of ntxent and circle), where a sample's loss depends on every other row of the
+batch. Its batch is sent whole; if the server will not take it, the ``TooLarge`` says so.
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ class Job:
         self.options = options
         self.transport = transport
         self.rows = arrays["predictions"].shape[0]
+        # whether the loss is batch-coupled (never split); None until the client needs to know
+        self.coupled: bool | None = None
         self._outputs: dict[str, Array] = {}
         self._answers: list[tuple[int, dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -139,7 +145,7 @@ class Job:
     def pieces(self, limits: Limits, start: int = 0, stop: int | None = None) -> list[Piece]:
         """Rows ``start`` to ``stop`` (the whole batch by default) as pieces that fit."""
         stop = self.rows if stop is None else stop
-        if not self.splittable() or stop - start <= 1:
+        if not self.splittable() or self.coupled or stop - start <= 1:
             return [Piece(self, start, stop)]
         step = self.rows_per_piece(limits)
         return [Piece(self, s, min(stop, s + step)) for s in range(start, stop, step)] or [
@@ -148,7 +154,10 @@ class Job:
 
     def resplit(self, piece: Piece, error: TooLarge, limits: Limits) -> list[Piece]:
         """The piece in smaller pieces after the server refused it (413), having learnt the
-        limit the refusal names; empty when splitting cannot help (one row, or another 413)."""
+        limit the refusal names; empty when splitting cannot help (one row, or another 413).
+        A batch-coupled loss's batch cannot be split: the refusal is raised again, saying so."""
+        if self.coupled:
+            raise self.unsplittable(error)
         if piece.rows <= 1 or not self.splittable():
             return []
         found = None
@@ -177,11 +186,23 @@ class Job:
         the halves are sent. Were it a network failure, the halves merge to the same result.
         """
         size = self.body(piece).length
-        if piece.rows <= 1 or not self.splittable() or size <= CUT_FLOOR_BYTES:
+        if piece.rows <= 1 or not self.splittable() or self.coupled or size <= CUT_FLOOR_BYTES:
             return []
         limits.lower(body_bytes=size // 2)
         smaller = self.pieces(limits, piece.start, piece.stop)
         return smaller if len(smaller) > 1 else self._halves(piece)
+
+    def unsplittable(self, error: TooLarge) -> TooLarge:
+        """The server's refusal of a batch-coupled loss's batch, which no split can help."""
+        return TooLarge(
+            error.status,
+            error.code,
+            f"{error.detail}; {self.name} is batch-coupled (a sample's loss depends on every row "
+            f"of the batch), so its {self.rows} rows cannot be split across requests: send a "
+            "smaller batch, or raise the server's limits (LOSSD_MAX_ELEMENTS, "
+            "LOSSD_MAX_BODY_BYTES, LOSSD_MAX_REQUEST_BYTES)",
+            error.errors,
+        )
 
     def _halves(self, piece: Piece) -> list[Piece]:
         half = piece.start + max(1, piece.rows // 2)

@@ -46,7 +46,16 @@ import numpy as np
 from dask.base import compute, persist
 from dask.delayed import Delayed, delayed
 
-from ._client import AsyncClient, Client, ClientOptions, ComputeDtype, Evaluation, ReduceOver
+from ._client import (
+    AsyncClient,
+    Client,
+    ClientOptions,
+    ComputeDtype,
+    Evaluation,
+    ReduceOver,
+    coupled_names,
+    fold,
+)
 from ._jobs import Result, computes_float32, merge
 from ._wire import Reduction
 
@@ -289,6 +298,18 @@ def _frame_parts(inputs: list[Any], options: ClientOptions, request: Evaluation)
     return [delayed(_unwrap, pure=True)(answer) for answer in answers.to_delayed()]
 
 
+def _refuse_coupled(options: ClientOptions, name: str) -> None:
+    """A batch-coupled loss (Cox's risk sets, a contrastive batch's pairs) has no partial
+    results to merge: evaluated partition by partition it would give another answer."""
+    with options.client() as client:
+        coupled = coupled_names(client.losses())
+    if fold(name) in coupled:
+        raise ValueError(
+            f"{name} is batch-coupled (a sample's loss depends on the whole batch), so it cannot "
+            "be evaluated partition by partition; rechunk to one partition or use Client.evaluate"
+        )
+
+
 def evaluate(
     client_or_urls: Client | AsyncClient | ClientOptions | str | Sequence[str],
     name: str,
@@ -341,6 +362,8 @@ def evaluate(
             "predictions, targets and sample_weight: all dask arrays, or all columns of dask "
             "dataframes"
         )
+    if len(parts) > 1:
+        _refuse_coupled(options, name)
     if per_sample or gradient or hessian:  # the answers stay where they were computed
         parts = list(persist(*parts))
     (partials,) = compute(_tree([delayed(_summary, pure=True)(p) for p in parts], split_every))

@@ -19,8 +19,14 @@ kind
     ``"index"`` (class indices), ``"onehot"`` (one-hot rows), ``"soft"`` (random distributions
     as rows), ``"binary"`` ({0, 1}), ``"sign"`` ({-1, 1}) and ``"labels"`` (torch's multilabel
     targets: each row some class indices, repeats allowed, ended by -1 when it lists fewer than
-    C, and any of -1 .. C - 1 after that). Uniform draws of predictions and targets are kept 0.05
-    apart, away from the kinks of piecewise losses.
+    C, and any of -1 .. C - 1 after that), ``"grades"`` (relevance labels of ranked lists:
+    integers 0 .. 3, ties within a list), ``"spread"`` (scores near multiples of 0.3, so that no
+    two of a list differ by 1, the pairwise hinge's kink) and ``"groups"`` ((N,) labels of
+    embeddings: integers 0 .. 2, each several times in a batch), ``"times"`` (survival times
+    in [0.5, 5], negative for a censored sample, about a third of them) and ``"intervals"``
+    ((N, 2) rows [lower, upper] of survival times: observed, right-censored with upper −1,
+    left-censored with lower 0, and interval-censored, in turn). Uniform draws of predictions
+    and targets are kept 0.05 apart, away from the kinks of piecewise losses.
 target form
     ``spec.targets`` in the registry: ``"same_shape"`` (targets shaped like the predictions) and,
     for the losses that take them, ``"class_index"`` (an (N,) vector of class indices for (N, C)
@@ -35,6 +41,10 @@ case
     range of its logits when ``from_logits`` is on, its parameter sets and whether soft targets
     apply. The rank a loss needs is not part of the case: it is the registry's
     ``spec.params.min_rank``.
+κ
+    The normaliser of one sample in a mean (SPEC section 4): ``Case.kappa``, a function of the
+    batch for the losses whose mean counts something other than samples or class weights
+    (pairs, items, events, positive pairs); None: 1 per sample, or the class weights.
 variant
     One loss with one of its case's parameter sets, ``(spec, params)``: the unit the
     registry-wide contract tests are parametrized on (``harness.VARIANTS``).
@@ -115,6 +125,22 @@ def draw(kind: Kind, shape: tuple[int, ...], rng: np.random.Generator) -> Array:
         return rng.choice([-1.0, 1.0], size=shape)
     if kind == "unit":
         return rng.uniform(0.02, 0.98, size=shape)
+    if kind == "grades":
+        return rng.integers(0, 4, size=shape).astype(np.float64)
+    if kind == "spread":
+        return rng.integers(-10, 11, size=shape) * 0.3 + rng.uniform(-0.02, 0.02, size=shape)
+    if kind == "times":
+        return rng.uniform(0.5, 5.0, size=n) * rng.choice([1.0, 1.0, -1.0], size=n)
+    if kind == "intervals":
+        low = rng.uniform(0.5, 3.0, size=n)
+        high = low * rng.uniform(1.5, 3.0, size=n)
+        rows = np.stack([low, high], axis=1)
+        rows[0::4, 1] = low[0::4]  # observed
+        rows[1::4, 1] = -1.0  # right-censored: upper +inf
+        rows[2::4, 0] = 0.0  # left-censored
+        return rows
+    if kind == "groups":
+        return rng.integers(0, 3, size=n).astype(np.float64)
     if kind == "labels":
         out = np.empty((n, c))
         for i in range(n):
@@ -138,8 +164,10 @@ class Case:
         params: tuple[Params, ...] = ({},),
         logits: Range = (-3.0, 3.0),
         soft: bool = False,
+        kappa: object = None,
     ) -> None:
         self.fn = fn
+        self.kappa = kappa  # κ_i as a function (p, t, params) of the batch; None: see above
         self.pred = pred
         self.targ = targ
         self.params = params
@@ -169,9 +197,12 @@ class Case:
         return pred, targ
 
     def reference(self, pred: Array, targ: Array, params: Params) -> Array:
-        """The reference's per-sample losses; index targets are handed over as one-hot rows."""
+        """The reference's per-sample losses; index targets are handed over as one-hot rows (the
+        labels of embeddings as they are)."""
         p2 = pred.reshape(pred.shape[0], -1)
-        if targ.ndim == 1 and pred.ndim == 2:
+        if self.targ == "groups":
+            t2 = targ
+        elif targ.ndim == 1 and pred.ndim == 2:
             t2 = one_hot(targ, pred.shape[1], params.get("ignore_index"))
         else:
             t2 = targ.reshape(targ.shape[0], -1)
