@@ -12,8 +12,9 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from benchmarks._server import HOST, cpu_seconds
 
@@ -25,11 +26,16 @@ except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
     _loop_factory = None
 
 
-def request_bytes(method: str, path: str, body: bytes = b"") -> bytes:
-    """One complete keep-alive request."""
+def request_bytes(
+    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
+    """One complete keep-alive request (a body is JSON unless ``headers`` say otherwise)."""
     head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+    fields = {"Content-Type": "application/json"} if body or method == "POST" else {}
+    fields.update(headers or {})
     if body or method == "POST":
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        fields["Content-Length"] = str(len(body))
+    head += "".join(f"{name}: {value}\r\n" for name, value in fields.items())
     return head.encode() + b"\r\n" + body
 
 
@@ -69,10 +75,11 @@ async def _exchange(
     await reader.readexactly(_content_length(head))
 
 
-async def _load(
-    port: int, pid: int, request: bytes, concurrency: int, warmup: float, windows: list[float]
+async def _closed_loop(
+    pid: int, exchanges: list[Callable[[], Awaitable[object]]], warmup: float, windows: list[float]
 ) -> list[Window]:
-    streams = [await asyncio.open_connection(HOST, port, limit=1 << 20) for _ in range(concurrency)]
+    """Each of ``exchanges`` (one per connection or call in flight) sends its next request as
+    soon as its last answer is in, for ``warmup`` s, then for each of the ``windows``."""
     # window k collects requests that complete in [edges[k], edges[k + 1])
     start = time.perf_counter() + warmup
     edges = [start]
@@ -81,13 +88,13 @@ async def _load(
     latencies: list[list[float]] = [[] for _ in windows]
     marks: list[tuple[float, float]] = []
 
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def worker(exchange: Callable[[], Awaitable[object]]) -> None:
         k = 0
         while True:
             sent = time.perf_counter()
             if sent >= edges[-1]:
                 return
-            await _exchange(reader, writer, request)
+            await exchange()
             done = time.perf_counter()
             while k < len(windows) and done >= edges[k + 1]:
                 k += 1
@@ -100,17 +107,25 @@ async def _load(
             await asyncio.sleep(max(0.0, edge - time.perf_counter()))
             marks.append((time.process_time(), cpu_seconds(pid)))
 
-    try:
-        await asyncio.gather(clock(), *(worker(r, w) for r, w in streams))
-    finally:
-        for _, writer in streams:
-            writer.close()
+    await asyncio.gather(clock(), *(worker(exchange) for exchange in exchanges))
     out = []
     for k, seconds in enumerate(windows):
         (client0, server0), (client1, server1) = marks[k], marks[k + 1]
         client, server = (client1 - client0) / seconds, (server1 - server0) / seconds
         out.append(Window(len(latencies[k]), seconds, latencies[k], client, server))
     return out
+
+
+async def _load(
+    port: int, pid: int, request: bytes, concurrency: int, warmup: float, windows: list[float]
+) -> list[Window]:
+    streams = [await asyncio.open_connection(HOST, port, limit=1 << 20) for _ in range(concurrency)]
+    try:
+        exchanges = [partial(_exchange, reader, writer, request) for reader, writer in streams]
+        return await _closed_loop(pid, exchanges, warmup, windows)
+    finally:
+        for _, writer in streams:
+            writer.close()
 
 
 def load(
@@ -125,6 +140,44 @@ def load(
     """Warm up for ``warmup`` s, then ``repeats`` back-to-back windows of ``duration`` s."""
     with asyncio.Runner(loop_factory=_loop_factory) as runner:
         return runner.run(_load(port, pid, request, concurrency, warmup, [duration] * repeats))
+
+
+async def _grpc_load(
+    port: int,
+    pid: int,
+    method: str,
+    request: bytes,
+    concurrency: int,
+    warmup: float,
+    windows: list[float],
+) -> list[Window]:
+    import grpc  # lossd's own dependency (its gRPC server)
+
+    async with grpc.aio.insecure_channel(f"{HOST}:{port}") as channel:
+        call = channel.unary_unary(method)  # bytes in, bytes out: no (de)serializer
+
+        async def exchange() -> object:
+            return await call(request)
+
+        return await _closed_loop(pid, [exchange] * concurrency, warmup, windows)
+
+
+def grpc_load(
+    port: int,
+    pid: int,
+    method: str,
+    request: bytes,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    repeats: int,
+) -> list[Window]:
+    """``load`` over gRPC: ``concurrency`` calls of ``method`` in flight on one channel (HTTP/2
+    streams), each a serialized message built once and an answer read whole (not parsed).
+    grpc.aio runs on asyncio's own loop."""
+    with asyncio.Runner() as runner:
+        windows = [duration] * repeats
+        return runner.run(_grpc_load(port, pid, method, request, concurrency, warmup, windows))
 
 
 # --- a mixed closed loop whose every answer is checked (benchmarks/load.py) ----------------------
