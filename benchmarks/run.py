@@ -21,6 +21,7 @@ SECTIONS = (
     "threads",
     "multi_loss",
     "python_client",
+    "peers",
 )
 
 
