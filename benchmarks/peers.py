@@ -74,7 +74,7 @@ def peer_python(name: str) -> str:
     wanted = requirements.read_text()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return str(python)
-    print(f"installing {requirements.relative_to(ROOT)} into {home.relative_to(ROOT)}", flush=True)
+    print(f"installing {requirements} into {home}", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(home)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)]
     subprocess.run(pip, check=True)
