@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # answers sooner. Everything else installs both, and satisfies `serve` with it.
 SERVE_STAMP := $(VENV)/.installed-serve
 
-.PHONY: serve test test-loss lint openapi docs proto bench bench-scale load clean docker-smoke vendor screenshots
+.PHONY: serve test test-loss lint openapi docs proto bench bench-scale bench-peers load clean docker-smoke vendor screenshots
 
 $(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -94,6 +94,10 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict service
 	cd clients/python && ../../$(BIN)/mypy --strict lossd_client
 
+# Every section, the peers' included (benchmarks/peers.py: MLServer and FastAPI + PyTorch, each
+# installed on first use into its own venv under .bench/peers from benchmarks/peer_servers/*.txt,
+# never into .venv), written to docs/benchmarks.md. `make bench-peers` runs that section alone
+# (its tables printed, the report left as it is).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
@@ -103,6 +107,9 @@ bench: $(STAMP)
 # docs/scaling.md (README, "Scaling out", gives its figures). About 5 minutes.
 bench-scale: $(STAMP) $(NGINX)
 	$(BIN)/python -m benchmarks.run --only scale --report docs/scaling.md
+
+bench-peers: $(STAMP)
+	$(BIN)/python -m benchmarks.run --only peers
 
 # 64 clients, mixed losses, sizes and encodings, every answer checked against the same batch
 # evaluated in-process: 60 s alone, then 60 s beside attackers (slow readers, abandoned requests,

@@ -104,6 +104,9 @@ def machine() -> dict[str, str]:
     facts = {
         "CPU": cpu,
         "cores available": str(len(os.sched_getaffinity(0))),
+        "load average at the end (1/5/15 min; the cores are shared)": "/".join(
+            f"{x:.1f}" for x in os.getloadavg()
+        ),
         "Python": platform.python_version(),
     }
     for package in ("numpy", "numba", "llvmlite", "fastapi", "uvicorn", "orjson", "torch"):

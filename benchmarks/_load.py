@@ -12,7 +12,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from benchmarks._server import HOST, cpu_seconds
@@ -109,15 +109,37 @@ async def _exchange(
     return _closing(head)
 
 
-async def _load(
-    port: int,
+class _Connection:
+    """One keep-alive connection of the closed loop, opened again when the server closes it
+    (in the request's time, as a client would)."""
+
+    def __init__(self, port: int, request: bytes) -> None:
+        self.port, self.request = port, request
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self) -> None:
+        self.streams = await asyncio.open_connection(HOST, self.port, limit=1 << 20)
+
+    async def exchange(self) -> None:
+        assert self.streams is not None
+        reader, writer = self.streams
+        if await _exchange(reader, writer, self.request):
+            writer.close()
+            await self.open()
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+
+
+async def _closed_loop(
     pids: Sequence[int],
-    request: bytes,
-    concurrency: int,
+    exchanges: list[Callable[[], Awaitable[object]]],
     warmup: float,
     windows: list[float],
 ) -> list[Window]:
-    streams = [await asyncio.open_connection(HOST, port, limit=1 << 20) for _ in range(concurrency)]
+    """Each of ``exchanges`` (one per connection or call in flight) sends its next request as
+    soon as its last answer is in, for ``warmup`` s, then for each of the ``windows``."""
     # window k collects requests that complete in [edges[k], edges[k + 1])
     start = time.perf_counter() + warmup
     edges = [start]
@@ -126,16 +148,13 @@ async def _load(
     latencies: list[list[float]] = [[] for _ in windows]
     marks: list[tuple[float, tuple[float, ...]]] = []
 
-    async def worker(index: int) -> None:
+    async def worker(exchange: Callable[[], Awaitable[object]]) -> None:
         k = 0
         while True:
             sent = time.perf_counter()
             if sent >= edges[-1]:
                 return
-            reader, writer = streams[index]
-            if await _exchange(reader, writer, request):  # closed by the server: a new one,
-                writer.close()  # opened in the request's time, as a client would
-                streams[index] = await asyncio.open_connection(HOST, port, limit=1 << 20)
+            await exchange()
             done = time.perf_counter()
             while k < len(windows) and done >= edges[k + 1]:
                 k += 1
@@ -148,11 +167,7 @@ async def _load(
             await asyncio.sleep(max(0.0, edge - time.perf_counter()))
             marks.append((time.process_time(), tuple(cpu_seconds(pid) for pid in pids)))
 
-    try:
-        await asyncio.gather(clock(), *(worker(i) for i in range(concurrency)))
-    finally:
-        for _, writer in streams:
-            writer.close()
+    await asyncio.gather(clock(), *(worker(exchange) for exchange in exchanges))
     out = []
     for k, seconds in enumerate(windows):
         (client0, servers0), (client1, servers1) = marks[k], marks[k + 1]
@@ -160,6 +175,29 @@ async def _load(
         each = tuple((b - a) / seconds for a, b in zip(servers0, servers1, strict=True))
         out.append(Window(len(latencies[k]), seconds, latencies[k], client, sum(each), each))
     return out
+
+
+async def _load(
+    port: int,
+    pids: Sequence[int],
+    request: bytes,
+    concurrency: int,
+    warmup: float,
+    windows: list[float],
+) -> list[Window]:
+    connections = [_Connection(port, request) for _ in range(concurrency)]
+    try:
+        for connection in connections:
+            await connection.open()
+        exchanges = [connection.exchange for connection in connections]
+        return await _closed_loop(pids, exchanges, warmup, windows)
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _pids(pid: int | Sequence[int]) -> list[int]:
+    return [pid] if isinstance(pid, int) else list(pid)
 
 
 def load(
@@ -173,9 +211,47 @@ def load(
 ) -> list[Window]:
     """Warm up for ``warmup`` s, then ``repeats`` back-to-back windows of ``duration`` s; the
     server's CPU is ``pid``'s, or the sum of several processes' (``Window.process_cpu``)."""
-    pids = [pid] if isinstance(pid, int) else list(pid)
     with asyncio.Runner(loop_factory=_loop_factory) as runner:
-        return runner.run(_load(port, pids, request, concurrency, warmup, [duration] * repeats))
+        windows = [duration] * repeats
+        return runner.run(_load(port, _pids(pid), request, concurrency, warmup, windows))
+
+
+async def _grpc_load(
+    port: int,
+    pid: int,
+    method: str,
+    request: bytes,
+    concurrency: int,
+    warmup: float,
+    windows: list[float],
+) -> list[Window]:
+    import grpc  # lossd's own dependency (its gRPC server)
+
+    async with grpc.aio.insecure_channel(f"{HOST}:{port}") as channel:
+        call = channel.unary_unary(method)  # bytes in, bytes out: no (de)serializer
+
+        async def exchange() -> object:
+            return await call(request)
+
+        return await _closed_loop([pid], [exchange] * concurrency, warmup, windows)
+
+
+def grpc_load(
+    port: int,
+    pid: int,
+    method: str,
+    request: bytes,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    repeats: int,
+) -> list[Window]:
+    """``load`` over gRPC: ``concurrency`` calls of ``method`` in flight on one channel (HTTP/2
+    streams), each a serialized message built once and an answer read whole (not parsed).
+    grpc.aio runs on asyncio's own loop."""
+    with asyncio.Runner() as runner:
+        windows = [duration] * repeats
+        return runner.run(_grpc_load(port, pid, method, request, concurrency, warmup, windows))
 
 
 # --- a mixed closed loop whose every answer is checked (benchmarks/load.py) ----------------------

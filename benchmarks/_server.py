@@ -1,4 +1,5 @@
-"""A real ``lossd serve`` on 127.0.0.1 for the HTTP sections, and what /proc says about it.
+"""A real ``lossd serve`` (or a peer server) on 127.0.0.1 for the HTTP sections, and what /proc
+says about it.
 
 Like ``tests/conftest.py``'s ``start_server``, but it also times the start (process launch to
 the port accepting connections, and to the first /readyz 200, polled every few milliseconds with
@@ -31,7 +32,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A running ``lossd serve`` process and how long it took to start."""
+    """A running server process (``lossd serve`` or a peer) and how long it took to start."""
 
     port: int
     process: subprocess.Popen[bytes]
@@ -78,18 +79,32 @@ def status_code(port: int, path: str, timeout: float = 2.0) -> int | None:
 
 
 def start(env: dict[str, str] | None = None, timeout: float = 300.0) -> Server:
-    """Start ``python -m service serve`` on a free port; return once /readyz answers 200.
+    """Start ``python -m service serve`` on a free port; return once /readyz answers 200."""
+    port = free_port()
+    command = [sys.executable, "-m", "service", "serve", "--host", HOST, "--port", str(port)]
+    return launch(command, port, "/readyz", {"LOSSD_LOG_LEVEL": "warning", **(env or {})}, timeout)
 
-    /readyz is polled every 5 ms, backing off to 0.5% of the time elapsed (so a minute-long
+
+def launch(
+    command: list[str],
+    port: int,
+    ready_path: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300.0,
+    cwd: Path = ROOT,
+) -> Server:
+    """Start a server process that listens on ``port``; return once ``GET ready_path`` answers
+    200 (lossd's own, or a peer's in benchmarks/peers.py).
+
+    The path is polled every 5 ms, backing off to 0.5% of the time elapsed (so a minute-long
     cold start is not slowed by the polls it answers, and every figure is within 0.5%).
     """
-    port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once the server is up or failed
     launched = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", HOST, "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "LOSSD_LOG_LEVEL": "warning", **(env or {})},
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
@@ -101,14 +116,14 @@ def start(env: dict[str, str] | None = None, timeout: float = 300.0) -> Server:
                 log.seek(0)
                 err = log.read().decode(errors="replace")
                 raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
-            code = status_code(port, "/readyz")
+            code = status_code(port, ready_path)
             now = time.perf_counter()
             if code is not None and listening is None:
                 listening = now - launched
             if code == 200:
                 return Server(port, process, listening or now - launched, now - launched)
             time.sleep(min(0.1, max(0.005, (now - launched) / 200)))
-        raise RuntimeError("server did not become ready")
+        raise RuntimeError(f"{command[0]} did not become ready")
     except BaseException:
         if process.poll() is None:
             process.kill()

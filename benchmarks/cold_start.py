@@ -69,10 +69,15 @@ def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> float:
     return elapsed
 
 
+# An empty cache compiles every kernel before ready: over 150 of them, which on a shared 2-core
+# machine under load has taken 15-20 minutes.
+EMPTY_START_TIMEOUT = 1800.0
+
+
 def start_once(env: dict[str, str]) -> Start:
     """Start a server, time the first request of each kind on a connection opened after ready."""
     reqs = requests()
-    with _server.start(env) as srv:
+    with _server.start(env, timeout=EMPTY_START_TIMEOUT) as srv:
         # the client's own first-call costs, on a GET the readiness polls already made
         probe = http.client.HTTPConnection(_server.HOST, srv.port, timeout=60)
         probe.request("GET", "/readyz")

@@ -25,6 +25,7 @@ SECTIONS = (
     "threads",
     "multi_loss",
     "python_client",
+    "peers",
 )
 
 

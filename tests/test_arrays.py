@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import string
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -536,6 +537,57 @@ def test_number_parser_refuses_what_it_does_not_read_as_orjson_would(text: bytes
     """Other tokens, empty lists and rows, ragged rows, deeper nesting, bad grammar and numbers
     out of range are left to orjson and ``decode_array`` (their errors stay as they were)."""
     assert fast_read(text) is None
+
+
+def _float_tokens(rng: np.random.Generator) -> list[str]:
+    """Float tokens the Eisel-Lemire path reads (digits beyond 53 bits, within 64), and the
+    cases at its edges: random doubles printed shortest and with 17 and 19 digits, random
+    mantissas of 16 to 20 digits at every power of ten it takes and past it, values exactly
+    halfway between two doubles written in at most 19 digits, subnormals and the largest."""
+    doubles = (rng.standard_normal(4000) * 10.0 ** rng.integers(-300, 300, 4000)).tolist()
+    tokens = [repr(x) for x in doubles]
+    tokens += [f"{x:.16e}" for x in doubles[:1000]] + [f"{x:.18e}" for x in doubles[1000:2000]]
+    for count in rng.integers(16, 21, 6000):  # up to 1e-350 (0) and just below inf
+        q = int(rng.integers(-350, 309 - count))
+        mantissa = int(rng.integers(10 ** (count - 16), 10 ** (count - 15))) * 10**15
+        mantissa += int(rng.integers(0, 10**15))
+        tokens.append(f"{'-' if q % 2 else ''}{mantissa}e{q}")
+    for shift in range(-4, 12):  # (2**53 + odd) * 2**shift: halfway between two doubles
+        for odd in rng.integers(0, 2**51, 40):
+            value = Fraction(2**53 + 2 * int(odd) + 1) * Fraction(2) ** shift
+            text = f"{value.numerator * 10**4 // value.denominator}e-4"
+            if len(text) <= 23:
+                tokens += [text, text.replace("e-4", "0e-5")]
+    tokens += [
+        "9007199254740993.0",
+        "9007199254740995e0",
+        "18014398509481985.0",
+        "7.2057594037927933e16",
+        "7.3177701707893310e15",
+        "1e23",
+        "2.2250738585072014e-308",
+        "2.225073858507201e-308",
+        "4.9406564584124654e-324",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "18446744073709551615e-10",
+        "9999999999999999999e288",
+        "1000000000000000000e-360",
+    ]
+    return tokens
+
+
+def test_number_parser_rounds_long_digits_as_python() -> None:
+    """Float tokens whose digits pass 53 bits (Eisel-Lemire's, and strtod's beyond 64 bits or
+    at the edges) read as Python's correctly rounded ``float`` of the token, bit for bit."""
+    tokens = _float_tokens(np.random.default_rng(13))
+    fast = fast_read(("[" + ",".join(tokens) + "]").encode())
+    assert fast is not None and fast.dtype == np.float64
+    expected = np.array([float(t) for t in tokens])
+    wrong = [
+        t for t, a, b in zip(tokens, fast, expected, strict=True) if a.tobytes() != b.tobytes()
+    ]
+    assert not wrong, wrong[:10]
 
 
 def test_parsed_list_reads_like_the_list_it_stands_for() -> None:

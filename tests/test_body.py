@@ -5,6 +5,8 @@ the bounds on what orjson is handed."""
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import orjson
 import pytest
@@ -92,6 +94,48 @@ def test_parse_object_lifts_long_number_lists_as_parsed_arrays() -> None:
     assert type(parsed["sample_weight"]) is list
     assert type(parsed["params"]["predictions"]) is list
     assert parsed["reduction"] == "mean"
+
+
+def test_numbers_printed_in_full_answer_as_their_packed_arrays() -> None:
+    """Lists of doubles printed in full (16 and 17 digits, most of them beyond Clinger's 53 bits:
+    the number parser's Eisel-Lemire path) get the answer of the same float64 arrays sent
+    packed, byte for byte, on /loss and on /v2."""
+    from service.codecs import oip
+    from service.codecs.loss import evaluate_one
+
+    rng = np.random.default_rng(7)
+    logits, labels = rng.standard_normal((4000, 5)) * 30, rng.integers(0, 5, 4000)
+    outputs = [{"name": "value"}, {"name": "gradient"}]
+    options = {"gradient": True, "array_format": "packed", "params": {"from_logits": True}}
+
+    def packed(array: np.ndarray) -> dict[str, object]:
+        data = base64.b64encode(array.tobytes()).decode()
+        return {"dtype": array.dtype.name, "shape": list(array.shape), "data": data}
+
+    lists = {"predictions": logits, "targets": labels, **options}
+    body = orjson.dumps(lists, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert parse_object(body)[0]["predictions"].array.tobytes() == logits.tobytes()
+    sent = {"predictions": packed(logits), "targets": packed(labels), **options}
+    answers = [
+        evaluate_one("cross_entropy", b, 1 << 20).body.tobytes() for b in (body, orjson.dumps(sent))
+    ]
+    assert answers[0] == answers[1]
+
+    def v2(predictions: dict[str, object], targets: dict[str, object], raw: bytes = b"") -> bytes:
+        tensors = [
+            {"name": "predictions", "shape": [4000, 5], "datatype": "FP64", **predictions},
+            {"name": "targets", "shape": [4000], "datatype": "INT64", **targets},
+        ]
+        doc = {"inputs": tensors, "outputs": outputs, "parameters": {"from_logits": True}}
+        header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+        body = np.frombuffer(header + raw, np.uint8)
+        return oip.infer(
+            "cross_entropy", len(header) if raw else None, body, 1 << 20
+        ).body.tobytes()
+
+    flat = v2({"data": logits.reshape(-1)}, {"data": labels})
+    sizes = [{"parameters": {"binary_data_size": a.nbytes}} for a in (logits, labels)]
+    assert flat == v2(*sizes, logits.tobytes() + labels.tobytes())
 
 
 def test_a_list_the_parser_refuses_is_left_to_orjson_and_decode_array() -> None:
