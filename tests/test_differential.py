@@ -7,10 +7,10 @@ per-sample losses, with sample weights and κ), its gradient (autograd of that r
 its Hessian diagonal (double backward). The library references are in
 ``tests/support/libraries.py``, which says how each library is reached: PyTorch is called; Keras
 cannot compute in float64 on the torch backend, so it is called and compared at 1e-6 here, and
-its formulas, written out in torch float64, are compared at 1e-9; optax (JAX is not installed)
-is its source's formulas in torch float64; scikit-learn and scipy are called for the values,
-their formulas in torch give the gradients; XGBoost is its objectives' gradient and Hessian
-formulas.
+its formulas, written out in torch float64, are compared at 1e-9; optax is its source's formulas
+in torch float64 (optax, Rax and XGBoost themselves are called by
+tests/test_listwise_losses.py); scikit-learn and scipy are called for the values, their
+formulas in torch give the gradients; XGBoost is its objectives' gradient and Hessian formulas.
 
 The aliases that carry their library's defaults (LOSSES.md, "Aliases carry their library's
 defaults") are evaluated through the ``/loss`` codec (``evaluate_one``), so the alias's defaults

@@ -247,7 +247,7 @@ COMPATIBLE = {
         for other in REGISTRY
         if (CASES[other.name].pred, CASES[other.name].targ)
         == (CASES[spec.name].pred, CASES[spec.name].targ)
-        and other.params.min_rank <= rank
+        and other.params.min_rank <= rank <= other.params.max_rank
     ]
     for spec in REGISTRY
     for rank in (1, 2)
@@ -274,7 +274,8 @@ def near_valid(draw: st.DrawFn, many: bool = False) -> tuple[str, dict[str, Any]
     spec = BY_NAME[name]
     case = CASES[spec.name]
     fault = draw(st.one_of(st.just(None), st.sampled_from(FAULTS)))
-    rank = 2 if spec.params.min_rank == 2 else draw(st.sampled_from([1, 2]))
+    ranks = range(spec.params.min_rank, spec.params.max_rank + 1)
+    rank = draw(st.sampled_from(list(ranks)))
     params = dict(draw(st.sampled_from(case.params)))
     # class weights and similarity matrices fix the number of classes
     sized = [len(v) for v in params.values() if isinstance(v, list)]

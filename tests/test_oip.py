@@ -94,7 +94,7 @@ def test_every_loss_and_alias_is_a_ready_model(tc: triton.InferenceServerClient)
             assert inputs["sample_weight"]["optional"] and inputs["sample_weight"]["shape"] == [-1]
             assert inputs["predictions"]["datatypes"] == ["FP64", "FP32", "FP16", "BF16"]
             assert all(t["datatypes"] == ["FP64", "FP32"] for t in meta["outputs"])
-            index = "class_index" in spec.targets
+            index = bool({"class_index", "labels"} & set(spec.targets))
             assert ("INT64" in inputs["targets"]["datatypes"]) == index
             assert ([-1] in inputs["targets"]["shapes"]) == (index or spec.params.min_rank == 1)
             outputs = [t["name"] for t in meta["outputs"]]

@@ -85,7 +85,8 @@ class RequestInput(_Strict):
     datatype: Datatype = Field(
         description=(
             "FP64, FP32, FP16 or BF16 (FP16 and BF16 compute in FP32 unless `dtype` is "
-            "`float64`); the targets of losses that take class indices also INT64, INT32"
+            "`float64`); the targets of losses that take class indices or group labels also "
+            "INT64, INT32"
         )
     )
     parameters: Parameters = Field(
@@ -217,8 +218,14 @@ def model(name: str, version: str | None) -> LossSpec:
 def model_metadata(spec: LossSpec) -> dict[str, Any]:
     """``GET /v2/models/{name}``: inputs and outputs with every datatype and shape they take."""
     shapes = [[-1, -1]] if spec.params.min_rank == 2 else [[-1], [-1, -1]]
-    index = "class_index" in spec.targets
+    if spec.params.max_rank == 1:  # one value a sample
+        shapes = [[-1]]
+    index = bool({"class_index", "labels"} & set(spec.targets))
     target_shapes = [*shapes, [-1]] if index and [-1] not in shapes else shapes
+    if "labels" in spec.targets:  # (N,) labels only
+        target_shapes = [[-1]]
+    if "interval" in spec.targets:  # (N, 2) intervals, or (N,) observed times
+        target_shapes = [*target_shapes, [-1, 2]]
     outputs = ["value", "per_sample", "gradient"] + (["hessian"] if spec.hessian else [])
     output_shapes = {"value": [[1]], "per_sample": [[-1]], "gradient": shapes, "hessian": shapes}
     return {

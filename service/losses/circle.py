@@ -100,29 +100,28 @@ def circle_rows(
     sig = np.zeros(n)
     slope = np.zeros(n)
     live = np.zeros(n, dtype=np.bool_)
+    terms = np.empty(n)  # row i's terms a_ij (positives) and b_ij (negatives)
     for i in range(n):
         for j in range(n):
             positive = targ[j] == targ[i]
             if positive and j == i and remove_diagonal:
                 continue
-            t = pair_terms(dot_rows(pred, i, j), positive, gamma, margin)[0]
+            terms[j] = pair_terms(dot_rows(pred, i, j), positive, gamma, margin)[0]
             if positive:
-                top_p[i] = max(top_p[i], t)
+                top_p[i] = max(top_p[i], terms[j])
             else:
-                top_n[i] = max(top_n[i], t)
+                top_n[i] = max(top_n[i], terms[j])
         live[i] = top_p[i] > -np.inf and top_n[i] > -np.inf
         if not live[i]:
             loss[i] = 0.0
             continue
         for j in range(n):
-            positive = targ[j] == targ[i]
-            if positive and j == i and remove_diagonal:
+            if j == i and remove_diagonal:
                 continue
-            t = pair_terms(dot_rows(pred, i, j), positive, gamma, margin)[0]
-            if positive:
-                sum_p[i] += math.exp(t - top_p[i])
+            if targ[j] == targ[i]:
+                sum_p[i] += math.exp(terms[j] - top_p[i])
             else:
-                sum_n[i] += math.exp(t - top_n[i])
+                sum_n[i] += math.exp(terms[j] - top_n[i])
         z = top_p[i] + math.log(sum_p[i]) + top_n[i] + math.log(sum_n[i])
         loss[i] = log1p_exp(z)
         big, small = sigmoid_pair(z)

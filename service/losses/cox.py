@@ -37,6 +37,11 @@ class CoxParams(LossParams):
 
     max_rank: ClassVar[int] = 1
 
+    @classmethod
+    def warm_up_batch(cls) -> tuple[Array, Array]:
+        """Two margins, an event and a censored time."""
+        return np.full(2, 0.5), np.array([1.0, -2.0])
+
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
     ) -> Prepared:

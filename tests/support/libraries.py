@@ -19,9 +19,13 @@ library reference
       the same formula in torch float64.
     - optax (``sigmoid_focal_loss``, ``poly_loss_cross_entropy``, ``softmax_cross_entropy``,
       ``sigmoid_binary_cross_entropy``, ``kl_divergence_with_log_targets``,
-      ``generalized_kl_divergence``, ``multiclass_sparsemax_loss``; JAX is not installed): the formulas of
+      ``generalized_kl_divergence``, ``multiclass_sparsemax_loss``): the formulas of
       ``optax/losses/_classification.py`` (google-deepmind/optax at 2edbcbe), including the
       log-space ``log(1 − p_t)`` of ``sigmoid_focal_loss``.
+    - optax's ``ranking_softmax_loss`` and ``ntxent``, Rax's pairwise and pointwise losses,
+      Keras' ``circle`` and XGBoost's Cox and AFT likelihoods: their code in torch float64 here;
+      the libraries themselves (JAX with x64, Keras, XGBoost's metrics) are called by
+      ``tests/test_listwise_losses.py``.
     - scikit-learn (``mean_pinball_loss``, ``mean_tweedie_deviance``, ``log_loss``) and scipy
       (``jensenshannon``) have no autograd: ``direct_values`` calls them for the values, and the
       gradients are those of their formulas in torch (``sklearn.metrics._regression`` and
