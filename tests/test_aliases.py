@@ -114,10 +114,9 @@ def test_cross_entropy_loss_takes_logits_and_torch_names() -> None:
     assert answer["params"]["from_logits"] is True
     assert answer["params"]["class_weight"] == weight
     # the canonical name keeps Keras' default: probabilities
-    assert (
-        ask("cross_entropy", predictions=np.full((1, 2), 0.5), targets=[0])["params"]["from_logits"]
-        is False
-    )
+    assert ask("cross_entropy", predictions=np.full((1, 2), 0.5), targets=[0])["params"][
+        "from_logits"
+    ] is False
 
 
 @pytest.mark.loss("poisson")

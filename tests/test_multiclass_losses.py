@@ -315,16 +315,8 @@ def test_multilabel_margin_reads_target_lists_as_torch_does() -> None:
     counts twice, a row listing every class or none has loss 0; integer and float targets
     agree; per-sample losses and the weighted-sum gradient are torch's, at a margin 0."""
     torch = pytest.importorskip("torch")
-    scores = np.array(
-        [
-            [0.1, 0.2, 0.4, 0.8],
-            [0.1, 0.2, 0.4, 0.8],
-            [2.0, 1.0, 0.0, 3.0],
-            [0.5, -0.5, 1.5, 0.0],
-            [1.0, 2.0, 3.0, 4.0],
-            [0.0, 1.0, 0.5, 0.0],
-        ]
-    )
+    scores = np.array([[0.1, 0.2, 0.4, 0.8], [0.1, 0.2, 0.4, 0.8], [2.0, 1.0, 0.0, 3.0],
+                       [0.5, -0.5, 1.5, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.5, 0.0]])
     targets = np.array([[3, 0, -1, 1], [3, 3, -1, 2], [0, 1, 2, 3], [-1, 0, 1, 2], [3, -1, 0, 0],
                         [1, -1, -1, -1]])  # fmt: skip
     w = np.array([0.5, 1.0, 2.0, 1.0, 1.5, 3.0])

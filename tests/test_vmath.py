@@ -58,7 +58,7 @@ def test_log1p_near_within_two_ulps() -> None:
             RNG.uniform(-0.4999, 1.0, 10**6),
             np.exp(-RNG.uniform(0, 700, 10**5)),  # the softplus tail e^{-|z|}
             RNG.uniform(-1e-12, 1e-12, 10**5),
-            np.array([1.0, 0.0, 2**-60, -(2**-60), np.sqrt(2) - 1, np.sqrt(0.5) - 1]),
+            np.array([1.0, 0.0, 2**-60, -2**-60, np.sqrt(2) - 1, np.sqrt(0.5) - 1]),
         ]
     )
     assert _ulps(_loop(_vmath.log1p_near)(u), np.log1p(u)) <= 2.0
