@@ -167,13 +167,14 @@ def test_a_405_lists_every_method_the_path_answers(
     assert response.headers["allow"] == allow
 
 
+@pytest.mark.timeout(1500)  # a cold compile of every loss: 509 kernels, minutes on 2 busy cores
 def test_second_start_loads_the_kernels_from_the_cache(tmp_path: Path) -> None:
     """On an empty numba cache a start compiles its kernels and /readyz counts them; a second
     start on that cache compiles none and is ready well under the one to two minutes a cold
     compile takes here. The 2 s start-to-ready target is measured by benchmarks/cold_start.py,
     not by a timed unit test on a shared machine."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"), "LOSSD_LOG_LEVEL": "info"}
-    first = start_server(env, timeout=540)  # a cold compile, slow when the cores are busy
+    first = start_server(env, timeout=1380)  # a cold compile, slow when the cores are busy
     cold = httpx.get(f"{first.url}/readyz", timeout=10).json()
     cold_log = first.output()
     assert first.stop() == 0
