@@ -203,13 +203,14 @@ def _follow_the_process(state: ServiceState, show_budget: Callable[[int], None])
     settings = state.settings
     if settings.max_process_bytes is not None:
         return
-    budget = default_budget(settings.workers, base=resident_bytes())
+    resident = resident_bytes()
+    budget = default_budget(settings.workers, base=resident)
     if budget < state.memory.budget:
         log.info(
             "memory budget lowered from %d to %d bytes: the process holds %d bytes once ready",
             state.memory.budget,
             budget,
-            resident_bytes(),
+            resident,
         )
         state.memory.budget = budget
         show_budget(budget)
