@@ -153,7 +153,7 @@ def test_a_blocked_run_gives_the_bytes_of_one_run(
     per-sample losses and derivatives are the same bytes as one run's, for every variant (the
     multiclass losses' mask of ignored rows is cut with the rows)."""
     spec, params = variant
-    pred, targ = sample(spec, (37, 3), 7, params)
+    pred, targ = sample(spec, (37, 3) if spec.params.max_rank > 1 else (37,), 7, params)
     options = {"gradient": True, "hessian": spec.hessian}
     whole = evaluate(spec, pred, targ, None, params, **options)
     monkeypatch.setattr(core, "BLOCK_ELEMENTS", 7)  # blocks of 2 rows of 3
