@@ -195,6 +195,19 @@ class AliasConventions(BaseModel):
     rows_loss: str | None = None
 
 
+class ExtraInputInfo(BaseModel):
+    """An extra named array a loss takes under `inputs` (on /v2: an input tensor of the name)."""
+
+    name: str
+    shapes: list[Literal["same", "rows", "column"]] = Field(
+        description=(
+            "its shapes next to (N, D) predictions: `same` (N, D), `rows` (N,), `column` (N, 1)"
+        )
+    )
+    differentiable: bool = Field(description="`input_gradients: true` returns its gradient")
+    description: str
+
+
 class LossInfo(BaseModel):
     """One catalogue entry."""
 
@@ -203,7 +216,15 @@ class LossInfo(BaseModel):
     family: Literal["regression", "binary", "multiclass", "distribution", "overlap"]
     summary: str
     formula: str = Field(description="per-sample loss in LaTeX")
-    targets: list[Literal["same_shape", "class_index"]]
+    targets: list[Literal["same_shape", "class_index", "per_sample"]] = Field(
+        description=(
+            "the forms of targets it takes: of the predictions' shape, (N,) class indices, or "
+            "(N,) one label per sample; none for a loss that takes no targets"
+        )
+    )
+    inputs: list[ExtraInputInfo] = Field(
+        description="the extra named arrays it takes under `inputs`, each required"
+    )
     params: dict[str, Any] = Field(description="JSON schema of the parameters")
     gradient: bool
     hessian: bool
