@@ -371,6 +371,35 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
         )
 
 
+def arrays_of(batch: Batch, spec: LossSpec, params: LossParams) -> Batch:
+    """The batch as one loss of a request of several sees it (``POST /loss``): the targets when
+    it takes targets, and the extra inputs it takes (``check_taken`` refused any other)."""
+    names = {x.name for x in params.inputs}
+    return dataclasses.replace(
+        batch,
+        targets=batch.targets if spec.targets else None,
+        inputs={name: a for name, a in batch.inputs.items() if name in names},
+    )
+
+
+def check_taken(batch: Batch, losses: Sequence[tuple[LossSpec, LossParams]]) -> None:
+    """422 for an array that no loss of a request of several takes: targets when none takes
+    targets, an extra input that none takes (what each loss lacks, its own evaluation says)."""
+    if batch.targets is not None and not any(spec.targets for spec, _ in losses):
+        raise Unprocessable(
+            "none of the losses takes targets; send none",
+            errors=[(("targets",), "no loss of the request takes targets")],
+        )
+    taken = {x.name for _, params in losses for x in params.inputs}
+    for name in batch.inputs:
+        if name not in taken:
+            takes = ", ".join(f"inputs.{n}" for n in sorted(taken)) or "no inputs"
+            raise Unprocessable(
+                f"none of the losses takes an input `{shown(name)}` (they take {takes})",
+                errors=[(("inputs", name), "not an input of these losses")],
+            )
+
+
 def _check_inputs(spec: LossSpec, params: LossParams, batch: Batch) -> None:
     """``batch.inputs`` are the extra inputs the loss takes: none missing, none it does not
     take (the closest name suggested), each of a shape it allows next to the predictions."""

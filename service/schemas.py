@@ -99,6 +99,13 @@ class EvaluationOptions(BaseModel):
     per_sample: bool = Field(True, description="include the per-sample losses")
     gradient: bool = Field(False, description="include the gradient of the reduced value")
     hessian: bool = Field(False, description="include the diagonal of the Hessian")
+    input_gradients: bool = Field(
+        False,
+        description=(
+            "include `input_gradients`: the gradient with respect to each differentiable array "
+            "of `inputs`, scaled as `gradient` is (empty for a loss without extra inputs)"
+        ),
+    )
     dtype: ComputeDtype = Field(
         "float64",
         description=(
@@ -143,15 +150,35 @@ class MultiLossOptions(EvaluationOptions):
 
 
 ARRAY_FIELDS = ("predictions", "targets", "sample_weight")
+# The member holding the extra named arrays of the losses that take them (``inputs.var``); in a
+# multipart body each is a part named ``inputs.<name>``.
+INPUTS = "inputs"
 
 
 class BatchArrays(BaseModel):
     """The arrays of a request (decoded by ``arrays.decode_array``, documented here)."""
 
     predictions: ArrayIn
-    targets: ArrayIn
+    targets: ArrayIn | None = Field(
+        None,
+        description=(
+            "required by every loss that takes targets (GET /losses/{name}: `targets`); a loss "
+            "that takes none (triplet_margin) is sent none"
+        ),
+    )
     sample_weight: VectorIn | None = Field(
         None, description="(N,) finite non-negative weights; they enter only the reductions"
+    )
+    inputs: dict[str, ArrayIn] | None = Field(
+        None,
+        description=(
+            "the extra named arrays of the losses that take them (GET /losses/{name}: "
+            "`inputs`), each a list or packed array like `predictions`: gaussian_nll's `var`, "
+            "margin_ranking's and cosine_embedding's `input2`, triplet_margin's `positive` and "
+            "`negative`. Every array a loss takes is required; a name no loss of the request "
+            "takes is a 422"
+        ),
+        examples=[{"var": [0.5, 1.0, 2.0]}],
     )
 
 
@@ -175,6 +202,13 @@ class LossResult(BaseModel):
     per_sample: ArrayOut | None = None
     gradient: ArrayOut | None = None
     hessian: ArrayOut | None = None
+    input_gradients: dict[str, ArrayOut] | None = Field(
+        None,
+        description=(
+            "with `input_gradients: true`: the gradient with respect to each differentiable "
+            "array of `inputs`, by its name, of that array's shape"
+        ),
+    )
     params: dict[str, Any] = Field(description="the parameters in force, defaults filled in")
 
 
