@@ -3,8 +3,8 @@
 The predictions are the first rows x₁ (N, D), ``inputs.input2`` the second x₂ (N, D), and the
 targets one label per pair, (N,): 1 when the rows should be alike (l = 1 − cos), -1 when unlike
 (l = max(0, cos − margin)); any other value is a 422 (torch gives such a pair a zero loss).
-torch's norms: cos = x₁·x₂ / √((‖x₁‖² + ε)(‖x₂‖² + ε)) with its fixed ε = 1e-12 (``epsilon``), so
-a zero row has cos 0 and a finite gradient.
+torch's norms: cos = x₁·x₂ / √((‖x₁‖² + ε)(‖x₂‖² + ε)) with its fixed ε (``epsilon``: 1e-12 as a
+float32, 9.999999960041972e-13, as torch adds it), so a zero row has cos 0 and a finite gradient.
 
 Edges: a squared norm at or past 1e290 (|x| from about 1e145) would overflow: that row is divided
 by its max |x| first, so ‖x‖² + ε becomes m²·(Σ(x/m)² + ε/m²) and rows up to the float range are
@@ -29,6 +29,10 @@ from ._stable import row_factor
 
 # A squared norm below this is summed as it is; at or above it the row is scaled by its max
 SQUARES_SAFE_BELOW = 1e290
+# torch adds its EPSILON, a float32 1e-12, to the squared norms (aten's cosine_embedding_loss):
+# in float64 it is this number, and torch's answers are 2e-9 off those of 1e-12 itself on rows
+# whose norms it decides (a zero row's gradient)
+TORCH_EPSILON = float(np.float32(1e-12))
 
 
 class CosineEmbeddingParams(LossParams):
@@ -41,7 +45,9 @@ class CosineEmbeddingParams(LossParams):
 
     margin: float = Field(0.0, ge=-1, le=1, description="m in max(0, cos − m) for the -1 pairs")
     epsilon: float = Field(
-        1e-12, gt=0, description="added to each squared norm (torch's fixed EPSILON)"
+        TORCH_EPSILON,
+        gt=0,
+        description="added to each squared norm (torch's fixed EPSILON, 1e-12 as a float32)",
     )
 
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from ..jit import Array, block_range, driver, scalar
@@ -29,6 +30,10 @@ class MarginRankingParams(LossParams):
     )
 
     margin: float = Field(0.0, description="m in max(0, −y·(x₁ − x₂) + m)")
+
+    @classmethod
+    def warm_up_batch(cls) -> tuple[Array, Array]:
+        return np.full((2, 2), 0.5), np.array([[1.0, -1.0], [-1.0, 1.0]])
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo

@@ -18,7 +18,7 @@ smallest subgradient.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -51,11 +51,6 @@ class TripletMarginParams(LossParams):
     @classmethod
     def warm_up_batch(cls) -> tuple[Array, Array]:
         return np.full((2, 2), 0.5), np.empty((0, 0))
-
-    @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Any = None) -> int:
-        """Three distances (a fourth with ``swap``), each a pass for its max and one of powers."""
-        return 8 * rows * columns
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo
@@ -147,7 +142,9 @@ def triplet_margin_rows(
             elif swapped == far:
                 share = 0.5
         z = margin + mp * rp - far
-        active = z > 0.0
+        # NaN (both distances past the range: inf − inf) counts as active, so that it reaches
+        # the engine's finiteness check (a 422) instead of passing for a zero loss
+        active = not z <= 0.0
         loss[i] = z if active else 0.0
         f = row_factor(w, i, scale)
         for j in range(d):
