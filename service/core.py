@@ -227,10 +227,7 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
         for x in params.inputs
         if x.differentiable
     }
-    if extra:
-        outputs = {x.gradient_name: input_grads[x.name] for x in params.inputs if x.differentiable}
-        kernel_params = {**prepared.kernel_params, **extra, **outputs}
-        prepared = dataclasses.replace(prepared, kernel_params=kernel_params)
+    prepared = params.bind_inputs(prepared, extra, input_grads)
     started = perf_counter()
     _run(spec, prepared, pred, reduction.kernel_weights, reduction.scale, loss, grad, hess)
     seconds = perf_counter() - started

@@ -159,7 +159,9 @@ class BatchArrays(BaseModel):
     """The arrays of a request (decoded by ``arrays.decode_array``, documented here)."""
 
     predictions: ArrayIn
-    targets: ArrayIn | None = Field(
+    # not sent: None (for a loss that takes none); sent, an array (null is refused like any
+    # other non-array), so the schema is not nullable
+    targets: ArrayIn = Field(  # type: ignore[assignment]
         None,
         description=(
             "required by every loss that takes targets (GET /losses/{name}: `targets`); a loss "

@@ -210,8 +210,8 @@ def _half(doc: dict[str, Any]) -> bool:
 
 def _decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int) -> core.Batch:
     """Take the array fields out of ``doc`` and decode them: ``predictions`` is required;
-    ``targets``, ``sample_weight`` and ``inputs`` may be missing or null (whether the losses
-    take them is the core's to say); ``inputs`` is an object of named arrays."""
+    ``targets`` may be missing (whether the losses take them is the core's to say), not null;
+    ``sample_weight`` and ``inputs``, an object of named arrays, may be missing or null."""
     if "predictions" not in doc:
         raise Unprocessable(
             "`predictions` is required", errors=[(("predictions",), "Field required")]
@@ -226,8 +226,10 @@ def _decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int
             return decode_array(value, field, max_elements)
 
     def take(field: str) -> Array | None:
-        value = doc.pop(field, None)
-        return None if value is None else decode(value, field)
+        if field not in doc or (field == "sample_weight" and doc[field] is None):
+            doc.pop(field, None)
+            return None
+        return decode(doc.pop(field), field)
 
     named = doc.pop(INPUTS, None)
     if named is not None and not isinstance(named, dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
@@ -202,6 +202,17 @@ class LossParams(BaseModel):
             make = partial(as_compute, inputs[x.name], dtype, f"inputs.{x.name}")
             arrays[x.name] = memoized(memo, ("inputs", x.name, dtype), make)
         return arrays
+
+    def bind_inputs(
+        self, prepared: Prepared, inputs: Mapping[str, Array], gradients: Mapping[str, Array]
+    ) -> Prepared:
+        """``prepared`` with the extra inputs (``prepare_inputs``' arrays) and the outputs of
+        their gradients (by input name: writable arrays of the input's compute shape, or empty
+        ones when not asked for) among the kernel parameters, under the driver's names."""
+        if not self.inputs:
+            return prepared
+        outputs = {x.gradient_name: gradients[x.name] for x in self.inputs if x.differentiable}
+        return replace(prepared, kernel_params={**prepared.kernel_params, **inputs, **outputs})
 
     def check_inputs(self, predictions: Array, inputs: Mapping[str, Array]) -> None:
         """Raise ``OutOfDomain`` for extra inputs the loss is not defined on (default: none);
