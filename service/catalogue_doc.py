@@ -24,10 +24,13 @@ FAMILIES: dict[Family, tuple[str, str]] = {
         "Regression",
         """\
 Predictions and targets have the same shape, `(N,)` or `(N, D)`. Except for
-`cosine_similarity`, each loss is an elementwise function ℓ(ŷ, y) of one prediction and its
-target, usually of the residual r = ŷ − y, and l_i is its mean over the D columns of row i. The
-derivatives given below are ℓ's own, per element; the returned gradient and Hessian are them
-divided by D and scaled for the reduction (see [Gradient and Hessian](#gradient-and-hessian)).""",
+`cosine_similarity` and `triplet_margin`, each loss is an elementwise function ℓ(ŷ, y) of one
+prediction and its target, usually of the residual r = ŷ − y, and l_i is its mean over the D
+columns of row i. The derivatives given below are ℓ's own, per element; the returned gradient
+and Hessian are them divided by D and scaled for the reduction (see
+[Gradient and Hessian](#gradient-and-hessian)). `gaussian_nll` also takes the variances under
+`inputs.var`, and `triplet_margin` takes anchors with `inputs.positive` and `inputs.negative`
+rows and no targets (see [Extra named arrays](#extra-named-arrays)).""",
     ),
     "binary": (
         "Binary and multilabel",
@@ -43,7 +46,10 @@ D independent labels (multilabel), and l_i is the mean over the D columns.
   `hinge_embedding`) and labels t in {−1, 1}, or in {0, 1} with 0 meaning −1; a batch holding
   both 0 and −1 is a 422 because it is ambiguous.
 - `multilabel_soft_margin` always takes logits, and targets in [0, 1]; its `weight` w_c
-  multiplies each column's term: one number for every column, or one per column.""",
+  multiplies each column's term: one number for every column, or one per column.
+- `margin_ranking` and `cosine_embedding` compare pairs: the predictions x₁ with a second array
+  x₂ under `inputs.input2`, labels exactly ±1 (elementwise for `margin_ranking`; one per row,
+  `(N,)`, for `cosine_embedding`).""",
     ),
     "multiclass": (
         "Multiclass",
@@ -172,7 +178,25 @@ DETAILS: dict[str, str] = {
         "Hessian. ℓ is `gamma-nloglik` (dispersion 1) without that metric's floor μ ≥ 1e-6; the "
         "gamma deviance 2(y/μ − log(y/μ) − 1) = 2(ℓ − 1 − log y) has twice these derivatives."
     ),
+    "gaussian_nll": (
+        "With v = max(σ², eps): ∂ℓ/∂ŷ = r/v, ∂²ℓ/∂ŷ² = 1/v; `input_gradients.var` is "
+        "½(1/v − r²/v²), summed over a row's outputs when they share one variance, and passes "
+        "the clamp as in PyTorch (below eps it is the derivative at eps: PyTorch clamps a copy "
+        "under `no_grad`). A negative variance is a 422 (PyTorch raises). r²/v is formed as "
+        "(r/v)·r, so residuals past 1e154 are answered where the quotient is finite."
+    ),
     "cosine_similarity": "l_i sums over the row rather than averaging, and lies in [−1, 1].",
+    "triplet_margin": (
+        "A request sends no `targets` (sending them is a 422). With v = a − p + ε (ε added to "
+        "every difference, as PyTorch's `pairwise_distance`): ∂‖v‖_p/∂a_j = "
+        "sign(v_j)|v_j|^(p−1)/‖v‖^(p−1), 0 for a zero row (PyTorch's); the anchor's gradient is "
+        "∇d(a, p) − ∇d(a, n) where the hinge is active, the positive's −∇d(a, p) and the "
+        "negative's ∇d(a, n) in `input_gradients`. With `swap`, where d(p, n) < d(a, n) it "
+        "replaces it (its gradient goes to the positive and negative), and at a tie the two "
+        "share the gradient half and half, as PyTorch's `minimum`. Distances are computed from "
+        "the differences divided by their row's max, so rows up to the float range are "
+        "answered (PyTorch's p = 2 norm overflows from about 1e154)."
+    ),
     "binary_cross_entropy": (
         "From logits z, with P = `pos_weight`: ∂l/∂z = (1 + (P − 1)y′)σ(z) − P·y′ and "
         "∂²l/∂z² = (1 + (P − 1)y′)σ(z)(1 − σ(z)), divided by D. From probabilities: "
@@ -199,6 +223,20 @@ DETAILS: dict[str, str] = {
         "∂²ℓ/∂ŷ² = 0. The predictions are usually distances (PyTorch's use: a pairwise "
         "distance and whether the pair is similar); any real number is accepted, and for t = 1 "
         "the loss is ŷ itself, negative where ŷ is, as in PyTorch."
+    ),
+    "margin_ranking": (
+        "∂ℓ/∂x₁ = −t and `input_gradients.input2` ∂ℓ/∂x₂ = t where −t(x₁ − x₂) + m > 0, else "
+        "both 0 (also at the margin: ties with m = 0, where PyTorch's clamp passes −t); "
+        "∂²ℓ/∂x₁² = 0. Labels must be exactly ±1 (PyTorch reads any other value as it is)."
+    ),
+    "cosine_embedding": (
+        "With n_k = √(‖x_k‖² + ε), u = x₁/n₁, v = x₂/n₂: ∂cos/∂x₁ = (v − cos·u)/n₁, "
+        "∂²cos/∂x₁_j² = (3cos·u_j² − 2u_j v_j − cos)/n₁², and `input_gradients.input2` "
+        "∂cos/∂x₂ = (u − cos·v)/n₂; the loss's derivatives are their negatives for t = 1 and "
+        "themselves for t = −1 where cos > m (0 at and below the margin). ε is PyTorch's EPSILON "
+        "as PyTorch adds it, 1e-12 rounded to float32. A row whose squared norm reaches 1e290 is "
+        "divided by its max first, so rows up to the float range are answered (PyTorch's "
+        "product of the two squared norms overflows from about 1e77)."
     ),
     "multilabel_soft_margin": (
         "∂l/∂z_c = w_c((1 − y)σ(z) − y·σ(−z))/C, ∂²l/∂z_c² = w_c·σ(z)σ(−z)/C. "
@@ -388,6 +426,17 @@ themselves are not weighted), and the gradient and Hessian diagonal are those of
 value, Σ_i w_i·l_i (or of Σ_i l_i for `none`), with respect to every row: row k's gradient
 collects k's part in every l_i, not only in l_k.
 
+### Extra named arrays
+
+`gaussian_nll`, `margin_ranking`, `cosine_embedding` and `triplet_margin` take arrays besides the
+predictions and targets, under `inputs` by name (each entry's **Inputs** says which, and the
+shapes it takes relative to the predictions), in any of the request's array forms; on `/v2` they
+are input tensors of those names. Each is required; a missing one, an unknown name, a shape that
+does not fit or a non-finite element is a 422 naming `inputs.<name>`. `gradient` and `hessian`
+stay the derivatives with respect to the predictions; `input_gradients: true` adds the gradient
+with respect to each input under `input_gradients`, of that input's shape, scaled for the
+reduction as `gradient` is.
+
 ### Probabilities and logits
 
 With `from_logits` false, predictions that must be probabilities are checked to lie in [0, 1];
@@ -432,6 +481,12 @@ _TARGET_FORMS = {
     "class_index": "`(N,)` class indices",
     "labels": "`(N,)` group labels",
     "interval": "`(N, 2)` intervals [lower, upper]",
+    "per_sample": "`(N,)`, one label per sample",
+}
+_INPUT_SHAPES = {
+    "same": "the predictions' shape",
+    "rows": "`(N,)` (one per sample)",
+    "column": "`(N, 1)`",
 }
 
 
@@ -585,6 +640,11 @@ def _entry(spec: LossSpec) -> list[str]:
     """One loss: summary, formula, parameters, targets, derivatives and reference."""
     aliases = ", ".join(_alias(name, spec) for name in spec.aliases) or "none"
     forms = " or ".join(_TARGET_FORMS[form] for form in spec.targets)
+    targets = f"targets {forms}" if spec.targets else "no targets (send none)"
+    for x in spec.params.inputs:
+        shapes = " or ".join(_INPUT_SHAPES[form] for form in x.shapes)
+        gradient = ", its gradient in `input_gradients`" if x.differentiable else ""
+        targets += f"; `inputs.{x.name}`: {_prose(x.description)}, of {shapes}{gradient}"
     rank = "of rank 2 only" if spec.params.min_rank == 2 else "of rank 1 or 2"
     if spec.params.max_rank == 1:
         rank = "`(N,)`, one value a sample"
@@ -605,7 +665,7 @@ def _entry(spec: LossSpec) -> list[str]:
         "",
         *_params(spec),
         f"- **Aliases:** {aliases}",
-        f"- **Inputs:** predictions {rank}; targets {forms}.",
+        f"- **Inputs:** predictions {rank}; {targets}.",
     ]
     if spec.batch_coupled:
         lines.append(

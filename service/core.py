@@ -33,6 +33,7 @@ from .errors import (
     ShapeMismatch,
     Unprocessable,
     from_validation,
+    shown,
 )
 from .jit import Array
 from .losses import REGISTRY, LossParams, LossSpec, resolve
@@ -46,6 +47,8 @@ ReduceOver = Literal["samples", "elements"]
 DtypeName = Literal["float64", "float32"]
 DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 EMPTY_WEIGHTS = {name: readonly(np.empty(0, dtype=dt)) for name, dt in DTYPES.items()}
+# What the kernel of a loss that takes no targets gets in their place.
+NO_TARGETS = {name: readonly(np.empty((0, 0), dtype=dt)) for name, dt in DTYPES.items()}
 # The kernel runs over blocks of about this many elements, looking between two blocks whether
 # the request's client is still there (CANCEL): a few milliseconds of work each.
 BLOCK_ELEMENTS = 1 << 20
@@ -65,11 +68,14 @@ MAX_PARAM_KEYS = 32
 
 @dataclass(frozen=True)
 class Batch:
-    """The decoded arrays of a request, as sent (any numeric dtype, rank 1 or 2)."""
+    """The decoded arrays of a request, as sent (any numeric dtype, rank 1 or 2): ``targets``
+    None when the request sent none (a loss that takes none), ``inputs`` the extra named arrays
+    of the losses that take them (``LossParams.inputs``)."""
 
     predictions: Array
-    targets: Array
+    targets: Array | None
     sample_weight: Array | None = None
+    inputs: Mapping[str, Array] = dataclasses.field(default_factory=dict)
     # conversions of the targets made by one loss and reused by the next (POST /loss)
     memo: Memo = dataclasses.field(default_factory=dict, compare=False)
 
@@ -86,12 +92,16 @@ class Options:
     gradient: bool = False
     hessian: bool = False
     dtype: DtypeName = "float64"
+    # the gradients with respect to the loss's differentiable extra inputs, scaled as
+    # ``gradient`` is (of the reduced value, or of each l_i for reduction none)
+    input_gradients: bool = False
 
 
 @dataclass(frozen=True)
 class Result:
     """One loss on one batch. Arrays are in the compute dtype; ``gradient`` and ``hessian`` have
-    the predictions' shape; ``value`` is None for reduction ``none``."""
+    the predictions' shape, each of ``input_gradients`` its input's; ``value`` is None for
+    reduction ``none``."""
 
     loss: str
     reduction: Reduction
@@ -105,6 +115,8 @@ class Result:
     params: dict[str, Any]  # the parameters in force, defaults filled in
     kernel_seconds: float
     elements: int  # prediction elements the kernel went over
+    # by input name, when asked (empty for a loss without differentiable extra inputs)
+    input_gradients: dict[str, Array] | None = None
 
 
 def select(
@@ -180,11 +192,14 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     dtype = DTYPES[options.dtype]
     empty_w = EMPTY_WEIGHTS[options.dtype]
     pred = as_compute(batch.predictions, dtype, "predictions")
-    prepared = params.prepare(spec.name, batch.predictions, batch.targets, dtype, batch.memo)
+    targets = NO_TARGETS[options.dtype] if batch.targets is None else batch.targets
+    prepared = params.prepare(spec.name, batch.predictions, targets, dtype, batch.memo)
+    extra = params.prepare_inputs(batch.predictions, batch.inputs, dtype, batch.memo)
     weight = None
     if batch.sample_weight is not None:
         weight = as_compute(batch.sample_weight, dtype, "sample_weight").reshape(-1)
     params.check_domain(pred, prepared.targets)
+    params.check_inputs(pred, extra)
 
     n = pred.shape[0]
     reduction = plan(options.reduction, n, weight, prepared.kappa, empty_w)
@@ -206,11 +221,20 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     nothing = np.empty((0, 0), dtype=dtype)
     grad = np.empty_like(pred) if options.gradient else nothing
     hess = np.empty_like(pred) if options.hessian else nothing
+    # each differentiable input's gradient, written by the kernel (an empty array: not asked)
+    input_grads = {
+        x.name: np.empty_like(extra[x.name]) if options.input_gradients else np.empty((0, 0), dtype)
+        for x in params.inputs
+        if x.differentiable
+    }
+    prepared = params.bind_inputs(prepared, extra, input_grads)
     started = perf_counter()
     _run(spec, prepared, pred, reduction.kernel_weights, reduction.scale, loss, grad, hess)
     seconds = perf_counter() - started
     total = weighted_sum(loss, empty_w if weight is None else weight) * repeats
     derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
+    if options.input_gradients:
+        derivatives += input_grads.values()
     if not np.isfinite(total) or not all(np.isfinite(a).all() for a in derivatives):
         advice = " or use dtype float64" if options.dtype == "float32" else ""
         raise OutOfDomain(
@@ -235,6 +259,11 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
         params=params.model_dump() if prepared.shown is None else prepared.shown,
         kernel_seconds=seconds,
         elements=pred.size,
+        input_gradients={
+            name: a.reshape(batch.inputs[name].shape) for name, a in input_grads.items()
+        }
+        if options.input_gradients
+        else None,
     )
 
 
@@ -260,7 +289,8 @@ def _run(
     if cancel is None or spec.batch_coupled:
         spec.run(pred, prepared.targets, w, scale, loss, grad, hess, prepared)
         return
-    per_row = {k: v for k, v in prepared.kernel_params.items() if k in ROW_ARGS and v.shape[0] == n}
+    row_args = ROW_ARGS | spec.params.row_arguments()
+    per_row = {k: v for k, v in prepared.kernel_params.items() if k in row_args and v.shape[0] == n}
     for start in range(0, max(n, 1), step):
         if cancel.is_set():
             raise ClientGone("the client closed the connection; the evaluation was stopped")
@@ -305,7 +335,9 @@ def _weight_sum_overflow(
 
 
 def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
-    """Rank as the loss needs; weights are (N,) and non-negative (targets: ``params.prepare``)."""
+    """Rank as the loss needs; targets sent exactly when the loss takes them (their shape:
+    ``params.prepare``); the extra inputs the loss takes, each of a shape it allows; weights
+    are (N,) and non-negative."""
     pred, weight = batch.predictions, batch.sample_weight
     if pred.ndim < params.min_rank:
         raise ShapeMismatch(
@@ -319,6 +351,18 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
             f"{list(pred.shape)}",
             errors=[(("predictions",), f"rank must be {params.max_rank}")],
         )
+    if batch.targets is None and spec.targets:
+        raise Unprocessable(
+            f"`targets` is required: {spec.name} takes targets",
+            errors=[(("targets",), "Field required")],
+        )
+    if batch.targets is not None and not spec.targets:
+        raise Unprocessable(
+            f"{spec.name} takes no targets: send predictions and "
+            f"{', '.join(f'inputs.{x.name}' for x in params.inputs)} only",
+            errors=[(("targets",), "this loss takes no targets")],
+        )
+    _check_inputs(spec, params, batch)
     if weight is None:
         return
     if weight.shape != (pred.shape[0],):
@@ -332,6 +376,65 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
             f"sample_weight[{first}] is negative; weights must be non-negative",
             errors=[(("sample_weight", first), "must be >= 0")],
         )
+
+
+def arrays_of(batch: Batch, spec: LossSpec, params: LossParams) -> Batch:
+    """The batch as one loss of a request of several sees it (``POST /loss``): the targets when
+    it takes targets, and the extra inputs it takes (``check_taken`` refused any other)."""
+    names = {x.name for x in params.inputs}
+    return dataclasses.replace(
+        batch,
+        targets=batch.targets if spec.targets else None,
+        inputs={name: a for name, a in batch.inputs.items() if name in names},
+    )
+
+
+def check_taken(batch: Batch, losses: Sequence[tuple[LossSpec, LossParams]]) -> None:
+    """422 for an array that no loss of a request of several takes: targets when none takes
+    targets, an extra input that none takes (what each loss lacks, its own evaluation says)."""
+    if batch.targets is not None and not any(spec.targets for spec, _ in losses):
+        raise Unprocessable(
+            "none of the losses takes targets; send none",
+            errors=[(("targets",), "no loss of the request takes targets")],
+        )
+    taken = {x.name for _, params in losses for x in params.inputs}
+    for name in batch.inputs:
+        if name not in taken:
+            takes = ", ".join(f"inputs.{n}" for n in sorted(taken)) or "no inputs"
+            raise Unprocessable(
+                f"none of the losses takes an input `{shown(name)}` (they take {takes})",
+                errors=[(("inputs", name), "not an input of these losses")],
+            )
+
+
+def _check_inputs(spec: LossSpec, params: LossParams, batch: Batch) -> None:
+    """``batch.inputs`` are the extra inputs the loss takes: none missing, none it does not
+    take (the closest name suggested), each of a shape it allows next to the predictions."""
+    declared = {x.name: x for x in params.inputs}
+    takes = ", ".join(f"inputs.{name}" for name in declared) or "no inputs"
+    for name in batch.inputs:
+        if name not in declared:
+            close = difflib.get_close_matches(name[:100], list(declared), n=1)
+            hint = f"did you mean inputs.{close[0]}?" if close else f"it takes {takes}"
+            raise Unprocessable(
+                f"{spec.name} takes no input `{shown(name)}`; {hint}",
+                errors=[(("inputs", name), "not an input of this loss")],
+            )
+    for x in params.inputs:
+        array = batch.inputs.get(x.name)
+        if array is None:
+            raise Unprocessable(
+                f"`inputs.{x.name}` is required: {spec.name} takes {takes} ({x.description})",
+                errors=[(("inputs", x.name), "Field required")],
+            )
+        allowed = x.allowed(batch.predictions.shape)
+        if array.shape not in allowed:
+            shapes = " or ".join(str(list(a)) for a in allowed)
+            raise ShapeMismatch(
+                f"inputs.{x.name} has shape {list(array.shape)}; next to predictions of shape "
+                f"{list(batch.predictions.shape)} {spec.name} takes it of shape {shapes}",
+                errors=[(("inputs", x.name), "shape does not fit the predictions")],
+            )
 
 
 @dataclass(frozen=True)
@@ -361,6 +464,9 @@ class Demand:
     specs: Sequence[tuple[LossSpec, Mapping[str, Any] | None]] = ()
     # the targets as declared (also among ``inputs``); None: unknown, counted as (N, C) rows
     targets: Declared | None = None
+    # the extra named inputs as declared (also among ``inputs``): each has a compute copy, and
+    # with ``options.input_gradients`` a gradient per loss, in the compute dtype and as text
+    extra: Sequence[Declared] = ()
 
     @property
     def losses(self) -> int:
@@ -369,16 +475,18 @@ class Demand:
     def bytes_needed(self) -> int:
         """The sum of what the request may hold at once: the decoded inputs in their own dtypes;
         the compute arrays (the predictions as (N, C) of the compute dtype; the targets as
-        ``targets_bytes`` says; the weights and κ (N,)); per loss, its working memory, the
-        per-sample losses and the asked-for derivatives, in the compute dtype and as response
-        text."""
+        ``targets_bytes`` says; the extra inputs; the weights and κ (N,)); per loss, its working
+        memory, the per-sample losses and the asked-for derivatives (the extra inputs' gradients
+        among them), in the compute dtype and as response text."""
         rows, values = self.predictions.rows, self.predictions.elements
         size = 4 if self.options.dtype == "float32" else 8
         derivatives = self.options.gradient + self.options.hessian
+        extra = sum(a.elements for a in self.extra)
+        derived = derivatives * values + self.options.input_gradients * extra
         inputs = sum(a.elements * a.itemsize for a in self.inputs)
-        compute = (values + 2 * rows) * size + self.targets_bytes()
-        outputs = (rows + derivatives * values) * size
-        outputs += int((self.options.per_sample * rows + derivatives * values) * self.text_bytes)
+        compute = (values + extra + 2 * rows) * size + self.targets_bytes()
+        outputs = (rows + derived) * size
+        outputs += int((self.options.per_sample * rows + derived) * self.text_bytes)
         columns = values // rows if rows else 0
         indices = self.class_indices()
         own = sum(

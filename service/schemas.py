@@ -100,6 +100,13 @@ class EvaluationOptions(BaseModel):
     per_sample: bool = Field(True, description="include the per-sample losses")
     gradient: bool = Field(False, description="include the gradient of the reduced value")
     hessian: bool = Field(False, description="include the diagonal of the Hessian")
+    input_gradients: bool = Field(
+        False,
+        description=(
+            "include `input_gradients`: the gradient with respect to each differentiable array "
+            "of `inputs`, scaled as `gradient` is (empty for a loss without extra inputs)"
+        ),
+    )
     dtype: ComputeDtype = Field(
         "float64",
         description=(
@@ -144,15 +151,37 @@ class MultiLossOptions(EvaluationOptions):
 
 
 ARRAY_FIELDS = ("predictions", "targets", "sample_weight")
+# The member holding the extra named arrays of the losses that take them (``inputs.var``); in a
+# multipart body each is a part named ``inputs.<name>``.
+INPUTS = "inputs"
 
 
 class BatchArrays(BaseModel):
     """The arrays of a request (decoded by ``arrays.decode_array``, documented here)."""
 
     predictions: ArrayIn
-    targets: ArrayIn
+    # not sent: None (for a loss that takes none); sent, an array (null is refused like any
+    # other non-array), so the schema is not nullable
+    targets: ArrayIn = Field(  # type: ignore[assignment]
+        None,
+        description=(
+            "required by every loss that takes targets (GET /losses/{name}: `targets`); a loss "
+            "that takes none (triplet_margin) is sent none"
+        ),
+    )
     sample_weight: VectorIn | None = Field(
         None, description="(N,) finite non-negative weights; they enter only the reductions"
+    )
+    inputs: dict[str, ArrayIn] | None = Field(
+        None,
+        description=(
+            "the extra named arrays of the losses that take them (GET /losses/{name}: "
+            "`inputs`), each a list or packed array like `predictions`: gaussian_nll's `var`, "
+            "margin_ranking's and cosine_embedding's `input2`, triplet_margin's `positive` and "
+            "`negative`. Every array a loss takes is required; a name no loss of the request "
+            "takes is a 422"
+        ),
+        examples=[{"var": [0.5, 1.0, 2.0]}],
     )
 
 
@@ -176,6 +205,13 @@ class LossResult(BaseModel):
     per_sample: ArrayOut | None = None
     gradient: ArrayOut | None = None
     hessian: ArrayOut | None = None
+    input_gradients: dict[str, ArrayOut] | None = Field(
+        None,
+        description=(
+            "with `input_gradients: true`: the gradient with respect to each differentiable "
+            "array of `inputs`, by its name, of that array's shape"
+        ),
+    )
     params: dict[str, Any] = Field(description="the parameters in force, defaults filled in")
 
 
@@ -196,6 +232,19 @@ class AliasConventions(BaseModel):
     rows_loss: str | None = None
 
 
+class ExtraInputInfo(BaseModel):
+    """An extra named array a loss takes under `inputs` (on /v2: an input tensor of the name)."""
+
+    name: str
+    shapes: list[Literal["same", "rows", "column"]] = Field(
+        description=(
+            "its shapes next to (N, D) predictions: `same` (N, D), `rows` (N,), `column` (N, 1)"
+        )
+    )
+    differentiable: bool = Field(description="`input_gradients: true` returns its gradient")
+    description: str
+
+
 class LossInfo(BaseModel):
     """One catalogue entry."""
 
@@ -204,7 +253,16 @@ class LossInfo(BaseModel):
     family: Family
     summary: str
     formula: str = Field(description="per-sample loss in LaTeX")
-    targets: list[TargetForm]
+    targets: list[TargetForm] = Field(
+        description=(
+            "the forms of targets it takes: of the predictions' shape, (N,) class indices, "
+            "(N,) one label per sample, (N,) group labels or (N, 2) intervals; none for a loss "
+            "that takes no targets"
+        )
+    )
+    inputs: list[ExtraInputInfo] = Field(
+        description="the extra named arrays it takes under `inputs`, each required"
+    )
     params: dict[str, Any] = Field(description="JSON schema of the parameters")
     gradient: bool
     hessian: bool

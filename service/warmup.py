@@ -56,13 +56,19 @@ def warm_up(
         # a batch inside the loss's domain; the losses that take class indices read them as
         # they are ((N,) int64, no one-hot rows), another signature of their drivers
         predictions, rows = spec.params.warm_up_batch()
-        forms: list[Array] = [rows]
+        forms: list[Array | None] = [rows if spec.targets else None]
         if "class_index" in spec.targets:
             forms.append(np.arange(2))
+        inputs = spec.params.warm_up_inputs(predictions)
         for targets, weight in itertools.product(forms, (None, np.ones(2))):
-            batch = core.Batch(predictions, targets, weight)
+            batch = core.Batch(predictions, targets, weight, inputs)
             for dtype in core.DTYPES:
-                options = core.Options(dtype=dtype, gradient=True, hessian=spec.hessian)  # type: ignore[arg-type]
+                options = core.Options(
+                    dtype=dtype,  # type: ignore[arg-type]
+                    gradient=True,
+                    hessian=spec.hessian,
+                    input_gradients=bool(inputs),
+                )
                 core.evaluate(spec, params, batch, options)
     if count is not None and kernel_counts().compiled > compiled:
         done, total = count

@@ -42,7 +42,7 @@ from tests.support.harness import (
     spec_id,
     variant_id,
 )
-from tests.support.references import CASES, Array, Kind, draw
+from tests.support.references import CASES, Array, Kind, Sample, draw
 
 F = torch.nn.functional
 SEEDS = (31, 32)
@@ -64,27 +64,29 @@ MASS_LOSSES = (
 )
 
 
-def _target_kinds(spec: LossSpec, params: dict[str, Any]) -> list[Kind]:
+def _target_kinds(spec: LossSpec, params: dict[str, Any]) -> list[Kind | None]:
     kinds = list(CASES[spec.name].target_kinds(params))
     if spec.name in MASS_LOSSES and "ignore_index" not in params:
         kinds += [ZERO_ROW, MASS]
     return kinds
 
 
-def _kind_id(kind: Kind) -> str:
+def _kind_id(kind: Kind | None) -> str:
+    if kind is None:
+        return "no-targets"
     return kind if isinstance(kind, str) else f"{kind[0]:g}..{kind[1]:g}"
 
 
 def _draw(
-    spec: LossSpec, shape: tuple[int, ...], seed: int, params: dict[str, Any], kind: Kind
-) -> tuple[Array, Array]:
+    spec: LossSpec, shape: tuple[int, ...], seed: int, params: dict[str, Any], kind: Kind | None
+) -> Sample:
     """The harness's sample; for ``ZERO_ROW`` and ``MASS`` targets, soft rows scaled to the
     sums of ``ROW_SUMS``."""
     if kind not in ROW_SUMS:
         return sample(spec, shape, seed, params, kind)
-    pred, _ = sample(spec, shape, seed, params)
+    drawn = sample(spec, shape, seed, params)
     soft = draw("soft", shape, np.random.default_rng(seed + 1000))
-    return pred, soft * np.resize(ROW_SUMS[str(kind)], shape[0])[:, None]
+    return Sample(drawn.pred, soft * np.resize(ROW_SUMS[str(kind)], shape[0])[:, None], {})
 
 
 CASES_ALL = [
@@ -110,43 +112,50 @@ def _close(got: Any, want: Any, what: str, rtol: float = RTOL, atol: float = ATO
 def test_values_reductions_and_derivatives_match_the_library(
     spec: LossSpec, params: dict[str, Any], shape: tuple[int, ...], kind: Kind
 ) -> None:
-    """Per-sample losses, mean and sum with sample weights, their gradients and Hessian
-    diagonals equal the library reference's (tests/support/libraries.py) at 1e-9."""
+    """Per-sample losses, mean and sum with sample weights, their gradients (with respect to
+    the predictions and to each extra input) and Hessian diagonals equal the library
+    reference's (tests/support/libraries.py) at 1e-9."""
     for seed in SEEDS:
-        pred, targ = _draw(spec, shape, seed, params, kind)
-        _check_against_library(spec, params, pred, targ, seed)
+        drawn = _draw(spec, shape, seed, params, kind)
+        check_against_library(spec, params, drawn, seed)
 
 
-def _check_against_library(
-    spec: LossSpec, params: dict[str, Any], pred: Array, targ: Array, seed: int
+def check_against_library(
+    spec: LossSpec, params: dict[str, Any], drawn: Sample, seed: int, rtol: float = RTOL
 ) -> None:
+    """One batch against the library: per-sample losses (``reduction: none``), then ``mean``
+    and ``sum`` with sample weights: values, weight_sum, the gradient, the gradients with
+    respect to the extra inputs and the Hessian diagonal."""
+    pred, targ, inputs = drawn.pred, drawn.targ, drawn.inputs
     w = np.random.default_rng(seed).uniform(0.5, 2.0, size=pred.shape[0])
-    ref = lib.reference(spec.name, spec.family, params, pred, targ)
+    ref = lib.reference(spec.name, spec.family, params, pred, targ, inputs)
     p = lib.rows_of(pred)
     where = f"{spec.name} {params} seed {seed} vs {ref.label}"
 
     want = ref.per_sample(p).detach().numpy()
-    got = evaluate(spec, pred, targ, None, params, reduction="none").per_sample
-    _close(got, want, f"per-sample losses, {where}")
-    direct = lib.direct_values(spec.name, params, pred, targ)
+    got = evaluate(spec, pred, targ, None, params, inputs, reduction="none").per_sample
+    _close(got, want, f"per-sample losses, {where}", rtol)
+    direct = None if targ is None else lib.direct_values(spec.name, params, pred, targ)
     if direct is not None:
         _close(got, direct, f"per-sample losses against the library itself, {where}")
 
     for reduction in ("mean", "sum"):
-        out = evaluate(
-            spec, pred, targ, w, params, reduction=reduction, gradient=True, hessian=spec.hessian
-        )
+        out = evaluate(spec, pred, targ, w, params, inputs, reduction=reduction, gradient=True,
+                       hessian=spec.hessian, input_gradients=bool(inputs))  # fmt: skip
 
         def scalar(q: torch.Tensor, reduction: str = reduction) -> torch.Tensor:
             return lib.reduced(ref.per_sample(q), w, ref.kappa, reduction)
 
-        _close(out.value, scalar(p).item(), f"{reduction} value, {where}")
+        _close(out.value, scalar(p).item(), f"{reduction} value, {where}", rtol)
         if reduction == "mean":
             _close(out.weight_sum, np.sum(w * ref.kappa), f"weight_sum, {where}")
         grad, hess = lib.gradient_and_hessian(scalar, p, ref.coupled)
-        _close(out.gradient, grad.reshape(pred.shape), f"{reduction} gradient, {where}")
+        _close(out.gradient, grad.reshape(pred.shape), f"{reduction} gradient, {where}", rtol)
+        for name, want_input in lib.input_gradients(scalar, p, ref.inputs).items():
+            got_input = out.input_gradients[name]
+            _close(got_input, want_input, f"{reduction} gradient of inputs.{name}, {where}", rtol)
         if spec.hessian:
-            _close(out.hessian, hess.reshape(pred.shape), f"{reduction} Hessian, {where}")
+            _close(out.hessian, hess.reshape(pred.shape), f"{reduction} Hessian, {where}", rtol)
 
 
 ROW_SHAPE = (6, 3)
@@ -163,17 +172,17 @@ def test_reduce_over_elements(spec: LossSpec, params: dict[str, Any]) -> None:
     its mean divides by Σ w_i·D; a loss of the whole row (softmax, margins, cosine, overlap)
     reduces over samples as before. Values and gradients against the library reference."""
     shape = ROW_SHAPE if spec.params.max_rank == 2 else shapes_for(spec)[-1]
-    pred, targ = sample(spec, shape, SEEDS[0], params)
+    drawn = sample(spec, shape, SEEDS[0], params)
+    pred, targ, inputs = drawn.pred, drawn.targ, drawn.inputs
     w = np.random.default_rng(7).uniform(0.5, 2.0, size=shape[0])
-    ref = lib.reference(spec.name, spec.family, params, pred, targ)
+    ref = lib.reference(spec.name, spec.family, params, pred, targ, inputs)
     p = lib.rows_of(pred)
     # elementwise: the regression and binary losses on rank-1 rows (a row's loss is a mean of D)
     elementwise = spec.family in ("regression", "binary") and spec.params.min_rank == 1
     terms = float(shape[1]) if elementwise and len(shape) == 2 else 1.0
     for reduction in ("mean", "sum"):
-        out = evaluate(
-            spec, pred, targ, w, params, reduction=reduction, gradient=True, reduce_over="elements"
-        )
+        out = evaluate(spec, pred, targ, w, params, inputs, reduction=reduction, gradient=True,
+                       reduce_over="elements", input_gradients=bool(inputs))  # fmt: skip
 
         def scalar(q: torch.Tensor, reduction: str = reduction) -> torch.Tensor:
             return lib.reduced(ref.per_sample(q), w, ref.kappa, reduction, terms, terms)
@@ -184,6 +193,8 @@ def test_reduce_over_elements(spec: LossSpec, params: dict[str, Any]) -> None:
             _close(out.weight_sum, terms * np.sum(w * ref.kappa), f"weight_sum, {where}")
         grad, _ = lib.gradient_and_hessian(scalar, p)
         _close(out.gradient, grad.reshape(pred.shape), f"gradient, {where}")
+        for name, want_input in lib.input_gradients(scalar, p, ref.inputs).items():
+            _close(out.input_gradients[name], want_input, f"gradient of inputs.{name}, {where}")
 
 
 KERAS_CASES = [
@@ -288,6 +299,9 @@ class AliasCase:
     note: str = ""
     # what the mean divides by, as ``weight_sum`` says: all N·D elements (torch) or N samples
     divides_by: str | None = "samples"
+    # the extra inputs, drawn after the batch: passed to ``value`` by name, their gradients
+    # compared with ``input_gradients``
+    extra: Callable[[np.random.Generator, tuple[int, ...]], dict[str, Array]] | None = None
 
     @property
     def id(self) -> str:
@@ -532,6 +546,59 @@ def _alias_cases() -> list[AliasCase]:
             shows={"log_input": True, "log_target": True},
         )
     )
+    for shape in [(7,), (6, 3)]:
+        for var_shape in ("same", "rows"):
+            cases.append(
+                AliasCase(
+                    "GaussianNLLLoss",
+                    "gaussian_nll",
+                    shape,
+                    _uniform(-3, 3, (-3.0, 3.0)),
+                    lambda x, y, reduction, var: F.gaussian_nll_loss(
+                        x, y, var, reduction=reduction
+                    ),
+                    divides_by="elements",
+                    note=f"-var-{var_shape}",
+                    extra=_variances(var_shape),
+                )
+            )
+        cases.append(
+            AliasCase(
+                "MarginRankingLoss",
+                "margin_ranking",
+                shape,
+                _uniform(-3, 3, "sign"),
+                lambda x, y, reduction, input2: F.margin_ranking_loss(
+                    x, input2, y, reduction=reduction
+                ),
+                divides_by="elements",
+                extra=_uniform_inputs("input2"),
+            )
+        )
+    cases.append(
+        AliasCase(
+            "CosineEmbeddingLoss",
+            "cosine_embedding",
+            rows,
+            _uniform(-3, 3, "sample-sign"),
+            lambda x, y, reduction, input2: F.cosine_embedding_loss(
+                x, input2, y, reduction=reduction
+            ),
+            extra=_uniform_inputs("input2"),
+        )
+    )
+    cases.append(
+        AliasCase(
+            "TripletMarginLoss",
+            "triplet_margin",
+            rows,
+            _uniform(-3, 3, (-3.0, 3.0)),
+            lambda a, _, reduction, positive, negative: F.triplet_margin_loss(
+                a, positive, negative, reduction=reduction
+            ),
+            extra=_uniform_inputs("positive", "negative"),
+        )
+    )
     cases.append(
         AliasCase(
             "log_loss",
@@ -544,6 +611,24 @@ def _alias_cases() -> list[AliasCase]:
         )
     )
     return cases
+
+
+def _variances(form: str) -> Callable[..., dict[str, Array]]:
+    """Variances of the predictions' shape, or one per sample (``rows``: (N,))."""
+
+    def make(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Array]:
+        return {"var": rng.uniform(0.1, 3.0, size=shape if form == "same" else shape[:1])}
+
+    return make
+
+
+def _uniform_inputs(*names: str) -> Callable[..., dict[str, Array]]:
+    """Extra inputs of the predictions' shape, uniform in [-3, 3]."""
+
+    def make(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Array]:
+        return {name: rng.uniform(-3, 3, size=shape) for name in names}
+
+    return make
 
 
 def _samples(elementwise: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -609,14 +694,24 @@ def _sklearn_value(case: AliasCase, pred: Array, targ: Array, reduction: str) ->
 ALIAS_CASES = _alias_cases()
 
 
-def _lossd_alias(case: AliasCase, pred: Array, targ: Array, reduction: str) -> dict[str, Any]:
+def _lossd_alias(
+    case: AliasCase,
+    pred: Array,
+    targ: Array | None,
+    reduction: str,
+    extra: dict[str, Array] | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "predictions": pred.tolist(),
-        "targets": targ.tolist(),
         "reduction": reduction,
         "gradient": True,
         "hessian": True,
     }
+    if targ is not None:
+        body["targets"] = targ.tolist()
+    if extra:
+        body["inputs"] = {name: a.tolist() for name, a in extra.items()}
+        body["input_gradients"] = True
     if case.params is not None:
         body["params"] = case.params
     reply = evaluate_one(case.alias, orjson.dumps(body), 10**7)
@@ -626,9 +721,18 @@ def _lossd_alias(case: AliasCase, pred: Array, targ: Array, reduction: str) -> d
 
 def _alias_inputs(case: AliasCase) -> tuple[Array, Array, torch.Tensor, torch.Tensor]:
     pred, targ = case.inputs(np.random.default_rng(41), case.shape)
-    index = targ.ndim == 1 and pred.ndim == 2
+    index = targ.ndim == 1 and pred.ndim == 2 and case.extra is None
     p = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
     return pred, targ, p, _t(targ, index)
+
+
+def _alias_extra(case: AliasCase) -> dict[str, Array]:
+    """The case's extra inputs, drawn after its batch."""
+    if case.extra is None:
+        return {}
+    rng = np.random.default_rng(41)
+    case.inputs(rng, case.shape)
+    return case.extra(rng, case.shape)
 
 
 ALIAS_PARAMS = [
@@ -648,8 +752,11 @@ def test_alias_gives_its_library_value_with_default_arguments(
     (N,), multiclass on (N, C)); the response shows the defaults it used, and ``weight_sum``
     what its mean divided by."""
     pred, targ, p, t = _alias_inputs(case)
-    got = _lossd_alias(case, pred, targ, reduction)
-    want = case.value(p, t, reduction=reduction).item()
+    extra = _alias_extra(case)
+    sent = None if case.canonical == "triplet_margin" else targ
+    got = _lossd_alias(case, pred, sent, reduction, extra)
+    named = {name: torch.tensor(a) for name, a in extra.items()}
+    want = case.value(p, t, reduction=reduction, **named).item()
     _close(got["value"], want, f"{case.alias} {reduction} against its library")
     direct = _sklearn_value(case, pred, targ, reduction)
     if direct is not None:
@@ -673,14 +780,23 @@ def test_alias_gradient_and_hessian_are_its_library_autograd(
     pointwise in the log-probabilities); multiclass ``log_loss``, which scikit-learn defines no
     gradient for, as lossd's cross_entropy reads probability rows (renormalised, then clipped)."""
     pred, targ, p, t = _alias_inputs(case)
-    got = _lossd_alias(case, pred, targ, reduction)
+    extra = _alias_extra(case)
+    sent = None if case.canonical == "triplet_margin" else targ
+    got = _lossd_alias(case, pred, sent, reduction, extra)
     fn = case.derivative or case.value
-    grad, hess = lib.gradient_and_hessian(
-        lambda q: fn(q.reshape(pred.shape), t, reduction=reduction), p.reshape(pred.shape[0], -1)
-    )
+    named = {
+        name: torch.tensor(a, dtype=torch.float64, requires_grad=True) for name, a in extra.items()
+    }
+
+    def scalar(q: torch.Tensor) -> torch.Tensor:
+        return fn(q.reshape(pred.shape), t, reduction=reduction, **named)
+
+    grad, hess = lib.gradient_and_hessian(scalar, p.reshape(pred.shape[0], -1))
     where = f"{case.alias} {reduction}"
     _close(got["gradient"], grad.reshape(pred.shape), f"gradient, {where}")
     _close(got["hessian"], hess.reshape(pred.shape), f"Hessian, {where}")
+    for name, want in lib.input_gradients(scalar, p.reshape(pred.shape[0], -1), named).items():
+        _close(got["input_gradients"][name], want, f"gradient of inputs.{name}, {where}")
 
 
 @pytest.mark.loss("binary_cross_entropy")
@@ -712,3 +828,102 @@ def test_every_parameter_has_a_library_reading(spec: LossSpec) -> None:
     """Each parameter a loss takes is read by its library reference (a new one fails here until
     tests/support/libraries.py reads it, rather than being ignored there)."""
     assert set(spec.params.model_fields) <= lib.HANDLED[spec.name]
+
+
+# --- the losses with extra inputs, at their edges, against torch --------------------------------
+
+
+def _pairs(*rows: tuple[float, ...]) -> Array:
+    return np.array(rows, dtype=np.float64)
+
+
+# Zeros, ties, equal vectors and huge values where torch float64 is itself exact (past them the
+# edge suite, tests/test_edges.py, checks against mpmath), each through ``check_against_library``:
+# values, mean and sum, the gradients in the predictions and in every extra input, the Hessian.
+# No hinge sits at exactly its margin here: there torch's clamp passes the gradient and the
+# contract's is 0 (``test_hinges_at_their_margin_take_the_smallest_subgradient``).
+INPUT_EDGES: list[tuple[str, dict[str, Any], Sample, str]] = [
+    ("gaussian_nll", {}, Sample(_pairs((0.0, 0.0), (0.5, -0.5)), _pairs((0.0, 0.0), (0.5, 0.5)),
+                                {"var": _pairs((0.0, 1e-8), (2.0, 0.5))}), "zeros-var-below-eps"),
+    ("gaussian_nll", {"full": True, "eps": 0.25},
+     Sample(_pairs((1.0, 2.0), (3.0, -1.0)), _pairs((0.0, 2.0), (1.0, 1.0)),
+            {"var": np.array([0.1, 4.0])}), "var-per-sample-below-eps"),
+    ("gaussian_nll", {}, Sample(_pairs((1e150, -2.0), (0.5, 1e100)), np.zeros((2, 2)),
+                                {"var": np.array([[1e300], [1e200]])}), "residuals-1e150-column"),
+    ("gaussian_nll", {}, Sample(np.array([1e150, -1e150, 3.0]), np.zeros(3),
+                                {"var": np.array([1e300, 1e300, 1e-300])}), "rank-1-huge-and-tiny"),
+    ("margin_ranking", {"margin": 0.5},
+     Sample(np.array([0.5, -2.0, 0.0, 3.0]), np.array([1.0, -1.0, 1.0, -1.0]),
+            {"input2": np.array([0.5, -2.0, 0.0, 3.0])}), "ties"),
+    ("margin_ranking", {}, Sample(_pairs((1e300, 0.0), (-1e300, 2.0)), _pairs((-1.0, 1.0), (1.0, -1.0)),
+                                  {"input2": _pairs((-1e300, 1.0), (0.0, 1.0))}), "scores-1e300"),
+    ("cosine_embedding", {"margin": 0.2},
+     Sample(_pairs((1.0, 2.0, 3.0), (0.5, 0.5, 0.5), (1.0, -1.0, 2.0)), np.array([1.0, -1.0, -1.0]),
+            {"input2": _pairs((1.0, 2.0, 3.0), (0.5, 0.5, 0.5), (2.0, -2.0, 4.0))}),
+     "equal-and-parallel-vectors"),
+    ("cosine_embedding", {"margin": -0.5},
+     Sample(_pairs((0.0, 0.0, 0.0), (1.0, 2.0, 3.0), (0.0, 0.0, 0.0)), np.array([1.0, -1.0, -1.0]),
+            {"input2": _pairs((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))}), "zeros"),
+    ("cosine_embedding", {}, Sample(_pairs((1e70, -1e70, 1.0), (1e-70, 2e-70, 0.0)),
+                                    np.array([-1.0, 1.0]),
+                                    {"input2": _pairs((1e70, 1e70, 3e70), (1.0, 1.0, 1.0))}),
+     "rows-1e70-and-1e-70"),
+    ("triplet_margin", {}, Sample(_pairs((1.0, 2.0, 3.0), (0.5, -0.5, 0.0)), None,
+                                  {"positive": _pairs((1.0, 2.0, 3.0), (0.5, -0.5, 0.0)),
+                                   "negative": _pairs((1.0, 2.0, 3.0), (2.0, 1.0, 0.0))}),
+     "equal-vectors"),
+    ("triplet_margin", {"swap": True}, Sample(_pairs((1.0, 2.0, 3.0), (0.5, -0.5, 0.0)), None,
+                                              {"positive": _pairs((1.0, 2.0, 3.0), (0.0, 0.0, 0.0)),
+                                               "negative": _pairs((3.0, 1.0, 0.0), (0.5, 0.5, 1.0))}),
+     "swap-tie-anchor-equals-positive"),
+    ("triplet_margin", {"p": 1.0}, Sample(np.zeros((2, 3)), None,
+                                          {"positive": _pairs((0.0, 0.0, 0.0), (1.0, 0.0, 0.0)),
+                                           "negative": np.zeros((2, 3))}), "zeros"),
+    ("triplet_margin", {"p": 3.0, "margin": 2.0},
+     Sample(_pairs((1e100, -1e100, 3.0)), None,
+            {"positive": _pairs((2e100, 0.0, 0.0)), "negative": _pairs((1e100, 1e100, 1e100))}),
+     "rows-1e100"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "params", "drawn"),
+    [pytest.param(resolve(n), p, s, id=f"{n}-{label}") for n, p, s, label in INPUT_EDGES],
+)
+def test_extra_input_edges_match_torch(
+    spec: LossSpec, params: dict[str, Any], drawn: Sample
+) -> None:
+    """Zeros, ties, equal vectors, variances at and below eps (torch's clamp, its gradient
+    passing it) and huge values: values, mean and sum, the gradients in the predictions and
+    in every extra input and the Hessian diagonal are torch's at 1e-9."""
+    check_against_library(spec, params, drawn, seed=51)
+
+
+@pytest.mark.loss("margin_ranking", "cosine_embedding", "triplet_margin")
+def test_hinges_at_their_margin_take_the_smallest_subgradient() -> None:
+    """A hinge at exactly its margin (ties with margin 0; a -1 pair's cosine equal to the
+    margin; a triplet with d(a, n) − d(a, p) equal to it) has loss 0 and gradient 0 in the
+    predictions and every extra input (SPEC section 4), where torch's clamp_min passes the
+    active branch's gradient."""
+    ranking = evaluate(resolve("margin_ranking"), np.array([0.5, -2.0]), np.array([1.0, -1.0]),
+                       None, {}, {"input2": np.array([0.5, -2.0])}, reduction="sum",
+                       gradient=True, input_gradients=True)  # fmt: skip
+    x1 = torch.tensor([0.5, -2.0], dtype=torch.float64, requires_grad=True)
+    F.margin_ranking_loss(x1, torch.tensor([0.5, -2.0]), torch.tensor([1.0, -1.0]),
+                          reduction="sum").backward()  # fmt: skip
+    assert x1.grad is not None and x1.grad.tolist() == [-1.0, 1.0]  # torch: the active branch
+    assert ranking.value == 0.0 and not ranking.gradient.any()
+    assert not ranking.input_gradients["input2"].any()
+    cosine = evaluate(resolve("cosine_embedding"), np.array([[0.0, 0.0], [1.0, 0.0]]),
+                      np.array([-1.0, -1.0]), None, {"margin": 0.0},
+                      {"input2": np.array([[1.0, 2.0], [0.0, 1.0]])}, reduction="sum",
+                      gradient=True, hessian=True, input_gradients=True)  # fmt: skip
+    assert cosine.value == 0.0 and not cosine.gradient.any() and not cosine.hessian.any()
+    assert not cosine.input_gradients["input2"].any()
+    # d(a, p) = 1, d(a, n) = 2 (eps 0): margin + d(a, p) − d(a, n) = 0
+    triplet = evaluate(resolve("triplet_margin"), np.array([[0.0, 0.0]]), None, None,
+                       {"margin": 1.0, "eps": 0.0},
+                       {"positive": np.array([[1.0, 0.0]]), "negative": np.array([[0.0, 2.0]])},
+                       reduction="sum", gradient=True, input_gradients=True)  # fmt: skip
+    assert triplet.value == 0.0 and not triplet.gradient.any()
+    assert not any(g.any() for g in triplet.input_gradients.values())

@@ -3,8 +3,10 @@
 Edges, per family: logits of ±1e300 and ±1e15 for every loss that takes logits
 (``from_logits: true``); residuals of 1e154 and 1e300 in float64 and 1e19 in float32 for the
 regression losses; rows of tiny (1e-300) and huge (1e300) norm for cosine, dice, tversky, KL and
-JS; probabilities at exactly 0 and 1. The exact reference is ``tests/support/exact.py``: each
-loss in mpmath at 400 digits with exact derivatives, rounded to the compute dtype at the end.
+JS; probabilities at exactly 0 and 1; for the losses with extra inputs, zeros, ties, equal
+vectors, variances below eps and rows up to the float range. The exact reference is
+``tests/support/exact.py``: each loss in mpmath at 400 digits with exact derivatives (in the
+predictions and in each extra input), rounded to the compute dtype at the end.
 
 An answer is either finite and right (per-sample losses, the ``sum`` and ``mean`` values, the
 gradient and the Hessian diagonal within 1e-9 relative or 1e-12 absolute of the exact result;
@@ -17,7 +19,7 @@ in the domain) and the exact one is representable, a 422 fails too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mpmath
@@ -68,10 +70,11 @@ class Edge:
     spec: LossSpec
     params: dict[str, Any]
     pred: Array
-    targ: Array
+    targ: Array | None
     label: str
     dtype: str = "float64"
     must_answer: bool = False
+    inputs: dict[str, Array] = field(default_factory=dict)  # the loss's extra inputs
 
     @property
     def id(self) -> str:
@@ -527,7 +530,7 @@ def _edges() -> list[Edge]:
                 must_answer=True,
             )
         )
-    return edges + _listwise_edges()
+    return edges + _listwise_edges() + _input_edges()
 
 
 def _listwise_edges() -> list[Edge]:
@@ -592,6 +595,98 @@ def _listwise_edges() -> list[Edge]:
     return edges
 
 
+def _input_edges() -> list[Edge]:
+    """The losses with extra inputs: zeros, ties (a hinge at exactly its margin: gradient 0),
+    equal vectors, variances below eps, rows of 1e-300 to 1e300 and past the float range."""
+    edges: list[Edge] = []
+    gaussian = R("gaussian_nll")
+    for params in ({}, {"full": True}):
+        edges += [
+            Edge(gaussian, params, _a([0.0, 0.0, 0.5]), _a([0.0, 0.0, 0.5]), "zeros-var-below-eps",
+                 must_answer=True, inputs={"var": _a([0.0, 1e-8, 1e-300])}),
+            Edge(gaussian, params, _a([1e150, -1e150, 0.5]), _a([0.0, 0.0, 0.0]),
+                 "residuals-1e150-var-1e300", must_answer=True,
+                 inputs={"var": _a([1e300, 1e300, 1.0])}),
+            Edge(gaussian, params, _a([1e200, 2.0]), _a([0.0, 1.0]), "residual-1e200-var-1e300",
+                 must_answer=True, inputs={"var": _a([1e300, 1e-300])}),
+            Edge(gaussian, params, _a([1e300, 0.5]), _a([0.0, 0.0]), "residual-1e300",
+                 inputs={"var": _a([1.0, 1.0])}),
+            Edge(gaussian, params, _a([[1e154, 2.0], [0.5, -0.5]]), _a([[0.0, 0.0], [0.0, 0.0]]),
+                 "rows-1e154-var-per-sample", must_answer=True,
+                 inputs={"var": _a([1e300, 0.0])}),
+            Edge(gaussian, params, _a([[1e19, 2.0], [0.5, -0.5]], "float32"),
+                 _a([[0.0, 0.0], [0.0, 0.5]], "float32"), "rows-1e19-var-column", "float32",
+                 must_answer=True, inputs={"var": _a([[1e38], [1e-30]], "float32")}),
+        ]  # fmt: skip
+    # a variance of 1e-300 (eps below it): the gradient in the mean is 1e300, the one in the
+    # variance 1e600, past the range (a 422 only when input_gradients are asked for)
+    edges.append(Edge(gaussian, {"eps": 1e-300}, _a([1.0, 0.5]), _a([0.0, 0.5]), "var-1e-300",
+                      inputs={"var": _a([1e-300, 1.0])}))  # fmt: skip
+    ranking = R("margin_ranking")
+    for params in ({}, {"margin": 0.5}):
+        edges += [
+            Edge(ranking, params, _a([0.5, -2.0, 3.0, 0.0]), _a([1.0, -1.0, 1.0, -1.0]), "ties",
+                 must_answer=True, inputs={"input2": _a([0.5, -2.0, 3.0, 0.0])}),
+            Edge(ranking, params, _a([1e300, -1e300, 0.5]), _a([-1.0, 1.0, 1.0]),
+                 "scores-1e300", must_answer=True, inputs={"input2": _a([0.0, 1e300, -1e300])}),
+            Edge(ranking, params, _a([1e308, 0.5]), _a([-1.0, 1.0]), "scores-past-the-range",
+                 inputs={"input2": _a([-1e308, 0.0])}),
+            Edge(ranking, params, _a([[1e154, 0.0], [0.0, -2.0]]), _a([[1.0, -1.0], [-1.0, 1.0]]),
+                 "rows-1e154-zeros", must_answer=True,
+                 inputs={"input2": _a([[-1e154, 0.0], [0.0, 3.0]])}),
+            Edge(ranking, params, _a([1e38, -2.0, 0.5], "float32"), _a([-1.0, 1.0, 1.0], "float32"),
+                 "scores-1e38", "float32", must_answer=True,
+                 inputs={"input2": _a([0.0, -2.0, 1e38], "float32")}),
+        ]  # fmt: skip
+    cosine = R("cosine_embedding")
+    for params in ({}, {"margin": 0.3}, {"margin": -0.5}):
+        edges += [
+            Edge(cosine, params, _a([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]]), _a([1.0, -1.0]),
+                 "equal-vectors", must_answer=True,
+                 inputs={"input2": _a([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])}),
+            Edge(cosine, params, _a([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]),
+                 _a([1.0, -1.0, -1.0]), "zeros", must_answer=True,
+                 inputs={"input2": _a([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])}),
+            Edge(cosine, params, _a([[1e200, 1e200, -1e200], [1e300, -1e300, 1.0]]),
+                 _a([1.0, -1.0]), "rows-1e200-1e300", must_answer=True,
+                 inputs={"input2": _a([[1.0, 2.0, 3.0], [1e300, 1e300, 1e300]])}),
+            Edge(cosine, params, _a([[1e-300, 2e-300, 0.0], [1e-160, -1e-160, 1e-160]]),
+                 _a([1.0, -1.0]), "rows-1e-300", must_answer=True,
+                 inputs={"input2": _a([[1.0, 1.0, 1.0], [1e-160, 1e-160, 1e-160]])}),
+            Edge(cosine, params, _a([[1e30, 1e30, 1.0], [1e-30, 0.0, 2e-30]], "float32"),
+                 _a([1.0, -1.0], "float32"), "rows-1e30", "float32", must_answer=True,
+                 inputs={"input2": _a([[1.0, 1.0, 1.0], [3e38, 1.0, 3e38]], "float32")}),
+        ]  # fmt: skip
+    triplet = R("triplet_margin")
+    for params in ({}, {"swap": True}, {"p": 1.0}, {"p": 3.0, "swap": True}, {"eps": 0.0}):
+        edges += [
+            Edge(triplet, params, _a([[1.0, 2.0, 3.0], [0.5, -0.5, 0.0]]), None, "equal-vectors",
+                 must_answer=True, inputs={"positive": _a([[1.0, 2.0, 3.0], [0.5, -0.5, 0.0]]),
+                                           "negative": _a([[1.0, 2.0, 3.0], [2.0, 1.0, 0.0]])}),
+            Edge(triplet, params, _a([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), None, "zeros",
+                 must_answer=True, inputs={"positive": _a([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
+                                           "negative": _a([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])}),
+            Edge(triplet, params, _a([[1e200, -1e200, 3.0]]), None, "row-1e200", must_answer=True,
+                 inputs={"positive": _a([[0.0, 0.0, 0.0]]),
+                         "negative": _a([[1e200, 1e200, 1e200]])}),
+            Edge(triplet, params, _a([[1.5e308, -1.5e308]]), None, "rows-past-the-range",
+                 inputs={"positive": _a([[-1.5e308, 0.0]]), "negative": _a([[0.0, 0.0]])}),
+            Edge(triplet, params, _a([[1e20, -1e20, 3.0]], "float32"), None, "rows-1e20",
+                 "float32", must_answer=True,
+                 inputs={"positive": _a([[0.0, 0.0, 0.0]], "float32"),
+                         "negative": _a([[-1e20, 1e20, 1e20]], "float32")}),
+        ]  # fmt: skip
+    # differences of 1e-300 (without eps, which would swamp them): their squares underflow,
+    # the distance is taken from the row scaled by its max
+    for params in ({"eps": 0.0}, {"eps": 0.0, "p": 3.0}):
+        edges.append(
+            Edge(triplet, params, _a([[1e-300, 2e-300, 0.0]]), None, "row-1e-300",
+                 must_answer=True, inputs={"positive": _a([[0.0, 0.0, 0.0]]),
+                                           "negative": _a([[1e-300, 0.0, 0.5]])})
+        )  # fmt: skip
+    return edges
+
+
 EDGES = _edges()
 
 
@@ -617,16 +712,31 @@ def _exact_outputs(edge: Edge, ex: Exact, reduction: str) -> dict[str, Any]:
 _EXACT: dict[str, Exact] = {}
 
 
-def _exact(edge: Edge) -> Exact:
-    """The exact reference of an edge, computed once (mpmath at 400 digits is slow)."""
-    if edge.id not in _EXACT:
-        _EXACT[edge.id] = evaluate_exact(edge.spec.name, edge.pred, edge.targ, edge.params)
-    return _EXACT[edge.id]
+def _exact(edge: Edge, wrt: str = "predictions") -> Exact:
+    """The exact reference of an edge (its derivatives in ``wrt``: the predictions or one of
+    the extra inputs), computed once (mpmath at 400 digits is slow)."""
+    key = f"{edge.id}:{wrt}"
+    if key not in _EXACT:
+        _EXACT[key] = evaluate_exact(
+            edge.spec.name, edge.pred, edge.targ, edge.params, edge.inputs, wrt
+        )
+    return _EXACT[key]
+
+
+def _all_exact(edge: Edge, reduction: str) -> dict[str, Any]:
+    """The exact outputs of an edge (``_exact_outputs``), with the gradient in each extra input
+    as ``inputs.<name>``."""
+    exact = _exact_outputs(edge, _exact(edge), reduction)
+    for name in edge.inputs:
+        exact[f"inputs.{name}"] = _exact_outputs(edge, _exact(edge, name), reduction)["gradient"]
+    return exact
 
 
 def _check(edge: Edge, reduction: str, derivatives: tuple[str, ...]) -> None:
-    asked = {key: key in derivatives for key in ("gradient", "hessian")}
+    asked = {key: key in derivatives for key in ("gradient", "hessian", "input_gradients")}
     dtype = np.float32 if edge.dtype == "float32" else np.float64
+    shapes = {"gradient": edge.pred.shape, "hessian": edge.pred.shape}
+    shapes |= {f"inputs.{name}": a.shape for name, a in edge.inputs.items()}
     try:
         out = evaluate(
             edge.spec,
@@ -634,6 +744,7 @@ def _check(edge: Edge, reduction: str, derivatives: tuple[str, ...]) -> None:
             edge.targ,
             None,
             edge.params,
+            edge.inputs,
             reduction=reduction,
             dtype=edge.dtype,
             **asked,
@@ -642,24 +753,27 @@ def _check(edge: Edge, reduction: str, derivatives: tuple[str, ...]) -> None:
         assert exc.status == 422
         assert _explains(exc.detail), f"{edge.id}: a 422 that does not say why: {exc.detail!r}"
         if edge.must_answer:
-            exact = _exact_outputs(edge, _exact(edge), reduction)
-            keys = ("per_sample", "value", *derivatives)
+            exact = _all_exact(edge, reduction)
+            keys = ["per_sample", "value", *(k for k in derivatives if k != "input_gradients")]
+            keys += [f"inputs.{n}" for n in edge.inputs] if asked["input_gradients"] else []
             finite = all(np.isfinite(rounded(exact[k], dtype)).all() for k in keys)
             assert not finite, f"{edge.id}: the contract promises an answer; got 422 {exc}"
         return
     rtol, atol = (FLOAT32_RTOL, 1e-30) if edge.dtype == "float32" else (RTOL, ATOL)
-    exact = _exact_outputs(edge, _exact(edge), reduction)
+    exact = _all_exact(edge, reduction)
     got = {
         "per_sample": out.per_sample,
         "value": out.value,
         "gradient": out.gradient,
         "hessian": out.hessian,
     }
+    for name, gradient in (out.input_gradients or {}).items():
+        got[f"inputs.{name}"] = gradient
     for key, value in got.items():
         if value is None:
             continue
         want = rounded(exact[key], dtype)
-        want = want.reshape(edge.pred.shape) if key in ("gradient", "hessian") else want
+        want = want.reshape(shapes[key]) if key in shapes else want
         where = f"{edge.id}: {reduction} {key} (asked for {', '.join(derivatives) or 'values'})"
         assert np.isfinite(want).all(), (
             f"{where}: answered {value} where the exact value is not a finite {edge.dtype} "
@@ -686,6 +800,8 @@ def test_an_edge_is_answered_right_or_refused(spec: LossSpec, edge: Edge, reduct
     _check(edge, reduction, ("gradient",))
     if spec.hessian:
         _check(edge, reduction, ("gradient", "hessian"))
+    if edge.inputs:
+        _check(edge, reduction, ("gradient", "input_gradients"))
 
 
 LOG_COSH_RESIDUALS = [
@@ -783,10 +899,12 @@ def test_the_exact_reference_agrees_with_the_libraries(
     spec: LossSpec, params: dict[str, Any], shape: tuple[int, ...]
 ) -> None:
     """The suite's own check: on ordinary inputs the exact reference (mpmath) equals the
-    library reference (torch float64) in per-sample losses, gradient and Hessian of Σ l_i."""
-    pred, targ = sample(spec, shape, 11, params)
-    ex = evaluate_exact(spec.name, pred, targ, params)
-    ref = lib.reference(spec.name, spec.family, params, pred, targ)
+    library reference (torch float64) in per-sample losses, gradient and Hessian of Σ l_i, and
+    in the gradients in the extra inputs."""
+    drawn = sample(spec, shape, 11, params)
+    pred, targ, inputs = drawn.pred, drawn.targ, drawn.inputs
+    ex = evaluate_exact(spec.name, pred, targ, params, inputs)
+    ref = lib.reference(spec.name, spec.family, params, pred, targ, inputs)
     p = lib.rows_of(pred)
     grad, hess = lib.gradient_and_hessian(lambda q: ref.per_sample(q).sum(), p, ref.coupled)
     np.testing.assert_allclose(
@@ -794,6 +912,11 @@ def test_the_exact_reference_agrees_with_the_libraries(
     )
     np.testing.assert_allclose(rounded(ex.gradient, np.float64), grad, RTOL, ATOL)
     np.testing.assert_allclose(rounded(ex.hessian, np.float64), hess, RTOL, ATOL)
+    scalar = lambda q: ref.per_sample(q).sum()  # noqa: E731
+    for name, want in lib.input_gradients(scalar, p, ref.inputs).items():
+        exact = evaluate_exact(spec.name, pred, targ, params, inputs, wrt=name)
+        got = rounded(exact.gradient, np.float64).reshape(want.shape)
+        np.testing.assert_allclose(got, want, RTOL, ATOL, err_msg=f"inputs.{name}")
 
 
 def test_every_registered_loss_has_edges() -> None:

@@ -91,6 +91,44 @@ ALIASES = set({json.dumps(sorted({fold(a) for spec in REGISTRY for a in spec.ali
 def filter_path_parameters(context, path_parameters):
     name = (path_parameters or {{}}).get("name") if isinstance(path_parameters, dict) else None
     return not (isinstance(name, str) and name.lower().replace("-", "_") in ALIASES)
+
+
+# Which arrays each loss takes is the loss's (GET /losses/{{name}}), not the schema's: targets for
+# all but triplet_margin, an extra input under `inputs` for four of them. A body the schema
+# allows (targets optional, `inputs` any names) is refused by most losses unless it sends just
+# those, which the fuzzer almost never draws. In the positive phase its bodies for the losses
+# it named are given them, still within the schema: the inputs no named loss takes dropped, the
+# targets and inputs a named loss takes and the body lacks copied from its predictions.
+INPUTS = {json.dumps({spec.name: [x.name for x in spec.params.inputs] for spec in REGISTRY})}
+TARGETLESS = set({json.dumps([spec.name for spec in REGISTRY if not spec.targets])})
+
+
+@schemathesis.hook
+def map_case(context, case):
+    meta, body = case.meta, case.body
+    if meta is None or meta.generation.mode.is_negative or not isinstance(body, dict):
+        return case
+    if "predictions" not in body:
+        return case
+    named = [(case.path_parameters or {{}}).get("name")]
+    if isinstance(body.get("losses"), list):
+        named = [loss.get("name") for loss in body["losses"] if isinstance(loss, dict)]
+    names = [n for n in named if isinstance(n, str) and n in INPUTS]
+    if not names or len(names) != len(named):
+        return case
+    taken = {{x for n in names for x in INPUTS[n]}}
+    sent = body.get("inputs") if isinstance(body.get("inputs"), dict) else {{}}
+    inputs = {{k: v for k, v in sent.items() if k in taken}}
+    inputs.update({{k: body["predictions"] for k in taken if k not in inputs}})
+    body = {{k: v for k, v in body.items() if k != "inputs"}}
+    if inputs:
+        body["inputs"] = inputs
+    if all(n in TARGETLESS for n in names):
+        body.pop("targets", None)
+    elif "targets" not in body:
+        body["targets"] = body["predictions"]
+    case.body = body
+    return case
 """
 
 
@@ -240,13 +278,14 @@ def _encode(array: np.ndarray[Any, Any], fault: str | None, draw: st.DrawFn) -> 
     return listed
 
 
-# Losses that take the same batches: the same input domains and a rank they accept.
+# Losses that take the same batches: the same input domains (extra inputs included) and a rank
+# they accept.
 COMPATIBLE = {
     (spec.name, rank): [
         other.name
         for other in REGISTRY
-        if (CASES[other.name].pred, CASES[other.name].targ)
-        == (CASES[spec.name].pred, CASES[spec.name].targ)
+        if (CASES[other.name].pred, CASES[other.name].targ, CASES[other.name].inputs)
+        == (CASES[spec.name].pred, CASES[spec.name].targ, CASES[spec.name].inputs)
         and other.params.min_rank <= rank <= other.params.max_rank
     ]
     for spec in REGISTRY
@@ -282,21 +321,34 @@ def near_valid(draw: st.DrawFn, many: bool = False) -> tuple[str, dict[str, Any]
     n, c = draw(st.integers(0, 6)), sized[0] if sized else draw(st.integers(1, 4))
     shape = (n, c) if rank == 2 else (n,)
     seed = draw(st.integers(0, 2**16))
-    pred, targ = case.sample(shape, seed, params)
+    drawn = case.sample(shape, seed, params)
+    pred, targ = drawn.pred, drawn.targ
     log_targets = _reads_log_targets(name, params)
     if log_targets:  # the alias reads the targets as log-probabilities: send some
         targ = np.log(draw_kind("soft", shape, np.random.default_rng(seed)))
-    elif "class_index" in spec.targets and targ.ndim == 2 and draw(st.booleans()):
+    elif (
+        "class_index" in spec.targets
+        and targ is not None
+        and targ.ndim == 2
+        and draw(st.booleans())
+    ):
         targ = np.argmax(targ, axis=1).astype(np.float64)  # one-hot rows as class indices
-    which = draw(st.sampled_from(["predictions", "targets"]))
+    # the arrays the loss takes: targets unless it takes none, its extra inputs by name
+    arrays = {"predictions": pred, **({} if targ is None else {"targets": targ})}
+    arrays |= {f"inputs.{k}": a for k, a in drawn.inputs.items()}
+    which = draw(st.sampled_from(sorted(arrays)))
     array_fault = draw(st.sampled_from(PACKED_FAULTS)) if fault == "packed" else fault
-    doc: dict[str, Any] = {
-        "predictions": _encode(pred, array_fault if which == "predictions" else None, draw),
-        "targets": _encode(targ, array_fault if which == "targets" else None, draw),
-    }
-    if fault == "shape":
-        doc["targets"] = _encode(draw(st.sampled_from([targ[:-1], np.r_[targ.ravel(), 1.0]])),
-                                 None, draw)  # fmt: skip
+    encoded = {k: _encode(a, array_fault if which == k else None, draw) for k, a in arrays.items()}
+    if fault == "shape":  # the last array other than the predictions one row short or long
+        key, a = [*arrays.items()][-1]
+        encoded[key] = _encode(draw(st.sampled_from([a[:-1], np.r_[a.ravel(), 1.0]])), None, draw)
+    doc: dict[str, Any] = {k: v for k, v in encoded.items() if not k.startswith("inputs.")}
+    if drawn.inputs:
+        doc["inputs"] = {
+            k.removeprefix("inputs."): v
+            for k, v in encoded.items()
+            if k != k.removeprefix("inputs.")
+        }
     if fault == "weights" or draw(st.booleans()):
         weights = np.random.default_rng(n).uniform(0.0, 2.0, size=n)
         if fault == "weights":

@@ -272,6 +272,55 @@ def test_infer_equals_the_loss_route(
     assert parameters["n"] == {"int64_param": "12"}
 
 
+@pytest.mark.parametrize("datatype", ["FP64", "FP32"])
+@pytest.mark.loss("gaussian_nll", "triplet_margin")
+def test_extra_inputs_are_input_tensors_of_their_names(
+    tc: tgrpc.InferenceServerClient, http: httpx.Client, datatype: str
+) -> None:
+    """A loss's extra inputs travel as input tensors of their names (``var``; ``positive`` and
+    ``negative`` beside anchors and no targets), their gradients come back as outputs named
+    ``input_gradients.<name>``: /loss's answer with ``inputs`` and ``input_gradients``, bit for
+    bit; a missing input is INVALID_ARGUMENT with /loss's message."""
+    rng = np.random.default_rng(12)
+    dtype = NUMPY[datatype]
+    grid = lambda *shape: (rng.integers(-16, 17, size=shape) / 8).astype(dtype)  # noqa: E731
+    cases = {
+        "gaussian_nll": ({"predictions": grid(6, 2), "targets": grid(6, 2),
+                          "var": (rng.integers(1, 17, size=6) / 8).astype(dtype)}, {"full": True}),
+        "triplet_margin": ({"predictions": grid(6, 3), "positive": grid(6, 3),
+                            "negative": grid(6, 3)}, {"swap": True}),
+    }  # fmt: skip
+    for loss, (arrays, params) in cases.items():
+        extra = [name for name in arrays if name not in ("predictions", "targets")]
+        names = ["value", "per_sample", "gradient", *(f"input_gradients.{n}" for n in extra)]
+        result = tc.infer(
+            loss,
+            [grpc_input(name, array, datatype) for name, array in arrays.items()],
+            outputs=[tgrpc.InferRequestedOutput(n) for n in names],
+            parameters={**params, "reduction": "sum"},
+        )
+        doc: dict[str, Any] = {
+            name: packed(arrays[name], datatype)
+            for name in ("predictions", "targets")
+            if name in arrays
+        }
+        doc |= {"inputs": {n: packed(arrays[n], datatype) for n in extra}, "params": params,
+                "reduction": "sum", "gradient": True, "input_gradients": True,
+                "dtype": "float64" if datatype == "FP64" else "float32"}  # fmt: skip
+        expected = http.post(f"/loss/{loss}", json=doc).json()
+        want = np.float64 if datatype == "FP64" else np.float32
+        assert result.as_numpy("value").tolist() == [expected["value"]]
+        assert np.array_equal(result.as_numpy("gradient"), np.asarray(expected["gradient"], want))
+        for name in extra:
+            got = result.as_numpy(f"input_gradients.{name}")
+            assert got.shape == arrays[name].shape
+            assert np.array_equal(got, np.asarray(expected["input_gradients"][name], want))
+    error = refused(lambda: tc.infer("gaussian_nll", [grpc_input("predictions", grid(3), datatype),
+                                                      grpc_input("targets", grid(3), datatype)]))  # fmt: skip
+    assert error.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "`inputs.var` is required" in error.message()
+
+
 @pytest.mark.loss("huber")
 def test_default_outputs_weights_and_a_float64_dtype(
     tc: tgrpc.InferenceServerClient, th: thttp.InferenceServerClient

@@ -23,23 +23,36 @@ from service.core import validate_params
 from service.losses import REGISTRY, LossParams, LossSpec, _elementwise
 from service.losses._spec import DRIVER_ARRAYS, KernelBindingError, Prepared, as_compute
 from tests.support.harness import VARIANT_IDS, VARIANTS, sample, shapes_for, spec_id
+from tests.support.references import Sample
 
 DTYPES = (np.float64, np.float32)
 
 
+def prepared_for(
+    spec: LossSpec, params: LossParams, drawn: Sample, dtype: Any
+) -> tuple[Prepared, dict[str, np.ndarray]]:
+    """``params.prepare`` as the core calls it, with the extra inputs and the outputs of their
+    gradients bound (``bind_inputs``): the prepared batch, and those outputs by input name."""
+    targ = np.empty((0, 0), dtype) if drawn.targ is None else drawn.targ
+    prepared = params.prepare(spec.name, drawn.pred, targ, dtype, {})
+    extra = params.prepare_inputs(drawn.pred, drawn.inputs, dtype, {})
+    gradients = {name: np.empty_like(a) for name, a in extra.items()}
+    return params.bind_inputs(prepared, extra, gradients), gradients
+
+
 def prepared_run(
-    spec: LossSpec, params: LossParams, pred: np.ndarray, targ: np.ndarray, dtype: Any
+    spec: LossSpec, params: LossParams, drawn: Sample, dtype: Any
 ) -> tuple[Prepared, list[np.ndarray]]:
     """``params.prepare`` and ``spec.run`` as the core calls them, weighted, every output asked
-    for: the prepared batch and the driver's loss, gradient and Hessian."""
-    compute = as_compute(pred, dtype, "predictions")
-    prepared = params.prepare(spec.name, pred, targ, dtype, {})
+    for: the prepared batch and the driver's loss, gradient, Hessian and input gradients."""
+    compute = as_compute(drawn.pred, dtype, "predictions")
+    prepared, gradients = prepared_for(spec, params, drawn, dtype)
     weights = np.random.default_rng(5).uniform(0.5, 2.0, size=compute.shape[0]).astype(dtype)
     weights.flags.writeable = False
     loss = np.empty(compute.shape[0], dtype=dtype)
     grad, hess = np.empty_like(compute), np.empty_like(compute)
     spec.run(compute, prepared.targets, weights, 0.5, loss, grad, hess, prepared)
-    return prepared, [loss, grad, hess]
+    return prepared, [loss, grad, hess, *gradients.values()]
 
 
 def fields_reversed(cls: type[LossParams]) -> type[LossParams]:
@@ -56,20 +69,23 @@ def fields_reversed(cls: type[LossParams]) -> type[LossParams]:
 def test_kernel_params_name_exactly_the_driver_parameters(
     spec: LossSpec, params: dict[str, Any]
 ) -> None:
-    """``prepare`` names every parameter the driver takes after its seven arrays and nothing
-    else, each a plain float or bool or a read-only array of the compute dtype."""
+    """``prepare`` (with the extra inputs bound) names every parameter the driver takes after
+    its seven arrays and nothing else, each a plain float or bool or a read-only array of the
+    compute dtype, or, for the gradients of the extra inputs, a writable one."""
     names = list(inspect.signature(spec.driver.py_func).parameters)
     assert tuple(names[: len(DRIVER_ARRAYS)]) == DRIVER_ARRAYS
     assert spec.kernel_names == spec.driver.py_func.kernel_names
     loss_params = validate_params(spec, params)
+    outputs = spec.params.outputs()
     for shape in shapes_for(spec):
-        pred, targ = sample(spec, shape, seed=3, params=params)
+        drawn = sample(spec, shape, seed=3, params=params)
         for dtype in DTYPES:
-            prepared = loss_params.prepare(spec.name, pred, targ, dtype, {})
+            prepared, _ = prepared_for(spec, loss_params, drawn, dtype)
             assert sorted(prepared.kernel_params) == sorted(spec.kernel_names)
             for name, value in prepared.kernel_params.items():
                 if isinstance(value, np.ndarray):
-                    assert value.dtype == dtype and not value.flags.writeable, name
+                    assert value.dtype == dtype, name
+                    assert value.flags.writeable == (name in outputs), name
                 else:
                     assert type(value) in (bool, float), name
             assert len(spec.kernel_args(prepared)) == len(spec.kernel_names)
@@ -78,17 +94,20 @@ def test_kernel_params_name_exactly_the_driver_parameters(
 @pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
 def test_a_missing_unknown_or_odd_kernel_param_is_an_internal_error(spec: LossSpec) -> None:
     """A kernel parameter left out, one the driver does not take, or one that is not a plain
-    float, bool or read-only array raises instead of reaching the driver."""
+    float, bool or read-only array (a writable one, for an input's gradient) raises instead of
+    reaching the driver."""
     params = spec.params.model_validate(spec.params.warm_up)
-    pred, targ = sample(spec, shapes_for(spec)[-1], seed=4, params=params.model_dump())
-    prepared = params.prepare(spec.name, pred, targ, np.float64, {})
+    drawn = sample(spec, shapes_for(spec)[-1], seed=4, params=params.model_dump())
+    prepared, _ = prepared_for(spec, params, drawn, np.float64)
     kernel = dict(prepared.kernel_params)
     wrong: list[dict[str, Any]] = [{**kernel, "not_a_parameter": 1.0}]
     for name in spec.kernel_names:
         wrong.append({k: v for k, v in kernel.items() if k != name})
         wrong.append({**kernel, name: None})
         wrong.append({**kernel, name: 1})  # an int: a second compiled signature
-        wrong.append({**kernel, name: np.zeros(3)})  # writable
+        odd = np.zeros(3)  # writable, or read-only where the driver writes it
+        odd.flags.writeable = name not in spec.params.outputs()
+        wrong.append({**kernel, name: odd})
     for params_ in wrong:
         with pytest.raises(KernelBindingError, match=spec.name):
             spec.kernel_args(replace(prepared, kernel_params=params_))
@@ -103,10 +122,10 @@ def test_reversing_the_fields_of_a_params_class_changes_no_result(
     forward = validate_params(spec, params)
     backward = fields_reversed(spec.params).model_validate(params)
     for shape in shapes_for(spec):
-        pred, targ = sample(spec, shape, seed=6, params=params)
+        drawn = sample(spec, shape, seed=6, params=params)
         for dtype in DTYPES:
-            one, expected = prepared_run(spec, forward, pred, targ, dtype)
-            two, got = prepared_run(spec, backward, pred, targ, dtype)
+            one, expected = prepared_run(spec, forward, drawn, dtype)
+            two, got = prepared_run(spec, backward, drawn, dtype)
             assert one.shown == two.shown
             for a, b in zip(expected, got, strict=True):
                 assert a.tobytes() == b.tobytes()

@@ -98,22 +98,27 @@ OBJECT_SLACK = 16 * 1024
 def test_prepare_and_checks_stay_within_working_bytes(
     spec: LossSpec, params: dict[str, Any], dtype: Any
 ) -> None:
-    """What ``prepare`` and ``check_domain`` allocate at their peak (numpy's allocations, traced)
-    is at most the loss's ``working_bytes``, given its params as sent or not, plus the generic
-    arrays they make (the targets' compute copy and κ)."""
+    """What ``prepare`` and ``check_domain`` (``prepare_inputs`` and ``check_inputs`` for the
+    extra inputs) allocate at their peak (numpy's allocations, traced) is at most the loss's
+    ``working_bytes``, given its params as sent or not, plus the generic arrays they make (the
+    targets' and the extra inputs' compute copies and κ)."""
     rows, columns = 2000, _columns(params)
     itemsize = np.dtype(dtype).itemsize
     loss_params = validate_params(spec, params)
-    generic = (columns + 1) * rows * itemsize
+    generic = (columns * (1 + len(spec.params.inputs)) + 1) * rows * itemsize
     shape = (rows, columns) if spec.params.max_rank == 2 else (rows,)
     for kind in CASES[spec.name].target_kinds(params):
-        pred, targ = sample(spec, shape, 3, params, kind)
+        drawn = sample(spec, shape, 3, params, kind)
+        pred = drawn.pred
+        targ = np.empty((0, 0), dtype) if drawn.targ is None else drawn.targ
         compute = as_compute(pred, dtype, "predictions")
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
             prepared = loss_params.prepare(spec.name, pred, targ, dtype, {})
+            extra = loss_params.prepare_inputs(pred, drawn.inputs, dtype, {})
             loss_params.check_domain(compute, prepared.targets)
+            loss_params.check_inputs(compute, extra)
             peak = tracemalloc.get_traced_memory()[1] - before
         finally:
             tracemalloc.stop()

@@ -34,11 +34,13 @@ from tests.support.harness import (
     RTOL,
     VARIANT_IDS,
     VARIANTS,
+    arrays_document,
     assert_gradient_matches_finite_differences,
     assert_hessian_matches_finite_differences,
     evaluate,
     kappa,
     reference,
+    rows,
     sample,
     shapes_for,
     spec_id,
@@ -124,10 +126,11 @@ def test_value_matches_reference(
     case = CASES[spec.name]
     for shape in shapes_for(spec):
         for kind in case.target_kinds(params):
-            pred, targ = sample(spec, shape, seed=1, params=params, targ_kind=kind)
+            drawn = sample(spec, shape, seed=1, params=params, targ_kind=kind)
+            pred, targ, inputs = drawn.pred, drawn.targ, drawn.inputs
             weight = np.random.default_rng(2).uniform(0, 2, size=shape[0]) if weighted else None
-            out = evaluate(spec, pred, targ, weight, params, reduction=reduction)
-            expected = reference(spec, pred, targ, params)
+            out = evaluate(spec, pred, targ, weight, params, inputs, reduction=reduction)
+            expected = reference(spec, pred, targ, params, inputs)
             np.testing.assert_allclose(out.per_sample, expected, rtol=RTOL, atol=ATOL)
             w = np.ones(shape[0]) if weight is None else weight
             weight_sum = float(np.sum(w * kappa(spec, pred, targ, out.params)))
@@ -143,11 +146,14 @@ def test_value_matches_reference(
 
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_gradient_matches_finite_differences(spec: LossSpec, params: dict[str, Any]) -> None:
-    """The gradient of the weighted sum equals central differences of the reference."""
+    """The gradient of the weighted sum equals central differences of the reference, and so
+    do the gradients with respect to the loss's extra inputs."""
     for shape in shapes_for(spec):
-        pred, targ = sample(spec, shape, seed=3, params=params)
+        drawn = sample(spec, shape, seed=3, params=params)
         w = np.random.default_rng(4).uniform(0.5, 2, size=shape[0])
-        assert_gradient_matches_finite_differences(spec, pred, targ, w, params)
+        assert_gradient_matches_finite_differences(
+            spec, drawn.pred, drawn.targ, w, params, inputs=drawn.inputs
+        )
 
 
 HESSIAN_VARIANTS = [(s, p) for s, p in VARIANTS if s.hessian]
@@ -159,46 +165,63 @@ HESSIAN_VARIANTS = [(s, p) for s, p in VARIANTS if s.hessian]
 def test_hessian_matches_finite_differences(spec: LossSpec, params: dict[str, Any]) -> None:
     """The Hessian diagonal equals central differences of the gradient, element by element."""
     for shape in shapes_for(spec):
-        pred, targ = sample(spec, shape, seed=5, params=params)
+        drawn = sample(spec, shape, seed=5, params=params)
         w = np.random.default_rng(6).uniform(0.5, 2, size=shape[0])
-        assert_hessian_matches_finite_differences(spec, pred, targ, w, params)
+        assert_hessian_matches_finite_differences(
+            spec, drawn.pred, drawn.targ, w, params, inputs=drawn.inputs
+        )
 
 
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_reductions_scale_the_derivatives(spec: LossSpec, params: dict[str, Any]) -> None:
-    """mean = sum / weight_sum for values and derivatives; none gives d l_i / d row i, and for
-    a batch-coupled loss the derivatives of Σ_i l_i (sum with unit weights)."""
+    """mean = sum / weight_sum for values and derivatives (the extra inputs' gradients
+    among them); none gives d l_i / d row i, and for a batch-coupled loss the derivatives of
+    Σ_i l_i (sum with unit weights)."""
     shape = shapes_for(spec)[-1]
-    pred, targ = sample(spec, shape, seed=7, params=params)
+    drawn = sample(spec, shape, seed=7, params=params)
+    pred, targ, inputs = drawn.pred, drawn.targ, drawn.inputs
     w = np.random.default_rng(8).uniform(0, 2, size=shape[0])
-    asked = {"gradient": True, "hessian": spec.hessian}
-    out = {r: evaluate(spec, pred, targ, w, params, reduction=r, **asked) for r in REDUCTIONS}
+    asked = {"gradient": True, "hessian": spec.hessian, "input_gradients": True}
+    out = {
+        r: evaluate(spec, pred, targ, w, params, inputs, reduction=r, **asked) for r in REDUCTIONS
+    }
     ws = out["sum"].weight_sum
     assert out["mean"].value == pytest.approx(out["sum"].value / ws, rel=RTOL)
-    wcol = w.reshape(-1, *([1] * (pred.ndim - 1)))
-    unit = evaluate(spec, pred, targ, None, params, reduction="sum", **asked)
-    for key in ("gradient", "hessian") if spec.hessian else ("gradient",):
-        mean, total, none = (getattr(out[r], key) for r in ("mean", "sum", "none"))
+    unit = evaluate(spec, pred, targ, None, params, inputs, reduction="sum", **asked)
+    derivatives = {
+        key: {r: getattr(out[r], key) for r in REDUCTIONS}
+        for key in (("gradient", "hessian") if spec.hessian else ("gradient",))
+    }
+    for name in inputs:
+        derivatives[f"inputs.{name}"] = {r: out[r].input_gradients[name] for r in REDUCTIONS}
+    for key, by_reduction in derivatives.items():
+        mean, total, none = (by_reduction[r] for r in ("mean", "sum", "none"))
         np.testing.assert_allclose(mean, total / ws, rtol=RTOL, atol=ATOL)
-        if spec.batch_coupled:
+        if spec.batch_coupled:  # (no batch-coupled loss takes extra inputs)
             np.testing.assert_array_equal(none, getattr(unit, key))
         else:
-            np.testing.assert_allclose(none * wcol, total, rtol=RTOL, atol=ATOL)
+            column = w.reshape(-1, *([1] * (total.ndim - 1)))
+            np.testing.assert_allclose(none * column, total, rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(out["none"].per_sample, out["sum"].per_sample)
 
 
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_float32_is_close_to_float64(spec: LossSpec, params: dict[str, Any]) -> None:
     """The float32 path gives float32 arrays within float32 precision of the float64 ones."""
-    pred, targ = sample(spec, shapes_for(spec)[-1], seed=9, params=params)
-    asked = {"gradient": True, "hessian": spec.hessian}
-    f64 = evaluate(spec, pred, targ, None, params, **asked)
-    f32 = evaluate(spec, pred, targ, None, params, dtype="float32", **asked)
+    drawn = sample(spec, shapes_for(spec)[-1], seed=9, params=params)
+    pred, targ, inputs = drawn.pred, drawn.targ, drawn.inputs
+    asked = {"gradient": True, "hessian": spec.hessian, "input_gradients": True}
+    f64 = evaluate(spec, pred, targ, None, params, inputs, **asked)
+    f32 = evaluate(spec, pred, targ, None, params, inputs, dtype="float32", **asked)
     for key in (
         ("per_sample", "gradient", "hessian") if spec.hessian else ("per_sample", "gradient")
     ):
         assert getattr(f32, key).dtype == np.float32
         np.testing.assert_allclose(getattr(f32, key), getattr(f64, key), rtol=2e-4, atol=2e-5)
+    for name in inputs:
+        got, want = f32.input_gradients[name], f64.input_gradients[name]
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
     assert f32.value == pytest.approx(f64.value, rel=2e-4, abs=2e-5)
 
 
@@ -210,31 +233,35 @@ COUPLED_IDS = [variant_id(v) for v in COUPLED]
 
 @pytest.mark.parametrize(("spec", "params"), INDEPENDENT, ids=INDEPENDENT_IDS)
 def test_batch_equals_row_by_row(spec: LossSpec, params: dict[str, Any]) -> None:
-    """A batch gives, row for row, the bits that each row gives alone (a batch-coupled loss's
-    rows depend on each other: ``test_a_batch_coupled_loss_runs_whole``)."""
-    pred, targ = sample(spec, shapes_for(spec)[-1], seed=10, params=params)
-    whole = evaluate(spec, pred, targ, None, params, reduction="none", gradient=True)
+    """A batch gives, row for row, the bits that each row gives alone."""
+    drawn = sample(spec, shapes_for(spec)[-1], seed=10, params=params)
+    asked = {"reduction": "none", "gradient": True, "input_gradients": True}
+    whole = evaluate(spec, *drawn, None, params, drawn.inputs, **asked)
     if params.get("class_weight") == "balanced":  # derived from the batch: reuse the batch's
         params = {**params, "class_weight": whole.params["class_weight"]}
-    for i in range(pred.shape[0]):
-        row = evaluate(spec, pred[i : i + 1], targ[i : i + 1], None, params, reduction="none",
-                       gradient=True)  # fmt: skip
+    for i in range(drawn.pred.shape[0]):
+        one = rows(drawn, slice(i, i + 1))
+        row = evaluate(spec, *one, None, params, one.inputs, **asked)
         assert row.per_sample[0] == whole.per_sample[i]
         np.testing.assert_array_equal(row.gradient[0], whole.gradient[i])
+        for name, gradient in row.input_gradients.items():
+            np.testing.assert_array_equal(gradient[0], whole.input_gradients[name][i])
 
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
 def test_empty_batch(spec: LossSpec) -> None:
     """N = 0 gives value 0, weight_sum 0 and empty arrays."""
     shape = (0, 3) if spec.params.min_rank == 2 else (0,)
-    targets = np.zeros((0,) if "labels" in spec.targets else shape)
-    params = CASES[spec.name].params[0]
+    case = CASES[spec.name]
+    empty = rows(case.sample(shape[:1] + (3,) * (len(shape) - 1), 0), slice(0, 0))
+    params = case.params[0]
     for reduction in ("mean", "sum"):
-        out = evaluate(spec, np.zeros(shape), targets, None, params, reduction=reduction,
-                       gradient=True, hessian=spec.hessian)  # fmt: skip
+        out = evaluate(spec, *empty, None, params, empty.inputs, reduction=reduction,
+                       gradient=True, hessian=spec.hessian, input_gradients=True)  # fmt: skip
         assert (out.value, out.weight_sum, out.n) == (0.0, 0.0, 0)
         assert out.per_sample.shape == (0,)
         assert out.gradient.shape == shape
+        assert all(a.shape[0] == 0 for a in out.input_gradients.values())
 
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
@@ -259,15 +286,15 @@ def test_unknown_and_out_of_range_params_are_rejected(spec: LossSpec) -> None:
 @pytest.mark.parametrize(("spec", "params"), VARIANTS, ids=VARIANT_IDS)
 def test_packed_and_list_inputs_agree(spec: LossSpec, params: dict[str, Any]) -> None:
     """The same batch sent as JSON lists and as packed arrays gives identical response bytes."""
-    pred, targ = sample(spec, shapes_for(spec)[-1], seed=11, params=params)
+    drawn = sample(spec, shapes_for(spec)[-1], seed=11, params=params)
 
     def packed(a: np.ndarray) -> dict[str, Any]:
         data = base64.b64encode(a.astype("<f8").tobytes()).decode()
         return {"dtype": "float64", "shape": list(a.shape), "data": data}
 
-    common = {"params": params, "gradient": True, "hessian": spec.hessian}
-    as_list = {"predictions": pred.tolist(), "targets": targ.tolist(), **common}
-    as_packed = {"predictions": packed(pred), "targets": packed(targ), **common}
+    common = {"params": params, "gradient": True, "hessian": spec.hessian, "input_gradients": True}
+    as_list = {**arrays_document(drawn, lambda a: a.tolist()), **common}
+    as_packed = {**arrays_document(drawn, packed), **common}
     one = evaluate_one(spec.name, orjson.dumps(as_list), 10**6).body.tobytes()
     two = evaluate_one(spec.name, orjson.dumps(as_packed), 10**6).body.tobytes()
     assert one == two
@@ -280,24 +307,28 @@ def test_parallel_blocks_equal_small_batches(
 ) -> None:
     """A batch past SERIAL_ELEMENTS (parallel blocks) gives the bits of the same rows sent in
     batches small enough to run on the calling thread."""
-    rows = 3 * SERIAL_ELEMENTS // 2 + 5
-    shape = (rows,) if spec.params.min_rank == 1 else (rows // 3, 3)
-    pred, targ = sample(spec, shape, seed=14, params=params)
+    count = 3 * SERIAL_ELEMENTS // 2 + 5
+    shape = (count,) if spec.params.min_rank == 1 else (count // 3, 3)
+    drawn = sample(spec, shape, seed=14, params=params)
     w = np.random.default_rng(15).uniform(0, 2, size=shape[0]) if weighted else None
     # reduction sum: the kernel's row factor is w_i itself, the same in every batch
-    asked = {"reduction": "sum" if weighted else "none", "gradient": True, "hessian": spec.hessian}
-    whole = evaluate(spec, pred, targ, w, params, **asked)
+    asked = {"reduction": "sum" if weighted else "none", "gradient": True,
+             "hessian": spec.hessian, "input_gradients": True}  # fmt: skip
+    whole = evaluate(spec, *drawn, w, params, drawn.inputs, **asked)
     if params.get("class_weight") == "balanced":  # derived from the batch: reuse the batch's
         params = {**params, "class_weight": whole.params["class_weight"]}
     step = 1000
     for start in range(0, shape[0], step):
         part = slice(start, start + step)
-        small = evaluate(spec, pred[part], targ[part], None if w is None else w[part], params,
+        some = rows(drawn, part)
+        small = evaluate(spec, *some, None if w is None else w[part], params, some.inputs,
                          **asked)  # fmt: skip
         np.testing.assert_array_equal(small.per_sample, whole.per_sample[part])
         np.testing.assert_array_equal(small.gradient, whole.gradient[part])
         if spec.hessian:
             np.testing.assert_array_equal(small.hessian, whole.hessian[part])
+        for name, gradient in small.input_gradients.items():
+            np.testing.assert_array_equal(gradient, whole.input_gradients[name][part])
 
 
 @pytest.mark.parametrize(("spec", "params"), COUPLED, ids=COUPLED_IDS)

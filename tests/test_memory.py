@@ -151,15 +151,16 @@ def test_a_blocked_run_gives_the_bytes_of_one_run(
 ) -> None:
     """With a cancel flag (work on a compute thread) the kernel runs over blocks of rows; the
     per-sample losses and derivatives are the same bytes as one run's, for every variant (the
-    multiclass losses' mask of ignored rows is cut with the rows)."""
+    multiclass losses' mask of ignored rows, the extra inputs and their gradients are cut with
+    the rows)."""
     spec, params = variant
-    pred, targ = sample(spec, (37, 3) if spec.params.max_rank > 1 else (37,), 7, params)
-    options = {"gradient": True, "hessian": spec.hessian}
-    whole = evaluate(spec, pred, targ, None, params, **options)
+    drawn = sample(spec, (37, 3) if spec.params.max_rank > 1 else (37,), 7, params)
+    options = {"gradient": True, "hessian": spec.hessian, "input_gradients": True}
+    whole = evaluate(spec, *drawn, None, params, drawn.inputs, **options)
     monkeypatch.setattr(core, "BLOCK_ELEMENTS", 7)  # blocks of 2 rows of 3
     token = core.CANCEL.set(threading.Event())
     try:
-        blocked = evaluate(spec, pred, targ, None, params, **options)
+        blocked = evaluate(spec, *drawn, None, params, drawn.inputs, **options)
     finally:
         core.CANCEL.reset(token)
     for name in ("per_sample", "gradient", "hessian"):
@@ -167,6 +168,10 @@ def test_a_blocked_run_gives_the_bytes_of_one_run(
         assert (a is None) == (b is None)
         if a is not None:
             assert a.tobytes() == b.tobytes(), name
+    assert whole.input_gradients is not None and blocked.input_gradients is not None
+    assert whole.input_gradients.keys() == blocked.input_gradients.keys() == drawn.inputs.keys()
+    for name, gradient in whole.input_gradients.items():
+        assert gradient.tobytes() == blocked.input_gradients[name].tobytes(), name
     assert whole.value == blocked.value
 
 

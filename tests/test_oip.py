@@ -82,7 +82,9 @@ def test_server_health_and_metadata(tc: triton.InferenceServerClient) -> None:
 
 
 def test_every_loss_and_alias_is_a_ready_model(tc: triton.InferenceServerClient) -> None:
-    """Every loss, by name and by each alias, is a ready model with the metadata of its loss."""
+    """Every loss, by name and by each alias, is a ready model with the metadata of its loss:
+    a targets input when it takes targets, its extra inputs after sample_weight, and their
+    gradients after the usual outputs."""
     for spec in REGISTRY:
         for name in (spec.name, *spec.aliases):
             assert tc.is_model_ready(name), name
@@ -90,15 +92,22 @@ def test_every_loss_and_alias_is_a_ready_model(tc: triton.InferenceServerClient)
             assert meta["name"] == spec.name
             assert meta["versions"] == ["1"]
             inputs = {t["name"]: t for t in meta["inputs"]}
-            assert list(inputs) == ["predictions", "targets", "sample_weight"]
+            extra = [x.name for x in spec.params.inputs]
+            batch = ["predictions", "targets", "sample_weight"] if spec.targets else [
+                "predictions", "sample_weight"]  # fmt: skip
+            assert list(inputs) == [*batch, *extra]
             assert inputs["sample_weight"]["optional"] and inputs["sample_weight"]["shape"] == [-1]
             assert inputs["predictions"]["datatypes"] == ["FP64", "FP32", "FP16", "BF16"]
             assert all(t["datatypes"] == ["FP64", "FP32"] for t in meta["outputs"])
+            assert not any(inputs[x]["optional"] for x in extra)
             index = bool({"class_index", "labels"} & set(spec.targets))
-            assert ("INT64" in inputs["targets"]["datatypes"]) == index
-            assert ([-1] in inputs["targets"]["shapes"]) == (index or spec.params.min_rank == 1)
+            if spec.targets:
+                assert ("INT64" in inputs["targets"]["datatypes"]) == index
+                rows = index or spec.params.min_rank == 1 or spec.targets in (("per_sample",), ("labels",))
+                assert ([-1] in inputs["targets"]["shapes"]) == rows
             outputs = [t["name"] for t in meta["outputs"]]
-            assert outputs == ["value", "per_sample", "gradient", "hessian"][: 3 + spec.hessian]
+            usual = ["value", "per_sample", "gradient", "hessian"][: 3 + spec.hessian]
+            assert outputs == [*usual, *(f"input_gradients.{x}" for x in extra)]
             assert set(meta["parameters"].get("properties", {})) == set(spec.params.model_fields)
 
 
@@ -340,7 +349,7 @@ GOOD = [_json_tensor("predictions", [0.5, 1.0]), _json_tensor("targets", [0.0, 1
 BAD_REQUESTS = {
     "unknown input": (
         {"inputs": [*GOOD, _json_tensor("labels", [1.0, 2.0])]},
-        "inputs.2.name",
+        "mse takes no input `labels`",
     ),
     "shape and data disagree": (
         {"inputs": [GOOD[0], {**GOOD[1], "shape": [3]}]},
@@ -374,7 +383,7 @@ BAD_REQUESTS = {
         {"inputs": [GOOD[0], _json_tensor("targets", [0.0, "1"])]},
         "must be a number, not a string",
     ),
-    "missing targets": ({"inputs": GOOD[:1]}, "targets is required"),
+    "missing targets": ({"inputs": GOOD[:1]}, "`targets` is required"),
     "unknown loss parameter": (
         {"inputs": GOOD, "parameters": {"delta": 2.0}},
         "parameters.delta",
@@ -387,7 +396,7 @@ BAD_REQUESTS = {
         {"inputs": GOOD, "parameters": {"reduction": "max"}},
         "parameters.reduction",
     ),
-    "unknown output": ({"inputs": GOOD, "outputs": [{"name": "loss"}]}, "outputs.0.name"),
+    "unknown output": ({"inputs": GOOD, "outputs": [{"name": "loss"}]}, "no output loss"),
     "value with reduction none": (
         {"inputs": GOOD, "outputs": [{"name": "value"}], "parameters": {"reduction": "none"}},
         "no `value` with reduction none",

@@ -222,6 +222,66 @@ def test_a_batch_over_the_limit_is_split_and_merged_exactly(
     _assert_same(split, one)
 
 
+def _with_inputs(n: int) -> dict[str, tuple[str, np.ndarray, np.ndarray | None, dict[str, Any]]]:
+    """Batches of the losses with extra inputs: (name, predictions, targets, inputs)."""
+    return {
+        "gaussian_nll-var-per-sample": (
+            "gaussian_nll",
+            rng.normal(size=(n, 2)),
+            rng.normal(size=(n, 2)),
+            {"var": rng.uniform(0.1, 2.0, size=n)},
+        ),
+        "triplet_margin": (
+            "triplet_margin",
+            rng.normal(size=(n, 2)),
+            None,
+            {"positive": rng.normal(size=(n, 2)), "negative": rng.normal(size=(n, 2))},
+        ),
+    }
+
+
+@pytest.mark.loss("gaussian_nll", "triplet_margin")
+@pytest.mark.parametrize("transport", ["binary", "json"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("case", list(_with_inputs(1)))
+def test_inputs_are_split_with_their_rows_and_input_gradients_merged(
+    server: Server, limited: Server, case: str, reduction: str, transport: str
+) -> None:
+    """``inputs={...}`` travels with the batch and ``input_gradients=True`` answers
+    ``Result.input_gradients``; a batch over the limit is split with its extra inputs cut at
+    the same rows, and the pieces' input gradients are concatenated (a split mean's rescaled
+    like the gradient): what one request to a default server answers, to 1e-12; the same as
+    the answer's own arrays (``evaluate_one`` through the JSON route)."""
+    name, predictions, targets, inputs = _with_inputs(N // 2)[case]
+    weights = rng.uniform(0.5, 2.0, size=predictions.shape[0])
+    asked: dict[str, Any] = {"sample_weight": weights, "reduction": reduction, "gradient": True,
+                             "inputs": inputs, "input_gradients": True}  # fmt: skip
+    with Client(limited.url, KEY, transport=transport) as split_client:  # type: ignore[arg-type]
+        split = split_client.evaluate(name, predictions, targets, **asked)
+    with Client(server.url, transport=transport) as whole:  # type: ignore[arg-type]
+        one = whole.evaluate(name, predictions, targets, **asked)
+        without = whole.evaluate(name, predictions, targets, **{**asked, "input_gradients": False})
+    assert one.requests == 1 and split.requests > 1
+    _assert_same(split, one)
+    assert one.input_gradients is not None and split.input_gradients is not None
+    assert without.input_gradients is None
+    assert set(one.input_gradients) == set(inputs) == set(split.input_gradients)
+    for key, gradient in one.input_gradients.items():
+        assert gradient.shape == inputs[key].shape
+        np.testing.assert_allclose(split.input_gradients[key], gradient, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.loss("mse", "gaussian_nll")
+def test_input_gradients_of_a_loss_without_inputs_are_empty(lossd: Client) -> None:
+    """A loss without extra inputs answers input_gradients as an empty mapping; a missing
+    input is the server's 422, raised as a ValidationError naming it."""
+    p = np.array([0.5, 2.0, 1.0])
+    assert lossd.evaluate("mse", p, p[::-1], input_gradients=True).input_gradients == {}
+    with pytest.raises(ValidationError) as caught:
+        lossd.evaluate("gaussian_nll", p, p)
+    assert caught.value.errors[0].loc == ("inputs", "var")
+
+
 @pytest.mark.loss("mse")
 def test_a_split_weighted_mean_is_numpys(split_client: Client) -> None:
     """The split weighted mse against NumPy's formulas: Σw r² / Σw, 2 w r / Σw, 2 w / Σw."""

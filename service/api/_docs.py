@@ -98,7 +98,14 @@ _LOSS_MULTIPART_BODY = {
                 "description": "the rest of the request document (params, reduction, ...)",
             },
         },
-        "required": ["predictions", "targets"],
+        "additionalProperties": {
+            **_NPY_PART,
+            "description": (
+                "a part named `inputs.<name>`: the extra named array `<name>` of a loss that "
+                "takes one (inputs.var, inputs.input2, inputs.positive, inputs.negative)"
+            ),
+        },
+        "required": ["predictions"],
     },
     "encoding": {"options": {"contentType": JSON}},
 }

@@ -132,6 +132,29 @@ EVALUATE_LOSS: dict[str, Example] = {
             },
         },
     ),
+    "gaussian_nll": Example(
+        "extra inputs: gaussian_nll with one variance per sample under inputs.var, with the "
+        "gradients with respect to the means and to the variances",
+        request={
+            "predictions": [[0.5, 2.0], [1.0, -1.0]],
+            "targets": [[0.0, 1.0], [1.0, 0.0]],
+            "inputs": {"var": [0.25, 4.0]},
+            "gradient": True,
+            "input_gradients": True,
+        },
+        response={
+            "loss": "gaussian_nll",
+            "reduction": "mean",
+            "reduce_over": "samples",
+            "value": 0.65625,
+            "weight_sum": 2.0,
+            "n": 2,
+            "per_sample": [0.5568528194400546, 0.7556471805599453],
+            "gradient": [[0.5, 1.0], [0.0, -0.0625]],
+            "input_gradients": {"var": [-1.5, 0.0546875]},
+            "params": {"full": False, "eps": 1e-06},
+        },
+    ),
     "dice": Example(
         "overlap: dice on one soft mask of four elements",
         request={

@@ -9,6 +9,8 @@ silently read as 0 and 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain
 from typing import Any
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..dtypes import BIG_ENDIAN_DTYPES, CANONICAL_DTYPES, widen
 from ..dtypes import PACKED_DTYPES as PACKED_DTYPES  # where the codecs have looked names up
-from ..errors import InvalidArray, TooManyElements, shown
+from ..errors import InvalidArray, LossdError, TooManyElements, shown
 from ..jit import Array
 from .base64 import Base64, b64decode
 from .jsontext import Blob
@@ -227,6 +229,20 @@ def check_shape(shape: object, field: str, max_elements: int, kind: str = "packe
             errors=[((field, "shape"), "C must be at least 1")],
         )
     return count
+
+
+@contextmanager
+def located(field: str) -> Iterator[None]:
+    """Errors about the array ``field`` located in the request document: an extra named array,
+    ``inputs.var``, at ``["inputs", "var", ...]`` rather than at its dotted name."""
+    try:
+        yield
+    except LossdError as exc:
+        dotted, parts = shown(field), field.split(".", 1)
+        exc.errors = [
+            ([*parts, *loc[1:]] if loc[:1] == [dotted] else loc, msg) for loc, msg in exc.errors
+        ]
+        raise
 
 
 def check_finite(array: Array, what: str, field: str) -> None:

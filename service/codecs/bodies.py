@@ -2,10 +2,12 @@
 codec parses, its arrays as views of the body (``RawArray``) rather than lists:
 
 - the binary framing (``Framed``): a JSON header whose array fields are
-  ``{"dtype", "shape", "binary_data_size"}``, their raw little-endian bytes after it in the
-  order the header lists them (``/v2``'s binary tensor data, ``framing``);
-- ``multipart/form-data`` (``Multipart``): a ``.npy`` part per array field and an optional
-  ``options`` part holding the rest of the document as JSON.
+  ``{"dtype", "shape", "binary_data_size"}`` (the members of ``inputs`` among them), their raw
+  little-endian bytes after it in the order the header lists them (``/v2``'s binary tensor
+  data, ``framing``);
+- ``multipart/form-data`` (``Multipart``): a ``.npy`` part per array field (``inputs.<name>``
+  for an extra named array) and an optional ``options`` part holding the rest of the document
+  as JSON.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from .. import core
 from ..dtypes import HALF_DTYPES, held_itemsize, widen
 from ..errors import InvalidArray, Unprocessable, shown
 from ..jit import Array
-from ..schemas import ARRAY_FIELDS
+from ..schemas import ARRAY_FIELDS, INPUTS
 from . import framing
-from .arrays import check_finite, check_shape, wire_dtype
+from .arrays import check_finite, check_shape, located, wire_dtype
 from .jsontext import Blob, parse_object
 from .multipart import parts
 from .npy import decoded, read_npy
@@ -72,7 +74,8 @@ class RawArray:
         precision widened to float32)."""
         array = widen(decoded(self.array))
         if array.dtype.kind == "f":
-            check_finite(array, f"`{self.field}`", self.field)
+            with located(self.field):
+                check_finite(array, f"`{self.field}`", self.field)
         return array
 
 
@@ -99,9 +102,19 @@ def _framed(body: Array, header_length: int, parse: Parse, max_elements: int) ->
     header, binary = framing.split(body, header_length)
     doc, blobs = parse(header.data)
     section = framing.BinarySection(binary)
+
+    def take(members: dict[str, Any], name: str, field: str) -> None:
+        value = members[name]
+        if isinstance(value, dict) and "binary_data_size" in value:
+            with located(field):
+                members[name] = RawArray(field, _take(section, field, value, max_elements))
+
     for field, value in doc.items():
-        if field in ARRAY_FIELDS and isinstance(value, dict) and "binary_data_size" in value:
-            doc[field] = RawArray(field, _take(section, field, value, max_elements))
+        if field in ARRAY_FIELDS:
+            take(doc, field, field)
+        elif field == INPUTS and isinstance(value, dict):
+            for name in value:
+                take(value, name, f"{INPUTS}.{name}")
     section.check_used("the arrays'")
     return doc, blobs
 
@@ -125,8 +138,10 @@ def _take(
 
 def _multipart(body: Array, boundary: bytes, parse: Parse, max_elements: int) -> Parsed:
     doc: dict[str, Any] = {}
+    named: dict[str, Any] = {}  # the parts inputs.<name>
     options: Parsed = ({}, {})
     seen: set[str] = set()
+    prefix = f"{INPUTS}."
     for part in parts(body, boundary):
         if part.name in seen:
             raise _part_problem(part.name, "is sent twice")
@@ -135,12 +150,26 @@ def _multipart(body: Array, boundary: bytes, parse: Parse, max_elements: int) ->
             options = parse(part.content.data)
         elif part.name in ARRAY_FIELDS:
             doc[part.name] = RawArray(part.name, read_npy(part.content, part.name, max_elements))
+        elif part.name.startswith(prefix) and len(part.name) > len(prefix):
+            with located(part.name):
+                array = read_npy(part.content, part.name, max_elements)
+            named[part.name.removeprefix(prefix)] = RawArray(part.name, array)
         else:
-            expected = ", ".join((*ARRAY_FIELDS, OPTIONS_PART))
+            expected = ", ".join((*ARRAY_FIELDS, f"{prefix}<name>", OPTIONS_PART))
             raise _part_problem(part.name, f"is not a part this route takes ({expected})")
     for field in options[0]:
         if field in doc:
             raise _part_problem(field, "is sent both as a part and in the options part")
+    if named:
+        sent = options[0].get(INPUTS)
+        if sent is not None and not isinstance(sent, dict):
+            raise _part_problem(INPUTS, "must be an object of named arrays in the options part")
+        for name in sent or {}:
+            if name in named:
+                raise _part_problem(
+                    f"{prefix}{name}", "is sent both as a part and in the options part"
+                )
+        doc[INPUTS] = {**(sent or {}), **named}
     return {**options[0], **doc}, options[1]
 
 

@@ -20,7 +20,7 @@ import orjson
 
 from ..errors import PayloadTooLarge, Unprocessable
 from ..jit import Array, scalar
-from ..schemas import ARRAY_FIELDS
+from ..schemas import ARRAY_FIELDS, INPUTS
 from .base64 import Base64
 from .numbers import NumberList, member_lists, read_list
 
@@ -189,27 +189,36 @@ def lift(
     depth: int = 1,
     reserve: Callable[[int], None] | None = None,
     strings: bool = True,
+    within: str | None = None,
 ) -> Lifted:
     """Cut long string literals, and the number lists of the members named in ``lists`` at
-    ``depth`` (1: members of the top-level object), out of ``body``; each becomes a marker
-    string in the rest, which orjson parses. Lists are cut only when at least ``LIFT_MIN``
-    bytes long, strings likewise (unless ``strings`` is false). ``reserve`` is told each list's
-    array size before it is allocated."""
+    ``depth`` (1: members of the top-level object) and of every member of the top-level member
+    ``within`` (an object of named arrays, ``inputs``; listed as ``within.name``), out of
+    ``body``; each becomes a marker string in the rest, which orjson parses. Lists are cut
+    only when at least ``LIFT_MIN`` bytes long, strings likewise (unless ``strings`` is false).
+    ``reserve`` is told each list's array size before it is allocated."""
     if len(body) < LIFT_MIN:
         return Lifted(body, {}, {}, {})
     buf = np.frombuffer(body, dtype=np.uint8)
     buf.flags.writeable = False  # one compiled signature: every byte buffer is read-only
     cuts: list[tuple[int, int, Blob | NumberList]] = []
     refused: dict[str, tuple[int, int]] = {}
-    if lists:
+    if lists or within:
         names = {name.encode() for name in lists}
-        for level, key_start, key_end, start, end in member_lists(buf, LIFT_MIN).tolist():
+        outer = within.encode() if within else None
+        for level, key_start, key_end, parent_start, parent_end, start, end in member_lists(
+            buf, LIFT_MIN
+        ).tolist():
             key = bytes(buf[key_start:key_end])
-            if level != depth or key not in names:
+            if level == depth and key in names:
+                name = key.decode(errors="replace")
+            elif level == 2 and outer is not None and bytes(buf[parent_start:parent_end]) == outer:
+                name = f"{within}.{key.decode(errors='replace')}"
+            else:
                 continue
             array = read_list(buf, start, end, reserve)
             if array is None:
-                refused[key.decode()] = (start, end)
+                refused[name] = (start, end)
             else:
                 cuts.append((start, end, NumberList(array)))
     ranges = long_strings(buf, buf[: len(buf) // 8 * 8].view(np.uint64), LIFT_MIN)
@@ -267,18 +276,20 @@ def parse_object(
     fields: tuple[str, ...] = (),
     lists: Collection[str] = ARRAY_FIELDS,
     reserve: Callable[[int], None] | None = None,
+    within: str | None = INPUTS,
 ) -> tuple[dict[str, Any], dict[str, Blob]]:
     """The body as a JSON object (orjson: strict JSON, no NaN or Infinity tokens), and its long
     string literals as ``Blob``s by marker (see ``lift``). A syntax error inside one of
     ``fields`` names that field.
 
-    The top-level members named in ``lists`` that are long lists of numbers come parsed, as
-    ``NumberList``s. orjson holds the GIL, so it is given at most ``PARSE_MAX`` bytes, and a
+    The top-level members named in ``lists``, and the members of the object ``within`` (the
+    extra named arrays), that are long lists of numbers come parsed, as ``NumberList``s.
+    orjson holds the GIL, so it is given at most ``PARSE_MAX`` bytes, and a
     long list of those members the number parser refused (nulls, ragged rows, ...) at most
     ``FALLBACK_MAX`` bytes: beyond, 413. ``reserve`` is told what each parsed list and the
     orjson parse will hold, in bytes, before they are allocated (the memory account).
     """
-    lifted = lift(body, lists, reserve=reserve)
+    lifted = lift(body, lists, reserve=reserve, within=within)
     check_lifted(lifted)
     skeleton = lifted.skeleton
     if reserve is not None:
@@ -302,6 +313,11 @@ def parse_object(
             value = doc.get(name)
             if isinstance(value, str) and value in lifted.lists:
                 doc[name] = lifted.lists[value]
+        named = doc.get(within) if within else None
+        if isinstance(named, dict):
+            for name, value in named.items():
+                if isinstance(value, str) and value in lifted.lists:
+                    named[name] = lifted.lists[value]
     return doc, lifted.blobs
 
 
@@ -315,7 +331,7 @@ def check_lifted(lifted: Lifted) -> None:
                 "(rank 1 or 2, rows of equal length, integers within int64, numbers within "
                 f"float64); a JSON list over {FALLBACK_MAX} bytes must be one. Send such data as "
                 "a packed array {dtype, shape, data} (or to /v2 with binary tensor data)",
-                errors=[((name,), "a long JSON list must hold only numbers")],
+                errors=[(tuple(name.split(".", 1)), "a long JSON list must hold only numbers")],
             )
     skeleton = lifted.skeleton
     if len(skeleton) > PARSE_MAX:

@@ -25,9 +25,9 @@ from ..errors import LossdError, Unprocessable, from_validation, shown
 from ..jit import Array
 from ..losses import LossParams, LossSpec
 from ..memory import Lease
-from ..schemas import ARRAY_FIELDS, EvaluationOptions, LossOptions, MultiLossOptions
+from ..schemas import ARRAY_FIELDS, INPUTS, EvaluationOptions, LossOptions, MultiLossOptions
 from . import Reply, framing
-from .arrays import decode_array, encode_array
+from .arrays import decode_array, encode_array, located
 from .bodies import Form, RawArray
 from .bodies import read as read_form
 from .jsontext import Blob, dumps, parse_object, release, resolve_blob
@@ -35,7 +35,7 @@ from .jsontext import Blob, dumps, parse_object, release, resolve_blob
 Fields = TypeVar("Fields", bound=EvaluationOptions)
 
 # The top-level fields a JSON syntax error can be blamed on.
-_FIELDS = (*ARRAY_FIELDS, *MultiLossOptions.model_fields, *LossOptions.model_fields)
+_FIELDS = (*ARRAY_FIELDS, INPUTS, *MultiLossOptions.model_fields, *LossOptions.model_fields)
 
 # The longest JSON text of one response value: `-2.2250738585072014e-308,` and `-1.1754944e-38,`.
 _LIST_TEXT = {"float64": 25, "float32": 16}
@@ -89,10 +89,12 @@ def evaluate_many(
         with _at_position(k, selection.name):
             options = options_of(fields, half)
             chosen.append(core.select(selection.name, selection.params, options, explicit, rank))
+    core.check_taken(batch, [(spec, params) for spec, params, _ in chosen])
     results = []
     for k, (spec, params, options) in enumerate(chosen):
         with _at_position(k, spec.name):
-            results.append(core.evaluate(spec, params, batch, options))
+            own = core.arrays_of(batch, spec, params)
+            results.append(core.evaluate(spec, params, own, options))
     del batch
     buffers: list[memoryview] = []
     documents = [_document(result, fields.array_format, buffers) for result in results]
@@ -127,6 +129,7 @@ def options_of(fields: EvaluationOptions, half: bool = False) -> core.Options:
         gradient=fields.gradient,
         hessian=fields.hessian,
         dtype=dtype,
+        input_gradients=fields.input_gradients,
     )
 
 
@@ -159,7 +162,7 @@ def _read(
     if form is None:
         assert not isinstance(body, np.ndarray)
         doc, blobs = parse_object(body, _FIELDS, reserve=reserve)
-        packed = any(isinstance(doc.get(f), dict) for f in ARRAY_FIELDS)
+        packed = any(isinstance(value, dict) for _, value in _arrays(doc))
         encoding = "packed" if packed else "json"
     else:
         assert isinstance(body, np.ndarray)
@@ -184,10 +187,21 @@ def _read(
     return fields, batch, encoding, half
 
 
+def _arrays(doc: dict[str, Any]) -> list[tuple[str, object]]:
+    """The request's array fields as sent, before they are decoded: the top-level ones it has,
+    then the extra named arrays of ``inputs`` as ``inputs.<name>`` (none when ``inputs`` is
+    not an object: decoding says so)."""
+    arrays = [(field, doc[field]) for field in ARRAY_FIELDS if field in doc]
+    named = doc.get(INPUTS)
+    if isinstance(named, dict):
+        arrays += [(f"{INPUTS}.{name}", value) for name, value in named.items()]
+    return arrays
+
+
 def _half(doc: dict[str, Any]) -> bool:
     """Whether an array of the request was sent in float16 or bfloat16 (before it is decoded:
     decoding widens it to float32): a packed one, or one in a binary or multipart body."""
-    values = [doc.get(field) for field in ARRAY_FIELDS]
+    values = [value for _, value in _arrays(doc)]
     if any(isinstance(value, RawArray) and value.half for value in values):
         return True
     dtypes = (value.get("dtype") for value in values if isinstance(value, dict))
@@ -195,22 +209,39 @@ def _half(doc: dict[str, Any]) -> bool:
 
 
 def _decode_batch(doc: dict[str, Any], blobs: dict[str, Blob], max_elements: int) -> core.Batch:
-    """Take the array fields out of ``doc`` and decode them (only ``sample_weight`` may be null)."""
-    for field in ARRAY_FIELDS[:2]:
-        if field not in doc:
-            raise Unprocessable(f"`{field}` is required", errors=[((field,), "Field required")])
+    """Take the array fields out of ``doc`` and decode them: ``predictions`` is required;
+    ``targets`` may be missing (whether the losses take them is the core's to say), not null;
+    ``sample_weight`` and ``inputs``, an object of named arrays, may be missing or null."""
+    if "predictions" not in doc:
+        raise Unprocessable(
+            "`predictions` is required", errors=[(("predictions",), "Field required")]
+        )
 
-    def take(field: str) -> Any:
-        value = doc.pop(field)
+    def decode(value: Any, field: str) -> Array:
         if isinstance(value, RawArray):
             return value.decode()
         if isinstance(value, dict) and "data" in value:
             value["data"] = resolve_blob(value["data"], blobs)
-        return decode_array(value, field, max_elements)
+        with located(field):
+            return decode_array(value, field, max_elements)
 
-    weight = take("sample_weight") if doc.get("sample_weight") is not None else None
-    doc.pop("sample_weight", None)
-    return core.Batch(take("predictions"), take("targets"), weight)
+    def take(field: str) -> Array | None:
+        if field not in doc or (field == "sample_weight" and doc[field] is None):
+            doc.pop(field, None)
+            return None
+        return decode(doc.pop(field), field)
+
+    named = doc.pop(INPUTS, None)
+    if named is not None and not isinstance(named, dict):
+        raise Unprocessable(
+            f'`{INPUTS}` must be an object of named arrays, such as {{"var": [...]}}',
+            errors=[((INPUTS,), "expected an object")],
+        )
+    predictions = take("predictions")
+    assert predictions is not None
+    targets, weight = take("targets"), take("sample_weight")
+    inputs = {name: decode(value, f"{INPUTS}.{name}") for name, value in (named or {}).items()}
+    return core.Batch(predictions, targets, weight, inputs)
 
 
 def _declared(value: object) -> core.Declared | None:
@@ -240,9 +271,10 @@ def _demand(doc: dict[str, Any], limits: _Limits, half: bool) -> core.Demand | N
     array was sent in half precision, ``_half``); None when the arrays are malformed or over
     LOSSD_MAX_ELEMENTS (``decode_array`` names those)."""
     declared = [_declared(doc.get(field)) for field in ARRAY_FIELDS]
+    extra = [_declared(value) for field, value in _arrays(doc) if field.startswith(f"{INPUTS}.")]
     predictions = declared[0]
     if predictions is None or any(
-        d is not None and d.elements > limits.max_elements for d in declared
+        d is not None and d.elements > limits.max_elements for d in (*declared, *extra)
     ):
         return None
     sent = doc.get("dtype", "float32" if half else "float64")
@@ -252,6 +284,7 @@ def _demand(doc: dict[str, Any], limits: _Limits, half: bool) -> core.Demand | N
         gradient=doc.get("gradient") is True,
         hessian=doc.get("hessian") is True,
         dtype=dtype,
+        input_gradients=doc.get("input_gradients") is True,
     )
     array_format = doc.get("array_format")
     size = 4 if dtype == "float32" else 8
@@ -263,8 +296,9 @@ def _demand(doc: dict[str, Any], limits: _Limits, half: bool) -> core.Demand | N
     elif isinstance(doc.get("losses"), list):
         named = [(s.get("name"), s.get("params")) for s in doc["losses"] if isinstance(s, dict)]
     specs = core.known_losses(named, rank)
-    inputs = [d for d in declared if d is not None]
-    return core.Demand(predictions, inputs, options, text, specs, declared[1])
+    known = [d for d in extra if d is not None]
+    inputs = [d for d in declared if d is not None] + known
+    return core.Demand(predictions, inputs, options, text, specs, declared[1], known)
 
 
 def _document(result: core.Result, array_format: str, buffers: list[memoryview]) -> dict[str, Any]:
@@ -282,6 +316,11 @@ def _document(result: core.Result, array_format: str, buffers: list[memoryview])
         array = getattr(result, name)
         if array is not None:
             doc[name] = _encode(array, array_format, buffers)
+    if result.input_gradients is not None:
+        doc["input_gradients"] = {
+            name: _encode(array, array_format, buffers)
+            for name, array in result.input_gradients.items()
+        }
     doc["params"] = result.params
     return doc
 
@@ -305,7 +344,7 @@ def _at_position(k: int, name: str) -> Iterator[None]:
         exc.detail = f"losses[{k}] ({shown(name)}): {exc.detail}"
         # locations inside the loss's own entry get its position; array fields are shared
         exc.errors = [
-            (loc if loc[:1] and loc[0] in ARRAY_FIELDS else ["losses", k, *loc], msg)
+            (loc if loc[:1] and loc[0] in (*ARRAY_FIELDS, INPUTS) else ["losses", k, *loc], msg)
             for loc, msg in exc.errors
         ] or [(["losses", k, "name"], "unknown loss")]
         raise

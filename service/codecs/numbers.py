@@ -155,9 +155,11 @@ def _skip_space(buf: Array, i: int, end: int) -> int:
 
 @scalar
 def member_lists(buf: Array, min_len: int) -> Array:
-    """(depth, key start, key end, start, end) of every array at least ``min_len`` bytes long
-    that is the value of an object member; ``depth`` counts the containers around it (1 for a
-    member of the top-level object) and the key is its raw bytes between the quotes.
+    """(depth, key start, key end, parent start, parent end, start, end) of every array at least
+    ``min_len`` bytes long that is the value of an object member; ``depth`` counts the
+    containers around it (1 for a member of the top-level object), the key is its raw bytes
+    between the quotes, and the parent is the key of the object holding it (that of a member of
+    the top-level object, for an array at depth 2; -1 at depth 1).
 
     One pass that skips strings (and their escapes) and tracks nesting; it assumes nothing of
     the text's validity, which ``list_shape`` and orjson check.
@@ -197,15 +199,27 @@ def member_lists(buf: Array, min_len: int) -> Array:
             depth -= 1
             if 0 <= depth < MAX_DEPTH and starts[depth] >= 0:
                 if c == 93 and i + 1 - starts[depth] >= min_len:
-                    found.append((depth, keys[depth, 0], keys[depth, 1], starts[depth], i + 1))
+                    parent_start = keys[depth - 1, 0] if depth > 1 else -1
+                    parent_end = keys[depth - 1, 1] if depth > 1 else -1
+                    found.append(
+                        (
+                            depth,
+                            keys[depth, 0],
+                            keys[depth, 1],
+                            parent_start,
+                            parent_end,
+                            starts[depth],
+                            i + 1,
+                        )
+                    )
                 starts[depth] = -1
         else:
             after_key = False
         after_string = False
         i += 1
-    out = np.empty((len(found), 5), dtype=np.int64)
+    out = np.empty((len(found), 7), dtype=np.int64)
     for k in range(len(found)):
-        for m in range(5):
+        for m in range(7):
             out[k, m] = found[k][m]
     return out
 

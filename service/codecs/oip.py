@@ -59,8 +59,20 @@ SINGLE = ("FP32", "FP16", "BF16")  # inputs that compute in FP32 (when no input 
 OUTPUT_FLOATS = ("FP64", "FP32")  # outputs are never half precision
 INDICES = ("INT64", "INT32")
 OUTPUTS = ("value", "per_sample", "gradient", "hessian")
+# The outputs of the gradients with respect to a loss's extra inputs: ``input_gradients.var``.
+INPUT_GRADIENTS = "input_gradients"
+# The inputs every loss reads by these names; any other input is one of a loss's extra inputs.
+BATCH_INPUTS = ("predictions", "targets", "sample_weight")
 # The section-3 fields a request's parameters may carry besides the loss's own parameters.
-OPTIONS = ("reduction", "reduce_over", "per_sample", "gradient", "hessian", "dtype")
+OPTIONS = (
+    "reduction",
+    "reduce_over",
+    "per_sample",
+    "gradient",
+    "hessian",
+    "dtype",
+    INPUT_GRADIENTS,
+)
 # Request parameters of the protocol and its clients that say nothing about a loss.
 IGNORED = frozenset(
     {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "headers"}
@@ -69,7 +81,6 @@ IGNORED = frozenset(
 UNSUPPORTED = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
 Datatype = Literal["FP64", "FP32", "FP16", "BF16", "INT64", "INT32"]
-OutputName = Literal["value", "per_sample", "gradient", "hessian"]
 Parameters = dict[str, Any]
 
 
@@ -80,7 +91,14 @@ class _Strict(BaseModel):
 class RequestInput(_Strict):
     """One input tensor: ``data`` in row-major order, or ``binary_data_size`` bytes of the body."""
 
-    name: Literal["predictions", "targets", "sample_weight"]
+    name: str = Field(
+        description=(
+            "`predictions`, `targets` (for a loss that takes targets), `sample_weight`, or one "
+            "of the loss's extra inputs (GET /v2/models/{name}: `var`, `input2`, `positive`, "
+            "`negative`)"
+        ),
+        max_length=64,
+    )
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
     datatype: Datatype = Field(
         description=(
@@ -111,7 +129,13 @@ class RequestInput(_Strict):
 class RequestOutput(_Strict):
     """An output the client wants; ``binary_data: true`` returns it after the JSON header."""
 
-    name: OutputName
+    name: str = Field(
+        description=(
+            "value, per_sample, gradient, hessian, or input_gradients.<input>: the gradient "
+            "with respect to one of the loss's extra inputs"
+        ),
+        max_length=100,
+    )
     parameters: Parameters = Field(default_factory=dict)
 
 
@@ -123,10 +147,11 @@ class InferRequest(_Strict):
         default_factory=dict,
         description=(
             "flat: the loss's own parameters (GET /v2/models/{name}), `reduction`, `per_sample`, "
-            "`gradient`, `hessian`, `dtype`, and the protocol's `binary_data_output`"
+            "`gradient`, `hessian`, `input_gradients`, `dtype`, and the protocol's "
+            "`binary_data_output`"
         ),
     )
-    inputs: list[RequestInput] = Field(min_length=1, max_length=3)
+    inputs: list[RequestInput] = Field(min_length=1, max_length=8)
     outputs: list[RequestOutput] | None = Field(
         None, description="the outputs to return; default `value` and `per_sample`"
     )
@@ -135,7 +160,7 @@ class InferRequest(_Strict):
 class ResponseOutput(BaseModel):
     """One output tensor; with ``binary_data_size`` its bytes follow the JSON header."""
 
-    name: OutputName
+    name: str = Field(description="an output the request asked for (RequestOutput.name)")
     datatype: Literal["FP64", "FP32"]
     shape: list[int]
     parameters: dict[str, int] | None = None
@@ -216,26 +241,38 @@ def model(name: str, version: str | None) -> LossSpec:
 
 
 def model_metadata(spec: LossSpec) -> dict[str, Any]:
-    """``GET /v2/models/{name}``: inputs and outputs with every datatype and shape they take."""
+    """``GET /v2/models/{name}``: inputs and outputs with every datatype and shape they take
+    (a loss's extra inputs among the inputs, their gradients among the outputs)."""
     shapes = [[-1, -1]] if spec.params.min_rank == 2 else [[-1], [-1, -1]]
     if spec.params.max_rank == 1:  # one value a sample
         shapes = [[-1]]
     index = bool({"class_index", "labels"} & set(spec.targets))
     target_shapes = [*shapes, [-1]] if index and [-1] not in shapes else shapes
-    if "labels" in spec.targets:  # (N,) labels only
+    if spec.targets in (("labels",), ("per_sample",)):  # (N,) only
         target_shapes = [[-1]]
     if "interval" in spec.targets:  # (N, 2) intervals, or (N,) observed times
         target_shapes = [*target_shapes, [-1, 2]]
+    forms = {"same": shapes, "rows": [[-1]], "column": [[-1, 1]]}
+    extra = {
+        x.name: list(map(list, dict.fromkeys(tuple(s) for form in x.shapes for s in forms[form])))
+        for x in spec.params.inputs
+    }
     outputs = ["value", "per_sample", "gradient"] + (["hessian"] if spec.hessian else [])
     output_shapes = {"value": [[1]], "per_sample": [[-1]], "gradient": shapes, "hessian": shapes}
+    for x in spec.params.inputs:
+        if x.differentiable:
+            outputs.append(f"{INPUT_GRADIENTS}.{x.name}")
+            output_shapes[outputs[-1]] = extra[x.name]
+    targets = [_tensor("targets", FLOATS + (INDICES if index else ()), target_shapes)]
     return {
         "name": spec.name,
         "versions": [VERSION],
         "platform": "lossd",
         "inputs": [
             _tensor("predictions", FLOATS, shapes),
-            _tensor("targets", FLOATS + (INDICES if index else ()), target_shapes),
+            *(targets if spec.targets else []),
             _tensor("sample_weight", FLOATS, [[-1]], optional=True),
+            *(_tensor(name, FLOATS, extra_shapes) for name, extra_shapes in extra.items()),
         ],
         "outputs": [_tensor(name, OUTPUT_FLOATS, output_shapes[name]) for name in outputs],
         "aliases": list(spec.aliases),
@@ -376,9 +413,13 @@ def decode(
     if demand is not None:
         core.reserve(demand, max_request_bytes, lease)
     inputs = _decode_inputs(spec, request.inputs, data, max_elements)
-    weight = inputs.get("sample_weight")
+    targets, weight = inputs.get("targets"), inputs.get("sample_weight")
+    extra = {name: array for name, (array, _) in inputs.items() if name not in BATCH_INPUTS}
     batch = core.Batch(
-        inputs["predictions"][0], inputs["targets"][0], None if weight is None else weight[0]
+        inputs["predictions"][0],
+        None if targets is None else targets[0],
+        None if weight is None else weight[0],
+        extra,
     )
     return Plan(spec, params, options, outputs), batch
 
@@ -389,6 +430,8 @@ def output_tensors(plan: Plan, result: core.Result) -> list[OutputTensor]:
     arrays = {name: getattr(result, name) for name in OUTPUTS}
     if "value" in plan.outputs:
         arrays["value"] = np.array([result.value], dtype=dtype)
+    for name, array in (result.input_gradients or {}).items():
+        arrays[f"{INPUT_GRADIENTS}.{name}"] = array
     datatype = "FP32" if dtype == np.float32 else "FP64"
     return [
         OutputTensor(
@@ -462,8 +505,14 @@ def _plan(
     except ValidationError as exc:
         raise from_validation(Unprocessable, "invalid parameters", exc, ("parameters",)) from None
     rank = next((len(t.shape) for t in request.inputs if t.name == "predictions"), 1)
-    outputs = _outputs(request, options, flags, binary)
+    differentiable = [
+        f"{INPUT_GRADIENTS}.{x.name}"
+        for x in core.spec_for(name, rank).params.inputs
+        if x.differentiable
+    ]
+    outputs = _outputs(request, options, flags, binary, differentiable)
     chosen: Parameters = {flag: flag in outputs for flag in ("per_sample", "gradient", "hessian")}
+    chosen[INPUT_GRADIENTS] = any(output in differentiable for output in outputs)
     if "dtype" not in flags:  # FP32 when every floating-point input is FP32 (or FP16, BF16)
         floats = [t.datatype for t in request.inputs if t.datatype in FLOATS]
         chosen["dtype"] = "float32" if all(d in SINGLE for d in floats) else "float64"
@@ -492,7 +541,8 @@ def _demand(
     size = 4 if options.dtype == "float32" else 8
     text = size if all(outputs.values()) else (16 if size == 4 else 25)
     targets = declared.get("targets")
-    return core.Demand(predictions, list(declared.values()), options, text, (loss,), targets)
+    extra = [d for name, d in declared.items() if name not in BATCH_INPUTS]
+    return core.Demand(predictions, list(declared.values()), options, text, (loss,), targets, extra)
 
 
 def _json_text(value: Any) -> Any:
@@ -506,13 +556,19 @@ def _json_text(value: Any) -> Any:
 
 
 def _outputs(
-    request: InferRequest, options: EvaluationOptions, flags: Parameters, binary: bool
+    request: InferRequest,
+    options: EvaluationOptions,
+    flags: Parameters,
+    binary: bool,
+    differentiable: list[str],
 ) -> dict[str, bool]:
-    """The outputs to return, in order, each with whether it goes in binary."""
+    """The outputs to return, in order, each with whether it goes in binary; ``differentiable``
+    names the outputs of the gradients with respect to the loss's extra inputs."""
     reduced = options.reduction != "none"
     if request.outputs is None:
         wanted = ["value"] if reduced else []
         wanted += [f for f in ("per_sample", "gradient", "hessian") if getattr(options, f)]
+        wanted += differentiable if options.input_gradients else []
         if not wanted:
             raise Unprocessable("nothing to return: reduction none and per_sample false")
         return dict.fromkeys(wanted, binary)
@@ -520,12 +576,18 @@ def _outputs(
     for k, output in enumerate(request.outputs):
         if output.name in chosen:
             raise Unprocessable(f"outputs[{k}]: {output.name} is asked for twice")
+        if output.name not in OUTPUTS and output.name not in differentiable:
+            known = ", ".join((*OUTPUTS, *differentiable))
+            raise Unprocessable(f"outputs[{k}]: the model has no output {output.name} ({known})")
         chosen[output.name] = _binary(output, k, binary)
-    for flag in ("per_sample", "gradient", "hessian"):
-        if flag in flags and flags[flag] != (flag in chosen):
+    named = {flag: flag in chosen for flag in ("per_sample", "gradient", "hessian")}
+    named[INPUT_GRADIENTS] = any(name in differentiable for name in chosen)
+    for flag, asked in named.items():
+        if flag in flags and flags[flag] != asked:
+            what = f"{flag}.<input>" if flag == INPUT_GRADIENTS else flag
             raise Unprocessable(
                 f"parameters.{flag} is {str(flags[flag]).lower()} but `outputs` "
-                f"{'does not name' if flags[flag] else 'names'} {flag}; `outputs` alone is enough"
+                f"{'does not name' if flags[flag] else 'names'} {what}; `outputs` alone is enough"
             )
     if "value" in chosen and not reduced:
         raise Unprocessable(
@@ -573,9 +635,8 @@ def _decode_inputs(
             check_finite(array, where, where)
         found[tensor.name] = (array, tensor.datatype)
     data.check_used()
-    for required in ("predictions", "targets"):
-        if required not in found:
-            raise Unprocessable(f"the input {required} is required (inputs names none)")
+    if "predictions" not in found:  # targets and the extra inputs: the loss's to require
+        raise Unprocessable("the input predictions is required (inputs names none)")
     return found
 
 

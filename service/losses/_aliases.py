@@ -89,6 +89,10 @@ CONVENTIONS: dict[str, Alias] = {
     "MultiLabelMarginLoss": _torch(),
     "SoftMarginLoss": _torch(),
     "HingeEmbeddingLoss": _torch(),
+    "GaussianNLLLoss": _torch(),
+    "MarginRankingLoss": _torch(),
+    "CosineEmbeddingLoss": _torch(),
+    "TripletMarginLoss": _torch(),
     # torch's multilabel_soft_margin_loss averages each row over its classes first: its mean
     # and sum are over samples
     "MultiLabelSoftMarginLoss": Alias("torch", {}, "samples", _TORCH_NAMES),

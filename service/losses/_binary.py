@@ -96,6 +96,19 @@ def sign_labels(targets: Array, name: str) -> Array:
     return targets if not zero.any() else 2.0 * targets - 1.0
 
 
+def plus_minus_labels(targets: Array, name: str) -> None:
+    """Pair labels exactly ±1, as torch's ranking and embedding losses take them (torch reads
+    any other value silently: a 0 gives ``margin_ranking`` the margin and ``cosine_embedding``
+    a zero loss); 422 naming the first other value. ``targets`` is the array as sent."""
+    other = ~((targets == 1) | (targets == -1))
+    if other.any():
+        raise InvalidArray(
+            f"{name} needs targets in {{-1, 1}} (1: the pair is alike or ranked first, -1: "
+            f"unlike or ranked second); the first other value is at {_where(other)}",
+            errors=[(("targets", *_where(other)), "must be -1 or 1")],
+        )
+
+
 class SignTargetParams(LossParams):
     """Base of the hinge losses: targets in {−1, 1}, or {0, 1} converted with 2y − 1."""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import numba
@@ -24,10 +25,14 @@ Family = Literal[
     "survival",
     "embedding",
 ]
-# same_shape: targets shaped like the predictions; class_index: (N,) class indices of (N, C)
-# predictions; labels: (N,) group labels (any integers) of (N, D) embeddings; interval: (N, 2)
-# [lower, upper] bounds of (N,) predictions
-TargetForm = Literal["same_shape", "class_index", "labels", "interval"]
+# How a loss takes its targets. same_shape: of the predictions' shape; class_index: (N,) class
+# indices of (N, C) predictions; per_sample: (N,) one value a sample (a label of a pair of rows);
+# labels: (N,) group labels (any integers) of (N, D) embeddings; interval: (N, 2) [lower, upper]
+# bounds of (N,) predictions. A loss that takes none (triplet_margin) lists no form.
+TargetForm = Literal["same_shape", "class_index", "per_sample", "labels", "interval"]
+# The shape of an extra input relative to (N, D) predictions: theirs, (N,), or (N, 1); the last
+# two only for rank-2 predictions (for rank-1 ones (N,) is their shape).
+InputShape = Literal["same", "rows", "column"]
 
 
 ComputeDtype = type[np.floating[Any]]
@@ -62,7 +67,8 @@ def readonly(array: Array) -> Array:
 
 
 def as_compute(array: Array, dtype: ComputeDtype, field: str) -> Array:
-    """A read-only, C-contiguous (N, D) array of the compute dtype."""
+    """A read-only, C-contiguous (N, D) array of the compute dtype; ``field`` names it in an
+    error (``inputs.var``: the member var of inputs)."""
     with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused just below
         out = np.ascontiguousarray(array, dtype=dtype)
     if out.ndim == 1:
@@ -70,9 +76,50 @@ def as_compute(array: Array, dtype: ComputeDtype, field: str) -> Array:
     if dtype is np.float32 and array.dtype != np.float32 and not np.isfinite(out).all():
         raise InvalidArray(
             f"`{field}` has values outside the float32 range; use dtype float64",
-            errors=[((field,), "overflows float32")],
+            errors=[(tuple(field.split(".")), "overflows float32")],
         )
     return readonly(out)
+
+
+@dataclass(frozen=True)
+class ExtraInput:
+    """An array a loss takes besides its predictions and targets, sent under ``inputs.<name>``
+    in the codec's array form (on ``/v2``: an input tensor of that name).
+
+    ``shapes`` are the shapes it may have relative to the predictions (``InputShape``); the
+    kernel sees it as an (N, D) or (N, 1) compute array under its name, and, when it is
+    ``differentiable``, the gradient with respect to it in an output of the same shape named
+    ``gradient_name`` (empty when the request does not ask for ``input_gradients``).
+    """
+
+    name: str
+    description: str
+    shapes: tuple[InputShape, ...] = ("same",)
+    differentiable: bool = True
+
+    @property
+    def gradient_name(self) -> str:
+        """The driver's parameter that receives the gradient with respect to this input."""
+        return f"grad_{self.name}"
+
+    def allowed(self, predictions: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The shapes this input may have next to predictions of shape ``predictions``."""
+        n = predictions[0]
+        shapes = {
+            "same": predictions,
+            "rows": (n,) if len(predictions) == 2 else predictions,
+            "column": (n, 1) if len(predictions) == 2 else predictions,
+        }
+        return list(dict.fromkeys(shapes[form] for form in self.shapes))
+
+    def entry(self) -> dict[str, Any]:
+        """The input as ``GET /losses`` describes it."""
+        return {
+            "name": self.name,
+            "shapes": list(self.shapes),
+            "differentiable": self.differentiable,
+            "description": self.description,
+        }
 
 
 class KernelBindingError(TypeError):
@@ -110,6 +157,8 @@ class LossParams(BaseModel):
     # handed over in another form by ``prepare`` (class weights as an array) or by an override
     # of ``kernel_params`` (a null as a number).
     host_fields: ClassVar[frozenset[str]] = frozenset()
+    # The arrays the loss takes under ``inputs`` besides predictions and targets, each required.
+    inputs: ClassVar[tuple[ExtraInput, ...]] = ()
 
     @classmethod
     def warm_up_batch(cls) -> tuple[Array, Array]:
@@ -119,6 +168,12 @@ class LossParams(BaseModel):
         counts, hinge labels (0 stands for -1) and masks; a loss whose domain excludes them
         (gamma's positive targets) gives its own."""
         return np.full((2, 2), 0.5), np.eye(2)
+
+    @classmethod
+    def warm_up_inputs(cls, predictions: Array) -> dict[str, Array]:
+        """The extra inputs the warm-up compiles with, next to ``warm_up_batch``'s predictions:
+        ones of their shape (a variance, a second score or row, a positive or negative row)."""
+        return {x.name: np.ones_like(predictions) for x in cls.inputs}
 
     def kernel_params(self) -> dict[str, Any]:
         """The driver's parameters by name: every field but the ``host_fields``, as a plain float
@@ -147,6 +202,33 @@ class LossParams(BaseModel):
             )
         rows = memoized(memo, ("targets", dtype), lambda: as_compute(targets, dtype, "targets"))
         return Prepared(rows, self.kernel_params())
+
+    def prepare_inputs(
+        self, predictions: Array, inputs: Mapping[str, Array], dtype: ComputeDtype, memo: Memo
+    ) -> dict[str, Array]:
+        """The extra inputs (``inputs``, their shapes already checked against ``allowed``) as
+        the kernel takes them: read-only (N, D') arrays of the compute dtype under their names,
+        each made once per batch and dtype (``memo``: the losses of a request share them)."""
+        arrays: dict[str, Array] = {}
+        for x in self.inputs:
+            make = partial(as_compute, inputs[x.name], dtype, f"inputs.{x.name}")
+            arrays[x.name] = memoized(memo, ("inputs", x.name, dtype), make)
+        return arrays
+
+    def bind_inputs(
+        self, prepared: Prepared, inputs: Mapping[str, Array], gradients: Mapping[str, Array]
+    ) -> Prepared:
+        """``prepared`` with the extra inputs (``prepare_inputs``' arrays) and the outputs of
+        their gradients (by input name: writable arrays of the input's compute shape, or empty
+        ones when not asked for) among the kernel parameters, under the driver's names."""
+        if not self.inputs:
+            return prepared
+        outputs = {x.gradient_name: gradients[x.name] for x in self.inputs if x.differentiable}
+        return replace(prepared, kernel_params={**prepared.kernel_params, **inputs, **outputs})
+
+    def check_inputs(self, predictions: Array, inputs: Mapping[str, Array]) -> None:
+        """Raise ``OutOfDomain`` for extra inputs the loss is not defined on (default: none);
+        ``inputs`` are ``prepare_inputs``' compute arrays."""
 
     def check_domain(self, predictions: Array, targets: Array) -> None:
         """Raise ``OutOfDomain`` for inputs the loss is not defined on (default: none).
@@ -188,6 +270,21 @@ class LossParams(BaseModel):
         An upper bound from the shape alone, as ``working_bytes``; ``sent`` may tighten it.
         """
         return rows * columns
+
+    @classmethod
+    def row_arguments(cls) -> frozenset[str]:
+        """The driver's parameters that hold rows of the batch, cut into blocks with the
+        predictions: the extra inputs and their gradients."""
+        return frozenset(
+            name
+            for x in cls.inputs
+            for name in (x.name, *((x.gradient_name,) if x.differentiable else ()))
+        )
+
+    @classmethod
+    def outputs(cls) -> frozenset[str]:
+        """The driver's parameters it writes: the gradients of the differentiable inputs."""
+        return frozenset(x.gradient_name for x in cls.inputs if x.differentiable)
 
 
 Driver = Callable[..., None]
@@ -274,12 +371,18 @@ class LossSpec:
                 f"kernel_params lacks {missing} and has no place for {extra}"
             )
         args = tuple(params[k] for k in self.kernel_names)
+        outputs = self.params.outputs()
         for k, value in zip(self.kernel_names, args, strict=True):
             plain = type(value) in KERNEL_VALUE_TYPES
-            if not plain or (isinstance(value, np.ndarray) and value.flags.writeable):
+            if k in outputs:
+                if not (isinstance(value, np.ndarray) and value.flags.writeable):
+                    raise KernelBindingError(
+                        f"{self.name}: kernel parameter {k} is an output; it takes a writable array"
+                    )
+            elif not plain or (isinstance(value, np.ndarray) and value.flags.writeable):
                 raise KernelBindingError(
                     f"{self.name}: kernel parameter {k} is a {type(value).__name__}; drivers take "
-                    "plain floats, bools and read-only arrays"
+                    "plain floats, bools and read-only arrays (and the input gradients' outputs)"
                 )
         return args
 
@@ -311,6 +414,7 @@ class LossSpec:
             "summary": self.summary,
             "formula": self.formula,
             "targets": list(self.targets),
+            "inputs": [x.entry() for x in self.params.inputs],
             "params": self.params.model_json_schema(),
             "gradient": True,
             "hessian": self.hessian,

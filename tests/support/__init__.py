@@ -14,6 +14,9 @@
 ``problems``
     The catalogue of malformed requests (``BAD_REQUESTS``), body builders and
     ``assert_problem`` for problem+json answers (SPEC section 5).
+``bodies``
+    ``/loss`` bodies besides JSON lists: ``packed`` arrays, ``npy`` files, ``framed_body`` (the
+    binary framing), ``multipart_body``, and ``split_framed`` for framed answers.
 ``servers``
     ``ROOT``, real ``lossd serve`` processes (``Server``, ``start_server``, ``served``) and
     ``http_client``; ``tests/conftest.py`` builds its fixtures on them.

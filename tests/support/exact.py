@@ -17,7 +17,10 @@ kink
 exact row function
     ``ROWS[name](xs, t, params) -> Jet``: the per-sample loss of LOSSES.md of one row, ``xs`` the
     predictions as jets, ``t`` the targets as exact numbers (one-hot rows for class indices,
-    hinge labels already in {−1, 1}).
+    hinge labels already in {−1, 1}; empty for a loss that takes none). A loss's extra inputs
+    are jets too, the row's in ``params["_inputs"]`` by name: the jets of one array at a time
+    are seeded (``evaluate_exact``'s ``wrt``), so the same row function gives the derivatives in
+    the predictions or in an extra input.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ DIGITS = 400
 CLASS_WEIGHTED = ("cross_entropy", "focal", "generalized_cross_entropy", "multi_margin")
 # the losses of labels in {−1, 1}, where a batch of {0, 1} labels means 2y − 1
 SIGN_LABELS = ("hinge", "squared_hinge", "soft_margin", "hinge_embedding")
+# the losses of one label per sample: (N,) targets next to (N, D) predictions are no indices
+PER_SAMPLE_LABELS = ("cosine_embedding",)
 Num = Any  # an mpf
 
 
@@ -204,6 +209,39 @@ def log_softmax(xs: Sequence[Jet]) -> list[Jet]:
     return [x - lse for x in xs]
 
 
+def straight_through_floor(a: Jet, floor: Num) -> Jet:
+    """max(a, floor) whose derivatives are a's even below the floor: torch's clamp of a copy
+    under ``no_grad`` (``gaussian_nll_loss``'s variances)."""
+    return a if a.v >= floor else Jet(floor, a.d, a.h)
+
+
+def _power_of_absolute(v: Jet, p: Num) -> Jet:
+    """|v|^p with its derivatives where v = 0 too: v² for p = 2 (smooth: curvature 2); for
+    p > 2 slope and curvature 0; for 1 < p < 2 slope 0 and an infinite curvature (a Hessian
+    past any range); for p ≤ 1 the kink's slope 0 (torch's gradient)."""
+    if p == 2:
+        return v * v
+    if v.v == 0 and 1 < p < 2 and not v.constant:
+        return Jet(0, 0, mpmath.inf)
+    return absolute(v) ** p
+
+
+def pnorm(vs: Sequence[Jet], p: Num) -> Jet:
+    """‖v‖_p = (Σ|v_j|^p)^{1/p}; 0 with slope 0 at v = 0 (torch's gradient there)."""
+    s = total([_power_of_absolute(v, mpf(p)) for v in vs])
+    if s.v == 0:
+        return Jet(0)
+    return s ** (1 / mpf(p))
+
+
+def even_minimum(a: Jet, b: Jet) -> Jet:
+    """min(a, b) of two jets; at a tie the mean of their derivatives, as torch's ``minimum``
+    shares the gradient half and half."""
+    if a.v == b.v:
+        return (a + b) * mpf(0.5)
+    return a if a.v < b.v else b
+
+
 # --- the losses, one exact row function each ----------------------------------------------------
 
 Row = Callable[[list[Jet], list[Num], dict[str, Any]], Jet]
@@ -267,6 +305,46 @@ def _cosine(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
     nx = maximum(sqrt(total([x * x for x in xs])), e)
     nt = max(mpmath.sqrt(mpmath.fsum(y * y for y in t)), e)
     return -total([x * y for x, y in zip(xs, t, strict=True)]) / (nx * nt)
+
+
+def _gaussian_nll(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    var = prm["_inputs"]["var"]
+    eps = mpf(prm.get("eps", 1e-6))
+    constant = mpmath.log(2 * mpmath.pi) / 2 if prm.get("full", False) else 0
+    terms = []
+    for j, (x, y) in enumerate(zip(xs, t, strict=True)):
+        v = straight_through_floor(var[j if len(var) > 1 else 0], eps)
+        r = x - y
+        terms.append((log(v) + r * r / v) * mpf(0.5) + constant)
+    return mean(terms)
+
+
+def _triplet_margin(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    positive, negative = prm["_inputs"]["positive"], prm["_inputs"]["negative"]
+    p, eps = mpf(prm.get("p", 2.0)), mpf(prm.get("eps", 1e-6))
+
+    def distance(a: list[Jet], b: list[Jet]) -> Jet:
+        return pnorm([u - v + eps for u, v in zip(a, b, strict=True)], p)
+
+    far = distance(xs, negative)
+    if prm.get("swap", False):
+        far = even_minimum(far, distance(positive, negative))
+    return relu(mpf(prm.get("margin", 1.0)) + distance(xs, positive) - far)
+
+
+def _cosine_embedding(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    second = prm["_inputs"]["input2"]
+    e = mpf(prm.get("epsilon", 9.999999960041972e-13))  # torch's EPSILON, a float32 1e-12
+    dot = total([a * b for a, b in zip(xs, second, strict=True)])
+    n1 = sqrt(total([a * a for a in xs]) + e)
+    n2 = sqrt(total([b * b for b in second]) + e)
+    cos = dot / (n1 * n2)
+    return 1 - cos if t[0] > 0 else relu(cos - mpf(prm.get("margin", 0.0)))
+
+
+def _margin_ranking(xs: list[Jet], t: list[Num], prm: dict[str, Any]) -> Jet:
+    second, m = prm["_inputs"]["input2"], mpf(prm.get("margin", 0.0))
+    return mean([relu(-y * (a - b) + m) for a, b, y in zip(xs, second, t, strict=True)])
 
 
 def _smoothed_binary(y: Num, prm: dict[str, Any]) -> Num:
@@ -673,6 +751,10 @@ ROWS: dict[str, Row] = {
     "tweedie": _elementwise(_tweedie),
     "gamma": _elementwise(lambda x, y, _: y * exp(-x) + x),
     "cosine_similarity": _cosine,
+    "gaussian_nll": _gaussian_nll,
+    "triplet_margin": _triplet_margin,
+    "margin_ranking": _margin_ranking,
+    "cosine_embedding": _cosine_embedding,
     "binary_cross_entropy": _elementwise(_bce),
     "binary_focal": _elementwise(_binary_focal),
     "hinge": _elementwise(lambda x, y, _: relu(1 - y * x)),
@@ -790,12 +872,27 @@ class Exact:
     kappa: list[Any]
 
 
-def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) -> Exact:
-    """The exact per-sample losses, gradient and Hessian diagonal of one batch."""
+def evaluate_exact(
+    name: str,
+    pred: Array,
+    targ: Array | None,
+    params: dict[str, Any],
+    inputs: dict[str, Array] | None = None,
+    wrt: str = "predictions",
+) -> Exact:
+    """The exact per-sample losses, gradient and Hessian diagonal of one batch (the derivatives
+    in ``wrt``: the predictions, or one of the extra ``inputs``, each row of them, by name)."""
     n = pred.shape[0]
     p2 = pred.reshape(n, -1).astype(np.float64)  # float32 inputs are exact in float64
     ignored = np.zeros(n, dtype=bool)
-    if targ.ndim == 1 and pred.ndim == 2 and CASES[name].targ != "groups":
+    if targ is None:
+        t2 = np.zeros((n, 0))
+    elif (
+        targ.ndim == 1
+        and pred.ndim == 2
+        and name not in PER_SAMPLE_LABELS
+        and CASES[name].targ != "groups"
+    ):
         ignore = params.get("ignore_index")
         t2 = one_hot(targ, pred.shape[1], ignore)
         ignored = targ == ignore if ignore is not None else ignored
@@ -804,17 +901,26 @@ def evaluate_exact(name: str, pred: Array, targ: Array, params: dict[str, Any]) 
     if name in SIGN_LABELS and np.isin(t2, (0.0, 1.0)).all():
         t2 = 2 * t2 - 1  # keras: a batch of {0, 1} labels means {−1, 1}
     if name in BATCHES:
+        assert targ is not None
         return _evaluate_batch(name, p2, targ, params)
+    arrays = {"predictions": p2}
+    arrays |= {k: a.reshape(n, -1).astype(np.float64) for k, a in (inputs or {}).items()}
     fn = ROWS[name]
     values, grads, hessians, kappas = [], [], [], []
     with mp.workdps(DIGITS):
         for i in range(n):
             t = [mpf(float(v)) for v in t2[i]]
-            prm = {**params, "_ignored": bool(ignored[i])}
             g, h = [], []
             value = mpf(0)
-            for j in range(p2.shape[1]):
-                xs = [Jet(float(v), 1 if k == j else 0) for k, v in enumerate(p2[i])]
+            for j in range(arrays[wrt].shape[1]):
+                rows = {
+                    key: [
+                        Jet(float(v), 1 if key == wrt and k == j else 0) for k, v in enumerate(a[i])
+                    ]
+                    for key, a in arrays.items()
+                }
+                xs = rows.pop("predictions")
+                prm = {**params, "_ignored": bool(ignored[i]), "_inputs": rows}
                 out = fn(xs, t, prm)
                 value, g, h = out.v, [*g, out.d], [*h, out.h]
             values.append(value)

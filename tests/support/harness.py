@@ -18,7 +18,7 @@ import orjson
 from service.core import Batch, Options, Result, validate_params
 from service.core import evaluate as core_evaluate
 from service.losses import REGISTRY, LossSpec
-from tests.support.references import CASES, Array, Kind, one_hot
+from tests.support.references import CASES, Array, Kind, Sample, one_hot
 
 RTOL, ATOL = 1e-9, 1e-12  # SPEC section 4: float64 results against the references
 REDUCTIONS = ("mean", "sum", "none")
@@ -36,14 +36,17 @@ Variant = tuple[LossSpec, dict[str, Any]]
 def evaluate(
     spec: LossSpec,
     pred: Array,
-    targ: Array,
+    targ: Array | None,
     weight: Array | None = None,
     params: dict[str, Any] | None = None,
+    inputs: dict[str, Array] | None = None,
     **options: Any,
 ) -> Result:
-    """The core's ``Result`` for one loss on one batch; ``options`` are those of ``Options``."""
+    """The core's ``Result`` for one loss on one batch (``inputs``: its extra inputs);
+    ``options`` are those of ``Options``."""
     loss_params = validate_params(spec, params or {})
-    return core_evaluate(spec, loss_params, Batch(pred, targ, weight), Options(**options))
+    batch = Batch(pred, targ, weight, inputs or {})
+    return core_evaluate(spec, loss_params, batch, Options(**options))
 
 
 # --- variants and samples ---------------------------------------------------------------------
@@ -81,14 +84,40 @@ def sample(
     seed: int,
     params: dict[str, Any] | None = None,
     targ_kind: Kind | None = None,
-) -> tuple[Array, Array]:
-    """Predictions and targets inside the loss's domain (``references.Case.sample``)."""
+) -> Sample:
+    """Predictions, targets and extra inputs inside the loss's domain
+    (``references.Case.sample``); it unpacks to (predictions, targets)."""
     return CASES[spec.name].sample(shape, seed, params, targ_kind)
 
 
-def reference(spec: LossSpec, pred: Array, targ: Array, params: dict[str, Any]) -> Array:
+def rows(drawn: Sample, part: slice | list[int]) -> Sample:
+    """Rows ``part`` of a sample (a slice or a list of row numbers): its predictions, targets
+    and extra inputs."""
+    targ = None if drawn.targ is None else drawn.targ[part]
+    return Sample(drawn.pred[part], targ, {k: a[part] for k, a in drawn.inputs.items()})
+
+
+def arrays_document(drawn: Sample, encode: Callable[[Array], Any]) -> dict[str, Any]:
+    """A sample's arrays as the fields of a ``/loss`` document, each array written by
+    ``encode`` (``tolist``, a packed object): predictions, targets unless it has none, and
+    ``inputs`` when it has extra inputs."""
+    doc: dict[str, Any] = {"predictions": encode(drawn.pred)}
+    if drawn.targ is not None:
+        doc["targets"] = encode(drawn.targ)
+    if drawn.inputs:
+        doc["inputs"] = {name: encode(a) for name, a in drawn.inputs.items()}
+    return doc
+
+
+def reference(
+    spec: LossSpec,
+    pred: Array,
+    targ: Array | None,
+    params: dict[str, Any],
+    inputs: dict[str, Array] | None = None,
+) -> Array:
     """The reference's per-sample losses (``references.Case.reference``)."""
-    return CASES[spec.name].reference(pred, targ, params)
+    return CASES[spec.name].reference(pred, targ, params, inputs)
 
 
 def kappa(spec: LossSpec, pred: Array, targ: Array, shown: dict[str, Any]) -> Array:
@@ -133,45 +162,62 @@ def central_differences(fn: Callable[[Array], Any], x: Array, step: float) -> Ar
 def assert_gradient_matches_finite_differences(
     spec: LossSpec,
     pred: Array,
-    targ: Array,
+    targ: Array | None,
     weight: Array | None,
     params: dict[str, Any],
     loss: Callable[[Array], Array] | None = None,
     reduction: str = "sum",
     rtol: float = FD_RTOL,
     atol: float = FD_ATOL,
+    inputs: dict[str, Array] | None = None,
 ) -> None:
     """The core's gradient equals central differences of Σ w_i l_i(predictions), ``l`` being the
-    reference (or ``loss``, per-sample losses as a function of the predictions).
+    reference (or ``loss``, per-sample losses as a function of the predictions); and so does
+    the gradient with respect to each of the loss's extra ``inputs`` (``input_gradients``),
+    as a function of that input.
 
     With reduction "sum" the weights multiply the losses; with "none" the gradient is that of the
     unweighted per-sample losses, row by row, and ``weight`` must be None."""
     assert reduction == "sum" or weight is None
-    per_sample = loss or (lambda p: reference(spec, p, targ, params))
+    inputs = inputs or {}
+    per_sample = loss or (lambda p: reference(spec, p, targ, params, inputs))
     w = np.ones(pred.shape[0]) if weight is None else weight
-    got = evaluate(spec, pred, targ, weight, params, reduction=reduction, gradient=True).gradient
+    out = evaluate(spec, pred, targ, weight, params, inputs, reduction=reduction, gradient=True,
+                   input_gradients=bool(inputs))  # fmt: skip
     want = central_differences(lambda p: float(np.sum(w * per_sample(p))), pred, GRADIENT_STEP)
-    assert got is not None and got.shape == pred.shape
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    assert out.gradient is not None and out.gradient.shape == pred.shape
+    np.testing.assert_allclose(out.gradient, want, rtol=rtol, atol=atol)
+    for name, value in inputs.items():
+
+        def of_input(x: Array, name: str = name) -> float:
+            moved = {**inputs, name: x}
+            return float(np.sum(w * reference(spec, pred, targ, params, moved)))
+
+        assert out.input_gradients is not None
+        got = out.input_gradients[name]
+        assert got.shape == value.shape, name
+        want = central_differences(of_input, value, GRADIENT_STEP)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"inputs.{name}")
 
 
 def assert_hessian_matches_finite_differences(
     spec: LossSpec,
     pred: Array,
-    targ: Array,
+    targ: Array | None,
     weight: Array | None,
     params: dict[str, Any],
     rtol: float = FD_HESSIAN_RTOL,
     atol: float = FD_HESSIAN_ATOL,
+    inputs: dict[str, Array] | None = None,
 ) -> None:
     """The core's Hessian diagonal of Σ w_i l_i equals central differences of its own gradient."""
 
     def gradient(p: Array) -> Array:
-        out = evaluate(spec, p, targ, weight, params, reduction="sum", gradient=True).gradient
-        assert out is not None
-        return out
+        out = evaluate(spec, p, targ, weight, params, inputs, reduction="sum", gradient=True)
+        assert out.gradient is not None
+        return out.gradient
 
-    got = evaluate(spec, pred, targ, weight, params, reduction="sum", gradient=True,
+    got = evaluate(spec, pred, targ, weight, params, inputs, reduction="sum", gradient=True,
                    hessian=True).hessian  # fmt: skip
     want = central_differences(gradient, pred, HESSIAN_STEP)
     assert got is not None and got.shape == pred.shape

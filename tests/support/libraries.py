@@ -37,6 +37,12 @@ library reference
 index targets
     (N,) class indices for (N, C) predictions: ``rows`` holds them as one-hot rows (an ignored
     sample as an all-zero row), ``index`` as sent, for torch's index-target calls.
+extra inputs
+    The arrays a loss takes under ``inputs``: ``Targets.inputs`` holds them as float64 leaf
+    tensors of their own shapes that record gradients, and a reference reads them as (N, D')
+    rows, so that autograd of its reduced value gives the gradients with respect to them too
+    (``input_gradients``). A loss that takes no targets (triplet_margin) has (N, 0) target rows;
+    one that takes one label per sample (cosine_embedding) (N, 1).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,7 +62,7 @@ import torch
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # the backend is chosen before the import
 
-from service.losses import resolve as spec_of
+from service.losses import resolve
 from tests.support.references import CASES, Array, class_weights, one_hot
 
 keras.config.set_floatx("float64")
@@ -76,20 +82,42 @@ class Targets:
     rows: Array  # (N, D): one-hot rows for index targets, ignored samples all zero
     index: Array | None  # (N,) class indices as sent; None for same-shape targets
     ignored: Array  # (N,) bool
+    # the extra inputs as leaf tensors of their own shapes (module docstring)
+    inputs: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def tensor(self) -> Tensor:
         return torch.tensor(self.rows, dtype=torch.float64)
 
+    def input_rows(self, name: str) -> Tensor:
+        """An extra input as (N, D') rows (a view of its leaf tensor)."""
+        leaf = self.inputs[name]
+        return leaf.reshape(leaf.shape[0], -1)
 
-def targets_of(pred: Array, targ: Array, params: dict[str, Any]) -> Targets:
+
+def targets_of(
+    pred: Array,
+    targ: Array | None,
+    params: dict[str, Any],
+    inputs: dict[str, Array] | None = None,
+    per_sample: bool = False,
+) -> Targets:
+    """The targets (``per_sample``: one label per sample, (N,) next to (N, D) predictions) and
+    extra inputs of one batch as the references take them."""
     n = pred.shape[0]
-    if targ.ndim == 1 and pred.ndim == 2:
+    leaves = {
+        name: torch.tensor(a, dtype=torch.float64, requires_grad=True)
+        for name, a in (inputs or {}).items()
+    }
+    if targ is None:
+        return Targets(np.zeros((n, 0)), None, np.zeros(n, dtype=bool), leaves)
+    if targ.ndim == 1 and pred.ndim == 2 and not per_sample:
         ignore = params.get("ignore_index")
         rows = one_hot(targ, pred.shape[1], ignore)
         ignored = targ == ignore if ignore is not None else np.zeros(n, dtype=bool)
-        return Targets(rows, targ, ignored)
-    return Targets(targ.reshape(n, -1).astype(np.float64), None, np.zeros(n, dtype=bool))
+        return Targets(rows, targ, ignored, leaves)
+    rows = targ.reshape(n, -1).astype(np.float64)
+    return Targets(rows, None, np.zeros(n, dtype=bool), leaves)
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,8 @@ class Reference:
     label: str
     per_sample: PerSample  # (N, D) float64 tensor -> (N,)
     kappa: Array  # (N,)
+    # the extra inputs' leaf tensors ``per_sample`` reads (autograd: their gradients)
+    inputs: dict[str, Tensor] = field(default_factory=dict)
     coupled: bool = False  # l_i depends on other rows (``gradient_and_hessian``)
 
 
@@ -193,6 +223,26 @@ def tweedie_deviance(mu: Tensor, y: Tensor, power: float) -> Tensor:
         torch.clamp(y, min=0) ** (2 - power) / ((1 - power) * (2 - power))
         - y * mu ** (1 - power) / (1 - power)
         + mu ** (2 - power) / (2 - power)
+    )
+
+
+# torch's cosine_embedding_loss adds this to each squared norm (aten Loss.cpp, EPSILON: 1e-12
+# as a float32; torch's answers on a zero row fit it, not 1e-12 itself)
+TORCH_COSINE_EPSILON = float(np.float32(1e-12))
+
+
+def cosine_embedding_formula(
+    x1: Tensor, x2: Tensor, y: Tensor, margin: float, epsilon: float
+) -> Tensor:
+    """``torch.nn.functional.cosine_embedding_loss`` per pair, written out as aten's
+    ``cosine_embedding_loss`` computes it, with ``epsilon`` for its fixed EPSILON."""
+    prod = (x1 * x2).sum(-1)
+    mag1 = (x1 * x1).sum(-1) + epsilon
+    mag2 = (x2 * x2).sum(-1) + epsilon
+    cos = prod / torch.sqrt(mag1 * mag2)
+    zeros = torch.zeros_like(cos)
+    return torch.where(y == 1, 1 - cos, zeros) + torch.where(
+        y == -1, torch.clamp_min(cos - margin, 0), zeros
     )
 
 
@@ -348,6 +398,18 @@ def _regression(name: str) -> Builder:
                 return -(u * v).sum(-1)
 
             return "keras cosine_similarity in torch float64", cosine
+        if name == "gaussian_nll":
+            var = tg.input_rows("var")
+            full, eps = prm.get("full", False), prm.get("eps", 1e-6)
+            return "torch F.gaussian_nll_loss", lambda p: F.gaussian_nll_loss(
+                p, t, var, full=full, eps=eps, reduction="none"
+            ).mean(-1)
+        if name == "triplet_margin":
+            positive, negative = tg.input_rows("positive"), tg.input_rows("negative")
+            kw = {k: prm[k] for k in ("margin", "p", "eps", "swap") if k in prm}
+            return "torch F.triplet_margin_loss", lambda a: F.triplet_margin_loss(
+                a, positive, negative, reduction="none", **kw
+            )
         raise KeyError(name)
 
     return build
@@ -414,6 +476,21 @@ def _binary(name: str) -> Builder:
             return "torch F.soft_margin_loss", lambda p: F.soft_margin_loss(
                 p, labels, reduction="none"
             ).mean(-1)
+        if name == "margin_ranking":
+            second, m = tg.input_rows("input2"), prm.get("margin", 0.0)
+            return "torch F.margin_ranking_loss", lambda p: F.margin_ranking_loss(
+                p, second, t, margin=m, reduction="none"
+            ).mean(-1)
+        if name == "cosine_embedding":
+            second, m = tg.input_rows("input2"), prm.get("margin", 0.0)
+            epsilon = prm.get("epsilon", TORCH_COSINE_EPSILON)
+            if epsilon == TORCH_COSINE_EPSILON:
+                return "torch F.cosine_embedding_loss", lambda p: F.cosine_embedding_loss(
+                    p, second, t[:, 0], margin=m, reduction="none"
+                )
+            return "torch's cosine_embedding_loss with another epsilon, in torch", (
+                lambda p: cosine_embedding_formula(p, second, t[:, 0], m, epsilon)
+            )
         raise KeyError(name)
 
     return build
@@ -799,6 +876,10 @@ HANDLED: dict[str, set[str]] = {
     "squared_hinge": set(),
     "soft_margin": set(),
     "hinge_embedding": {"margin"},
+    "gaussian_nll": {"full", "eps"},
+    "triplet_margin": {"margin", "p", "eps", "swap"},
+    "margin_ranking": {"margin"},
+    "cosine_embedding": {"margin", "epsilon"},
     "multilabel_soft_margin": {"weight"},
     "cross_entropy": _SOFTMAX | {"label_smoothing", "class_weight", "ignore_index"},
     "focal": _SOFTMAX | {"gamma", "alpha", "label_smoothing", "class_weight", "ignore_index"},
@@ -829,9 +910,15 @@ HANDLED: dict[str, set[str]] = {
 
 
 def reference(
-    name: str, family: str, params: dict[str, Any], pred: Array, targ: Array
+    name: str,
+    family: str,
+    params: dict[str, Any],
+    pred: Array,
+    targ: Array | None,
+    inputs: dict[str, Array] | None = None,
 ) -> Reference:
-    """The library reference of one loss and parameter set on one batch."""
+    """The library reference of one loss and parameter set on one batch (with its extra
+    ``inputs``, whose gradients autograd gives through ``Reference.inputs``)."""
     unread = set(params) - HANDLED[name]
     if unread:
         raise KeyError(f"the library reference of {name} does not read {sorted(unread)}")
@@ -840,7 +927,8 @@ def reference(
         n = pred.shape[0]
         tg = Targets(targ.reshape(n, 1).astype(np.float64), targ, np.zeros(n, dtype=bool))
     else:
-        tg = targets_of(pred, targ, params)
+        per_sample = resolve(name).targets == ("per_sample",)
+        tg = targets_of(pred, targ, params, inputs, per_sample)
     label, fn = _FAMILY_BUILDERS[family](name)(tg, params)
     kappa = _kappa(name, tg, params)
     if case.kappa is not None:
@@ -860,7 +948,7 @@ def reference(
             return inner(p / p.sum(-1, keepdim=True))
 
         label += " on rows divided by their sums"
-    return Reference(label, fn, kappa, spec_of(name).batch_coupled)
+    return Reference(label, fn, kappa, tg.inputs, resolve(name).batch_coupled)
 
 
 # --- reductions and derivatives of a reference ---------------------------------------------------
@@ -883,6 +971,17 @@ def reduced(
         return total
     norm = float(np.sum(weight * kappa)) * count_factor
     return total / norm if norm > 0 else total * 0.0
+
+
+def input_gradients(
+    scalar: Callable[[Tensor], Tensor], p0: Tensor, leaves: dict[str, Tensor]
+) -> dict[str, Array]:
+    """The gradients of a scalar function of the predictions with respect to a reference's
+    extra inputs (``Reference.inputs``, the leaf tensors it reads), by autograd."""
+    if not leaves:
+        return {}
+    grads = torch.autograd.grad(scalar(p0.detach()), list(leaves.values()))
+    return {name: g.numpy() for name, g in zip(leaves, grads, strict=True)}
 
 
 def gradient_and_hessian(

@@ -32,6 +32,7 @@ from ._jobs import Job, Limits, Piece, Result, merge
 from ._wire import (
     BINARY,
     HEADER_LENGTH,
+    INPUTS,
     FramedAnswer,
     Options,
     Reduction,
@@ -72,7 +73,7 @@ class Evaluation:
 
     name: str
     predictions: npt.ArrayLike
-    targets: npt.ArrayLike
+    targets: npt.ArrayLike | None
     sample_weight: npt.ArrayLike | None = None
     reduction: Reduction = "mean"
     params: Mapping[str, Any] | None = None
@@ -81,6 +82,8 @@ class Evaluation:
     hessian: bool = False
     dtype: ComputeDtype | None = None
     reduce_over: ReduceOver | None = None
+    inputs: Mapping[str, npt.ArrayLike] | None = None
+    input_gradients: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,12 +128,13 @@ class _Settings:
         self.upload_chunk_bytes = options.upload_chunk_bytes
 
     def job(self, evaluation: Evaluation) -> Job:
-        arrays = {
-            "predictions": wire_array(evaluation.predictions, "predictions"),
-            "targets": wire_array(evaluation.targets, "targets"),
-        }
+        arrays = {"predictions": wire_array(evaluation.predictions, "predictions")}
+        if evaluation.targets is not None:
+            arrays["targets"] = wire_array(evaluation.targets, "targets")
         if evaluation.sample_weight is not None:
             arrays["sample_weight"] = wire_array(evaluation.sample_weight, "sample_weight")
+        for key, value in (evaluation.inputs or {}).items():
+            arrays[f"{INPUTS}.{key}"] = wire_array(value, f"inputs[{key!r}]")
         options = Options(
             reduction=evaluation.reduction,
             params=dict(evaluation.params or {}),
@@ -139,6 +143,7 @@ class _Settings:
             hessian=evaluation.hessian,
             dtype=evaluation.dtype,
             reduce_over=evaluation.reduce_over,
+            input_gradients=evaluation.input_gradients,
         )
         return Job(evaluation.name, arrays, options, self.transport)
 
@@ -475,7 +480,7 @@ class Client(_Base[httpx.Client]):
         self,
         name: str,
         predictions: npt.ArrayLike,
-        targets: npt.ArrayLike,
+        targets: npt.ArrayLike | None,
         *,
         sample_weight: npt.ArrayLike | None = None,
         reduction: Reduction = "mean",
@@ -485,9 +490,14 @@ class Client(_Base[httpx.Client]):
         hessian: bool = False,
         dtype: ComputeDtype | None = None,
         reduce_over: ReduceOver | None = None,
+        inputs: Mapping[str, npt.ArrayLike] | None = None,
+        input_gradients: bool = False,
     ) -> Result:
         """Evaluate loss ``name`` (or an alias) on one batch: predictions (N,) or (N, C),
-        targets of the same shape or (N,) class indices, optional (N,) sample weights."""
+        targets of the same shape or (N,) class indices (None for a loss that takes none,
+        triplet_margin), optional (N,) sample weights, and the extra named arrays of the losses
+        that take them (``inputs={"var": ...}``; ``input_gradients=True`` returns their
+        gradients in ``Result.input_gradients``). A split batch cuts the inputs with its rows."""
         evaluation = Evaluation(
             name,
             predictions,
@@ -500,6 +510,8 @@ class Client(_Base[httpx.Client]):
             hessian,
             dtype,
             reduce_over,
+            inputs,
+            input_gradients,
         )
         return self.evaluate_many([evaluation])[0]
 
@@ -687,7 +699,7 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         self,
         name: str,
         predictions: npt.ArrayLike,
-        targets: npt.ArrayLike,
+        targets: npt.ArrayLike | None,
         *,
         sample_weight: npt.ArrayLike | None = None,
         reduction: Reduction = "mean",
@@ -697,6 +709,8 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         hessian: bool = False,
         dtype: ComputeDtype | None = None,
         reduce_over: ReduceOver | None = None,
+        inputs: Mapping[str, npt.ArrayLike] | None = None,
+        input_gradients: bool = False,
     ) -> Result:
         """As ``Client.evaluate``."""
         evaluation = Evaluation(
@@ -711,6 +725,8 @@ class AsyncClient(_Base[httpx.AsyncClient]):
             hessian,
             dtype,
             reduce_over,
+            inputs,
+            input_gradients,
         )
         return (await self.evaluate_many([evaluation]))[0]
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import AnswerError, TooLarge
-from ._wire import Array, Body, Options, Sink, Transport, encode, header_bytes
+from ._wire import INPUT_GRADIENTS, Array, Body, Options, Sink, Transport, encode, header_bytes
 
 # The server's defaults (LOSSD_MAX_ELEMENTS, LOSSD_MAX_BODY_BYTES): it does not publish its
 # limits, so the client starts from these and lowers them when a 413 says they are lower.
@@ -53,8 +53,10 @@ class Result:
 
     ``value`` is None for reduction ``none``; ``per_sample`` (N,), ``gradient`` and ``hessian``
     (the predictions' shape) are None when not asked for, in the compute dtype (float64 unless
-    float32 was asked for or the inputs were half precision). ``requests`` is how many requests
-    it took (more than 1 when the batch was split to fit the server's limits).
+    float32 was asked for or the inputs were half precision); ``input_gradients``, when asked
+    for, holds the gradient with respect to each differentiable extra input by its name (the
+    input's shape; empty for a loss without extra inputs). ``requests`` is how many requests it
+    took (more than 1 when the batch was split to fit the server's limits).
     """
 
     loss: str
@@ -68,6 +70,7 @@ class Result:
     params: Mapping[str, Any]
     reduce_over: str = "samples"
     requests: int = 1
+    input_gradients: Mapping[str, Array] | None = None
 
 
 class Limits:
@@ -283,7 +286,37 @@ class Job:
             params=first.get("params", {}),
             reduce_over=str(first.get("reduce_over", "samples")),
             requests=len(answers),
+            input_gradients=self._input_gradients(first),
         )
+
+    def _input_gradients(self, first: dict[str, Any]) -> dict[str, Array] | None:
+        """The gradients with respect to the extra inputs, each assembled from the pieces'
+        rows; None when not asked for."""
+        if not self.options.input_gradients:
+            return None
+        prefix = f"{INPUT_GRADIENTS}."
+        sent = first.get(INPUT_GRADIENTS)
+        names = list(sent) if isinstance(sent, dict) else []
+        return {name: self._outputs[prefix + name] for name in names}
+
+    def _merged_value(self, answers: list[dict[str, Any]], weight_sum: float) -> float | None:
+        """The batch's value from its pieces' totals; a mean's derivatives divided by the
+        batch's weight sum (they are the pieces' sums' derivatives)."""
+        reduction = self.options.reduction
+        if reduction == "none":
+            return None
+        total = math.fsum(float(a["value"]) for a in answers)
+        if reduction == "sum":
+            return total
+        scale = 1.0 / weight_sum if weight_sum > 0 else 0.0
+        derivatives = ("gradient", "hessian")
+        for name, out in self._outputs.items():
+            if name in derivatives or name.startswith(f"{INPUT_GRADIENTS}."):
+                np.multiply(out, out.dtype.type(scale), out=out)
+        value = total / weight_sum if weight_sum > 0 else 0.0
+        if self._float32():
+            value = float(np.float32(value))
+        return value
 
 
 @dataclass(frozen=True)

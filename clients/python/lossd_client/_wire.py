@@ -28,6 +28,11 @@ BINARY = "application/octet-stream"
 JSON = "application/json"
 ARRAY_FIELDS = ("predictions", "targets", "sample_weight")
 ANSWER_ARRAYS = ("per_sample", "gradient", "hessian")
+# The request's extra named arrays go under this member, the answer's gradients with respect to
+# them under INPUT_GRADIENTS; the client keys both flat, as ``inputs.var`` and
+# ``input_gradients.var`` (``nested``).
+INPUTS = "inputs"
+INPUT_GRADIENTS = "input_gradients"
 # Sent as they are; every other dtype is converted (see ``wire_array``).
 _SENT_AS_IS = frozenset({"float64", "float32", "float16", "int64", "int32"})
 
@@ -50,6 +55,7 @@ class Options:
     hessian: bool = False
     dtype: Literal["float64", "float32"] | None = None
     reduce_over: Literal["samples", "elements"] | None = None
+    input_gradients: bool = False
 
     def document(self, reduction: Reduction | None = None) -> dict[str, Any]:
         """The request document's options (``reduction`` overrides this evaluation's: a piece
@@ -65,6 +71,8 @@ class Options:
             doc["dtype"] = self.dtype
         if self.reduce_over is not None:
             doc["reduce_over"] = self.reduce_over
+        if self.input_gradients:
+            doc[INPUT_GRADIENTS] = True
         return doc
 
 
@@ -129,16 +137,36 @@ def _json(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=plain).encode()
 
 
+def nested(flat: Mapping[str, Any], outer: str) -> dict[str, Any]:
+    """Flat keys ``outer.name`` as the member ``outer`` holding ``name``, after the other keys
+    (the order the binary framing lists arrays in)."""
+    prefix = f"{outer}."
+    out = {key: value for key, value in flat.items() if not key.startswith(prefix)}
+    inner = {key[len(prefix) :]: value for key, value in flat.items() if key.startswith(prefix)}
+    if inner:
+        out[outer] = inner
+    return out
+
+
+def _ordered(arrays: Mapping[str, Array]) -> list[Array]:
+    """The arrays in the order ``nested`` lists them: top-level fields, then ``inputs``."""
+    prefix = f"{INPUTS}."
+    return [a for k, a in arrays.items() if not k.startswith(prefix)] + [
+        a for k, a in arrays.items() if k.startswith(prefix)
+    ]
+
+
 def binary_body(doc: dict[str, Any], arrays: Mapping[str, Array]) -> Body:
     """The request in the binary framing, its answer asked in the binary framing too."""
-    header_doc: dict[str, Any] = {
+    fields = {
         name: {"dtype": a.dtype.name, "shape": list(a.shape), "binary_data_size": a.nbytes}
         for name, a in arrays.items()
     }
+    header_doc = nested(fields, INPUTS)
     header_doc.update(doc, array_format="binary")
     header = _json(header_doc)
     headers = {"Content-Type": BINARY, HEADER_LENGTH: str(len(header))}
-    return Body(headers, (header, *arrays.values()))
+    return Body(headers, (header, *_ordered(arrays)))
 
 
 def json_body(doc: dict[str, Any], arrays: Mapping[str, Array]) -> Body:
@@ -151,7 +179,7 @@ def json_body(doc: dict[str, Any], arrays: Mapping[str, Array]) -> Body:
         }
         for name, a in arrays.items()
     }
-    text = _json({**packed, **doc, "array_format": "packed"})
+    text = _json({**nested(packed, INPUTS), **doc, "array_format": "packed"})
     return Body({"Content-Type": JSON}, (text,))
 
 
@@ -166,7 +194,7 @@ def header_bytes(doc: dict[str, Any], arrays: Mapping[str, Array]) -> int:
         name: {"dtype": a.dtype.name, "shape": [2**63] * a.ndim, "binary_data_size": 2**63}
         for name, a in arrays.items()
     }
-    return len(_json({**widest, **doc, "array_format": "binary"}))
+    return len(_json({**nested(widest, INPUTS), **doc, "array_format": "binary"}))
 
 
 class FramedAnswer:
@@ -209,14 +237,24 @@ class FramedAnswer:
             raise AnswerError(f"the answer's JSON header does not parse: {exc}") from None
         if not isinstance(doc, dict):
             raise AnswerError("the answer's JSON header is not an object")
-        for name, spec in doc.items():
+        for name, spec in list(doc.items()):
             if isinstance(spec, dict) and "binary_data_size" in spec:
-                dtype, shape = _declared(name, spec)
-                array = self._sink(name, dtype, shape)
-                doc[name] = array
-                if array.nbytes:
-                    self._pending.append(_byte_view(array))
+                doc[name] = self._array(name, spec)
+            elif name == INPUT_GRADIENTS and isinstance(spec, dict):
+                doc[name] = {
+                    key: self._array(f"{name}.{key}", value) for key, value in spec.items()
+                }
         self.doc = doc
+
+    def _array(self, name: str, spec: Any) -> Array:
+        """The sink's array for a binary array field, queued to receive its bytes."""
+        if not isinstance(spec, dict):
+            raise AnswerError(f"the answer's {name} is not a binary array field")
+        dtype, shape = _declared(name, spec)
+        array = self._sink(name, dtype, shape)
+        if array.nbytes:
+            self._pending.append(_byte_view(array))
+        return array
 
     def finish(self) -> dict[str, Any]:
         """The answer's document, its arrays the sink's (filled)."""
@@ -250,11 +288,21 @@ def json_answer(body: bytes, sink: Sink) -> dict[str, Any]:
         value = doc.get(name)
         if value is None:
             continue
-        array = _unpacked(name, value)
-        target = sink(name, array.dtype, array.shape)
-        target[...] = array
-        doc[name] = target
+        doc[name] = _into(sink, name, value)
+    gradients = doc.get(INPUT_GRADIENTS)
+    if isinstance(gradients, dict):
+        doc[INPUT_GRADIENTS] = {
+            key: _into(sink, f"{INPUT_GRADIENTS}.{key}", value) for key, value in gradients.items()
+        }
     return doc
+
+
+def _into(sink: Sink, name: str, value: Any) -> Array:
+    """An answer array (a list or packed) copied into the sink's array for it."""
+    array = _unpacked(name, value)
+    target = sink(name, array.dtype, array.shape)
+    target[...] = array
+    return target
 
 
 def _unpacked(name: str, value: Any) -> Array:

@@ -299,7 +299,11 @@ $("evaluate").addEventListener("click", evaluate);
 async function start() {
   running++;
   try {
-    catalogue = await api.catalogue(waiting);
+    // a sweep sends predictions and targets only: the losses that take extra inputs (or no
+    // targets) are for the API and the clients, not for these curves
+    catalogue = (await api.catalogue(waiting)).filter(
+      (loss) => !(loss.inputs || []).length && loss.targets.length,
+    );
     for (const loss of catalogue) {
       forms.set(loss.name, new ParamsForm(loss, () => schedule(), () => applyLogits([loss.name])));
     }

@@ -3,11 +3,16 @@
 Terms, each defined once:
 
 reference
-    A slow, obviously right NumPy function of one loss, ``fn(p, t, **params) -> l``: float64
-    predictions and targets of shape (N, D) in, the per-sample losses ``l_i`` (N,) out, written
-    out the way LOSSES.md states the loss. It is named after the loss. Gradients and Hessians are
-    checked against finite differences of these same functions (``tests/support/harness.py``),
-    so a reference only states the loss itself.
+    A slow, obviously right NumPy function of one loss, ``fn(p, t, **inputs, **params) -> l``:
+    float64 predictions and targets of shape (N, D) in (targets None for a loss that takes
+    none), the loss's extra inputs by name as (N, D') rows, the per-sample losses ``l_i`` (N,)
+    out, written out the way LOSSES.md states the loss. It is named after the loss. Gradients
+    and Hessians are checked against finite differences of these same functions
+    (``tests/support/harness.py``), so a reference only states the loss itself.
+extra inputs
+    The arrays a loss takes under ``inputs`` (``spec.params.inputs``): a case draws each of the
+    kind its ``inputs`` names, of the predictions' shape, and a ``Sample`` carries them beside
+    the predictions and targets.
 family
     ``spec.family`` in the registry: regression, binary, multiclass, distribution or overlap.
     Each family has one module here, named after it, holding the references of its losses and
@@ -17,7 +22,8 @@ kind
     How one input array is drawn: a ``(low, high)`` range, uniform, or one of the named kinds
     ``"simplex"`` (positive rows summing to 1), ``"unit"`` (uniform in [0.02, 0.98]),
     ``"index"`` (class indices), ``"onehot"`` (one-hot rows), ``"soft"`` (random distributions
-    as rows), ``"binary"`` ({0, 1}), ``"sign"`` ({-1, 1}) and ``"labels"`` (torch's multilabel
+    as rows), ``"binary"`` ({0, 1}), ``"sign"`` ({-1, 1}), ``"sample-sign"`` ((N,) of {-1, 1}:
+    one label per pair of rows) and ``"labels"`` (torch's multilabel
     targets: each row some class indices, repeats allowed, ended by -1 when it lists fewer than
     C, and any of -1 .. C - 1 after that), ``"grades"`` (relevance labels of ranked lists:
     integers 0 .. 3, ties within a list), ``"spread"`` (scores near multiples of 0.3, so that no
@@ -53,6 +59,8 @@ variant
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -123,6 +131,8 @@ def draw(kind: Kind, shape: tuple[int, ...], rng: np.random.Generator) -> Array:
         return rng.integers(0, 2, size=shape).astype(np.float64)
     if kind == "sign":
         return rng.choice([-1.0, 1.0], size=shape)
+    if kind == "sample-sign":
+        return rng.choice([-1.0, 1.0], size=n)
     if kind == "unit":
         return rng.uniform(0.02, 0.98, size=shape)
     if kind == "grades":
@@ -153,18 +163,34 @@ def draw(kind: Kind, shape: tuple[int, ...], rng: np.random.Generator) -> Array:
     raise ValueError(kind)
 
 
+class Sample:
+    """One batch of a case: predictions and targets, which it unpacks to (``pred, targ =``, as
+    most tests take a batch), and ``inputs``, the extra inputs of a loss that takes them
+    (empty for every other loss)."""
+
+    def __init__(self, pred: Array, targ: Array | None, inputs: dict[str, Array]) -> None:
+        self.pred = pred
+        self.targ = targ
+        self.inputs = inputs
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.pred, self.targ))
+
+
 class Case:
-    """How one loss is exercised: its reference, input kinds, parameter sets (see above)."""
+    """How one loss is exercised: its reference, input kinds, parameter sets (see above);
+    ``targ`` None for a loss that takes no targets."""
 
     def __init__(
         self,
         fn: object,
         pred: Kind = (-3.0, 3.0),
-        targ: Kind = (-3.0, 3.0),
+        targ: Kind | None = (-3.0, 3.0),
         params: tuple[Params, ...] = ({},),
         logits: Range = (-3.0, 3.0),
         soft: bool = False,
         kappa: object = None,
+        inputs: dict[str, Kind] | None = None,
     ) -> None:
         self.fn = fn
         self.kappa = kappa  # κ_i as a function (p, t, params) of the batch; None: see above
@@ -173,8 +199,9 @@ class Case:
         self.params = params
         self.logits = logits
         self.soft = soft  # also exercised with soft (N, C) targets
+        self.inputs = inputs or {}  # the extra inputs' kinds, by name
 
-    def target_kinds(self, params: Params) -> list[Kind]:
+    def target_kinds(self, params: Params) -> list[Kind | None]:
         """The target forms the value tests run: the case's own, and soft rows where they apply."""
         return [self.targ] + (["soft"] if self.soft and "ignore_index" not in params else [])
 
@@ -184,29 +211,42 @@ class Case:
         seed: int,
         params: Params | None = None,
         targ_kind: Kind | None = None,
-    ) -> tuple[Array, Array]:
-        """Predictions and targets inside the loss's domain, away from kinks."""
+    ) -> Sample:
+        """Predictions, targets and extra inputs inside the loss's domain, away from kinks (the
+        extra inputs are drawn after the predictions and targets, so these are the same as a
+        loss without them draws)."""
         rng = np.random.default_rng(seed)
         pred_kind = self.logits if (params or {}).get("from_logits") else self.pred
         targ_kind = self.targ if targ_kind is None else targ_kind
         pred = draw(pred_kind, shape, rng)
-        targ = draw(targ_kind, shape, rng)
-        if not isinstance(pred_kind, str) and not isinstance(targ_kind, str):
+        targ = None if targ_kind is None else draw(targ_kind, shape, rng)
+        if not isinstance(pred_kind, str) and isinstance(targ_kind, tuple):
             # keep residuals away from 0 and from the breakpoints of piecewise losses
             targ = np.where(np.abs(pred - targ) < 0.05, targ + 0.1, targ)
-        return pred, targ
+        inputs = {name: draw(kind, shape, rng) for name, kind in self.inputs.items()}
+        return Sample(pred, targ, inputs)
 
-    def reference(self, pred: Array, targ: Array, params: Params) -> Array:
+    def reference(
+        self,
+        pred: Array,
+        targ: Array | None,
+        params: Params,
+        inputs: dict[str, Array] | None = None,
+    ) -> Array:
         """The reference's per-sample losses; index targets are handed over as one-hot rows (the
-        labels of embeddings as they are)."""
-        p2 = pred.reshape(pred.shape[0], -1)
-        if self.targ == "groups":
+        labels of embeddings as they are), extra inputs as (N, D') rows."""
+        n = pred.shape[0]
+        p2 = pred.reshape(n, -1)
+        if targ is None:
+            t2 = None
+        elif self.targ == "groups":
             t2 = targ
-        elif targ.ndim == 1 and pred.ndim == 2:
+        elif targ.ndim == 1 and pred.ndim == 2 and self.targ != "sample-sign":
             t2 = one_hot(targ, pred.shape[1], params.get("ignore_index"))
         else:
-            t2 = targ.reshape(targ.shape[0], -1)
-        return self.fn(p2, t2, **params)  # type: ignore[operator, no-any-return]
+            t2 = targ.reshape(n, -1)
+        rows = {name: a.reshape(n, -1) for name, a in (inputs or {}).items()}
+        return self.fn(p2, t2, **rows, **params)  # type: ignore[operator, no-any-return]
 
 
 # One module per family of the registry, each importing the vocabulary above.

@@ -84,6 +84,22 @@ def multilabel_soft_margin(p: Array, t: Array, weight: object = None) -> Array:
     return rowmean(-w * (t * log_sigmoid(p) + (1 - t) * log_sigmoid(-p)))
 
 
+def margin_ranking(p: Array, t: Array, input2: Array, margin: float = 0.0) -> Array:
+    # torch.nn.functional.margin_ranking_loss(margin): max(0, −y·(x₁ − x₂) + margin)
+    return rowmean(np.maximum(0.0, -t * (p - input2) + margin))
+
+
+def cosine_embedding(
+    p: Array, t: Array, input2: Array, margin: float = 0.0, epsilon: float = 9.999999960041972e-13
+) -> Array:
+    # torch.nn.functional.cosine_embedding_loss(margin): cos with eps added to the squared norms
+    # (torch's EPSILON, 1e-12 as a float32)
+    cos = np.sum(p * input2, axis=1) / np.sqrt(
+        (np.sum(p * p, axis=1) + epsilon) * (np.sum(input2 * input2, axis=1) + epsilon)
+    )
+    return np.where(t[:, 0] > 0, 1.0 - cos, np.maximum(0.0, cos - margin))
+
+
 # A pos_weight or weight list has D entries, and the harness runs D = 1 and D = 3: lists are
 # tested in tests/test_binary_losses.py, numbers here.
 CASES: dict[str, Case] = {
@@ -122,6 +138,18 @@ CASES: dict[str, Case] = {
     "soft_margin": Case(soft_margin, targ="sign"),
     "hinge_embedding": Case(
         hinge_embedding, targ="sign", params=({}, {"margin": 0.5}, {"margin": 2.0})
+    ),
+    "margin_ranking": Case(
+        margin_ranking,
+        targ="sign",
+        inputs={"input2": (-3.0, 3.0)},
+        params=({}, {"margin": 0.5}, {"margin": -0.3}),
+    ),
+    "cosine_embedding": Case(
+        cosine_embedding,
+        targ="sample-sign",
+        inputs={"input2": (-3.0, 3.0)},
+        params=({}, {"margin": 0.2}, {"margin": -0.4, "epsilon": 0.5}),
     ),
     "multilabel_soft_margin": Case(
         multilabel_soft_margin,

@@ -94,6 +94,34 @@ def cosine_similarity(p: Array, t: Array, epsilon: float = 1e-7) -> Array:
     return np.asarray(-(u * v).sum(axis=1))
 
 
+def gaussian_nll(p: Array, t: Array, var: Array, full: bool = False, eps: float = 1e-6) -> Array:
+    # torch.nn.functional.gaussian_nll_loss(full, eps): var clamped at eps; (N, 1) var rows
+    # are one variance per sample, broadcast over its outputs
+    v = np.maximum(var, eps)
+    loss = 0.5 * (np.log(v) + (p - t) ** 2 / v)
+    return rowmean(loss + (0.5 * math.log(2 * math.pi) if full else 0.0))
+
+
+def triplet_margin(
+    a: Array,
+    t: None,
+    positive: Array,
+    negative: Array,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+) -> Array:
+    # torch.nn.functional.triplet_margin_loss: d(x, y) = ‖x − y + eps‖_p (pairwise_distance)
+    def distance(x: Array, y: Array) -> Array:
+        return np.asarray(np.sum(np.abs(x - y + eps) ** p, axis=1) ** (1 / p))
+
+    far = distance(a, negative)
+    if swap:
+        far = np.minimum(far, distance(positive, negative))
+    return np.maximum(0.0, margin + distance(a, positive) - far)
+
+
 CASES: dict[str, Case] = {
     "mse": Case(mse),
     "mae": Case(mae),
@@ -125,4 +153,24 @@ CASES: dict[str, Case] = {
     ),
     "gamma": Case(gamma, pred=(-3.0, 3.0), targ=(0.1, 5.0)),
     "cosine_similarity": Case(cosine_similarity, params=({}, {"epsilon": 1e-3})),
+    # variances above eps: below it the gradient passes torch's clamp, which finite
+    # differences of the clamped formula cannot see (tests/test_differential.py checks it)
+    "gaussian_nll": Case(
+        gaussian_nll,
+        inputs={"var": (0.1, 3.0)},
+        params=({}, {"full": True}, {"eps": 0.05}, {"full": True, "eps": 1e-3}),
+    ),
+    "triplet_margin": Case(
+        triplet_margin,
+        targ=None,
+        inputs={"positive": (-3.0, 3.0), "negative": (-3.0, 3.0)},
+        params=(
+            {},
+            {"margin": 2.5},
+            {"swap": True},
+            {"p": 1.0},
+            {"p": 3.0, "margin": 4.0},
+            {"p": 1.5, "eps": 0.0, "swap": True},
+        ),
+    ),
 }
