@@ -175,7 +175,7 @@ class BatchArrays(BaseModel):
             "the extra named arrays of the losses that take them (GET /losses/{name}: "
             "`inputs`), each a list or packed array like `predictions`: gaussian_nll's `var`, "
             "margin_ranking's and cosine_embedding's `input2`, triplet_margin's `positive` and "
-            "`negative`. Every array a loss takes is required; a name no loss of the request "
+            "`negative`, ctc's `input_lengths` and `target_lengths`. Every array a loss takes is required; a name no loss of the request "
             "takes is a 422"
         ),
         examples=[{"var": [0.5, 1.0, 2.0]}],
@@ -247,13 +247,14 @@ class LossInfo(BaseModel):
 
     name: str
     aliases: list[str]
-    family: Literal["regression", "binary", "multiclass", "distribution", "overlap"]
+    family: Literal["regression", "binary", "multiclass", "distribution", "overlap", "sequence"]
     summary: str
     formula: str = Field(description="per-sample loss in LaTeX")
-    targets: list[Literal["same_shape", "class_index", "per_sample"]] = Field(
+    targets: list[Literal["same_shape", "class_index", "per_sample", "sequence"]] = Field(
         description=(
-            "the forms of targets it takes: of the predictions' shape, (N,) class indices, or "
-            "(N,) one label per sample; none for a loss that takes no targets"
+            "the forms of targets it takes: of the predictions' shape, (N,) class indices, "
+            "(N,) one label per sample, or (N, S) padded label sequences of (N, T, C) "
+            "predictions; none for a loss that takes no targets"
         )
     )
     inputs: list[ExtraInputInfo] = Field(
