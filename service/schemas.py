@@ -53,8 +53,14 @@ class PackedResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dtype: Literal["float32", "float64"]
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=3)]
     data: str = Field(description="standard base64 of the little-endian, C-ordered bytes")
+
+
+class PackedPredictions(PackedArray):
+    """Packed predictions: rank 1 or 2, or rank 3 (N, T, C) for ctc."""
+
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=3)]
 
 
 class PackedVector(PackedArray):
@@ -68,11 +74,18 @@ ArrayIn = Annotated[
     list[float] | list[Row] | PackedArray,
     Field(description="a JSON list (nested for rank 2, rows of at least one number) or packed"),
 ]
+PredictionsIn = Annotated[
+    list[float] | list[Row] | list[Annotated[list[Row], Field(min_length=1)]] | PackedPredictions,
+    Field(
+        description="a JSON list (nested for rank 2, rows of at least one number) or packed; "
+        "rank 3 (N, T, C) only for ctc's log-probabilities"
+    ),
+]
 VectorIn = Annotated[
     list[float] | PackedVector, Field(description="(N,): a JSON list or a packed array of rank 1")
 ]
 ArrayOut = Annotated[
-    list[float] | list[list[float]] | PackedResult,
+    list[float] | list[list[float]] | list[list[list[float]]] | PackedResult,
     Field(description="a JSON list or, with `array_format: packed`, a packed array"),
 ]
 
@@ -158,7 +171,7 @@ INPUTS = "inputs"
 class BatchArrays(BaseModel):
     """The arrays of a request (decoded by ``arrays.decode_array``, documented here)."""
 
-    predictions: ArrayIn
+    predictions: PredictionsIn
     targets: ArrayIn | None = Field(
         None,
         description=(
