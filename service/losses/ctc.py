@@ -63,8 +63,8 @@ INTEGER_LIMIT = 2.0**62
 
 
 class CTCParams(LossParams):
-    """(N, T, C) log-probabilities, (N, S) padded labels, ``inputs.input_lengths`` and
-    ``inputs.target_lengths``."""
+    """(N, T, C) log-probabilities, (N, S) padded labels, `inputs.input_lengths` and
+    `inputs.target_lengths`."""
 
     min_rank: ClassVar[int] = 3
     max_rank: ClassVar[int] = 3
@@ -83,8 +83,6 @@ class CTCParams(LossParams):
         ),
     )
     host_fields: ClassVar[frozenset[str]] = frozenset({"mean_by_target_length"})
-    warm_up: ClassVar[dict[str, Any]] = {}
-    check_bytes: ClassVar[int] = 3
 
     blank: int = Field(0, ge=0, description="the class index of the blank; < C")
     zero_infinity: bool = Field(
