@@ -1,7 +1,8 @@
 """ctc (issue 15): torch.nn.functional.ctc_loss in float64 at 1e-8 relative, values and
 gradients, over every reduction and the edges (blank not 0, repeated labels, empty targets,
 the minimal number of steps, impossible alignments with and without zero_infinity); Keras' CTC;
-rank-3 predictions on every wire; bad inputs as 422s.
+rank-3 predictions on every wire (through the codecs, in process: no server); bad inputs as
+422s.
 
 Predictions are batch first (N, T, C); torch takes time first, so its calls transpose.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 import pytest
@@ -20,10 +20,11 @@ import torch
 from service.api._wire import _aligned_empty
 from service.codecs import bodies, oip
 from service.codecs import loss as codec
-from service.core import Batch, Options, evaluate, validate_params
+from service.core import Batch, Options, catalogue_entry, evaluate, validate_params
 from service.errors import LossdError, MemoryBudget
 from service.losses import resolve
 from service.memory import MemoryAccount
+from tests.support.references.sequence import ctc as ctc_reference
 from tests.test_binary_bodies import multipart_body, npy, packed
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -116,6 +117,9 @@ def test_edges_match_torch() -> None:
         np.testing.assert_allclose(value, want, rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(got.gradient, grad, rtol=RTOL, atol=ATOL)
     assert ours(drawn, reduction="none").per_sample[4] == 0.0  # no labels, no steps: p = 1
+    # the written-out forward recursion (tests/support/references/sequence.py) agrees
+    np.testing.assert_allclose(ctc_reference(x, labels, inputs, counts),
+                               ours(drawn, reduction="none").per_sample, rtol=1e-12)  # fmt: skip
 
 
 def test_impossible_alignments() -> None:
@@ -401,63 +405,52 @@ def test_rank3_scratch_is_in_the_memory_demand() -> None:
     assert codec.evaluate_one("ctc", orjson.dumps(doc), 10**6, 1 << 24).results[0].n == 2
 
 
+def _posted(name: str, doc: dict[str, Any]) -> LossdError:
+    """The problem ``POST /loss/{name}`` answers the JSON document with (a 422)."""
+    with pytest.raises(LossdError) as caught:
+        codec.evaluate_one(name, orjson.dumps(doc), 10**6)
+    assert caught.value.status == 422, caught.value.detail
+    return caught.value
+
+
 @pytest.mark.loss("mse", "ctc")
-def test_rank3_is_ctcs_only(client: httpx.Client) -> None:
-    """Rank-3 predictions to any other loss, rank-3 targets or inputs, and rank 4 anywhere:
-    a 422 that says which ranks are taken."""
+def test_rank3_is_ctcs_only() -> None:
+    """Rank-3 predictions to any other loss, rank-3 targets, rank 2 or 4 predictions to ctc
+    and a ragged rank-3 list: a 422 that says which ranks are taken, located."""
     x = np.zeros((2, 3, 2)).tolist()
-    answer = client.post("/loss/mse", json={"predictions": x, "targets": x})
-    assert answer.status_code == 422
-    assert answer.json()["code"] == "shape_mismatch"
-    assert "rank 3 is for ctc" in answer.json()["detail"]
-    drawn = batch(13, n=2, steps=4, classes=3, width=2)
+    error = _posted("mse", {"predictions": x, "targets": [[0.0, 0.0]] * 2})
+    assert error.code == "shape_mismatch" and "rank 3 is for ctc" in error.detail
+    drawn = batch(13, n=2, steps=6, classes=3, width=2)
     arrays, inputs = _arrays(drawn), _inputs(drawn)
     doc = {
         "predictions": arrays["predictions"].tolist(),
-        "targets": arrays["targets"][:, :, None].tolist(),
+        "targets": arrays["targets"].tolist(),
         "inputs": {k: v.tolist() for k, v in inputs.items()},
     }
-    answer = client.post("/loss/ctc", json=doc)
-    assert answer.status_code == 422 and answer.json()["errors"][0]["loc"][0] == "targets"
-    deeper = {**doc, "predictions": arrays["predictions"][:, :, :, None].tolist()}
-    answer = client.post("/loss/ctc", json=deeper)
-    assert answer.status_code == 422 and answer.json()["errors"][0]["loc"] == ["predictions"]
-    flat = {
-        **doc,
-        "targets": arrays["targets"].tolist(),
-        "predictions": arrays["predictions"][:, 0].tolist(),
-    }
-    answer = client.post("/loss/ctc", json=flat)
-    assert answer.status_code == 422 and "rank 3 (N, T, C)" in answer.json()["detail"]
-    ragged = {**doc, "targets": arrays["targets"].tolist()}
-    ragged["predictions"] = [
-        row[:-1] if i == 1 else row for i, row in enumerate(doc["predictions"])
-    ]
-    answer = client.post("/loss/ctc", json=ragged)
-    assert answer.status_code == 422 and answer.json()["errors"][0]["loc"] == ["predictions", 1]
-    packed4 = {
-        **doc,
-        "targets": arrays["targets"].tolist(),
-        "predictions": packed(np.zeros((1, 1, 1, 1))),
-    }
-    answer = client.post("/loss/ctc", json=packed4)
-    assert answer.status_code == 422 and answer.json()["errors"][0]["loc"] == [
-        "predictions",
-        "shape",
-    ]
+    error = _posted("ctc", {**doc, "targets": arrays["targets"][:, :, None].tolist()})
+    assert error.code == "invalid_array" and error.errors[0][0][0] == "targets"
+    error = _posted("ctc", {**doc, "predictions": arrays["predictions"][:, :, :, None].tolist()})
+    assert error.code == "invalid_array" and error.errors[0][0][0] == "predictions"
+    error = _posted("ctc", {**doc, "predictions": arrays["predictions"][:, 0].tolist()})
+    assert "rank 3 (N, T, C)" in error.detail
+    ragged = [row[:-1] if i == 1 else row for i, row in enumerate(doc["predictions"])]
+    assert _posted("ctc", {**doc, "predictions": ragged}).errors[0][0] == ["predictions", 1]
+    error = _posted("ctc", {**doc, "predictions": packed(np.zeros((1, 1, 1, 1)))})
+    assert error.errors[0][0] == ["predictions", "shape"]
 
 
-def test_catalogue_entry(client: httpx.Client) -> None:
+def test_catalogue_entry() -> None:
     """GET /losses/CTCLoss: the loss, its inputs (not differentiable) and target form; GET
     /v2/models/ctc: rank-3 predictions, integer labels and lengths."""
-    entry = client.get("/losses/CTCLoss").json()
+    entry = catalogue_entry(resolve("CTCLoss"))
     assert entry["name"] == "ctc" and entry["family"] == "sequence"
     assert entry["targets"] == ["sequence"]
     assert [(x["name"], x["differentiable"]) for x in entry["inputs"]] == [
         ("input_lengths", False),
         ("target_lengths", False),
     ]
-    meta = client.get("/v2/models/ctc").json()
+    assert entry["alias_conventions"]["CTCLoss"]["reduce_over"] == "samples"
+    meta = oip.model_metadata(SPEC)
     shapes = {t["name"]: t["shapes"] for t in meta["inputs"]}
     assert shapes["predictions"] == [[-1, -1, -1]] and shapes["targets"] == [[-1, -1]]
     types = {t["name"]: t["datatypes"] for t in meta["inputs"]}
