@@ -92,6 +92,18 @@ predictions are log Q as given (any real numbers) and its targets any non-negati
 each row sums to. `cauchy_schwarz_divergence` is unchanged when P or Q is scaled, so it too takes
 rows of any sum (probabilities in [0, 1], or logits with `from_logits: true`).""",
     ),
+    "sequence": (
+        "Sequence",
+        """\
+Predictions are `(N, T, C)`, batch first: T steps of C log-probabilities (or logits with
+`from_logits: true`) per sample, the only rank-3 arrays lossd takes (every other loss answers a
+rank-3 batch with a 422). Targets are `(N, S)` label rows padded past each sample's length, and
+the lengths come under `inputs`: `input_lengths` (N,) steps of the T and `target_lengths` (N,)
+labels of the S, integers (integral floats accepted), not differentiable. The gradient and
+Hessian have the predictions' shape, 0 past each sample's steps. The kernel holds
+T × (2S + 1) forward variables per sample while it runs (per compute thread), counted in the
+request's memory budget.""",
+    ),
     "overlap": (
         "Overlap",
         """\
@@ -349,6 +361,23 @@ DETAILS: dict[str, str] = {
         "Both rows are renormalised to sum 1 first, as SciPy's `jensenshannon` does; a row "
         "summing to 0 is a 422."
     ),
+    "ctc": (
+        "Batch first: send torch's time-first `log_probs` as `log_probs.transpose(0, 1)`. "
+        "Labels within a target length must be class indices other than the blank, and a "
+        "sample whose L labels (r of them repeating the one before) need more than its "
+        "input length (L + r steps) cannot be aligned: both are 422s naming the sample; with "
+        "`zero_infinity: true` the latter has loss 0 and gradient 0, as in PyTorch. `sum` is "
+        "Σ w_i·l_i; `mean` is PyTorch's, Σ w_i·l_i/max(L_i, 1) / Σ w_i, each loss divided by "
+        "its target length first (`mean_by_target_length: false`: the plain mean, Keras'). "
+        "The gradient is PyTorch's, e^x − γ with γ_t(c) the posterior probability that the "
+        "alignment emits c at step t: with each step's log-probabilities summing to 1 it is "
+        "the exact gradient of the logits beneath them (−γ alone is the derivative with "
+        "respect to free log-probabilities). With `from_logits` the gradient p − γ and the "
+        "Hessian p(1 − p) − γ(1 − γ) are exact in the logits. Keras' `CTC` is this loss with "
+        "`from_logits: true`, `mean_by_target_length: false`, `input_lengths` T and "
+        "`target_lengths` the count of non-zero labels (its name folds to `ctc`, so it "
+        "carries no defaults of its own)."
+    ),
 }
 
 CONVENTIONS = """\
@@ -482,6 +511,7 @@ _TARGET_FORMS = {
     "labels": "`(N,)` group labels",
     "interval": "`(N, 2)` intervals [lower, upper]",
     "per_sample": "`(N,)`, one label per sample",
+    "sequence": "`(N, S)` label rows padded past each target length",
 }
 _INPUT_SHAPES = {
     "same": "the predictions' shape",
@@ -645,7 +675,9 @@ def _entry(spec: LossSpec) -> list[str]:
         shapes = " or ".join(_INPUT_SHAPES[form] for form in x.shapes)
         gradient = ", its gradient in `input_gradients`" if x.differentiable else ""
         targets += f"; `inputs.{x.name}`: {_prose(x.description)}, of {shapes}{gradient}"
-    rank = "of rank 2 only" if spec.params.min_rank == 2 else "of rank 1 or 2"
+    rank = {1: "of rank 1 or 2", 2: "of rank 2 only", 3: "of rank 3 `(N, T, C)` only"}[
+        spec.params.min_rank
+    ]
     if spec.params.max_rank == 1:
         rank = "`(N,)`, one value a sample"
     if not spec.hessian:

@@ -68,7 +68,8 @@ MAX_PARAM_KEYS = 32
 
 @dataclass(frozen=True)
 class Batch:
-    """The decoded arrays of a request, as sent (any numeric dtype, rank 1 or 2): ``targets``
+    """The decoded arrays of a request, as sent (any numeric dtype, rank 1 or 2, predictions
+    of rank 3 for a loss of sequences): ``targets``
     None when the request sent none (a loss that takes none), ``inputs`` the extra named arrays
     of the losses that take them (``LossParams.inputs``)."""
 
@@ -203,6 +204,12 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
 
     n = pred.shape[0]
     reduction = plan(options.reduction, n, weight, prepared.kappa, empty_w)
+    # the weights of the sum: w_i, or for a mean of a loss with a mean factor (ctc) w_i·m_i
+    summed = weight
+    factor = params.mean_factor(extra, dtype) if options.reduction == "mean" else None
+    if factor is not None:
+        summed = readonly(factor if weight is None else factor * weight)
+        reduction = dataclasses.replace(reduction, kernel_weights=summed)
     terms, repeats = (
         _over_elements(spec, pred.shape[1]) if options.reduce_over == "elements" else (1, 1)
     )
@@ -231,7 +238,7 @@ def evaluate(spec: LossSpec, params: LossParams, batch: Batch, options: Options)
     started = perf_counter()
     _run(spec, prepared, pred, reduction.kernel_weights, reduction.scale, loss, grad, hess)
     seconds = perf_counter() - started
-    total = weighted_sum(loss, empty_w if weight is None else weight) * repeats
+    total = weighted_sum(loss, empty_w if summed is None else summed) * repeats
     derivatives = [a for a, asked in ((grad, options.gradient), (hess, options.hessian)) if asked]
     if options.input_gradients:
         derivatives += input_grads.values()
@@ -339,17 +346,16 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
     ``params.prepare``); the extra inputs the loss takes, each of a shape it allows; weights
     are (N,) and non-negative."""
     pred, weight = batch.predictions, batch.sample_weight
-    if pred.ndim < params.min_rank:
+    low, high = params.min_rank, params.max_rank
+    one_column = high == 1 and pred.shape[1:] == (1,)  # (N, 1): one value a sample too
+    if not (low <= pred.ndim <= high or one_column):
+        ranks = {1: "1 (N,)", 2: "2 (N, C)", 3: "3 (N, T, C)"}
+        takes = " or ".join(ranks[r] for r in range(low, high + 1))
+        hint = " (rank 3 is for ctc's (N, T, C) log-probabilities)" if pred.ndim == 3 else ""
+        allowed = " or ".join(map(str, range(low, high + 1)))
         raise ShapeMismatch(
-            f"{spec.name} needs predictions of rank {params.min_rank} (N, C); got shape "
-            f"{list(pred.shape)}",
-            errors=[(("predictions",), f"rank must be {params.min_rank}")],
-        )
-    if pred.ndim > params.max_rank and pred.shape[1:] != (1,):
-        raise ShapeMismatch(
-            f"{spec.name} takes one prediction a sample: predictions of shape (N,), not "
-            f"{list(pred.shape)}",
-            errors=[(("predictions",), f"rank must be {params.max_rank}")],
+            f"{spec.name} takes predictions of rank {takes}; got shape {list(pred.shape)}{hint}",
+            errors=[(("predictions",), f"rank must be {allowed}")],
         )
     if batch.targets is None and spec.targets:
         raise Unprocessable(
@@ -444,6 +450,7 @@ class Declared:
     rows: int
     elements: int
     itemsize: int  # bytes per element once decoded
+    shape: tuple[int, ...] = ()  # as declared, where the codec knows it (empty: unknown)
 
 
 @dataclass(frozen=True)
@@ -491,6 +498,7 @@ class Demand:
         indices = self.class_indices()
         own = sum(
             spec.params.working_bytes(rows, columns, size, sent=sent, indices=indices)
+            + spec.params.scratch_bytes(self.predictions.shape, self.targets)
             for spec, sent in self.specs
         )
         return inputs + compute + self.losses * outputs + own

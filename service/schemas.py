@@ -54,8 +54,14 @@ class PackedResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dtype: Literal["float32", "float64"]
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=3)]
     data: str = Field(description="standard base64 of the little-endian, C-ordered bytes")
+
+
+class PackedPredictions(PackedArray):
+    """Packed predictions: rank 1 or 2, or rank 3 (N, T, C) for ctc."""
+
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=3)]
 
 
 class PackedVector(PackedArray):
@@ -69,11 +75,18 @@ ArrayIn = Annotated[
     list[float] | list[Row] | PackedArray,
     Field(description="a JSON list (nested for rank 2, rows of at least one number) or packed"),
 ]
+PredictionsIn = Annotated[
+    list[float] | list[Row] | list[Annotated[list[Row], Field(min_length=1)]] | PackedPredictions,
+    Field(
+        description="a JSON list (nested for rank 2, rows of at least one number) or packed; "
+        "rank 3 (N, T, C) only for ctc's log-probabilities"
+    ),
+]
 VectorIn = Annotated[
     list[float] | PackedVector, Field(description="(N,): a JSON list or a packed array of rank 1")
 ]
 ArrayOut = Annotated[
-    list[float] | list[list[float]] | PackedResult,
+    list[float] | list[list[float]] | list[list[list[float]]] | PackedResult,
     Field(description="a JSON list or, with `array_format: packed`, a packed array"),
 ]
 
@@ -159,7 +172,7 @@ INPUTS = "inputs"
 class BatchArrays(BaseModel):
     """The arrays of a request (decoded by ``arrays.decode_array``, documented here)."""
 
-    predictions: ArrayIn
+    predictions: PredictionsIn
     # not sent: None (for a loss that takes none); sent, an array (null is refused like any
     # other non-array), so the schema is not nullable
     targets: ArrayIn = Field(  # type: ignore[assignment]
@@ -178,7 +191,7 @@ class BatchArrays(BaseModel):
             "the extra named arrays of the losses that take them (GET /losses/{name}: "
             "`inputs`), each a list or packed array like `predictions`: gaussian_nll's `var`, "
             "margin_ranking's and cosine_embedding's `input2`, triplet_margin's `positive` and "
-            "`negative`. Every array a loss takes is required; a name no loss of the request "
+            "`negative`, ctc's `input_lengths` and `target_lengths`. Every array a loss takes is required; a name no loss of the request "
             "takes is a 422"
         ),
         examples=[{"var": [0.5, 1.0, 2.0]}],
@@ -256,8 +269,8 @@ class LossInfo(BaseModel):
     targets: list[TargetForm] = Field(
         description=(
             "the forms of targets it takes: of the predictions' shape, (N,) class indices, "
-            "(N,) one label per sample, (N,) group labels or (N, 2) intervals; none for a loss "
-            "that takes no targets"
+            "(N,) one label per sample, (N,) group labels, (N, 2) intervals, or (N, S) padded "
+            "label sequences of (N, T, C) predictions; none for a loss that takes no targets"
         )
     )
     inputs: list[ExtraInputInfo] = Field(

@@ -359,9 +359,17 @@ BAD_REQUESTS = {
         {"inputs": [GOOD[0], _json_tensor("targets", [0.0, 1.0, 2.0])]},
         "targets have shape [3], predictions [2]",
     ),
-    "rank 3": (
-        {"inputs": [{**GOOD[0], "shape": [1, 1, 2]}, GOOD[1]]},
+    "rank 4": (
+        {"inputs": [{**GOOD[0], "shape": [1, 1, 1, 2]}, GOOD[1]]},
         "inputs.0.shape",
+    ),
+    "rank 3 targets": (
+        {"inputs": [GOOD[0], {**GOOD[1], "shape": [1, 1, 2]}]},
+        "only predictions may have rank 3",
+    ),
+    "rank 3 but not ctc": (
+        {"inputs": [{**GOOD[0], "shape": [1, 1, 2]}, {**GOOD[1], "shape": [1, 1, 2]}]},
+        "rank 3 is for ctc",
     ),
     "BYTES datatype": (
         {"inputs": [{**GOOD[0], "datatype": "BYTES"}, GOOD[1]]},

@@ -250,6 +250,41 @@ EVALUATE_LOSS: dict[str, Example] = {
             "params": {"temperature": 0.5},
         },
     ),
+    "ctc": Example(
+        "sequence: ctc on one sample of T = 2 steps of log(0.6, 0.4) and log(0.3, 0.7), label [1]",
+        request={
+            "predictions": [
+                [
+                    [-0.5108256237659907, -0.916290731874155],
+                    [-1.2039728043259361, -0.35667494393873245],
+                ]
+            ],
+            "targets": [[1]],
+            "inputs": {"input_lengths": [2], "target_lengths": [1]},
+            "gradient": True,
+        },
+        response={
+            "loss": "ctc",
+            "reduction": "mean",
+            "reduce_over": "samples",
+            "value": 0.1984509387238383,
+            "weight_sum": 1.0,
+            "n": 1,
+            "per_sample": [0.1984509387238383],
+            "gradient": [
+                [
+                    [0.08780487804878057, -0.0878048780487804],
+                    [0.15365853658536577, -0.15365853658536577],
+                ]
+            ],
+            "params": {
+                "blank": 0,
+                "zero_infinity": False,
+                "from_logits": False,
+                "mean_by_target_length": True,
+            },
+        },
+    ),
 }
 
 EVALUATE_LOSSES = Example(

@@ -1,6 +1,6 @@
 """JSON lists and packed base64 arrays <-> numpy, with the checks the contract sets on arrays.
 
-A decoded array is rank 1 or 2, finite, and numeric (float32, float64, int32 or int64; a float16
+A decoded array is rank 1 or 2 (``predictions`` also rank 3, (N, T, C) for ctc), finite, and numeric (float32, float64, int32 or int64; a float16
 or bfloat16 packed array is widened to float32 as it is decoded). A long list of numbers arrives
 already parsed (``numbers.NumberList``, read without the GIL); other list input is turned into an
 array by numpy in C, the only extra pass a type scan that catches booleans, which numpy would
@@ -27,10 +27,18 @@ from .numbers import NumberList
 _PACKED_KEYS = frozenset({"dtype", "shape", "data"})
 _NUMBER_TYPES = frozenset({int, float})
 _SHOWN_KEYS = 3  # unexpected keys named in an error
+# The field that may also be rank 3, (N, T, C) (ctc; the core refuses it for every other loss).
+RANK3_FIELD = "predictions"
+
+
+def max_rank(field: str) -> int:
+    """The highest rank the array ``field`` may have: 3 for predictions, else 2."""
+    return 3 if field == RANK3_FIELD else 2
 
 
 def decode_array(value: object, field: str, max_elements: int) -> Array:
-    """Decode one request array (JSON list or packed object) into a numpy array of rank 1 or 2."""
+    """Decode one request array (JSON list or packed object) into a numpy array of rank 1 or 2
+    (or 3: ``max_rank``)."""
     if isinstance(value, NumberList):
         return _decode_parsed(value, field, max_elements)
     if isinstance(value, list):
@@ -45,7 +53,8 @@ def decode_array(value: object, field: str, max_elements: int) -> Array:
 
 def _decode_list(value: list[Any], field: str, max_elements: int) -> Array:
     rank2 = bool(value) and isinstance(value[0], list)
-    count = len(value) * (len(value[0]) if rank2 else 1)
+    rank3 = rank2 and bool(value[0]) and isinstance(value[0][0], list)
+    count = len(value) * (len(value[0]) if rank2 else 1) * (len(value[0][0]) if rank3 else 1)
     if count > max_elements:
         raise TooManyElements(
             f"`{field}` has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
@@ -55,12 +64,15 @@ def _decode_list(value: list[Any], field: str, max_elements: int) -> Array:
         array = np.array(value)
     except (ValueError, TypeError, OverflowError):
         array = np.empty(0, dtype=object)
-    if array.dtype.kind not in "fiu" or array.ndim not in (1, 2) or array.size > max_elements:
+    ranks = range(1, max_rank(field) + 1)
+    if array.dtype.kind not in "fiu" or array.ndim not in ranks or array.size > max_elements:
         raise _list_problem(value, field, max_elements)
     items = chain.from_iterable(value) if rank2 else value
+    if rank3:
+        items = chain.from_iterable(items)
     if not _NUMBER_TYPES.issuperset(map(type, items)):
         raise _list_problem(value, field, max_elements)
-    if rank2 and array.shape[1] == 0:
+    if array.ndim >= 2 and 0 in array.shape[1:]:
         raise InvalidArray(
             f"`{field}` has rows with no elements",
             errors=[((field, 0), "a row needs at least one element")],
@@ -86,6 +98,9 @@ def _list_problem(value: list[Any], field: str, max_elements: int) -> InvalidArr
     """Find the first bad element of a list that numpy refused, to say where it is."""
     if not value:
         return InvalidArray(f"`{field}` is not a numeric array", errors=[((field,), "invalid")])
+    nested = isinstance(value[0], list) and bool(value[0]) and isinstance(value[0][0], list)
+    if max_rank(field) == 3 and nested:
+        return _rank3_problem(value, field)
     rank2 = isinstance(value[0], list)
     width = len(value[0]) if rank2 else 0
     for i, row in enumerate(value):
@@ -110,10 +125,44 @@ def _list_problem(value: list[Any], field: str, max_elements: int) -> InvalidArr
             bad = _bad_number(row)
             if bad:
                 return InvalidArray(f"`{field}[{i}]` {bad}", errors=[((field, i), bad)])
+    return _rank_problem(field)
+
+
+def _rank_problem(field: str) -> InvalidArray:
+    if max_rank(field) == 3:
+        return InvalidArray(
+            f"`{field}` must have rank 1 (N,), rank 2 (N, C) or, for ctc, rank 3 (N, T, C) with "
+            "numeric elements",
+            errors=[((field,), "rank must be 1, 2 or 3")],
+        )
     return InvalidArray(
         f"`{field}` must have rank 1 (N,) or rank 2 (N, C) with numeric elements",
         errors=[((field,), "rank must be 1 or 2")],
     )
+
+
+def _rank3_problem(value: list[Any], field: str) -> InvalidArray:
+    """The first bad place of a nested (N, T, C) list numpy refused: a ragged or mixed level,
+    or an element that is no number."""
+    steps, width = len(value[0]), len(value[0][0])
+    for i, block in enumerate(value):
+        if not isinstance(block, list) or len(block) != steps:
+            return InvalidArray(
+                f"`{field}` is ragged: block {i} is not a list of {steps} rows",
+                errors=[((field, i), f"expected a list of {steps} rows of {width} numbers")],
+            )
+        for t, row in enumerate(block):
+            if not isinstance(row, list) or len(row) != width:
+                return InvalidArray(
+                    f"`{field}` is ragged: row [{i}][{t}] is not a list of {width} numbers",
+                    errors=[((field, i, t), f"expected a list of {width} numbers")],
+                )
+            for j, item in enumerate(row):
+                bad = _bad_number(item)
+                if bad:
+                    where = (field, i, t, j)
+                    return InvalidArray(f"`{field}[{i}][{t}][{j}]` {bad}", errors=[(where, bad)])
+    return _rank_problem(field)
 
 
 def _bad_number(item: object) -> str:
@@ -199,12 +248,19 @@ def from_bytes(raw: Array, dtype: np.dtype[Any], shape: list[int], what: str, fi
 
 def check_shape(shape: object, field: str, max_elements: int, kind: str = "packed") -> int:
     """The element count of a declared shape (a packed or binary array's): 422 unless it is
-    ``[N]`` or ``[N, C]`` of non-negative integers with C > 0, 413 past ``max_elements``."""
+    ``[N]`` or ``[N, C]`` (predictions: or ``[N, T, C]``) of non-negative integers with C > 0,
+    413 past ``max_elements``."""
     if (
         not isinstance(shape, list)
-        or len(shape) not in (1, 2)
+        or not 1 <= len(shape) <= max_rank(field)
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
     ):
+        if max_rank(field) == 3:
+            raise InvalidArray(
+                f"{kind} `{field}.shape` must be a list of 1, 2 or (for ctc) 3 non-negative "
+                "integers",
+                errors=[((field, "shape"), "expected [N], [N, C] or [N, T, C]")],
+            )
         raise InvalidArray(
             f"{kind} `{field}.shape` must be a list of 1 or 2 non-negative integers",
             errors=[((field, "shape"), "expected [N] or [N, C]")],
@@ -223,7 +279,7 @@ def check_shape(shape: object, field: str, max_elements: int, kind: str = "packe
             f"`{field}` has rows of more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
             errors=[((field, "shape"), "too many elements in a row")],
         )
-    if len(shape) == 2 and shape[1] == 0:
+    if len(shape) >= 2 and 0 in shape[1:]:
         raise InvalidArray(
             f"{kind} `{field}` has rows with no elements",
             errors=[((field, "shape"), "C must be at least 1")],

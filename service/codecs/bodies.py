@@ -67,7 +67,7 @@ class RawArray:
 
     def declared(self) -> core.Declared:
         shape, itemsize = self.array.shape, held_itemsize(self.array.dtype.newbyteorder("<"))
-        return core.Declared(shape[0], self.array.size, itemsize)
+        return core.Declared(shape[0], self.array.size, itemsize, shape)
 
     def decode(self) -> Array:
         """The array as the core takes it (little-endian, C order, aligned, finite; half

@@ -250,20 +250,26 @@ def _declared(value: object) -> core.Declared | None:
     if isinstance(value, RawArray):
         return value.declared()
     if isinstance(value, list):
-        width = len(value[0]) if value and isinstance(value[0], list) else 1
-        return core.Declared(len(value), len(value) * width, 8)  # JSON numbers: int64 or float64
+        # the shape along the first element of each level: (N,), (N, C) or (N, T, C)
+        along, level = [len(value)], value
+        while len(along) < 3 and level and isinstance(level[0], list):
+            level = level[0]
+            along.append(len(level))
+        # JSON numbers: int64 or float64
+        return core.Declared(len(value), math.prod(along), 8, tuple(along))
     if not isinstance(value, dict):
         return None
     shape, dtype = value.get("shape"), value.get("dtype")
     if (
         not isinstance(shape, list)
-        or len(shape) not in (1, 2)
+        or len(shape) not in (1, 2, 3)
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
         or not isinstance(dtype, str)
         or dtype not in PACKED_DTYPES
     ):
         return None
-    return core.Declared(shape[0], math.prod(shape), held_itemsize(PACKED_DTYPES[dtype]))
+    itemsize = held_itemsize(PACKED_DTYPES[dtype])
+    return core.Declared(shape[0], math.prod(shape), itemsize, tuple(shape))
 
 
 def _demand(doc: dict[str, Any], limits: _Limits, half: bool) -> core.Demand | None:

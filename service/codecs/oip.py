@@ -38,7 +38,7 @@ from ..losses import LossParams, LossSpec, resolve
 from ..memory import Lease
 from ..schemas import EvaluationOptions
 from . import Reply, framing
-from .arrays import check_finite, decode_array
+from .arrays import check_finite, decode_array, max_rank
 from .jsontext import PARSE_BYTES_PER_BYTE, Encoded, check_lifted, lift
 from .loss import options_of
 
@@ -95,11 +95,14 @@ class RequestInput(_Strict):
         description=(
             "`predictions`, `targets` (for a loss that takes targets), `sample_weight`, or one "
             "of the loss's extra inputs (GET /v2/models/{name}: `var`, `input2`, `positive`, "
-            "`negative`)"
+            "`negative`, `input_lengths`, `target_lengths`)"
         ),
         max_length=64,
     )
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
+    shape: Annotated[
+        list[Annotated[int, Field(ge=0)]],
+        Field(min_length=1, max_length=3, description="rank 3 only for ctc's predictions"),
+    ]
     datatype: Datatype = Field(
         description=(
             "FP64, FP32, FP16 or BF16 (FP16 and BF16 compute in FP32 unless `dtype` is "
@@ -243,15 +246,17 @@ def model(name: str, version: str | None) -> LossSpec:
 def model_metadata(spec: LossSpec) -> dict[str, Any]:
     """``GET /v2/models/{name}``: inputs and outputs with every datatype and shape they take
     (a loss's extra inputs among the inputs, their gradients among the outputs)."""
-    shapes = [[-1, -1]] if spec.params.min_rank == 2 else [[-1], [-1, -1]]
-    if spec.params.max_rank == 1:  # one value a sample
-        shapes = [[-1]]
+    ranks = range(spec.params.min_rank, spec.params.max_rank + 1)
+    shapes = [[-1] * rank for rank in ranks]
     index = bool({"class_index", "labels"} & set(spec.targets))
     target_shapes = [*shapes, [-1]] if index and [-1] not in shapes else shapes
     if spec.targets in (("labels",), ("per_sample",)):  # (N,) only
         target_shapes = [[-1]]
     if "interval" in spec.targets:  # (N, 2) intervals, or (N,) observed times
         target_shapes = [*target_shapes, [-1, 2]]
+    if spec.targets == ("sequence",):
+        target_shapes = [[-1, -1]]
+        index = True
     forms = {"same": shapes, "rows": [[-1]], "column": [[-1, 1]]}
     extra = {
         x.name: list(map(list, dict.fromkeys(tuple(s) for form in x.shapes for s in forms[form])))
@@ -272,7 +277,10 @@ def model_metadata(spec: LossSpec) -> dict[str, Any]:
             _tensor("predictions", FLOATS, shapes),
             *(targets if spec.targets else []),
             _tensor("sample_weight", FLOATS, [[-1]], optional=True),
-            *(_tensor(name, FLOATS, extra_shapes) for name, extra_shapes in extra.items()),
+            *(
+                _tensor(x.name, FLOATS if x.differentiable else FLOATS + INDICES, extra[x.name])
+                for x in spec.params.inputs
+            ),
         ],
         "outputs": [_tensor(name, OUTPUT_FLOATS, output_shapes[name]) for name in outputs],
         "aliases": list(spec.aliases),
@@ -532,7 +540,9 @@ def _demand(
     JSON ones their longest text); None when a tensor is over LOSSD_MAX_ELEMENTS or predictions
     are missing (decoding names those)."""
     declared = {
-        t.name: core.Declared(t.shape[0], math.prod(t.shape), held_itemsize(DATATYPES[t.datatype]))
+        t.name: core.Declared(
+            t.shape[0], math.prod(t.shape), held_itemsize(DATATYPES[t.datatype]), tuple(t.shape)
+        )
         for t in request.inputs
     }
     predictions = declared.get("predictions")
@@ -641,7 +651,11 @@ def _decode_inputs(
 
 
 def _check_datatype(spec: LossSpec, tensor: RequestInput, where: str) -> None:
-    index = tensor.name == "targets" and bool({"class_index", "labels"} & set(spec.targets))
+    """Floats; integers too for class-index, label or sequence targets and for the extra
+    inputs that are not differentiable (ctc's lengths)."""
+    counts = {x.name for x in spec.params.inputs if not x.differentiable}
+    labels = {"class_index", "labels", "sequence"}.intersection(spec.targets)
+    index = (tensor.name == "targets" and bool(labels)) or tensor.name in counts
     accepted = FLOATS + INDICES if index else FLOATS
     if tensor.datatype not in accepted:
         raise InvalidArray(
@@ -658,7 +672,13 @@ def _count(tensor: RequestInput, where: str, max_elements: int) -> int:
             f"{where} has more than {max_elements} elements (LOSSD_MAX_ELEMENTS)",
             errors=[((where, "shape"), "too many elements")],
         )
-    if len(tensor.shape) == 2 and tensor.shape[1] == 0:
+    if len(tensor.shape) > max_rank(tensor.name):
+        raise InvalidArray(
+            f"{where}: shape {tensor.shape} has rank {len(tensor.shape)}; only predictions "
+            "may have rank 3 (ctc's (N, T, C))",
+            errors=[((where, "shape"), "rank must be 1 or 2")],
+        )
+    if len(tensor.shape) >= 2 and 0 in tensor.shape[1:]:
         raise ShapeMismatch(f"{where}: shape {tensor.shape} has rows with no elements")
     return count
 

@@ -93,6 +93,8 @@ CONVENTIONS: dict[str, Alias] = {
     "MarginRankingLoss": _torch(),
     "CosineEmbeddingLoss": _torch(),
     "TripletMarginLoss": _torch(),
+    # torch's CTC mean is its own (each loss over its target length), over samples
+    "CTCLoss": Alias("torch", {}, "samples", _TORCH_NAMES),
     # torch's multilabel_soft_margin_loss averages each row over its classes first: its mean
     # and sum are over samples
     "MultiLabelSoftMarginLoss": Alias("torch", {}, "samples", _TORCH_NAMES),

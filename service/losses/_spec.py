@@ -24,14 +24,16 @@ Family = Literal[
     "ranking",
     "survival",
     "embedding",
+    "sequence",
 ]
 # How a loss takes its targets. same_shape: of the predictions' shape; class_index: (N,) class
 # indices of (N, C) predictions; per_sample: (N,) one value a sample (a label of a pair of rows);
 # labels: (N,) group labels (any integers) of (N, D) embeddings; interval: (N, 2) [lower, upper]
-# bounds of (N,) predictions. A loss that takes none (triplet_margin) lists no form.
-TargetForm = Literal["same_shape", "class_index", "per_sample", "labels", "interval"]
+# bounds of (N,) predictions; sequence: (N, S) padded label sequences of (N, T, C) predictions
+# (ctc). A loss that takes none (triplet_margin) lists no form.
+TargetForm = Literal["same_shape", "class_index", "per_sample", "labels", "interval", "sequence"]
 # The shape of an extra input relative to (N, D) predictions: theirs, (N,), or (N, 1); the last
-# two only for rank-2 predictions (for rank-1 ones (N,) is their shape).
+# two only for predictions of rank 2 or more (for rank-1 ones (N,) is their shape).
 InputShape = Literal["same", "rows", "column"]
 
 
@@ -68,11 +70,12 @@ def readonly(array: Array) -> Array:
 
 def as_compute(array: Array, dtype: ComputeDtype, field: str) -> Array:
     """A read-only, C-contiguous (N, D) array of the compute dtype; ``field`` names it in an
-    error (``inputs.var``: the member var of inputs)."""
+    error (``inputs.var``: the member var of inputs). Rank 1 becomes (N, 1); rank 3 (N, T, C)
+    becomes (N, T·C), each row's T time steps one after the other (ctc)."""
     with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused just below
         out = np.ascontiguousarray(array, dtype=dtype)
-    if out.ndim == 1:
-        out = out.reshape(-1, 1)
+    if out.ndim != 2:
+        out = out.reshape(out.shape[0], -1)
     if dtype is np.float32 and array.dtype != np.float32 and not np.isfinite(out).all():
         raise InvalidArray(
             f"`{field}` has values outside the float32 range; use dtype float64",
@@ -107,8 +110,8 @@ class ExtraInput:
         n = predictions[0]
         shapes = {
             "same": predictions,
-            "rows": (n,) if len(predictions) == 2 else predictions,
-            "column": (n, 1) if len(predictions) == 2 else predictions,
+            "rows": (n,) if len(predictions) >= 2 else predictions,
+            "column": (n, 1) if len(predictions) >= 2 else predictions,
         }
         return list(dict.fromkeys(shapes[form] for form in self.shapes))
 
@@ -149,6 +152,7 @@ class LossParams(BaseModel):
 
     min_rank: ClassVar[int] = 1
     # the highest rank of predictions the loss takes: 1 for one value a sample (a margin)
+    # Rank 3 (N, T, C) is for the losses of sequences (ctc), which take it only.
     max_rank: ClassVar[int] = 2
     # Parameters the start-up warm-up compiles with: the defaults, unless a loss has a
     # parameter without a usable default (simloss needs a similarity).
@@ -226,6 +230,13 @@ class LossParams(BaseModel):
         outputs = {x.gradient_name: gradients[x.name] for x in self.inputs if x.differentiable}
         return replace(prepared, kernel_params={**prepared.kernel_params, **inputs, **outputs})
 
+    def mean_factor(self, inputs: Mapping[str, Array], dtype: ComputeDtype) -> Array | None:
+        """Per sample, the factor its loss enters a ``mean`` with (N,), read-only, of the
+        compute dtype; None: 1 (every loss but ctc, whose mean divides each sample's loss by its
+        target length, as torch's). ``inputs`` are ``prepare_inputs``' arrays. The normaliser
+        stays Σ_i w_i·κ_i."""
+        return None
+
     def check_inputs(self, predictions: Array, inputs: Mapping[str, Array]) -> None:
         """Raise ``OutOfDomain`` for extra inputs the loss is not defined on (default: none);
         ``inputs`` are ``prepare_inputs``' compute arrays."""
@@ -261,6 +272,13 @@ class LossParams(BaseModel):
         whatever their parameters. Default: the domain checks' masks.
         """
         return cls.check_bytes * rows * columns
+
+    @classmethod
+    def scratch_bytes(cls, predictions: tuple[int, ...], targets: Any) -> int:
+        """Bytes the kernel allocates while it runs, at most, from the predictions' declared
+        shape (empty: unknown) and the targets as declared (``core.Declared`` or None): ctc's
+        forward variables, T × (2S + 1) per thread. Default: none."""
+        return 0
 
     @classmethod
     def operations(cls, rows: int, columns: int, *, sent: Sent = None) -> int:
