@@ -284,6 +284,12 @@ class LossInfo(BaseModel):
         description="a sample's loss depends on other rows of the batch (a risk set, the other "
         "embeddings): the batch is evaluated whole and must not be split across requests"
     )
+    mean_factor: bool = Field(
+        description="its `mean` weighs each sample's loss by a factor of the sample's own "
+        "(ctc: 1 / its target length, as torch's), so the mean is Σ w_i·m_i·l_i / Σ w_i·κ_i, not "
+        "the sum over the weight sum: pieces of a split batch merge as their means times their "
+        "weight sums"
+    )
     reference: str
     alias_conventions: dict[str, AliasConventions] = Field(
         description="the aliases that carry their library's conventions"

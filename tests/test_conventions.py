@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from service.compute import ComputeExecutor
 from service.errors import Overloaded
 from service.losses import REGISTRY, LossSpec
-from tests.support.harness import evaluate, kappa, rows, sample, spec_id
+from tests.support.harness import HARNESSED, evaluate, kappa, rows, sample, spec_id
 from tests.support.references import CASES, Sample
 
 Drawn = tuple[Sample, np.ndarray, dict[str, Any]]
 BOUNDED = settings(max_examples=40, deadline=None)
-EACH_LOSS = pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
+EACH_LOSS = pytest.mark.parametrize("spec", HARNESSED, ids=spec_id)
 
 
 @st.composite

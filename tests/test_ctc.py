@@ -10,6 +10,8 @@ Predictions are batch first (N, T, C); torch takes time first, so its calls tran
 from __future__ import annotations
 
 import os
+import threading
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -17,12 +19,15 @@ import orjson
 import pytest
 import torch
 
+from service import core
 from service.api._wire import _aligned_empty
 from service.codecs import bodies, oip
 from service.codecs import loss as codec
 from service.core import Batch, Options, catalogue_entry, evaluate, validate_params
 from service.errors import LossdError, MemoryBudget
-from service.losses import resolve
+from service.jit import SERIAL_ELEMENTS
+from service.losses import REGISTRY, resolve
+from service.losses._spec import as_compute
 from service.memory import MemoryAccount
 from tests.support.references.sequence import ctc as ctc_reference
 from tests.test_binary_bodies import multipart_body, npy, packed
@@ -248,6 +253,108 @@ def test_float32() -> None:
     np.testing.assert_allclose(narrow.gradient, wide.gradient, atol=1e-5)
 
 
+# --- the registry-wide properties (tests/support/harness.py draws no rank-3 batches) -----------
+
+
+def rows_of(drawn: dict[str, Any], part: slice | list[int] | np.ndarray) -> dict[str, Any]:
+    """Rows ``part`` of a batch: its log-probabilities, labels, lengths and weights."""
+    return {k: v[part] for k, v in drawn.items()}
+
+
+@pytest.mark.parametrize("params", [{}, {"blank": 2}, {"from_logits": True}])
+def test_rows_are_independent_and_in_any_order(params: dict[str, Any]) -> None:
+    """Each sample's loss and gradient are the bits it gives alone, and in any row order, and
+    those of a blocked run (a cancel flag: blocks of rows on a compute thread)."""
+    drawn = with_blank(batch(11, n=9), params.get("blank", 0))
+    drawn["w"] = np.linspace(0.5, 2.0, 9)
+    asked: dict[str, Any] = {"reduction": "sum", "gradient": True, "hessian": True}
+    whole = ours(drawn, params, **asked)
+    for i in range(9):
+        one = ours(rows_of(drawn, slice(i, i + 1)), params, **asked)
+        assert one.per_sample[0] == whole.per_sample[i]
+        np.testing.assert_array_equal(one.gradient[0], whole.gradient[i])
+        np.testing.assert_array_equal(one.hessian[0], whole.hessian[i])
+    order = np.random.default_rng(3).permutation(9)
+    moved = ours(rows_of(drawn, order), params, **asked)
+    np.testing.assert_array_equal(moved.per_sample, whole.per_sample[order])
+    np.testing.assert_array_equal(moved.gradient, whole.gradient[order])
+    token = core.CANCEL.set(threading.Event())
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(core, "BLOCK_ELEMENTS", 2 * drawn["x"][0].size + 1)  # 2 rows a block
+            blocked = ours(drawn, params, **asked)
+    finally:
+        core.CANCEL.reset(token)
+    for name in ("per_sample", "gradient", "hessian"):
+        assert getattr(blocked, name).tobytes() == getattr(whole, name).tobytes(), name
+    assert blocked.value == whole.value
+
+
+def test_parallel_blocks_equal_small_batches() -> None:
+    """A batch past SERIAL_ELEMENTS (parallel blocks) gives the bits of its rows sent in
+    batches small enough to run on the calling thread."""
+    drawn = batch(12, n=SERIAL_ELEMENTS // 60 + 7)  # T·C = 60 elements a sample
+    assert drawn["x"].size > SERIAL_ELEMENTS
+    whole = ours(drawn, reduction="none", gradient=True)
+    for start in range(0, len(drawn["x"]), 500):
+        part = slice(start, start + 500)
+        small = ours(rows_of(drawn, part), reduction="none", gradient=True)
+        np.testing.assert_array_equal(small.per_sample, whole.per_sample[part])
+        np.testing.assert_array_equal(small.gradient, whole.gradient[part])
+
+
+def test_empty_batch() -> None:
+    """N = 0: value 0, weight_sum 0 and empty arrays of the predictions' shape."""
+    drawn = rows_of(batch(13), slice(0, 0))
+    for reduction in ("mean", "sum"):
+        out = ours(drawn, reduction=reduction, gradient=True, hessian=True)
+        assert (out.value, out.weight_sum, out.n) == (0.0, 0.0, 0)
+        assert out.per_sample.shape == (0,) and out.gradient.shape == (0, 12, 5)
+
+
+@pytest.mark.parametrize("factor", [1e-3, 7.0])
+def test_scaling_the_weights_keeps_the_mean(factor: float) -> None:
+    """The weighted mean (torch's, divided by target lengths) and its gradient do not change
+    when every weight is scaled; reduction none's rows are the sum's derivatives per row."""
+    drawn = batch(14)
+    drawn["w"] = np.linspace(0.5, 2.0, len(drawn["x"]))
+    a = ours(drawn, reduction="mean", gradient=True)
+    b = ours({**drawn, "w": drawn["w"] * factor}, reduction="mean", gradient=True)
+    assert b.value == pytest.approx(a.value, rel=1e-12)
+    np.testing.assert_allclose(b.gradient, a.gradient, rtol=1e-12, atol=1e-300)
+    none = ours({**drawn, "w": None}, reduction="none", gradient=True)
+    summed = ours({**drawn, "w": None}, reduction="sum", gradient=True)
+    np.testing.assert_array_equal(none.gradient, summed.gradient)
+
+
+def test_costs() -> None:
+    """At least N·(T·C) operations, linear in each; ``prepare`` and the checks allocate within
+    ``working_bytes`` plus the targets' and inputs' copies (numpy's allocations, traced)."""
+    ops = SPEC.params.operations
+    assert ops(200, 60) >= 200 * 60
+    assert ops(400, 60) == ops(200, 120) == 2 * ops(200, 60)
+    drawn = batch(15, n=2000)
+    params = validate_params(SPEC, {})
+    inputs = {k: drawn[k] for k in ("input_lengths", "target_lengths")}
+    for dtype in (np.float64, np.float32):
+        compute = as_compute(drawn["x"], dtype, "predictions")
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            memo: dict[Any, Any] = {}  # the request's memo: prepare's labels for the checks
+            prepared = params.prepare("ctc", drawn["x"], drawn["labels"], dtype, memo)
+            extra = params.prepare_inputs(drawn["x"], inputs, dtype, memo)
+            params.check_domain(compute, prepared.targets)
+            params.check_inputs(compute, extra)
+            peak = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+        rows, columns = compute.shape
+        itemsize = np.dtype(dtype).itemsize
+        copies = (drawn["labels"].size + 2 * rows) * 8 + rows * itemsize
+        assert peak <= SPEC.params.working_bytes(rows, columns, itemsize) + copies + 16 * 1024
+
+
 # --- refused inputs ------------------------------------------------------------------------
 
 
@@ -450,6 +557,10 @@ def test_catalogue_entry() -> None:
         ("target_lengths", False),
     ]
     assert entry["alias_conventions"]["CTCLoss"]["reduce_over"] == "samples"
+    # its mean divides by target lengths, the only such loss: a client merges a split mean of
+    # it from the pieces' means (tests/test_python_client.py)
+    assert entry["mean_factor"] is True
+    assert [s.name for s in REGISTRY if catalogue_entry(s)["mean_factor"]] == ["ctc"]
     meta = oip.model_metadata(SPEC)
     shapes = {t["name"]: t["shapes"] for t in meta["inputs"]}
     assert shapes["predictions"] == [[-1, -1, -1]] and shapes["targets"] == [[-1, -1]]

@@ -20,7 +20,7 @@ from service.errors import MemoryBudget
 from service.losses import REGISTRY, LossSpec, resolve
 from service.losses import simloss as simloss_module
 from service.losses._spec import as_compute
-from tests.support.harness import VARIANT_IDS, VARIANTS, evaluate, sample, spec_id
+from tests.support.harness import HARNESSED, VARIANT_IDS, VARIANTS, evaluate, sample, spec_id
 from tests.support.references import CASES
 
 SIMLOSS = resolve("simloss")
@@ -29,7 +29,7 @@ ITEMSIZES = (8, 4)
 # --- the hooks ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
+@pytest.mark.parametrize("spec", HARNESSED, ids=spec_id)
 def test_operations_count_n_times_c_and_simloss_its_matrix(spec: LossSpec) -> None:
     """Every loss takes at least N·C steps; the losses of independent rows but simloss,
     multilabel_margin and the pairwise ranking losses exactly N·C (double N or C and the count

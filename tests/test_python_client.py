@@ -271,6 +271,30 @@ def test_inputs_are_split_with_their_rows_and_input_gradients_merged(
         np.testing.assert_allclose(split.input_gradients[key], gradient, rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.loss("ctc")
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_split_ctc_batch_is_one_requests_answer(
+    server: Server, limited: Server, reduction: str
+) -> None:
+    """ctc's (N, T, C) batch over the limit is split by rows, its lengths cut with them; its
+    mean divides each sample's loss by its target length (``mean_factor`` in the catalogue),
+    so a split mean is asked of the pieces as means and merged as Σ_k mean_k·W_k / W, the
+    gradient of piece k scaled by W_k / W: one request's answer to 1e-12."""
+    n, t, c = 3000, 20, 5  # 300,000 elements: 3 pieces under the limited server's 100,000
+    logits = rng.normal(size=(n, t, c))
+    log_probs = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
+    targets = rng.integers(1, c, size=(n, 6))
+    inputs = {"input_lengths": rng.integers(12, t + 1, size=n),
+              "target_lengths": rng.integers(1, 7, size=n)}  # fmt: skip
+    asked: dict[str, Any] = {"sample_weight": rng.uniform(0.5, 2.0, size=n),
+                             "reduction": reduction, "gradient": True, "inputs": inputs}  # fmt: skip
+    with Client(limited.url, KEY) as split_client, Client(server.url) as whole:
+        split = split_client.evaluate("ctc", log_probs, targets, **asked)
+        one = whole.evaluate("ctc", log_probs, targets, **asked)
+    assert one.requests == 1 and split.requests == 3
+    _assert_same(split, one)
+
+
 @pytest.mark.loss("mse", "gaussian_nll")
 def test_input_gradients_of_a_loss_without_inputs_are_empty(lossd: Client) -> None:
     """A loss without extra inputs answers input_gradients as an empty mapping; a missing

@@ -74,8 +74,8 @@ def as_compute(array: Array, dtype: ComputeDtype, field: str) -> Array:
     becomes (N, T·C), each row's T time steps one after the other (ctc)."""
     with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused just below
         out = np.ascontiguousarray(array, dtype=dtype)
-    if out.ndim != 2:
-        out = out.reshape(out.shape[0], -1)
+    if out.ndim != 2:  # (N, prod of the rest): explicit, so that N = 0 has a width too
+        out = out.reshape(out.shape[0], int(np.prod(out.shape[1:], dtype=np.int64)))
     if dtype is np.float32 and array.dtype != np.float32 and not np.isfinite(out).all():
         raise InvalidArray(
             f"`{field}` has values outside the float32 range; use dtype float64",
@@ -418,6 +418,13 @@ class LossSpec:
         """Call the driver on the compute arrays with the loss's own kernel parameters."""
         self.driver(predictions, targets, w, scale, loss, grad, hess, *self.kernel_args(prepared))
 
+    @property
+    def mean_factor(self) -> bool:
+        """Whether the loss's ``mean`` weighs each sample by a factor of its own
+        (``LossParams.mean_factor``: ctc's 1 / target length), so that a mean is not the sum
+        over the weight sum."""
+        return self.params.mean_factor is not LossParams.mean_factor
+
     @classmethod
     def of(cls, name: str, kernel: Kernel, entry: CatalogueEntry) -> LossSpec:
         """The registry entry of loss ``name``: its module's kernel and its catalogue entry."""
@@ -438,5 +445,6 @@ class LossSpec:
             "hessian": self.hessian,
             "hessian_note": self.hessian_note,
             "batch_coupled": self.batch_coupled,
+            "mean_factor": self.mean_factor,
             "reference": self.reference,
         }

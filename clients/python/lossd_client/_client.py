@@ -252,13 +252,15 @@ def fold(name: str) -> str:
     return name.lower().replace("-", "_")
 
 
-def coupled_names(catalogue: list[dict[str, Any]]) -> frozenset[str]:
-    """The names and aliases (folded) of the catalogue's batch-coupled losses: a sample's loss
-    depends on the whole batch, so their batches are never split (``Job.pieces``)."""
+def coupled_names(catalogue: list[dict[str, Any]], flag: str = "batch_coupled") -> frozenset[str]:
+    """The names and aliases (folded) of the catalogue's losses with ``flag``: the batch-coupled
+    ones (a sample's loss depends on the whole batch, so their batches are never split:
+    ``Job.pieces``) by default, or those whose mean weighs each sample by a factor of its own
+    (``mean_factor``: a split mean merges the pieces' means, ``Job.result``)."""
     return frozenset(
         fold(name)
         for entry in catalogue
-        if entry.get("batch_coupled")
+        if entry.get(flag)
         for name in (entry["name"], *entry.get("aliases", ()))
     )
 
@@ -396,13 +398,26 @@ class _Base(Generic[H]):
         )
         self._settings = _Settings(self.options)
         self._replicas = _Replicas(len(self.options.urls))
-        self._coupled: frozenset[str] | None = None  # the batch-coupled losses' names, folded
+        # the batch-coupled losses' names and those with a mean factor, folded (``_learn``)
+        self._coupled: frozenset[str] | None = None
+        self._factored: frozenset[str] = frozenset()
         self._https: list[H] = [
             self._http(base, timeout, _headers(api_key, headers)) for base in self.options.urls
         ]
 
     def _http(self, base: str, timeout: float, headers: dict[str, str]) -> H:
         raise NotImplementedError
+
+    def _know(self, catalogue: list[dict[str, Any]]) -> None:
+        """Keep what splitting needs from the catalogue (``_learn``)."""
+        self._coupled = coupled_names(catalogue)
+        self._factored = coupled_names(catalogue, "mean_factor")
+
+    def _tell(self, job: Job) -> None:
+        """Tell a job what the catalogue says of its loss."""
+        assert self._coupled is not None
+        job.coupled = fold(job.name) in self._coupled
+        job.factored = fold(job.name) in self._factored
 
 
 class Client(_Base[httpx.Client]):
@@ -526,12 +541,13 @@ class Client(_Base[httpx.Client]):
         return [job.result() for job in jobs]
 
     def _learn(self, job: Job) -> None:
-        """Whether the job's loss is batch-coupled (never split), from the catalogue, fetched
-        once, the first time a batch would be split."""
+        """Whether the job's loss is batch-coupled (never split) and whether its mean has a
+        factor per sample, from the catalogue, fetched once, the first time a batch would be
+        split."""
         if job.coupled is None:
             if self._coupled is None:
-                self._coupled = coupled_names(self.losses())
-            job.coupled = fold(job.name) in self._coupled
+                self._know(self.losses())
+            self._tell(job)
 
     def evaluate_stream(
         self,
@@ -743,8 +759,8 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         """As ``Client._learn``."""
         if job.coupled is None:
             if self._coupled is None:
-                self._coupled = coupled_names(await self.losses())
-            job.coupled = fold(job.name) in self._coupled
+                self._know(await self.losses())
+            self._tell(job)
 
     async def evaluate_stream(
         self,

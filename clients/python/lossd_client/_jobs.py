@@ -121,6 +121,9 @@ class Job:
         self.rows = arrays["predictions"].shape[0]
         # whether the loss is batch-coupled (never split); None until the client needs to know
         self.coupled: bool | None = None
+        # whether its mean weighs each sample by a factor of its own (ctc): a split mean is
+        # then asked as means and merged as Σ_k mean_k·W_k / W (to rounding, not to the bit)
+        self.factored = False
         self._outputs: dict[str, Array] = {}
         self._answers: list[tuple[int, dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -135,7 +138,7 @@ class Job:
     def rows_per_piece(self, limits: Limits) -> int:
         """The most rows one request may carry under ``limits``, a multiple of the server's
         summation block when it is at least one block."""
-        widths = [a.shape[1] if a.ndim == 2 else 1 for a in self.arrays.values()]
+        widths = [int(np.prod(a.shape[1:])) for a in self.arrays.values()]
         row_bytes = sum(
             w * a.dtype.itemsize for w, a in zip(widths, self.arrays.values(), strict=True)
         )
@@ -221,7 +224,7 @@ class Job:
         arrays = self.arrays  # whole: as given, so that the server sees mismatched shapes
         if not piece.whole:
             arrays = {k: a[piece.start : piece.stop] for k, a in arrays.items()}
-        split_mean = not piece.whole and self.options.reduction == "mean"
+        split_mean = not piece.whole and self.options.reduction == "mean" and not self.factored
         return encode(self.transport, self.options.document("sum" if split_mean else None), arrays)
 
     def sink(self, piece: Piece) -> Sink:
@@ -260,19 +263,18 @@ class Job:
         first = answers[0]
         value = first.get("value")
         weight_sum = float(first["weight_sum"])
-        if len(answers) > 1:
+        if len(answers) > 1 and self.factored and self.options.reduction == "mean":
+            value, weight_sum = self._merge_means()
+        elif len(answers) > 1:
             merged = merge(
                 self.options.reduction,
                 [float(a["value"]) for a in answers if a.get("value") is not None],
                 [float(a["weight_sum"]) for a in answers],
-                float32=computes_float32(
-                    self.options.dtype, [a.dtype for a in self.arrays.values()]
-                ),
+                float32=self._float32(),
             )
             value, weight_sum = merged.value, merged.weight_sum
-            for name in ("gradient", "hessian"):
-                out = self._outputs.get(name)
-                if out is not None and merged.scale is not None:
+            if merged.scale is not None:
+                for out in self._derivatives():
                     np.multiply(out, out.dtype.type(merged.scale), out=out)
         return Result(
             loss=str(first.get("loss", self.name)),
@@ -299,24 +301,34 @@ class Job:
         names = list(sent) if isinstance(sent, dict) else []
         return {name: self._outputs[prefix + name] for name in names}
 
-    def _merged_value(self, answers: list[dict[str, Any]], weight_sum: float) -> float | None:
-        """The batch's value from its pieces' totals; a mean's derivatives divided by the
-        batch's weight sum (they are the pieces' sums' derivatives)."""
-        reduction = self.options.reduction
-        if reduction == "none":
-            return None
-        total = math.fsum(float(a["value"]) for a in answers)
-        if reduction == "sum":
-            return total
-        scale = 1.0 / weight_sum if weight_sum > 0 else 0.0
-        derivatives = ("gradient", "hessian")
-        for name, out in self._outputs.items():
-            if name in derivatives or name.startswith(f"{INPUT_GRADIENTS}."):
-                np.multiply(out, out.dtype.type(scale), out=out)
+    def _float32(self) -> bool:
+        """Whether the server computes this evaluation in float32."""
+        return computes_float32(self.options.dtype, [a.dtype for a in self.arrays.values()])
+
+    def _derivatives(self) -> list[Array]:
+        """The output arrays a mean scales: the gradient, the Hessian diagonal and the extra
+        inputs' gradients."""
+        return [
+            out
+            for name, out in self._outputs.items()
+            if name in ("gradient", "hessian") or name.startswith(f"{INPUT_GRADIENTS}.")
+        ]
+
+    def _merge_means(self) -> tuple[float, float]:
+        """A split mean of a loss with a factor per sample (``factored``), each piece asked as a
+        mean: the batch's mean is Σ_k mean_k·W_k / W and piece k's derivatives are scaled by
+        W_k / W (W_k its weight sum, W theirs)."""
+        weight_sum = math.fsum(float(doc["weight_sum"]) for _, doc in self._answers)
+        total = math.fsum(
+            float(doc["value"]) * float(doc["weight_sum"]) for _, doc in self._answers
+        )
         value = total / weight_sum if weight_sum > 0 else 0.0
-        if self._float32():
-            value = float(np.float32(value))
-        return value
+        for start, doc in self._answers:
+            share = float(doc["weight_sum"]) / weight_sum if weight_sum > 0 else 0.0
+            for out in self._derivatives():
+                part = out[start : start + int(doc["n"])]
+                np.multiply(part, out.dtype.type(share), out=part)
+        return float(np.float32(value)) if self._float32() else value, weight_sum
 
 
 @dataclass(frozen=True)

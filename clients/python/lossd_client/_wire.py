@@ -77,15 +77,15 @@ class Options:
 
 
 def wire_array(value: npt.ArrayLike, name: str) -> Array:
-    """An array as it is sent: rank 1 or 2, C-contiguous, little-endian, in a dtype lossd reads.
+    """An array as it is sent: rank 1 to 3 (rank 3: ctc's (N, T, C)), C-contiguous, little-endian, in a dtype lossd reads.
 
     float64, float32, float16, int64 and int32 go as they are (a view when the array already is
     contiguous and little-endian: nothing is copied); other integers and booleans become int64
     when they fit, float64 otherwise; anything else becomes float64.
     """
     array = np.asarray(value)
-    if array.ndim not in (1, 2):
-        raise ValueError(f"{name} must have 1 or 2 dimensions, not {array.ndim}")
+    if array.ndim not in (1, 2, 3):
+        raise ValueError(f"{name} must have 1, 2 or 3 dimensions, not {array.ndim}")
     kind, size = array.dtype.kind, array.dtype.itemsize
     if array.dtype.newbyteorder("=").name in _SENT_AS_IS:
         dtype = array.dtype.newbyteorder("<")
