@@ -65,12 +65,43 @@ def report(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def splice(old: str, sections: list[Section], quick: bool) -> str:
+    """The committed report with ``sections`` measured again: each section's text in place of
+    its old text (a new one at the end), its targets' rows in place of rows with the same goal
+    (new ones at the end of the table), and the header saying which sections are newer."""
+    fresh = report(sections, machine(), quick)
+    head, *blocks = old.split("\n## ")
+    _, *new_blocks = fresh.split("\n## ")
+    by_name = {b.split("\n", 1)[0]: b for b in blocks}
+    targets = by_name.pop("Targets")
+    new_rows = new_blocks[0].rstrip().split("\n")[4:]  # after the heading and the table's head
+    goals = {row.split(" | ")[0] for row in new_rows}
+    rows = [r for r in targets.rstrip().split("\n") if r.split(" | ")[0] not in goals]
+    by_name["Targets"] = "\n".join(rows + new_rows) + "\n"
+    for block in new_blocks[1:]:
+        by_name[block.split("\n", 1)[0]] = block
+    names = ", ".join(s.name for s in sections)
+    note = (
+        f"\n\nThe section(s) {names} were measured again on {time.strftime('%Y-%m-%d')} "
+        "(`python -m benchmarks.run --only ... --into-report`), with the load average and "
+        "versions they give; the rest is the run above.\n"
+    )
+    order = ["Targets", *(n for n in by_name if n != "Targets")]
+    head = head.split("\n\nThe section(s) ", 1)[0]  # an earlier splice's note
+    return head.rstrip() + note + "".join(f"\n## {by_name[n]}" for n in order)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.run")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and runs")
     parser.add_argument("--only", default="", help="comma-separated sections")
     parser.add_argument(
         "--report", type=Path, help="write the sections run as a report (make bench-scale)"
+    )
+    parser.add_argument(
+        "--into-report",
+        action="store_true",
+        help="with --only: put the sections and their targets into docs/benchmarks.md",
     )
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(SECTIONS)
@@ -93,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         DOCS.mkdir(exist_ok=True)
         (DOCS / "benchmarks.md").write_text(report(sections, machine(), args.quick))
         print(f"\nwrote {(DOCS / 'benchmarks.md').relative_to(ROOT)}")
+    elif args.into_report:
+        path = DOCS / "benchmarks.md"
+        path.write_text(splice(path.read_text(), sections, args.quick))
+        print(f"\nwrote {', '.join(names)} into {path.relative_to(ROOT)}")
     return 0
 
 
