@@ -16,7 +16,8 @@ requested output in one pass.
 Every driver is one function, written once below (``_driver``) and made per loss by ``driver``:
 ``<name>_batch(pred, targ, w, scale, loss, grad, hess, *params)`` cuts the batch into blocks of
 ``block_rows`` rows and hands each to the loss's ``@scalar`` row function ``<name>_rows(k, rows,
-pred, ..., hess, params)`` (block ``k`` of ``rows`` rows), on the calling thread up to
+io, params)`` (block ``k`` of ``rows`` rows; ``io`` the seven arrays as one ``RowArrays`` tuple,
+which the row function unpacks), on the calling thread up to
 ``SERIAL_ELEMENTS`` elements and in ``prange`` beyond. A parallel launch costs microseconds back
 to back, tens of them once the pool has gone idle and milliseconds when another process holds a
 core: more than a small batch's whole work (docs/benchmarks.md, Threads). A block of
@@ -54,6 +55,9 @@ import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[Any]
+# What a driver hands its row function: (pred, targ, w, scale, loss, grad, hess), one tuple, so
+# that the calling convention is written here once and not in every row function's signature.
+RowArrays = tuple[Array, Array, Array, float, Array, Array, Array]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _COMMON: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
@@ -112,11 +116,7 @@ def specialise(template: Callable[..., Any], name: str, module: str, **globals_:
     return function
 
 
-def _rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[Any, ...],
-) -> None:  # fmt: skip
+def _rows(k: int, rows: int, io: RowArrays, params: tuple[Any, ...]) -> None:
     """The row function of ``_driver``: each specialised copy's is the loss's ``<name>_rows``."""
     raise NotImplementedError
 
@@ -133,16 +133,17 @@ def _driver(
     """Every loss's driver (``driver``): blocks of ``block_rows`` rows, each to ``_rows``; a
     batch-coupled loss's row function takes the whole batch as block 0, on this thread."""
     n, d = pred.shape
+    io = (pred, targ, w, scale, loss, grad, hess)
     if _COUPLED:
-        _rows(0, max(n, 1), pred, targ, w, scale, loss, grad, hess, params)
+        _rows(0, max(n, 1), io, params)
         return
     rows = block_rows(n, d)
     if n * d <= SERIAL_ELEMENTS:  # on this thread: a parallel launch costs more than the work
         for k in range(-(-n // rows)):
-            _rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+            _rows(k, rows, io, params)
         return
     for k in prange(-(-n // rows)):
-        _rows(k, rows, pred, targ, w, scale, loss, grad, hess, params)
+        _rows(k, rows, io, params)
 
 
 def driver(rows: Any, *names: str, coupled: bool = False) -> Any:

@@ -9,7 +9,7 @@ framework.
 What REST and gRPC (``oip_grpc``) share is here: ``evaluate`` takes a request's named tensors and
 parameters (an ``InferRequest``, whatever wire it came on) with the source of their elements
 (``TensorData``: JSON ``data``, the binary section, gRPC's raw or typed contents) to the core's
-batch and options (``decode``) and on to its ``Result``; ``output_tensors`` and
+batch and options and on to its ``Result``; ``output_tensors`` and
 ``response_parameters`` turn the result into the output tensors each wire writes its own way.
 """
 
@@ -392,28 +392,12 @@ def evaluate(
     lease: Lease | None = None,
     binary_outputs: bool = False,
 ) -> tuple[Plan, core.Result]:
-    """A request, on any wire, through the core: ``decode``, then ``core.evaluate`` (the decoded
-    inputs are let go before the outputs are encoded)."""
-    plan, batch = decode(
-        name, request, data, max_elements, max_request_bytes, lease, binary_outputs
-    )
-    result = core.evaluate(plan.spec, plan.params, batch, plan.options)
-    return plan, result
-
-
-def decode(
-    name: str,
-    request: InferRequest,
-    data: TensorData,
-    max_elements: int,
-    max_request_bytes: int | None = None,
-    lease: Lease | None = None,
-    binary_outputs: bool = False,
-) -> tuple[Plan, core.Batch]:
-    """A request's named tensors and parameters as the core's loss, parameters, options and
-    batch. The memory its declared shapes need is checked against ``max_request_bytes`` and held
-    in ``lease`` before any tensor is decoded; ``binary_outputs``: every output goes in binary
-    whatever the request says (gRPC, whose outputs are raw contents)."""
+    """A request, on any wire, through the core: its named tensors and parameters decoded as
+    the core's loss, parameters, options and batch, then ``core.evaluate`` (the decoded inputs
+    are let go when this returns, before the outputs are encoded). The memory its declared
+    shapes need is checked against ``max_request_bytes`` and held in ``lease`` before any tensor
+    is decoded; ``binary_outputs``: every output goes in binary whatever the request says
+    (gRPC, whose outputs are raw contents)."""
     spec, options, params, outputs = _plan(name, request)
     if binary_outputs:
         outputs = dict.fromkeys(outputs, True)
@@ -429,7 +413,7 @@ def decode(
         None if weight is None else weight[0],
         extra,
     )
-    return Plan(spec, params, options, outputs), batch
+    return Plan(spec, params, options, outputs), core.evaluate(spec, params, batch, options)
 
 
 def output_tensors(plan: Plan, result: core.Result) -> list[OutputTensor]:

@@ -68,7 +68,7 @@ def infer(
     ``ready`` raises ``NotReady`` while the loss's kernels compile (after the model name is known
     to be a loss: an unknown one is ``NotFound`` first). The raw contents stay in ``data`` (views,
     ``split_raw``); the rest of the message is parsed, held in ``lease`` before it is; the rest
-    as on REST (``oip.decode``).
+    as on REST (``oip.evaluate``).
     """
     header, raw = split_raw(data)
     if lease is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..jit import Array, block_range, scalar, specialise
+from ..jit import RowArrays, block_range, scalar, specialise
 from ._stable import row_factor
 
 Layout = Literal["rows", "outputs", "column"]
@@ -29,14 +29,11 @@ _LAYOUT = 0
 _LAYOUTS = {"rows": 0, "outputs": 1, "column": 2}
 
 
-def _rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: Any,
-) -> None:  # fmt: skip
+def _rows(k: int, rows: int, io: RowArrays, params: Any) -> None:
     """Block ``k`` of the loss's driver: rows ``k·rows`` to ``(k + 1)·rows``, each the mean of
     ``_point`` over its columns. Layouts ``outputs`` (cheap point functions) and ``column``
     (point functions of ``_vmath`` helpers) lay a single column out for the vectoriser."""
+    pred, targ, w, scale, loss, grad, hess = io
     n, d = pred.shape
     block = block_range(k, rows, n)
     want_g = grad.shape[0] > 0

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..jit import Array, block_range, scalar
+from ..jit import Array, RowArrays, block_range, scalar
 from ._binary import sigmoid_pair
 from ._spec import ComputeDtype, LossParams, Memo, Prepared, readonly
 from ._stable import row_factor
@@ -91,14 +91,11 @@ def pair_terms(d: float, hinge: bool) -> tuple[float, float, float]:
 
 
 @scalar
-def pairwise_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    hinge: bool,
-) -> None:  # fmt: skip
+def pairwise_rows(k: int, rows: int, io: RowArrays, hinge: bool) -> None:
     r"""Block ``k`` of a pairwise loss: $l_i = \sum_{j,k:\ y_{ij} > y_{ik}} \ell(s_{ij} - s_{ik})$;
     each pair adds ℓ' to item j's derivative and −ℓ' to item k's, ℓ'' to both curvatures
     (summed in float64 whatever the compute dtype)."""
+    pred, targ, w, scale, loss, grad, hess = io
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0

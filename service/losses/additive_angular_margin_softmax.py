@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import OutOfDomain
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_one_hot
 from ._margin_softmax import margin_softmax_row, target_class
 from ._multiclass import MulticlassParams
@@ -68,10 +68,8 @@ def angular_target(c: float, margin: float) -> tuple[float, float, float]:
 
 @scalar
 def additive_angular_margin_softmax_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[float, float]
+) -> None:
     r"""Block ``k`` of ``additive_angular_margin_softmax_batch``: rows ``k·rows`` to
     ``(k + 1)·rows``.
 
@@ -79,6 +77,7 @@ def additive_angular_margin_softmax_rows(
     and $\phi(\cos\theta_{iy_i})$ on it; off the target the derivatives are AM-softmax's, on it
     $-s(1 - p_y)\phi'$ and $s^2 p_y(1 - p_y)\phi'^2 - s(1 - p_y)\phi''$.
     """
+    pred, targ, w, scale, loss, grad, hess = io
     s, margin = params
     for i in block_range(k, rows, pred.shape[0]):
         y = target_class(targ, i, pred.shape[1])

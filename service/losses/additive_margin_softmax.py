@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_one_hot
 from ._margin_softmax import margin_softmax_row, target_class
 from ._multiclass import MulticlassParams
@@ -30,16 +30,15 @@ class AdditiveMarginSoftmaxParams(MulticlassParams):
 
 @scalar
 def additive_margin_softmax_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[float, float]
+) -> None:
     r"""Block ``k`` of ``additive_margin_softmax_batch``: rows ``k·rows`` to ``(k + 1)·rows``.
 
     $l_i = -\log \mathrm{softmax}(s(\cos\theta_i - m\,e_{y_i}))_{y_i}$;
     $\partial l_i/\partial\cos\theta_j = s(p_j - 1[j = y_i])$,
     $\partial^2 l_i/\partial\cos\theta_j^2 = s^2 p_j(1 - p_j)$.
     """
+    pred, targ, w, scale, loss, grad, hess = io
     s, margin = params
     for i in block_range(k, rows, pred.shape[0]):
         y = target_class(targ, i, pred.shape[1])

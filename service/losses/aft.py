@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import OutOfDomain, ShapeMismatch
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._spec import ComputeDtype, Kernel, LossParams, Memo, Prepared, as_compute, memoized
 from ._stable import row_factor
 
@@ -214,12 +214,9 @@ def aft_terms(
 
 
 @scalar
-def aft_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float],
-) -> None:  # fmt: skip
+def aft_rows(k: int, rows: int, io: RowArrays, params: tuple[float, float]) -> None:
     r"""Block ``k`` of ``aft_batch``: XGBoost's AFT loss, gradient and Hessian of each row."""
+    pred, targ, w, scale, loss, grad, hess = io
     n = pred.shape[0]
     sigma, kind = params
     want_g = grad.shape[0] > 0

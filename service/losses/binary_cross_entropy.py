@@ -15,13 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import InvalidParams
-from ..jit import (
-    Array,
-    block_range,
-    driver,
-    inline,
-    scalar,
-)
+from ..jit import Array, RowArrays, block_range, driver, inline, scalar
 from ._binary import BinarySmoothing, SigmoidLogits, sigmoid_logs
 from ._checks import require_domain
 from ._spec import (
@@ -110,11 +104,10 @@ def bce_prob_point(p: float, y: float, pw: float, epsilon: float) -> tuple[float
 
 @scalar
 def binary_cross_entropy_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[bool, float, Array, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[bool, float, Array, float]
+) -> None:
     """Block ``k`` of ``binary_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     from_logits, label_smoothing, pos_weight, epsilon = params
     n, d = pred.shape
     block = block_range(k, rows, n)

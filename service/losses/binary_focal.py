@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._binary import BinarySmoothing, SigmoidLogits, sigmoid_pair
 from ._checks import require_domain
 from ._spec import ClipEpsilon, Kernel, LossParams
@@ -129,11 +129,10 @@ def focal_prob_point(
 
 @scalar
 def binary_focal_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float, bool, float, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[float, float, bool, float, float]
+) -> None:
     """Block ``k`` of ``binary_focal_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     gamma, alpha, from_logits, label_smoothing, epsilon = params
     n, d = pred.shape
     inv_d = 1.0 / d

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._multiclass import MulticlassParams
 from ._spec import Kernel
 from ._stable import row_factor, target_at
@@ -83,12 +83,9 @@ def tie_weights(targ: Array, pred: Array, i: int, neg: float) -> Array:
 
 
 @scalar
-def categorical_hinge_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def categorical_hinge_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     """Block ``k`` of ``categorical_hinge_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0

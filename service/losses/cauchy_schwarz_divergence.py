@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InvalidArray, OutOfDomain
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, SoftmaxLogits
 from ._spec import Kernel
@@ -57,11 +57,7 @@ class CauchySchwarzDivergenceParams(MulticlassParams):
 
 
 @scalar
-def cauchy_schwarz_divergence_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[bool],
-) -> None:  # fmt: skip
+def cauchy_schwarz_divergence_rows(k: int, rows: int, io: RowArrays, params: tuple[bool]) -> None:
     """Block ``k`` of ``cauchy_schwarz_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``.
 
     From logits, with a_j = z_j − max z, Q_j = e^{a_j} and b = max{a_j : P_j > 0}: ⟨P, Q⟩ =
@@ -69,6 +65,7 @@ def cauchy_schwarz_divergence_rows(
     for any finite logits (e^{a_j} alone underflows at a_j < −745). With r_j = P_jQ_j/⟨P, Q⟩
     and s_j = Q_j²/‖Q‖² the logit derivatives are s_j − r_j and r_j² − r_j + 2s_j − 2s_j².
     """
+    pred, targ, w, scale, loss, grad, hess = io
     (from_logits,) = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

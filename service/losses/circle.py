@@ -26,7 +26,7 @@ import math
 import numpy as np
 from pydantic import Field
 
-from ..jit import Array, driver, scalar
+from ..jit import Array, RowArrays, driver, scalar
 from ._binary import sigmoid_pair
 from ._embedding import EmbeddingParams
 from ._spec import Kernel
@@ -78,14 +78,11 @@ def dot_rows(pred: Array, i: int, j: int) -> float:
 
 
 @scalar
-def circle_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float, bool],
-) -> None:  # fmt: skip
+def circle_rows(k: int, rows: int, io: RowArrays, params: tuple[float, float, bool]) -> None:
     r"""The whole batch (block 0 of ``circle_batch``, batch-coupled): $l_i =
     \mathrm{softplus}(\mathrm{LSE}_{P(i)}\, a_i + \mathrm{LSE}_{N(i)}\, b_i)$ and the
     derivatives of $\sum_i w_i l_i$."""
+    pred, targ, w, scale, loss, grad, hess = io
     n, d = pred.shape
     if n == 0:
         return

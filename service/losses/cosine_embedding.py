@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeMismatch
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._binary import plus_minus_labels
 from ._spec import ComputeDtype, ExtraInput, Kernel, LossParams, Memo, Prepared, as_compute
 from ._stable import row_factor
@@ -77,16 +77,15 @@ class CosineEmbeddingParams(LossParams):
 
 @scalar
 def cosine_embedding_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[Array, Array, float, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[Array, Array, float, float]
+) -> None:
     r"""Block ``k`` of ``cosine_embedding_batch``. With $n_k = \sqrt{\|x_k\|^2 + \varepsilon}$,
     $c = x_1\cdot x_2/(n_1 n_2)$, $u = x_1/n_1$, $v = x_2/n_2$: $l = 1 - c$ for $y = 1$ and
     $\max(0, c - m)$ for $y = -1$; $\partial c/\partial x_{1j} = (v_j - c\,u_j)/n_1$,
     $\partial c/\partial x_{2j} = (u_j - c\,v_j)/n_2$,
     $\partial^2 c/\partial x_{1j}^2 = (3c\,u_j^2 - 2u_j v_j - c)/n_1^2$. Reference:
     ``torch.nn.functional.cosine_embedding_loss``."""
+    pred, targ, w, scale, loss, grad, hess = io
     input2, grad_input2, margin, epsilon = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0

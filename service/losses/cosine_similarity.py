@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import RowArrays, block_range, driver, scalar
 from ._spec import Kernel, LossParams
 from ._stable import row_factor
 
@@ -33,12 +33,9 @@ SUMS_SAFE_ABOVE = 1e290
 
 
 @scalar
-def cosine_similarity_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float],
-) -> None:  # fmt: skip
+def cosine_similarity_rows(k: int, rows: int, io: RowArrays, params: tuple[float]) -> None:
     """Block ``k`` of ``cosine_similarity_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     (epsilon,) = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..jit import Array, driver, scalar
+from ..jit import Array, RowArrays, driver, scalar
 from ._spec import ComputeDtype, Kernel, LossParams, Memo, Prepared, readonly
 from ._stable import row_factor
 
@@ -85,11 +85,7 @@ def scaled_add(top: float, mass: float, log_term: float, f: float) -> tuple[floa
 
 
 @scalar
-def cox_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def cox_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     r"""The whole batch (block 0 of ``cox_batch``, batch-coupled): $l_i = \delta_i(\log
     \sum_{|y_j| \ge |y_i|} e^{\eta_j} - \eta_i)$ and the derivatives of $\sum_i w_i l_i$.
 
@@ -100,6 +96,7 @@ def cox_rows(
     1 − p = e^{log S_{−k} − L_g} from the log risk sum without k (no cancellation), its own
     event's term w_k(p − 1) and the group's curvature F_g·p(1 − p), F_g the weights of its
     events."""
+    pred, targ, w, scale, loss, grad, hess = io
     n = pred.shape[0]
     if n == 0:
         return

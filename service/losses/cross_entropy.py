@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import (
     ClassSmoothing,
@@ -51,11 +51,10 @@ class CrossEntropyParams(MulticlassParams):
 
 @scalar
 def cross_entropy_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[bool, float, Array, float, Array],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[bool, float, Array, float, Array]
+) -> None:
     """Block ``k`` of ``cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     from_logits, label_smoothing, class_weight, epsilon, ignored = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

@@ -41,7 +41,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import InvalidArray, OutOfDomain, ShapeMismatch
-from ..jit import Array, block_range, driver, inline, scalar
+from ..jit import Array, RowArrays, block_range, driver, inline, scalar
 from ._spec import (
     ComputeDtype,
     ExtraInput,
@@ -340,12 +340,11 @@ def ctc_sample(
 
 @scalar
 def ctc_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[Array, Array, float, bool, bool, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[Array, Array, float, bool, bool, float]
+) -> None:
     r"""Block ``k`` of ``ctc_batch``: each sample's forward-backward (``ctc_sample``).
     Reference: ``torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), ..., reduction="none")``."""
+    pred, targ, w, scale, loss, grad, hess = io
     input_lengths, target_lengths, blank, zero_infinity, from_logits, classes = params
     n = pred.shape[0]
     c = int(classes)

@@ -10,7 +10,7 @@ float32 3e-8.
 
 from __future__ import annotations
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._binary import (
     INTERSECTION_UNDERFLOW,
     MaskLogits,
@@ -34,12 +34,9 @@ class DiceParams(LossParams):
 
 
 @scalar
-def dice_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, bool],
-) -> None:  # fmt: skip
+def dice_rows(k: int, rows: int, io: RowArrays, params: tuple[float, bool]) -> None:
     """Block ``k`` of ``dice_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     smooth, from_logits = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import (
     ClassSmoothing,
@@ -84,11 +84,10 @@ def focal_terms(
 
 @scalar
 def focal_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float, bool, float, Array, float, Array],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[float, float, bool, float, Array, float, Array]
+) -> None:
     """Block ``k`` of ``focal_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     gamma, alpha, from_logits, label_smoothing, class_weight, epsilon, ignored = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import OutOfDomain
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._spec import ExtraInput, Kernel, LossParams
 from ._stable import row_factor
 
@@ -59,16 +59,15 @@ class GaussianNLLParams(LossParams):
 
 @scalar
 def gaussian_nll_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[Array, Array, bool, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[Array, Array, bool, float]
+) -> None:
     r"""Block ``k`` of ``gaussian_nll_batch``. With $v = \max(\sigma^2, \epsilon)$ and
     $r = \hat y - y$: $l = \tfrac12(\log v + r^2/v)$ (plus $\tfrac12\log 2\pi$ when ``full``),
     $\partial l/\partial\hat y = r/v$, $\partial^2 l/\partial\hat y^2 = 1/v$,
     $\partial l/\partial\sigma^2 = \tfrac12(1/v - r^2/v^2)$ (through the clamp, as torch);
     a variance shared by a row's D outputs gets the sum of their derivatives. Reference:
     ``torch.nn.functional.gaussian_nll_loss``."""
+    pred, targ, w, scale, loss, grad, hess = io
     var, grad_var, full, eps = params
     n, d = pred.shape
     shared = var.shape[1] == 1  # one variance per sample, for its d outputs

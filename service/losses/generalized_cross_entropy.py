@@ -10,7 +10,7 @@ import math
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import ClassWeights, IgnoreIndex, MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import Kernel
@@ -44,11 +44,10 @@ def gce_terms(a: float, logp: float, q: float) -> tuple[float, float, float]:
 
 @scalar
 def generalized_cross_entropy_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, bool, Array, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[float, bool, Array, float]
+) -> None:
     """Block ``k`` of ``generalized_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     q, from_logits, class_weight, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import RowArrays, block_range, driver, scalar
 from ._multiclass import MulticlassParams
 from ._spec import Kernel
 from ._stable import row_factor
@@ -28,16 +28,13 @@ class GeneralizedKlDivergenceParams(MulticlassParams):
 
 
 @scalar
-def generalized_kl_divergence_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def generalized_kl_divergence_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     r"""Block ``k`` of ``generalized_kl_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``.
 
     $l_i = \sum_c P_c(\log P_c - x_c) + e^{x_c} - P_c$ (the first term 0 where $P_c = 0$),
     $\partial l_i/\partial x_c = e^{x_c} - P_c$, $\partial^2 l_i/\partial x_c^2 = e^{x_c}$.
     """
+    pred, targ, w, scale, loss, grad, hess = io
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0

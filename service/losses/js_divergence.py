@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain, require_positive_row_sums
 from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import Kernel
@@ -56,12 +56,9 @@ def js_terms(p: float, q: float, log_q: float) -> tuple[float, float]:
 
 
 @scalar
-def js_divergence_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[bool],
-) -> None:  # fmt: skip
+def js_divergence_rows(k: int, rows: int, io: RowArrays, params: tuple[bool]) -> None:
     """Block ``k`` of ``js_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     (from_logits,) = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

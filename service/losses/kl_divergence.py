@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..errors import InvalidArray
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, Normalize
 from ._spec import ComputeDtype, Kernel, Memo, Prepared
@@ -82,11 +82,10 @@ def kl_target(t: float, log_target: bool) -> tuple[float, float]:
 
 @scalar
 def kl_divergence_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[bool, bool, bool, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[bool, bool, bool, float]
+) -> None:
     """Block ``k`` of ``kl_divergence_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     from_logits, log_input, log_target, epsilon = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._binary import plus_minus_labels
 from ._spec import ComputeDtype, ExtraInput, Kernel, LossParams, Memo, Prepared
 from ._stable import row_factor
@@ -45,13 +45,12 @@ class MarginRankingParams(LossParams):
 
 @scalar
 def margin_ranking_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[Array, Array, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[Array, Array, float]
+) -> None:
     r"""Block ``k`` of ``margin_ranking_batch``: $l = \max(0, -y(x_1 - x_2) + m)$,
     $\partial l/\partial x_1 = -y$ and $\partial l/\partial x_2 = y$ where the hinge is active
     (0 at it and below), $l'' = 0$. Reference: ``torch.nn.functional.margin_ranking_loss``."""
+    pred, targ, w, scale, loss, grad, hess = io
     input2, grad_input2, margin = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._multiclass import ClassWeights, MulticlassParams
 from ._spec import Kernel
 from ._stable import row_factor, target_at
@@ -23,12 +23,9 @@ class MultiMarginParams(MulticlassParams):
 
 
 @scalar
-def multi_margin_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float, Array],
-) -> None:  # fmt: skip
+def multi_margin_rows(k: int, rows: int, io: RowArrays, params: tuple[float, float, Array]) -> None:
     """Block ``k`` of ``multi_margin_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     p, margin, class_weight = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

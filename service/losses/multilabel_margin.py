@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InvalidArray, ShapeMismatch
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._spec import ComputeDtype, Kernel, LossParams, Memo, Prepared, Sent, readonly
 from ._stable import row_factor
 
@@ -95,17 +95,14 @@ class MultilabelMarginParams(LossParams):
 
 
 @scalar
-def multilabel_margin_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def multilabel_margin_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     r"""Block ``k`` of ``multilabel_margin_batch``: rows ``k·rows`` to ``(k + 1)·rows``.
 
     $l_i = \frac1C\sum_{j} n_j \sum_{c:\,n_c = 0} \max(0, 1 - \hat y_j + \hat y_c)$ with $n_j$ the
     count of class $j$ in the row's list (``targ``); each active term adds $n_j/C$ to the
     gradient of $\hat y_c$ and takes it from $\hat y_j$'s (0 at the margin); the Hessian is 0.
     """
+    pred, targ, w, scale, loss, grad, hess = io
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0

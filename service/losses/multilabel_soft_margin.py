@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import InvalidParams
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._binary import sigmoid_logs
 from ._checks import require_in_unit_interval
 from ._spec import ComputeDtype, Kernel, LossParams, Memo, NonNegative, Prepared, readonly
@@ -60,17 +60,14 @@ class MultilabelSoftMarginParams(LossParams):
 
 
 @scalar
-def multilabel_soft_margin_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[Array],
-) -> None:  # fmt: skip
+def multilabel_soft_margin_rows(k: int, rows: int, io: RowArrays, params: tuple[Array]) -> None:
     r"""Block ``k`` of ``multilabel_soft_margin_batch``: rows ``k·rows`` to ``(k + 1)·rows``.
 
     $l_i = -\frac1C\sum_c w_c[y\log\sigma(z) + (1 - y)\log\sigma(-z)]$,
     $\partial l_i/\partial z_c = w_c((1 - y)\sigma(z) - y\,\sigma(-z))/C$ and
     $\partial^2 l_i/\partial z_c^2 = w_c\,\sigma(z)\sigma(-z)/C$.
     """
+    pred, targ, w, scale, loss, grad, hess = io
     (weight,) = params
     n, c = pred.shape
     inv_c = 1.0 / c

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from ..jit import Array, driver, scalar
+from ..jit import Array, RowArrays, driver, scalar
 from ._embedding import EmbeddingParams
 from ._spec import ComputeDtype, Kernel, Memo, Prepared
 from ._stable import row_factor
@@ -84,14 +84,11 @@ def cosine(u: Array, i: int, j: int) -> float:
 
 
 @scalar
-def ntxent_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float],
-) -> None:  # fmt: skip
+def ntxent_rows(k: int, rows: int, io: RowArrays, params: tuple[float, float]) -> None:
     r"""The whole batch (block 0 of ``ntxent_batch``, batch-coupled): $l_i = \sum_{p \in P(i)}
     \log(e^{s_{ip}} + \sum_{n \in N(i)} e^{s_{in}}) - s_{ip}$ and the derivatives of
     $\sum_i w_i l_i$."""
+    pred, targ, w, scale, loss, grad, hess = io
     n, d = pred.shape
     if n == 0:
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..jit import Array, driver, scalar
+from ..jit import RowArrays, driver, scalar
 from ._ranking import RankingParams, pairwise_rows
 from ._spec import Kernel
 
@@ -23,13 +23,9 @@ class PairwiseHingeParams(RankingParams):
 
 
 @scalar
-def pairwise_hinge_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def pairwise_hinge_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     """Block ``k`` of ``pairwise_hinge_batch`` (``_ranking.pairwise_rows``)."""
-    pairwise_rows(k, rows, pred, targ, w, scale, loss, grad, hess, True)
+    pairwise_rows(k, rows, io, True)
 
 
 pairwise_hinge_batch = driver(pairwise_hinge_rows)

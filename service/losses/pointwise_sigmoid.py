@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import RowArrays, block_range, driver, scalar
 from ._binary import sigmoid_pair
 from ._ranking import RankingParams
 from ._spec import Kernel
@@ -24,13 +24,10 @@ class PointwiseSigmoidParams(RankingParams):
 
 
 @scalar
-def pointwise_sigmoid_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def pointwise_sigmoid_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     r"""Block ``k`` of ``pointwise_sigmoid_batch``: $l_i = \sum_j \max(s_{ij}, 0) - s_{ij}
     y_{ij} + \log(1 + e^{-|s_{ij}|})$, $y$ clipped to [0, 1]."""
+    pred, targ, w, scale, loss, grad, hess = io
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import ClassSmoothing, MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import Kernel
@@ -60,11 +60,10 @@ def poly1_terms(
 
 @scalar
 def poly1_cross_entropy_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, bool, float, float, Array],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[float, bool, float, float, Array]
+) -> None:
     """Block ``k`` of ``poly1_cross_entropy_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     epsilon_poly, from_logits, label_smoothing, epsilon, ignored = params
     n, c = pred.shape
     want_g = grad.shape[0] > 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import RowArrays, block_range, driver, scalar
 from ._ranking import RankingParams
 from ._spec import Kernel
 from ._stable import log_sum_exp_row, row_factor, row_sum
@@ -23,13 +23,10 @@ class RankingSoftmaxParams(RankingParams):
 
 
 @scalar
-def ranking_softmax_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def ranking_softmax_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     r"""Block ``k`` of ``ranking_softmax_batch``: $l_i = -\sum_j y_{ij} \log p_{ij}$ with
     $p_i = \mathrm{softmax}(s_i)$."""
+    pred, targ, w, scale, loss, grad, hess = io
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import InvalidParams, MemoryBudget
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_domain
 from ._multiclass import MulticlassParams, Normalize, SoftmaxLogits
 from ._spec import ComputeDtype, Kernel, Memo, Prepared, Sent, readonly
@@ -359,11 +359,10 @@ def matrix_row(
 
 @scalar
 def simloss_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[Array, float, bool, float],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[Array, float, bool, float]
+) -> None:
     """Block ``k`` of ``simloss_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     similarity, ordinal_base, from_logits, epsilon = params
     n, c = pred.shape
     ordinal = ordinal_base >= 0.0

@@ -14,7 +14,7 @@ is then a difference of scores times a probability); a loss past the range is a 
 
 from __future__ import annotations
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._checks import require_one_hot
 from ._multiclass import MulticlassParams
 from ._spec import Kernel
@@ -50,17 +50,14 @@ def sparsemax_threshold(pred: Array, i: int, top: float) -> tuple[float, int]:
 
 
 @scalar
-def sparsemax_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[()],
-) -> None:  # fmt: skip
+def sparsemax_rows(k: int, rows: int, io: RowArrays, params: tuple[()]) -> None:
     r"""Block ``k`` of ``sparsemax_batch``: rows ``k·rows`` to ``(k + 1)·rows``.
 
     $l_i = \sum_{j \in S} p_j (z_j - z_y) + \tfrac12(1 - \sum_j p_j^2)$ with $p$ = sparsemax(z),
     $S$ its support and $y$ the target class; $\partial l_i/\partial z_j = p_j - 1[j = y]$ and
     $\partial^2 l_i/\partial z_j^2 = 1 - 1/|S|$ on the support, 0 off it.
     """
+    pred, targ, w, scale, loss, grad, hess = io
     n, c = pred.shape
     want_g = grad.shape[0] > 0
     want_h = hess.shape[0] > 0

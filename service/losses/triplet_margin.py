@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, inline, scalar
+from ..jit import Array, RowArrays, block_range, driver, inline, scalar
 from ._spec import ComputeDtype, ExtraInput, Kernel, LossParams, Memo, Prepared, readonly
 from ._stable import row_factor, sign
 
@@ -110,16 +110,18 @@ def distance_terms(v: float, p: float, r: float, m: float, t: float) -> tuple[fl
 
 @scalar
 def triplet_margin_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
+    k: int,
+    rows: int,
+    io: RowArrays,
     params: tuple[Array, Array, Array, Array, float, float, float, bool],
-) -> None:  # fmt: skip
+) -> None:
     r"""Block ``k`` of ``triplet_margin_batch``: $l = \max(0, m + d(a, p) - d(a, n))$ with
     $d(x, y) = \|x - y + \varepsilon\|_p$ (with ``swap``, $\min(d(a, n), d(p, n))$ for
     $d(a, n)$, its gradient halved between the two at a tie). The anchor's gradient is
     $\nabla d(a, p) - \nabla d(a, n)$ where the hinge is active, its Hessian diagonal likewise;
     the positive's $-\nabla d(a, p)$ (less $\nabla d(p, n)$ when swapped), the negative's
     $\nabla d(a, n)$ (or $\nabla d(p, n)$). Reference: ``torch.nn.functional.triplet_margin_loss``."""
+    pred, _, w, scale, loss, grad, hess = io  # no targets
     positive, negative, grad_positive, grad_negative, margin, p, eps, swap = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0

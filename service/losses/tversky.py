@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..jit import Array, block_range, driver, scalar
+from ..jit import Array, RowArrays, block_range, driver, scalar
 from ._binary import (
     INTERSECTION_UNDERFLOW,
     MaskLogits,
@@ -37,11 +37,10 @@ class TverskyParams(LossParams):
 
 @scalar
 def tversky_rows(
-    k: int, rows: int,
-    pred: Array, targ: Array, w: Array, scale: float, loss: Array, grad: Array, hess: Array,
-    params: tuple[float, float, float, bool],
-) -> None:  # fmt: skip
+    k: int, rows: int, io: RowArrays, params: tuple[float, float, float, bool]
+) -> None:
     """Block ``k`` of ``tversky_batch``: rows ``k·rows`` to ``(k + 1)·rows``."""
+    pred, targ, w, scale, loss, grad, hess = io
     alpha, beta, smooth, from_logits = params
     n, d = pred.shape
     want_g = grad.shape[0] > 0
