@@ -7,7 +7,8 @@ export type NumericArray = Float64Array | Float32Array | Int32Array;
 /** The typed arrays lossd answers with: the compute dtype, float64 or float32. */
 export type FloatArray = Float64Array | Float32Array;
 /** (N,) or (N, C). */
-export type Shape = [number] | [number, number];
+/** (N,), (N, C), or (N, T, C) (ctc's log-probabilities). */
+export type Shape = [number] | [number, number] | [number, number, number];
 
 /** An array with its shape: `data` holds the elements in C order (row after row). */
 export interface Tensor<A extends NumericArray = NumericArray> {
@@ -114,22 +115,27 @@ export function unpack(packed: { dtype: string; shape: number[]; data: string })
 
 /**
  * A request in the binary framing: `document` as the JSON header with each of `arrays` written
- * `{dtype, shape, binary_data_size}`, then the arrays' bytes in that order. Send `body` with
+ * `{dtype, shape, binary_data_size}` (and each of `inputs` under the member `inputs`), then the
+ * arrays' bytes in that order. Send `body` with
  * `Content-Type: application/octet-stream` and `Inference-Header-Content-Length: headerLength`.
  */
 export function encodeFramed(
   document: Record<string, unknown>,
   arrays: Record<string, NumericArray | Tensor>,
+  inputs: Record<string, NumericArray | Tensor> = {},
 ): { body: Uint8Array; headerLength: number } {
   const header: Record<string, unknown> = { ...document };
   const chunks: Uint8Array[] = [];
-  for (const [field, input] of Object.entries(arrays)) {
+  const frame = (input: NumericArray | Tensor): Framed => {
     const tensor = asTensor(input);
     const bytes = littleEndianBytes(tensor.data);
-    const framed: Framed = { dtype: dtypeOf(tensor.data), shape: [...tensor.shape], binary_data_size: bytes.byteLength };
-    header[field] = framed;
     chunks.push(bytes);
-  }
+    return { dtype: dtypeOf(tensor.data), shape: [...tensor.shape], binary_data_size: bytes.byteLength };
+  };
+  for (const [field, input] of Object.entries(arrays)) header[field] = frame(input);
+  // a loss's extra named arrays: the member `inputs`, their bytes after the top-level arrays'
+  const framedInputs = Object.fromEntries(Object.entries(inputs).map(([name, input]) => [name, frame(input)]));
+  if (Object.keys(framedInputs).length > 0) header.inputs = framedInputs;
   const head = new TextEncoder().encode(JSON.stringify(header));
   const body = new Uint8Array(head.byteLength + chunks.reduce((n, c) => n + c.byteLength, 0));
   body.set(head, 0);

@@ -8,6 +8,7 @@ import {
   type ArrayInput,
   type FloatArray,
   type NumericArray,
+  type Shape,
   type Tensor,
   asTensor,
   decodeFramed,
@@ -47,6 +48,11 @@ export interface EvaluateOptions<N extends LossName> {
   per_sample?: boolean;
   gradient?: boolean;
   hessian?: boolean;
+  /** The loss's extra named arrays by name (`gaussian_nll`'s `var`, `margin_ranking`'s
+   * `input2`, `triplet_margin`'s `positive` and `negative`, `ctc`'s lengths). */
+  inputs?: Record<string, ArrayInput>;
+  /** Also answer the gradient with respect to each differentiable extra input. */
+  input_gradients?: boolean;
   /** The compute dtype, float64 unless sent. */
   dtype?: NonNullable<LossRequest["dtype"]>;
   transport?: Transport;
@@ -71,6 +77,9 @@ export interface Evaluation<N extends LossName = LossName> {
   hessian: Tensor<FloatArray> | null;
   /** The parameters in force, defaults filled in. */
   params: LossParams<N>;
+  /** The gradients with respect to the extra inputs, by name, each of its input's shape; null
+   * unless `input_gradients` was asked for. */
+  input_gradients: Record<string, Tensor<FloatArray>> | null;
 }
 
 /** An error answer of lossd (problem+json), or an answer that is not lossd's at all. */
@@ -123,34 +132,36 @@ export class Client {
   }
 
   /** Evaluate loss `name` on one batch: the reduced value, per-sample losses and, when asked
-   * for, the gradient and the diagonal Hessian with respect to the predictions. */
+   * for, the gradient and the diagonal Hessian with respect to the predictions. `targets` is
+   * null for a loss that takes none (`triplet_margin`). */
   async evaluate<N extends LossName>(
     name: N,
     predictions: ArrayInput,
-    targets: ArrayInput,
+    targets: ArrayInput | null,
     options: EvaluateOptions<N> = {},
   ): Promise<Evaluation<N>> {
-    const { params, sample_weight, transport = "packed", signal, ...rest } = options;
+    const { params, sample_weight, inputs = {}, transport = "packed", signal, ...rest } = options;
     const document: Record<string, unknown> = { ...rest };
     if (params !== undefined) document.params = params;
-    const arrays: Record<string, Tensor> = {
-      predictions: asTensor(predictions),
-      targets: asTensor(targets),
-    };
+    const arrays: Record<string, Tensor> = { predictions: asTensor(predictions) };
+    if (targets !== null) arrays.targets = asTensor(targets);
     if (sample_weight !== undefined) arrays.sample_weight = asTensor(sample_weight);
+    const extra = Object.fromEntries(Object.entries(inputs).map(([key, input]) => [key, asTensor(input)]));
     const headers: Record<string, string> = { ...this.#headers, Accept: "application/json" };
     let body: Uint8Array | string;
     if (transport === "binary") {
       document.array_format = "binary";
-      const framed = encodeFramed(document, arrays);
+      const framed = encodeFramed(document, arrays, extra);
       body = framed.body;
       headers["Content-Type"] = "application/octet-stream";
       headers[HEADER_LENGTH] = String(framed.headerLength);
       headers.Accept = "application/octet-stream";
     } else {
       document.array_format = transport === "packed" ? "packed" : "list";
-      for (const [field, tensor] of Object.entries(arrays)) {
-        document[field] = transport === "packed" ? pack(tensor) : toLists(tensor);
+      const write = (tensor: Tensor): unknown => (transport === "packed" ? pack(tensor) : toLists(tensor));
+      for (const [field, tensor] of Object.entries(arrays)) document[field] = write(tensor);
+      if (Object.keys(extra).length > 0) {
+        document.inputs = Object.fromEntries(Object.entries(extra).map(([key, tensor]) => [key, write(tensor)]));
       }
       body = JSON.stringify(document);
       headers["Content-Type"] = "application/json";
@@ -171,7 +182,7 @@ export class Client {
 export async function evaluate<N extends LossName>(
   name: N,
   predictions: ArrayInput,
-  targets: ArrayInput,
+  targets: ArrayInput | null,
   options: EvaluateOptions<N> & ClientOptions & { baseUrl?: string } = {},
 ): Promise<Evaluation<N>> {
   const { baseUrl, apiKey, headers, fetch: fetcher, ...evaluateOptions } = options;
@@ -182,32 +193,48 @@ export async function evaluate<N extends LossName>(
   return new Client(baseUrl, clientOptions).evaluate(name, predictions, targets, evaluateOptions);
 }
 
-function toLists(tensor: Tensor): number[] | number[][] {
-  const flat = Array.from(tensor.data);
-  const [rows, columns] = tensor.shape;
-  if (columns === undefined) return flat;
-  return Array.from({ length: rows }, (_, i) => flat.slice(i * columns, (i + 1) * columns));
+type Lists = number[] | Lists[];
+
+function toLists(tensor: Tensor): Lists {
+  const nest = (flat: number[], shape: number[]): Lists => {
+    const [rows = 0, ...rest] = shape;
+    if (rest.length === 0) return flat;
+    const width = rest.reduce((a, b) => a * b, 1);
+    return Array.from({ length: rows }, (_, i) => nest(flat.slice(i * width, (i + 1) * width), rest));
+  };
+  return nest(Array.from(tensor.data), [...tensor.shape]);
+}
+
+/** One answer array, whichever way it came (lists, packed, framed), as a typed-array Tensor. */
+function tensorOf(value: unknown, dtype: string): Tensor<FloatArray> | null {
+  if (Array.isArray(value)) {
+    const shape: number[] = [];
+    for (let node: unknown = value; Array.isArray(node); node = node[0]) shape.push(node.length);
+    const flat = (value as unknown[]).flat(shape.length) as number[];
+    const data = dtype === "float32" ? Float32Array.from(flat) : Float64Array.from(flat);
+    return { data, shape: shape as Shape };
+  }
+  if (value !== null && typeof value === "object" && "data" in value) {
+    const data = (value as { data: unknown }).data;
+    return typeof data === "string"
+      ? unpack(value as { dtype: string; shape: number[]; data: string })
+      : (value as Tensor<FloatArray>);
+  }
+  return null;
 }
 
 /** An answer's arrays, whichever way they came (lists, packed, framed), as typed arrays. */
 function evaluation<N extends LossName>(result: Record<string, unknown>, dtype: string): Evaluation<N> {
   const out = { ...result } as Record<string, unknown>;
   for (const field of ARRAY_FIELDS) {
-    const value = result[field];
-    let tensor: Tensor<FloatArray> | null = null;
-    if (Array.isArray(value)) {
-      const rows = value as (number | number[])[];
-      const rank2 = rows.length > 0 && Array.isArray(rows[0]);
-      const flat = rank2 ? (rows as number[][]).flat() : (rows as number[]);
-      const data = dtype === "float32" ? Float32Array.from(flat) : Float64Array.from(flat);
-      const shape: [number] | [number, number] = rank2 ? [rows.length, (rows[0] as number[]).length] : [rows.length];
-      tensor = { data, shape };
-    } else if (value !== null && typeof value === "object" && "data" in value) {
-      const data = (value as { data: unknown }).data;
-      tensor = typeof data === "string" ? unpack(value as { dtype: string; shape: number[]; data: string }) : (value as Tensor<FloatArray>);
-    }
+    const tensor = tensorOf(result[field], dtype);
     out[field] = field === "per_sample" ? (tensor?.data ?? null) : tensor;
   }
+  const sent = result.input_gradients;
+  out.input_gradients =
+    sent !== null && typeof sent === "object"
+      ? Object.fromEntries(Object.entries(sent).map(([key, value]) => [key, tensorOf(value, dtype)]))
+      : null;
   return out as unknown as Evaluation<N>;
 }
 

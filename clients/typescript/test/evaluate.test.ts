@@ -170,11 +170,59 @@ function typesRefuseWhatTheServerRefuses(): void {
   passed++;
 }
 
+// gaussian_nll with inputs.var and its gradient, on every transport; triplet_margin without
+// targets; ctc's rank-3 log-probabilities with integer lengths
+async function extraInputsTargetlessAndRank3(): Promise<void> {
+  const mu = [0.5, 2.0, -1.0];
+  const y = [0.0, 1.5, -1.0];
+  const variance = [1.0, 0.25, 4.0];
+  // torch's GaussianNLLLoss (full false): ½(log v + (μ − y)²/v); its derivative in v
+  const want = mu.map((m, i) => 0.5 * (Math.log(variance[i]!) + (m - y[i]!) ** 2 / variance[i]!));
+  const wantVar = mu.map((m, i) => (0.5 * (1 / variance[i]! - (m - y[i]!) ** 2 / variance[i]! ** 2)) / 3);
+  for (const transport of ["packed", "binary", "json"] satisfies Transport[]) {
+    const result = await lossd.evaluate("gaussian_nll", mu, y, {
+      inputs: { var: variance },
+      input_gradients: true,
+      transport,
+    });
+    check(allClose(result.per_sample, want), `${transport}: gaussian_nll per_sample ${result.per_sample}`);
+    const gradient = result.input_gradients?.var;
+    check(gradient?.shape.join() === "3", `${transport}: input gradient shape ${gradient?.shape}`);
+    check(allClose(gradient?.data, wantVar), `${transport}: gradient of inputs.var ${gradient?.data}`);
+  }
+  const plain = await lossd.evaluate("gaussian_nll", mu, y, { inputs: { var: variance } });
+  check(plain.input_gradients === null, "no input_gradients unless asked for");
+  for (const transport of ["packed", "binary", "json"] satisfies Transport[]) {
+    const triplet = await lossd.evaluate("triplet_margin", [[0.0, 0.0]], null, {
+      inputs: { positive: [[3.0, 4.0]], negative: [[0.0, 1.0]] },
+      reduction: "sum",
+      transport,
+    });
+    // max(d(a, p) − d(a, n) + 1, 0) with torch's eps 1e-6 added to each difference
+    const d = (u: number, v: number): number => Math.hypot(u + 1e-6, v + 1e-6);
+    check(close(triplet.value, d(-3, -4) - d(0, -1) + 1), `${transport}: triplet_margin ${triplet.value}`);
+  }
+  // ctc, one sample, T = 2 steps of log(0.6, 0.4), log(0.3, 0.7), label [1]: −log(0.6·0.7 +
+  // 0.4·0.7 + 0.4·0.3) over the alignments (0, 1), (1, 1), (1, 0)
+  const logProbs: Tensor = { data: new Float64Array([0.6, 0.4, 0.3, 0.7].map(Math.log)), shape: [1, 2, 2] };
+  for (const transport of ["packed", "binary", "json"] satisfies Transport[]) {
+    const ctc = await lossd.evaluate("ctc", logProbs, [[1]], {
+      inputs: { input_lengths: new Int32Array([2]), target_lengths: new Int32Array([1]) },
+      gradient: true,
+      transport,
+    });
+    check(close(ctc.value, -Math.log(0.6 * 0.7 + 0.4 * 0.7 + 0.4 * 0.3)), `${transport}: ctc ${ctc.value}`);
+    check(ctc.gradient?.shape.join() === "1,2,2", `${transport}: ctc gradient shape ${ctc.gradient?.shape}`);
+  }
+  passed++;
+}
+
 await everyTransportGivesTheSameAnswer();
 await float32InFloat32Out();
 await eachFamilyWithItsParams();
 await errorsAreLossdErrors();
 await theWholeApiIsTyped();
+await extraInputsTargetlessAndRank3();
 packingRoundTrips();
 typesRefuseWhatTheServerRefuses();
 console.log(`lossd-client: ${passed} checks passed`);
