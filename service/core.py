@@ -357,6 +357,7 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
             f"{spec.name} takes predictions of rank {takes}; got shape {list(pred.shape)}{hint}",
             errors=[(("predictions",), f"rank must be {allowed}")],
         )
+    _check_inputs(spec, params, batch)  # first: a misnamed input is the cause of what is missing
     if batch.targets is None and spec.targets:
         raise Unprocessable(
             f"`targets` is required: {spec.name} takes targets",
@@ -368,7 +369,6 @@ def _check_shapes(spec: LossSpec, params: LossParams, batch: Batch) -> None:
             f"{', '.join(f'inputs.{x.name}' for x in params.inputs)} only",
             errors=[(("targets",), "this loss takes no targets")],
         )
-    _check_inputs(spec, params, batch)
     if weight is None:
         return
     if weight.shape != (pred.shape[0],):

@@ -295,7 +295,7 @@ def test_typescript_package_builds_packs_and_evaluates(server: Server, tmp_path:
     out = _run(
         ["node", "build-test/test/evaluate.test.js"], cwd=package, timeout=120, LOSSD_URL=server.url
     )
-    assert "lossd-client: 7 checks passed" in out
+    assert "lossd-client: 8 checks passed" in out
     # built above, from the committed spec: prepack's build would look for the spec beside the
     # repository's copy of the package, which the copy in tmp_path has not got
     packed = json.loads(

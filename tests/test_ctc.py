@@ -18,6 +18,8 @@ import numpy as np
 import orjson
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from service import core
 from service.api._wire import _aligned_empty
@@ -353,6 +355,71 @@ def test_costs() -> None:
         itemsize = np.dtype(dtype).itemsize
         copies = (drawn["labels"].size + 2 * rows) * 8 + rows * itemsize
         assert peak <= SPEC.params.working_bytes(rows, columns, itemsize) + copies + 16 * 1024
+
+
+@st.composite
+def _near_valid(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
+    """A ctc request, valid or with one thing wrong (a length past T or S or negative, a label
+    outside [0, C) or the blank, a non-integer length, a shape off by one, a huge or non-finite
+    value, an unknown input, a missing one), and the fault (None: valid)."""
+    # N ≥ 1: an empty JSON list is rank 1 whatever the batch (test_empty_batch sends arrays)
+    n, t, c, s = (draw(st.integers(lo, hi)) for lo, hi in ((1, 4), (1, 6), (2, 4), (1, 3)))
+    drawn = batch(draw(st.integers(0, 2**16)), n=max(n, 1), steps=t + 2 * s + 1, classes=c,
+                  width=s)  # fmt: skip
+    drawn = rows_of(drawn, slice(0, n))
+    doc: dict[str, Any] = {
+        "predictions": drawn["x"].tolist(),
+        "targets": drawn["labels"].tolist(),
+        "inputs": {k: drawn[k].tolist() for k in ("input_lengths", "target_lengths")},
+        "params": draw(st.sampled_from([{}, {"zero_infinity": True}, {"blank": c - 1}])),
+        "gradient": draw(st.booleans()),
+        "hessian": draw(st.booleans()),
+        "reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+    }
+    if doc["params"].get("blank"):  # labels equal to the blank become class 0
+        doc["targets"] = np.where(drawn["labels"] == c - 1, 0, drawn["labels"]).tolist()
+    fault = draw(st.sampled_from([None, "length", "label", "fraction", "shape", "value",
+                                  "unknown", "missing"]))  # fmt: skip
+    if fault is None:
+        return doc, None
+    lengths = doc["inputs"]
+    i = draw(st.integers(0, n - 1))
+    if fault == "length":
+        key = draw(st.sampled_from(["input_lengths", "target_lengths"]))
+        lengths[key][i] = draw(st.sampled_from([-1, 10**6, 2**63 - 1]))
+    elif fault == "label":
+        doc["targets"][i][0] = draw(st.sampled_from([-5, c, 10**9, doc["params"].get("blank", 0)]))
+        lengths["target_lengths"][i] = max(lengths["target_lengths"][i], 1)
+    elif fault == "fraction":
+        lengths["input_lengths"][i] += 0.5
+    elif fault == "shape":
+        doc["targets"] = doc["targets"][:-1] if n > 1 else [[1, 1]] * 2
+    elif fault == "value":
+        doc["predictions"][i][0][0] = draw(st.sampled_from([1e308, -1e308, 1e400, "nan"]))
+    elif fault == "unknown":
+        doc["inputs"]["lengths"] = [1] * n
+    else:
+        del doc["inputs"][draw(st.sampled_from(["input_lengths", "target_lengths"]))]
+    return doc, fault
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=_near_valid())
+def test_near_valid_requests_answer_or_refuse(request: tuple[dict[str, Any], str | None]) -> None:
+    """Any ctc request is an answer or a 4xx problem, never another exception: a valid one is
+    answered (finite, or its impossible alignments a 422 unless zero_infinity), a faulty one is
+    refused with a 4xx (a huge value may still be an answer: the log-probabilities of 1e308 are
+    legal numbers)."""
+    doc, fault = request
+    try:
+        reply = codec.evaluate_one("ctc", orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+                                   .replace(b'"nan"', b"NaN"), 10**6)  # fmt: skip
+    except LossdError as exc:
+        assert 400 <= exc.status < 500, exc.detail
+        assert fault is not None or exc.code == "out_of_domain", (exc.code, exc.detail)
+        return
+    assert fault in (None, "value"), f"{fault}: answered"
+    assert reply.results[0].n == len(doc["predictions"])
 
 
 # --- refused inputs ------------------------------------------------------------------------
