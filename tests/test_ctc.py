@@ -31,8 +31,9 @@ from service.jit import SERIAL_ELEMENTS
 from service.losses import REGISTRY, resolve
 from service.losses._spec import as_compute
 from service.memory import MemoryAccount
+from tests.support.bodies import multipart_body, npy, packed
+from tests.support.references.sequence import batch
 from tests.support.references.sequence import ctc as ctc_reference
-from tests.test_binary_bodies import multipart_body, npy, packed
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras
@@ -42,23 +43,6 @@ F = torch.nn.functional
 SPEC = resolve("ctc")
 RTOL, ATOL = 1e-8, 1e-13  # issue 15: torch at 1e-8 relative in float64
 REDUCTIONS = ("sum", "mean", "none")
-
-
-def batch(
-    seed: int, n: int = 6, steps: int = 12, classes: int = 5, width: int = 4
-) -> dict[str, Any]:
-    """Log-probabilities (a log_softmax's), padded labels (never the blank 0 or ``blank``
-    below) and lengths of every kind: full and short inputs, short and empty targets."""
-    rng = np.random.default_rng(seed)
-    x = torch.tensor(rng.normal(size=(n, steps, classes)) * 2).log_softmax(-1).numpy()
-    labels = rng.integers(1, classes, size=(n, width))
-    inputs = rng.integers(steps // 2 + width + 1, steps + 1, size=n)
-    counts = rng.integers(0, width + 1, size=n)
-    counts[0], inputs[0] = width, steps  # a full sample
-    if n > 1:
-        counts[1] = 0  # an empty target
-    labels[np.arange(width)[None, :] >= counts[:, None]] = -1  # padding: any integer
-    return {"x": x, "labels": labels, "input_lengths": inputs, "target_lengths": counts}
 
 
 def with_blank(drawn: dict[str, Any], blank: int) -> dict[str, Any]:

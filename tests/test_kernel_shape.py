@@ -22,8 +22,8 @@ from service import jit
 from service.core import validate_params
 from service.losses import REGISTRY, LossParams, LossSpec, _elementwise
 from service.losses._spec import DRIVER_ARRAYS, KernelBindingError, Prepared, as_compute
-from tests.support.harness import VARIANT_IDS, VARIANTS, sample, shapes_for, spec_id
-from tests.support.references import Sample
+from tests.support.harness import HARNESSED, VARIANT_IDS, VARIANTS, sample, shapes_for, spec_id
+from tests.support.references import Sample, sequence
 
 DTYPES = (np.float64, np.float32)
 
@@ -34,8 +34,9 @@ def prepared_for(
     """``params.prepare`` as the core calls it, with the extra inputs and the outputs of their
     gradients bound (``bind_inputs``): the prepared batch, and those outputs by input name."""
     targ = np.empty((0, 0), dtype) if drawn.targ is None else drawn.targ
-    prepared = params.prepare(spec.name, drawn.pred, targ, dtype, {})
-    extra = params.prepare_inputs(drawn.pred, drawn.inputs, dtype, {})
+    memo: dict[Any, Any] = {}  # one request's, as the core shares it (ctc's labels)
+    prepared = params.prepare(spec.name, drawn.pred, targ, dtype, memo)
+    extra = params.prepare_inputs(drawn.pred, drawn.inputs, dtype, memo)
     gradients = {name: np.empty_like(a) for name, a in extra.items()}
     return params.bind_inputs(prepared, extra, gradients), gradients
 
@@ -97,7 +98,11 @@ def test_a_missing_unknown_or_odd_kernel_param_is_an_internal_error(spec: LossSp
     float, bool or read-only array (a writable one, for an input's gradient) raises instead of
     reaching the driver."""
     params = spec.params.model_validate(spec.params.warm_up)
-    drawn = sample(spec, shapes_for(spec)[-1], seed=4, params=params.model_dump())
+    drawn = (
+        sample(spec, shapes_for(spec)[-1], seed=4, params=params.model_dump())
+        if spec in HARNESSED
+        else sequence.sample(4)  # ctc's rank-3 batch
+    )
     prepared, _ = prepared_for(spec, params, drawn, np.float64)
     kernel = dict(prepared.kernel_params)
     wrong: list[dict[str, Any]] = [{**kernel, "not_a_parameter": 1.0}]
@@ -132,7 +137,8 @@ def test_reversing_the_fields_of_a_params_class_changes_no_result(
 
 
 # Every row function's parameters: block ``k`` of ``rows`` rows, the arrays, the packed tuple.
-ROW_PARAMETERS = ("k", "rows", *DRIVER_ARRAYS, "params")
+# the block, the driver's seven arrays as one tuple (jit.RowArrays), and the packed params
+ROW_PARAMETERS = ("k", "rows", "io", "params")
 
 
 # --- one driver shape -------------------------------------------------------------------------
@@ -160,7 +166,8 @@ def test_every_driver_is_the_one_written_driver(spec: LossSpec) -> None:
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=spec_id)
 def test_every_row_function_takes_the_one_canonical_signature(spec: LossSpec) -> None:
-    """``<name>_rows`` takes the block, the arrays and the packed ``params``, plainly, and an
+    """``<name>_rows`` takes the block, the arrays as one ``io`` tuple and the packed ``params``,
+    plainly, and an
     elementwise loss's ``<name>_point`` takes one element of each input and ``params``, its row
     function being the one written in ``_elementwise``: a loss's arity shows only in its
     ``driver`` call."""

@@ -313,7 +313,7 @@ def test_a_replica_whose_cache_is_cold_is_passed_over_until_ready(replicas: list
     last) while it compiles them; nginx takes that 503 as a failure and retries on the warm replica, so no
     caller sees it, and the cold one answers none of them."""
     cold_ones = cold_losses()
-    assert cold_ones[-1] == "tversky"
+    assert "tversky" in cold_ones[-2:]  # warmed last but for ctc (rank-3 batches only)
     warm = replicas[2]
     body = json.dumps(
         {

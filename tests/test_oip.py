@@ -100,14 +100,18 @@ def test_every_loss_and_alias_is_a_ready_model(tc: triton.InferenceServerClient)
             assert inputs["predictions"]["datatypes"] == ["FP64", "FP32", "FP16", "BF16"]
             assert all(t["datatypes"] == ["FP64", "FP32"] for t in meta["outputs"])
             assert not any(inputs[x]["optional"] for x in extra)
-            index = bool({"class_index", "labels"} & set(spec.targets))
+            index = bool({"class_index", "labels", "sequence"} & set(spec.targets))
             if spec.targets:
                 assert ("INT64" in inputs["targets"]["datatypes"]) == index
-                rows = index or spec.params.min_rank == 1 or spec.targets in (("per_sample",), ("labels",))
+                one_a_sample = spec.targets in (("per_sample",), ("labels",))
+                rows = index or spec.params.min_rank == 1 or one_a_sample
+                if spec.targets == ("sequence",):  # ctc: (N, S) label rows only
+                    rows = False
                 assert ([-1] in inputs["targets"]["shapes"]) == rows
             outputs = [t["name"] for t in meta["outputs"]]
             usual = ["value", "per_sample", "gradient", "hessian"][: 3 + spec.hessian]
-            assert outputs == [*usual, *(f"input_gradients.{x}" for x in extra)]
+            differentiable = [x.name for x in spec.params.inputs if x.differentiable]
+            assert outputs == [*usual, *(f"input_gradients.{x}" for x in differentiable)]
             assert set(meta["parameters"].get("properties", {})) == set(spec.params.model_fields)
 
 
@@ -368,7 +372,7 @@ BAD_REQUESTS = {
         "only predictions may have rank 3",
     ),
     "rank 3 but not ctc": (
-        {"inputs": [{**GOOD[0], "shape": [1, 1, 2]}, {**GOOD[1], "shape": [1, 1, 2]}]},
+        {"inputs": [{**GOOD[0], "shape": [1, 1, 2]}, GOOD[1]]},
         "rank 3 is for ctc",
     ),
     "BYTES datatype": (

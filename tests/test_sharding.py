@@ -166,7 +166,7 @@ def test_a_503_sends_the_piece_to_another_replica_at_once(server: Server) -> Non
     """A replica still compiling tversky's kernels answers 503 not_ready: the client sends the
     piece to the other replica without waiting, and passes on none of the 503s."""
     cold_ones = cold_losses()
-    assert cold_ones[-1] == "tversky"
+    assert "tversky" in cold_ones[-2:]  # warmed last but for ctc (rank-3 batches only)
     p, t = rng.uniform(size=N), rng.integers(0, 2, N).astype(np.float64)
     with Client(server.url, max_elements=PIECE) as one:
         expected = one.evaluate("tversky", p, t, gradient=True)

@@ -198,7 +198,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes, int, str]] = [
     ("packed_negative_shape", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], shape=[-2])),
      422, "invalid_array"),
     ("packed_shape_rank3", "POST", MSE, JSON,
-     body(predictions=packed([1.0, 2.0], shape=[2, 1, 1])), 422, "invalid_array"),
+     body(predictions=packed([1.0, 2.0], shape=[2, 1, 1])), 422, "shape_mismatch"),
     ("packed_shape_rank0", "POST", MSE, JSON, body(predictions=packed([1.0, 2.0], shape=[])), 422,
      "invalid_array"),
     ("packed_shape_bool", "POST", MSE, JSON, body(predictions=packed([1.0], shape=[True])), 422,

@@ -137,7 +137,7 @@ def grown(
 
 
 def cold_losses() -> tuple[str, ...]:
-    """The losses warmed after the first five (service/warmup.py's order), tversky last: a
+    """The losses warmed after the first five (service/warmup.py's order), tversky and ctc last: a
     server whose cache lacks their kernels (``cache_without``) listens within seconds (an empty
     cache takes 20 s and more before it listens, compiling the first loss), then compiles theirs
     for minutes, answering 503 not_ready for each until its own are ready."""

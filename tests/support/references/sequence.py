@@ -2,17 +2,19 @@
 
 ctc's batches are (N, T, C) predictions, (N, S) label rows and two (N,) length inputs, which
 the registry-wide harness's (N,) and (N, C) draws cannot make: its shapes (``shapes_for``, by
-``min_rank``) leave it out, and ``tests/test_ctc.py`` draws its own batches and checks it
-against torch, Keras and this reference.
+``min_rank``) leave it out (``harness.HARNESSED``), and ``tests/test_ctc.py`` draws batches
+with ``batch`` below and checks it against torch, Keras and this reference, and for every
+property the registry-wide tests check.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from tests.support.references import Array, Case
+from tests.support.references import Array, Case, Sample
 
 
 def ctc(
@@ -57,6 +59,32 @@ def ctc(
         loss = -math.log(total) if total > 0 else math.inf
         out[i] = 0.0 if zero_infinity and loss == math.inf else loss
     return out
+
+
+def batch(
+    seed: int, n: int = 6, steps: int = 12, classes: int = 5, width: int = 4
+) -> dict[str, Any]:
+    """Log-probabilities (a log_softmax's), padded labels (never the blank 0 or ``blank``
+    below) and lengths of every kind: full and short inputs, short and empty targets."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, steps, classes)) * 2
+    top = z.max(-1, keepdims=True)
+    x = z - top - np.log(np.exp(z - top).sum(-1, keepdims=True))  # log_softmax
+    labels = rng.integers(1, classes, size=(n, width))
+    inputs = rng.integers(steps // 2 + width + 1, steps + 1, size=n)
+    counts = rng.integers(0, width + 1, size=n)
+    counts[0], inputs[0] = width, steps  # a full sample
+    if n > 1:
+        counts[1] = 0  # an empty target
+    labels[np.arange(width)[None, :] >= counts[:, None]] = -1  # padding: any integer
+    return {"x": x, "labels": labels, "input_lengths": inputs, "target_lengths": counts}
+
+
+def sample(seed: int) -> Sample:
+    """A ``batch`` as the harness's ``Sample``: predictions, label rows and the two lengths."""
+    drawn = batch(seed)
+    lengths = {k: drawn[k] for k in ("input_lengths", "target_lengths")}
+    return Sample(drawn["x"], drawn["labels"], lengths)
 
 
 CASES: dict[str, Case] = {
