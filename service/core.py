@@ -525,7 +525,10 @@ class Demand:
         """About how many elementary steps the losses take on the batch."""
         rows, values = self.predictions.rows, self.predictions.elements
         columns = values // rows if rows else 0
-        steps = (spec.params.operations(rows, columns, sent=sent) for spec, sent in self.specs)
+        steps = (
+            spec.params.operations(rows, columns, sent=sent, targets=self.targets)
+            for spec, sent in self.specs
+        )
         return sum(steps) or values
 
 

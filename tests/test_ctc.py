@@ -30,7 +30,7 @@ from service.errors import LossdError, MemoryBudget
 from service.jit import SERIAL_ELEMENTS
 from service.losses import REGISTRY, resolve
 from service.losses._spec import as_compute
-from service.memory import MemoryAccount
+from service.memory import MemoryAccount, RunElsewhere
 from tests.support.bodies import multipart_body, npy, packed
 from tests.support.references.sequence import batch
 from tests.support.references.sequence import ctc as ctc_reference
@@ -313,12 +313,32 @@ def test_scaling_the_weights_keeps_the_mean(factor: float) -> None:
     np.testing.assert_array_equal(none.gradient, summed.gradient)
 
 
+def test_a_long_label_row_is_not_evaluated_on_the_event_loop() -> None:
+    """One sample of T = 3000 steps of 2 classes and 1500 labels is a 100 KB body but 9 million
+    forward-backward states: its demand counts them (S from the declared targets), so it goes
+    to a compute thread (RunElsewhere) instead of holding the event loop."""
+    x = np.zeros((1, 3000, 2))
+    labels = np.ones((1, 1500), dtype=np.int64)
+    doc = {"predictions": packed(x), "targets": packed(labels),
+           "inputs": {"input_lengths": [3000], "target_lengths": [1500]}}  # fmt: skip
+    lease = MemoryAccount(1 << 30).lease()
+    lease.inline = True
+    with pytest.raises(RunElsewhere):
+        codec.evaluate_one("ctc", orjson.dumps(doc), 10**7, 1 << 30, lease=lease)
+    lease.close()
+
+
 def test_costs() -> None:
     """At least N·(T·C) operations, linear in each; ``prepare`` and the checks allocate within
     ``working_bytes`` plus the targets' and inputs' copies (numpy's allocations, traced)."""
     ops = SPEC.params.operations
-    assert ops(200, 60) >= 200 * 60
-    assert ops(400, 60) == ops(200, 120) == 2 * ops(200, 60)
+    labels = core.Declared(200, 200 * 4, 8)  # S = 4
+    assert ops(200, 60, targets=labels) >= 200 * 60
+    assert ops(400, 60, targets=core.Declared(400, 1600, 8)) == 2 * ops(200, 60, targets=labels)
+    assert ops(200, 120, targets=labels) == 2 * ops(200, 60, targets=labels)
+    # T·(2S + 1) states a sample, S the declared label width (unknown: as wide as T·C)
+    assert ops(1, 60, targets=core.Declared(1, 30, 8)) >= 30 * (2 * 30 + 1)
+    assert ops(1, 60) >= ops(1, 60, targets=core.Declared(1, 30, 8))
     drawn = batch(15, n=2000)
     params = validate_params(SPEC, {})
     inputs = {k: drawn[k] for k in ("input_lengths", "target_lengths")}

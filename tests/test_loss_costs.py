@@ -112,6 +112,11 @@ def test_prepare_and_checks_stay_within_working_bytes(
         pred = drawn.pred
         targ = np.empty((0, 0), dtype) if drawn.targ is None else drawn.targ
         compute = as_compute(pred, dtype, "predictions")
+        # once untraced on two rows: the jitted helpers prepare calls (ranking's pair counts) are
+        # loaded from numba's cache on their first call, allocations that are not the batch's
+        few = {k: a[:2] for k, a in drawn.inputs.items()}
+        loss_params.prepare(spec.name, pred[:2], targ[:2], dtype, {})
+        loss_params.prepare_inputs(pred[:2], few, dtype, {})
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]

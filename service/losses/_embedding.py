@@ -74,6 +74,6 @@ class EmbeddingParams(LossParams):
         return 8 * (rows * columns + 8 * rows + 4 * columns)
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Any = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Any = None, targets: Any = None) -> int:
         """N² pairs of D-vectors, a few passes over them."""
         return 4 * rows * rows * columns

@@ -73,7 +73,7 @@ class RankingParams(LossParams):
         return (rows + columns) * 8
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Any = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Any = None, targets: Any = None) -> int:
         """A pairwise loss visits L² pairs a list."""
         return rows * columns * (columns if cls.counts == "pairs" else 1)
 

@@ -281,11 +281,13 @@ class LossParams(BaseModel):
         return 0
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Sent = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Sent = None, targets: Any = None) -> int:
         """About how many elementary steps evaluating this loss takes: rows*columns for most;
         simloss adds its matrix (C^2) and whatever else scales beyond N*C.
 
-        An upper bound from the shape alone, as ``working_bytes``; ``sent`` may tighten it.
+        An upper bound from the shape alone, as ``working_bytes``; ``sent`` may tighten it, and
+        ``targets`` (``core.Declared`` or None: unknown) gives what the predictions' shape does
+        not (ctc's label width S).
         """
         return rows * columns
 

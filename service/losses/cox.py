@@ -58,7 +58,7 @@ class CoxParams(LossParams):
         return 4 * 8 * rows
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Any = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Any = None, targets: Any = None) -> int:
         """A sort of the times: about N log N (C times over for C columns, which are refused)."""
         return rows * columns * max(1, int(math.log2(rows + 1))) * 4
 

@@ -128,9 +128,15 @@ class CTCParams(LossParams):
         return kernel_threads() * per_thread + 12 * s * int(targets.rows)
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Any = None) -> int:
-        """Forward and backward over T × (2S + 1) states, S unknown here: a few per element."""
-        return 8 * rows * columns
+    def operations(cls, rows: int, columns: int, *, sent: Any = None, targets: Any = None) -> int:
+        """Forward and backward over T × (2S + 1) states a sample, a few steps each: with C ≥ 2
+        classes T·(2S + 1) ≤ T·C·(S + 1), so 8·N·(T·C)·(S + 1) bounds it, S the targets'
+        declared width (unknown: S ≤ T ≤ T·C). A long label row on a short batch is not cheap:
+        this keeps it off the event loop."""
+        width = columns
+        if targets is not None and targets.rows:
+            width = int(targets.elements) // int(targets.rows)
+        return 8 * rows * columns * (width + 1)
 
     def prepare(
         self, name: str, predictions: Array, targets: Array, dtype: ComputeDtype, memo: Memo

@@ -13,7 +13,7 @@ O(C²) at most (``operations``).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class MultilabelMarginParams(LossParams):
         return LABEL_BYTES * rows * columns
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Sent = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Sent = None, targets: Any = None) -> int:
         """Every target class against every other class: N·C² at most."""
         return rows * columns * columns
 

@@ -146,7 +146,7 @@ class SimlossParams(MulticlassParams):
         return total + (0 if _ordinal(sent) else columns * columns * itemsize)
 
     @classmethod
-    def operations(cls, rows: int, columns: int, *, sent: Sent = None) -> int:
+    def operations(cls, rows: int, columns: int, *, sent: Sent = None, targets: Any = None) -> int:
         """N·C with ``ordinal_base`` (scans); a given ``similarity`` is a dense matrix product:
         C² to build S and up to N·C² for soft target rows (the kernel's module docstring says
         why no algorithm does it in O(N·C))."""
