@@ -11,6 +11,11 @@ the server multiplies them by (a mean's derivative of one piece is divided by th
 weight sum instead, so a split mean is asked as a sum). Pieces start at multiples of the
 server's 4096-row summation blocks, so their block sums are the whole batch's.
 
+A loss whose mean weighs each sample by a factor of its own (``mean_factor`` in ``GET /losses``:
+ctc's 1 / target length) has a sum that is not its mean's numerator: its split mean is asked of
+the pieces as means and merged as Σ_k mean_k·W_k / W, piece k's derivatives scaled by W_k / W,
+equal to one request's to rounding rather than to the bit.
+
 What this does not reproduce: the one rule that looks at a whole batch, ``hinge`` and
 ``squared_hinge`` refusing targets with both 0 and -1, is checked piece by piece.
 
